@@ -1,0 +1,937 @@
+/*
+ * codec.c - checking and building fonte's wire messages (see codec.h).
+ *
+ * The event scanner reads the protobuf wire format directly: a tag varint
+ * (field number << 3 | wire type), then a varint, 8 bytes, a length-
+ * prefixed run, or 4 bytes. It keeps slices into the input instead of
+ * copying, so the broker can validate every message it forwards without
+ * touching the allocator. Field numbers below are those of fonte.proto.
+ *
+ * Singular fields follow protobuf's rule that the last occurrence wins;
+ * the replay submessage, like any message field, merges its occurrences.
+ * Unknown fields are skipped so that newer producers can add fields;
+ * groups (wire types 3 and 4) are refused, as protobuf-c refuses them.
+ */
+#include "codec.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const codec_limits_t codec_limits_default = CODEC_LIMITS_DEFAULT;
+
+/* Event field numbers (fonte.proto). */
+enum {
+    EV_ID = 1, EV_TYPE, EV_OBJECT, EV_DEPENDS_ON, EV_PRODUCER, EV_SESSION,
+    EV_PRODUCER_SEQ, EV_TIME_US, EV_PAYLOAD_TYPE, EV_PAYLOAD, EV_META,
+    EV_SEQ, EV_REPLAY
+};
+enum { RP_ID = 1, RP_ROOT, RP_TARGET, RP_REASON, RP_INDEX, RP_TOTAL };
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+void
+codec_buf_free(codec_buf_t *buf)
+{
+    if (buf == NULL)
+        return;
+    free(buf->data);
+    buf->data = NULL;
+    buf->len = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* rules on slices                                                     */
+
+bool
+codec_utf8_valid(const char *s, size_t len)
+{
+    const uint8_t *p = (const uint8_t *) s, *end = p + len;
+
+    while (p < end) {
+        uint8_t c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            n = 2, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 3, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 4, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if ((size_t) (end - p) < n)
+            return false;
+        for (size_t i = 1; i < n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* Text without NUL, valid UTF-8, at most max bytes. */
+static bool
+text_ok(const char *s, size_t len, size_t max)
+{
+    return len <= max && memchr(s, 0, len) == NULL && codec_utf8_valid(s, len);
+}
+
+static bool
+name_chars_ok(const char *s, size_t len, bool allow_dot)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+            c == '-' || (allow_dot && c == '.'))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+fonte_err
+codec_check_type(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || len > max || !name_chars_ok(s, len, true))
+        return FONTE_ETYPE;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_check_object(const char *s, size_t len, size_t max)
+{
+    if (len == 0 || !text_ok(s, len, max))
+        return FONTE_EOBJECT;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_check_producer(const char *s, size_t len)
+{
+    if (len == 0 || len > CODEC_PRODUCER_MAX || !name_chars_ok(s, len, false))
+        return FONTE_EPRODUCER;
+    return FONTE_OK;
+}
+
+size_t
+codec_format_id(char *buf, const char *producer, size_t producer_len,
+                uint64_t session, uint64_t producer_seq)
+{
+    if (producer_len > CODEC_PRODUCER_MAX)
+        producer_len = CODEC_PRODUCER_MAX;
+    int n = snprintf(buf, CODEC_ID_MAX, "%.*s/%016" PRIx64 "/%" PRIu64,
+                     (int) producer_len, producer, session, producer_seq);
+    return n < 0 ? 0 : (size_t) n;
+}
+
+static bool
+slice_eq(codec_slice_t a, const char *b, size_t blen)
+{
+    return a.len == blen && (blen == 0 || memcmp(a.ptr, b, blen) == 0);
+}
+
+static codec_slice_t
+cstr(const char *s)
+{
+    codec_slice_t sl = { s ? s : "", s ? strlen(s) : 0 };
+    return sl;
+}
+
+/* The rules shared by the wire scanner and the struct validator, in the
+ * order both apply them, so both give the same code for the same event.
+ * Dependencies and meta entries are checked item by item by the callers
+ * (each with check_dep / check_meta) since they iterate differently. */
+typedef struct event_fields {
+    codec_slice_t id, type, object, producer, payload_type;
+    uint64_t session, producer_seq;
+    size_t n_deps, n_meta;
+    bool has_replay;
+    codec_slice_t replay_id, replay_root, replay_target, replay_reason;
+} event_fields_t;
+
+static fonte_err
+check_head(const event_fields_t *f, const codec_limits_t *lim)
+{
+    fonte_err rc;
+
+    if ((rc = codec_check_type(f->type.ptr, f->type.len, lim->max_type)))
+        return rc;
+    if ((rc = codec_check_object(f->object.ptr, f->object.len,
+                                 lim->max_object)))
+        return rc;
+    if (f->n_deps > lim->max_deps)
+        return FONTE_EDEPS;
+    return FONTE_OK;
+}
+
+static fonte_err
+check_dep(codec_slice_t dep, const codec_limits_t *lim)
+{
+    if (codec_check_object(dep.ptr, dep.len, lim->max_object) != FONTE_OK)
+        return FONTE_EDEP;
+    return FONTE_OK;
+}
+
+static fonte_err
+check_tail(const event_fields_t *f)
+{
+    fonte_err rc;
+    char id[CODEC_ID_MAX];
+
+    if ((rc = codec_check_producer(f->producer.ptr, f->producer.len)))
+        return rc;
+    if (f->session == 0)
+        return FONTE_ESESSION;
+    if (f->producer_seq == 0)
+        return FONTE_ESEQ;
+    size_t n = codec_format_id(id, f->producer.ptr, f->producer.len,
+                              f->session, f->producer_seq);
+    if (!slice_eq(f->id, id, n))
+        return FONTE_EID;
+    if (f->payload_type.len > CODEC_NAME_MAX)
+        return FONTE_EFIELD;
+    if (!text_ok(f->payload_type.ptr, f->payload_type.len, CODEC_NAME_MAX))
+        return FONTE_EUTF8;
+    if (f->n_meta > CODEC_META_MAX)
+        return FONTE_EMETA;
+    return FONTE_OK;
+}
+
+static fonte_err
+check_meta(codec_slice_t key, codec_slice_t value)
+{
+    if (key.len == 0 || !text_ok(key.ptr, key.len, CODEC_META_KEY_MAX) ||
+        !text_ok(value.ptr, value.len, CODEC_META_VALUE_MAX))
+        return FONTE_EMETA;
+    return FONTE_OK;
+}
+
+static fonte_err
+check_replay(const event_fields_t *f, const codec_limits_t *lim)
+{
+    if (!f->has_replay)
+        return FONTE_OK;
+    if (f->replay_id.len == 0 ||
+        !text_ok(f->replay_id.ptr, f->replay_id.len, CODEC_NAME_MAX) ||
+        codec_check_object(f->replay_root.ptr, f->replay_root.len,
+                           lim->max_object) != FONTE_OK ||
+        (f->replay_target.len > 0 &&
+         codec_check_producer(f->replay_target.ptr, f->replay_target.len)) ||
+        !text_ok(f->replay_reason.ptr, f->replay_reason.len, CODEC_TEXT_MAX))
+        return FONTE_EREPLAY;
+    return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* protobuf wire reader                                                */
+
+typedef struct reader {
+    const uint8_t *p, *end;
+} reader_t;
+
+typedef struct field {
+    uint32_t num;
+    int wt;
+    uint64_t u;      /* VARINT, I64, I32 */
+    codec_slice_t s; /* LEN */
+} field_t;
+
+static bool
+read_varint(reader_t *r, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end)
+            return false;
+        uint8_t b = *r->p++;
+        if (shift == 63 && b > 1)
+            return false; /* more than 64 bits */
+        x |= (uint64_t) (b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+read_fixed(reader_t *r, size_t n, uint64_t *v)
+{
+    if ((size_t) (r->end - r->p) < n)
+        return false;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x |= (uint64_t) r->p[i] << (8 * i);
+    r->p += n;
+    *v = x;
+    return true;
+}
+
+/* Reads one field of any wire type. False on malformed input. */
+static bool
+read_field(reader_t *r, field_t *f)
+{
+    uint64_t tag, len;
+
+    if (!read_varint(r, &tag) || tag > UINT32_MAX)
+        return false;
+    f->num = (uint32_t) (tag >> 3);
+    f->wt = (int) (tag & 7);
+    if (f->num == 0 || f->num > 536870911u)
+        return false;
+    switch (f->wt) {
+    case WT_VARINT:
+        return read_varint(r, &f->u);
+    case WT_I64:
+        return read_fixed(r, 8, &f->u);
+    case WT_I32:
+        return read_fixed(r, 4, &f->u);
+    case WT_LEN:
+        if (!read_varint(r, &len) || len > (uint64_t) (r->end - r->p))
+            return false;
+        f->s.ptr = (const char *) r->p;
+        f->s.len = (size_t) len;
+        r->p += len;
+        return true;
+    default:
+        return false; /* groups, and 6 and 7 which do not exist */
+    }
+}
+
+/* A map<string,string> entry: key = 1, value = 2. */
+static fonte_err
+scan_meta_entry(codec_slice_t entry)
+{
+    reader_t r = { (const uint8_t *) entry.ptr,
+                   (const uint8_t *) entry.ptr + entry.len };
+    codec_slice_t key = { "", 0 }, value = { "", 0 };
+    field_t f;
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return FONTE_EDECODE;
+        if (f.num == 1 || f.num == 2) {
+            if (f.wt != WT_LEN)
+                return FONTE_EDECODE;
+            *(f.num == 1 ? &key : &value) = f.s;
+        }
+    }
+    return check_meta(key, value);
+}
+
+static fonte_err
+scan_replay(codec_slice_t msg, event_fields_t *ef)
+{
+    reader_t r = { (const uint8_t *) msg.ptr,
+                   (const uint8_t *) msg.ptr + msg.len };
+    field_t f;
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return FONTE_EDECODE;
+        codec_slice_t *dst = NULL;
+        switch (f.num) {
+        case RP_ID: dst = &ef->replay_id; break;
+        case RP_ROOT: dst = &ef->replay_root; break;
+        case RP_TARGET: dst = &ef->replay_target; break;
+        case RP_REASON: dst = &ef->replay_reason; break;
+        case RP_INDEX:
+        case RP_TOTAL:
+            if (f.wt != WT_VARINT)
+                return FONTE_EDECODE;
+            break;
+        default:
+            break;
+        }
+        if (dst != NULL) {
+            if (f.wt != WT_LEN)
+                return FONTE_EDECODE;
+            *dst = f.s;
+        }
+    }
+    return FONTE_OK;
+}
+
+fonte_err
+codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
+                 codec_view_t *view)
+{
+    static const codec_slice_t empty = { "", 0 };
+    reader_t r = { body, (const uint8_t *) body + len };
+    event_fields_t ef;
+    field_t f;
+    fonte_err rc;
+
+    if (len > lim->max_msg)
+        return FONTE_ETOOBIG;
+    memset(view, 0, sizeof *view);
+    memset(&ef, 0, sizeof ef);
+    ef.id = ef.type = ef.object = ef.producer = ef.payload_type = empty;
+    ef.replay_id = ef.replay_root = ef.replay_target = ef.replay_reason = empty;
+    view->payload = empty;
+    view->body = body;
+    view->body_len = len;
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return FONTE_EDECODE;
+        codec_slice_t *dst = NULL;
+        int want = WT_LEN;
+        switch (f.num) {
+        case EV_ID: dst = &ef.id; break;
+        case EV_TYPE: dst = &ef.type; break;
+        case EV_OBJECT: dst = &ef.object; break;
+        case EV_PRODUCER: dst = &ef.producer; break;
+        case EV_PAYLOAD_TYPE: dst = &ef.payload_type; break;
+        case EV_PAYLOAD: dst = &view->payload; break;
+        case EV_DEPENDS_ON:
+            ef.n_deps++;
+            break;
+        case EV_META:
+            ef.n_meta++;
+            break;
+        case EV_REPLAY:
+            ef.has_replay = true;
+            if (f.wt == WT_LEN && (rc = scan_replay(f.s, &ef)) != FONTE_OK)
+                return rc;
+            break;
+        case EV_SESSION:
+            want = WT_I64;
+            ef.session = f.u;
+            break;
+        case EV_PRODUCER_SEQ:
+            want = WT_VARINT;
+            ef.producer_seq = f.u;
+            break;
+        case EV_TIME_US:
+            want = WT_VARINT;
+            view->time_us = (int64_t) f.u;
+            break;
+        case EV_SEQ:
+            want = WT_VARINT;
+            view->seq = f.u;
+            break;
+        default:
+            want = f.wt; /* unknown: skipped */
+            break;
+        }
+        if (f.wt != want)
+            return FONTE_EDECODE;
+        if (dst != NULL)
+            *dst = f.s;
+    }
+
+    view->id = ef.id;
+    view->type = ef.type;
+    view->object = ef.object;
+    view->producer = ef.producer;
+    view->payload_type = ef.payload_type;
+    view->session = ef.session;
+    view->producer_seq = ef.producer_seq;
+    view->n_deps = ef.n_deps;
+    view->n_meta = ef.n_meta;
+    view->has_replay = ef.has_replay;
+    view->replay_target = ef.replay_target;
+    view->replay_root = ef.replay_root;
+
+    /* Same order as codec_event_validate: head, deps, tail, meta, replay. */
+    if ((rc = check_head(&ef, lim)) != FONTE_OK)
+        return rc;
+    size_t pos = 0;
+    codec_slice_t dep;
+    while (codec_view_next_dep(view, &pos, &dep))
+        if ((rc = check_dep(dep, lim)) != FONTE_OK)
+            return rc;
+    if ((rc = check_tail(&ef)) != FONTE_OK)
+        return rc;
+    if (ef.n_meta > 0) {
+        r.p = body;
+        while (r.p < r.end) {
+            (void) read_field(&r, &f); /* cannot fail: read once above */
+            if (f.num == EV_META && (rc = scan_meta_entry(f.s)) != FONTE_OK)
+                return rc;
+        }
+    }
+    return check_replay(&ef, lim);
+}
+
+bool
+codec_view_next_dep(const codec_view_t *view, size_t *pos, codec_slice_t *dep)
+{
+    reader_t r = { view->body + *pos, view->body + view->body_len };
+    field_t f;
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return false;
+        if (f.num == EV_DEPENDS_ON && f.wt == WT_LEN) {
+            *dep = f.s;
+            *pos = (size_t) (r.p - view->body);
+            return true;
+        }
+    }
+    *pos = view->body_len;
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* topics and whole messages                                           */
+
+static bool
+has_prefix(const char *s, size_t len, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return len >= n && memcmp(s, prefix, n) == 0;
+}
+
+fonte_err
+codec_topic_class(const void *topic, size_t len, const codec_limits_t *lim,
+                  codec_class_t *cls)
+{
+    const char *t = topic;
+    size_t plen = strlen(CODEC_TOPIC_REPLAY);
+
+    if (len == 0)
+        return FONTE_ETOPIC;
+    if (t[0] != '$') {
+        *cls = CODEC_EVENT; /* its length is the type's: checked with it */
+    } else if (has_prefix(t, len, CODEC_TOPIC_REPLAY)) {
+        if (len > plen + CODEC_PRODUCER_MAX + 1 + lim->max_type)
+            return FONTE_ETOPIC;
+        *cls = CODEC_REPLAY;
+    } else if (has_prefix(t, len, CODEC_TOPIC_ACK)) {
+        if (len > strlen(CODEC_TOPIC_ACK) + CODEC_PRODUCER_MAX)
+            return FONTE_ETOPIC;
+        *cls = CODEC_ACK;
+    } else if (len == strlen(CODEC_TOPIC_AUDIT) &&
+               memcmp(t, CODEC_TOPIC_AUDIT, len) == 0) {
+        *cls = CODEC_AUDIT;
+    } else if (has_prefix(t, len, CODEC_TOPIC_SYS)) {
+        if (len > strlen(CODEC_TOPIC_SYS) + CODEC_PRODUCER_MAX)
+            return FONTE_ETOPIC;
+        *cls = CODEC_STATS;
+    } else {
+        return FONTE_ERESERVED;
+    }
+    return FONTE_OK;
+}
+
+/* "$replay.<target>.<type>": target must be a valid name (no dot). */
+static fonte_err
+check_replay_topic(const char *t, size_t len, const codec_view_t *v)
+{
+    size_t plen = strlen(CODEC_TOPIC_REPLAY);
+    const char *target = t + plen;
+    const char *dot = memchr(target, '.', len - plen);
+
+    if (dot == NULL)
+        return FONTE_ETOPIC;
+    size_t tlen = (size_t) (dot - target);
+    if (codec_check_producer(target, tlen) != FONTE_OK)
+        return FONTE_ETOPIC;
+    if (!v->has_replay)
+        return FONTE_EREPLAY;
+    if (!slice_eq(v->type, dot + 1, len - plen - tlen - 1))
+        return FONTE_ETOPIC;
+    if (!slice_eq(v->replay_target, target, tlen))
+        return FONTE_EREPLAY;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_check(const codec_frame_t *frames, size_t nframes,
+            const codec_limits_t *lim, codec_class_t *cls, codec_view_t *view)
+{
+    codec_view_t local;
+    fonte_err rc;
+
+    if (nframes != 2)
+        return FONTE_EFRAMES;
+    if (frames[0].size > lim->max_msg || frames[1].size > lim->max_msg)
+        return FONTE_ETOOBIG;
+    if ((rc = codec_topic_class(frames[0].data, frames[0].size, lim, cls)))
+        return rc;
+
+    const char *t = frames[0].data;
+    size_t tlen = frames[0].size;
+    const void *body = frames[1].data;
+    size_t blen = frames[1].size;
+    if (view == NULL)
+        view = &local;
+
+    switch (*cls) {
+    case CODEC_EVENT:
+        if ((rc = codec_event_scan(body, blen, lim, view)) != FONTE_OK)
+            return rc;
+        return slice_eq(view->type, t, tlen) ? FONTE_OK : FONTE_ETOPIC;
+    case CODEC_REPLAY:
+        if ((rc = codec_event_scan(body, blen, lim, view)) != FONTE_OK)
+            return rc;
+        return check_replay_topic(t, tlen, view);
+    case CODEC_ACK: {
+        Fonte__Ack *ack = NULL;
+        size_t plen = strlen(CODEC_TOPIC_ACK);
+        if ((rc = codec_ack_decode(body, blen, lim, &ack)) != FONTE_OK)
+            return rc;
+        bool same = strlen(ack->producer) == tlen - plen &&
+                    memcmp(ack->producer, t + plen, tlen - plen) == 0;
+        fonte__ack__free_unpacked(ack, NULL);
+        return same ? FONTE_OK : FONTE_ETOPIC;
+    }
+    case CODEC_AUDIT: {
+        Fonte__ReplayAudit *audit = NULL;
+        if ((rc = codec_audit_decode(body, blen, lim, &audit)) != FONTE_OK)
+            return rc;
+        fonte__replay_audit__free_unpacked(audit, NULL);
+        return FONTE_OK;
+    }
+    case CODEC_STATS: {
+        Fonte__Stats *stats = NULL;
+        size_t plen = strlen(CODEC_TOPIC_SYS);
+        if ((rc = codec_stats_decode(body, blen, lim, &stats)) != FONTE_OK)
+            return rc;
+        bool same = strlen(stats->source) == tlen - plen &&
+                    memcmp(stats->source, t + plen, tlen - plen) == 0;
+        fonte__stats__free_unpacked(stats, NULL);
+        return same ? FONTE_OK : FONTE_ETOPIC;
+    }
+    }
+    return FONTE_EINTERNAL;
+}
+
+/* ------------------------------------------------------------------ */
+/* protobuf-c structs                                                  */
+
+fonte_err
+codec_event_validate(const Fonte__Event *ev, const codec_limits_t *lim)
+{
+    event_fields_t ef;
+    fonte_err rc;
+
+    if (ev == NULL)
+        return FONTE_EINVAL;
+    memset(&ef, 0, sizeof ef);
+    ef.id = cstr(ev->id);
+    ef.type = cstr(ev->type);
+    ef.object = cstr(ev->object);
+    ef.producer = cstr(ev->producer);
+    ef.payload_type = cstr(ev->payload_type);
+    ef.session = ev->session;
+    ef.producer_seq = ev->producer_seq;
+    ef.n_deps = ev->n_depends_on;
+    ef.n_meta = ev->n_meta;
+    if (ev->replay != NULL) {
+        ef.has_replay = true;
+        ef.replay_id = cstr(ev->replay->replay_id);
+        ef.replay_root = cstr(ev->replay->root);
+        ef.replay_target = cstr(ev->replay->target);
+        ef.replay_reason = cstr(ev->replay->reason);
+    }
+
+    if ((rc = check_head(&ef, lim)) != FONTE_OK)
+        return rc;
+    for (size_t i = 0; i < ev->n_depends_on; i++)
+        if ((rc = check_dep(cstr(ev->depends_on[i]), lim)) != FONTE_OK)
+            return rc;
+    if ((rc = check_tail(&ef)) != FONTE_OK)
+        return rc;
+    for (size_t i = 0; i < ev->n_meta; i++) {
+        const Fonte__Event__MetaEntry *m = ev->meta[i];
+        if (m == NULL)
+            return FONTE_EMETA;
+        if ((rc = check_meta(cstr(m->key), cstr(m->value))) != FONTE_OK)
+            return rc;
+    }
+    return check_replay(&ef, lim);
+}
+
+typedef struct budget {
+    size_t left;
+} budget_t;
+
+static void *
+budget_alloc(void *data, size_t size)
+{
+    budget_t *b = data;
+    if (size > b->left)
+        return NULL;
+    b->left -= size;
+    return malloc(size);
+}
+
+static void
+budget_free(void *data, void *ptr)
+{
+    (void) data;
+    free(ptr);
+}
+
+fonte_err
+codec_unpack(const ProtobufCMessageDescriptor *desc, const void *data,
+             size_t len, size_t max, ProtobufCMessage **msg_p)
+{
+    static const uint8_t nothing = 0;
+
+    *msg_p = NULL;
+    if (len > max)
+        return FONTE_ETOOBIG;
+    /* Generous for real messages (a few times their size), tight enough
+     * that a message of empty repeated submessages cannot blow up. */
+    budget_t b = { 16 * len + 65536 };
+    ProtobufCAllocator alloc = { budget_alloc, budget_free, &b };
+    ProtobufCMessage *m = protobuf_c_message_unpack(
+        desc, &alloc, len, len > 0 ? data : &nothing);
+    if (m == NULL)
+        return FONTE_EDECODE;
+    *msg_p = m;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_pack(const ProtobufCMessage *msg, codec_buf_t *out)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+
+    out->data = malloc(n > 0 ? n : 1);
+    out->len = 0;
+    if (out->data == NULL)
+        return FONTE_ENOMEM;
+    out->len = protobuf_c_message_pack(msg, out->data);
+    return FONTE_OK;
+}
+
+fonte_err
+codec_event_unpack(const void *body, size_t len, const codec_limits_t *lim,
+                   Fonte__Event **event_p)
+{
+    codec_view_t view;
+    fonte_err rc;
+
+    *event_p = NULL;
+    if ((rc = codec_event_scan(body, len, lim, &view)) != FONTE_OK)
+        return rc;
+    return codec_unpack(&fonte__event__descriptor, body, len, lim->max_msg,
+                        (ProtobufCMessage **) event_p);
+}
+
+fonte_err
+codec_event_decode(const codec_frame_t *frames, size_t nframes,
+                   const codec_limits_t *lim, Fonte__Event **event_p)
+{
+    codec_class_t cls;
+    fonte_err rc;
+
+    *event_p = NULL;
+    if ((rc = codec_check(frames, nframes, lim, &cls, NULL)) != FONTE_OK)
+        return rc;
+    if (cls != CODEC_EVENT && cls != CODEC_REPLAY)
+        return FONTE_ETOPIC;
+    return codec_unpack(&fonte__event__descriptor, frames[1].data,
+                        frames[1].size, lim->max_msg,
+                        (ProtobufCMessage **) event_p);
+}
+
+void
+codec_event_free(Fonte__Event **event_p)
+{
+    if (event_p == NULL || *event_p == NULL)
+        return;
+    fonte__event__free_unpacked(*event_p, NULL);
+    *event_p = NULL;
+}
+
+fonte_err
+codec_event_topic(const Fonte__Event *ev, char *buf, size_t cap)
+{
+    int n;
+    const char *type = ev->type ? ev->type : "";
+
+    if (ev->replay != NULL && ev->replay->target != NULL &&
+        ev->replay->target[0] != '\0')
+        n = snprintf(buf, cap, "%s%s.%s", CODEC_TOPIC_REPLAY,
+                     ev->replay->target, type);
+    else
+        n = snprintf(buf, cap, "%s", type);
+    if (n < 0 || (size_t) n >= cap)
+        return FONTE_ELIMIT;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_event_encode(const Fonte__Event *ev, const codec_limits_t *lim,
+                   codec_buf_t *topic, codec_buf_t *body)
+{
+    char t[CODEC_TOPIC_PREFIX_MAX + 1024];
+    fonte_err rc;
+
+    topic->data = body->data = NULL;
+    topic->len = body->len = 0;
+    if ((rc = codec_event_validate(ev, lim)) != FONTE_OK)
+        return rc;
+    if ((rc = codec_event_topic(ev, t, sizeof t)) != FONTE_OK)
+        return rc;
+    if (protobuf_c_message_get_packed_size(&ev->base) > lim->max_msg)
+        return FONTE_ETOOBIG;
+    size_t tlen = strlen(t);
+    topic->data = malloc(tlen > 0 ? tlen : 1);
+    if (topic->data == NULL)
+        return FONTE_ENOMEM;
+    memcpy(topic->data, t, tlen);
+    topic->len = tlen;
+    if ((rc = codec_pack(&ev->base, body)) != FONTE_OK) {
+        codec_buf_free(topic);
+        return rc;
+    }
+    return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* control and query messages                                          */
+
+fonte_err
+codec_ack_decode(const void *data, size_t len, const codec_limits_t *lim,
+                 Fonte__Ack **ack_p)
+{
+    fonte_err rc = codec_unpack(&fonte__ack__descriptor, data, len,
+                                lim->max_msg, (ProtobufCMessage **) ack_p);
+    if (rc != FONTE_OK)
+        return rc;
+    Fonte__Ack *a = *ack_p;
+    if ((rc = codec_check_producer(a->producer, strlen(a->producer))) ==
+            FONTE_OK && a->session == 0)
+        rc = FONTE_ESESSION;
+    if (rc != FONTE_OK) {
+        fonte__ack__free_unpacked(a, NULL);
+        *ack_p = NULL;
+    }
+    return rc;
+}
+
+fonte_err
+codec_stats_decode(const void *data, size_t len, const codec_limits_t *lim,
+                   Fonte__Stats **stats_p)
+{
+    fonte_err rc = codec_unpack(&fonte__stats__descriptor, data, len,
+                                lim->max_msg, (ProtobufCMessage **) stats_p);
+    if (rc != FONTE_OK)
+        return rc;
+    Fonte__Stats *s = *stats_p;
+    if ((rc = codec_check_producer(s->source, strlen(s->source))) !=
+        FONTE_OK) {
+        fonte__stats__free_unpacked(s, NULL);
+        *stats_p = NULL;
+    }
+    return rc;
+}
+
+fonte_err
+codec_audit_decode(const void *data, size_t len, const codec_limits_t *lim,
+                   Fonte__ReplayAudit **audit_p)
+{
+    fonte_err rc = codec_unpack(&fonte__replay_audit__descriptor, data, len,
+                                lim->max_msg, (ProtobufCMessage **) audit_p);
+    if (rc != FONTE_OK)
+        return rc;
+    Fonte__ReplayAudit *a = *audit_p;
+    if ((unsigned) a->state > FONTE__REPLAY_AUDIT__STATE__FAILED)
+        rc = FONTE_EDECODE;
+    else if (strlen(a->replay_id) > CODEC_NAME_MAX ||
+             strlen(a->root) > lim->max_object ||
+             strlen(a->target) > CODEC_PRODUCER_MAX ||
+             strlen(a->reason) > CODEC_TEXT_MAX)
+        rc = FONTE_EFIELD;
+    if (rc != FONTE_OK) {
+        fonte__replay_audit__free_unpacked(a, NULL);
+        *audit_p = NULL;
+    }
+    return rc;
+}
+
+static fonte_err
+check_replay_request(const Fonte__ReplayRequest *r, const codec_limits_t *lim)
+{
+    fonte_err rc;
+
+    if ((rc = codec_check_object(r->object, strlen(r->object),
+                                 lim->max_object)))
+        return rc;
+    if (r->n_types > CODEC_TYPES_MAX)
+        return FONTE_ELIMIT;
+    for (size_t i = 0; i < r->n_types; i++)
+        if ((rc = codec_check_type(r->types[i], strlen(r->types[i]),
+                                   lim->max_type)))
+            return rc;
+    if (r->target[0] != '\0' &&
+        (rc = codec_check_producer(r->target, strlen(r->target))))
+        return rc;
+    if ((unsigned) r->order > FONTE__REPLAY_REQUEST__ORDER__OBJECTS ||
+        (unsigned) r->mode > FONTE__REPLAY_REQUEST__MODE__REPUBLISH)
+        return FONTE_EREQUEST;
+    if (strlen(r->reason) > CODEC_TEXT_MAX ||
+        r->cursor.len > CODEC_CURSOR_MAX)
+        return FONTE_EFIELD;
+    if (!codec_utf8_valid(r->reason, strlen(r->reason)))
+        return FONTE_EUTF8;
+    return FONTE_OK;
+}
+
+fonte_err
+codec_request_decode(const void *data, size_t len, const codec_limits_t *lim,
+                     Fonte__Request **req_p)
+{
+    fonte_err rc = codec_unpack(&fonte__request__descriptor, data, len,
+                                lim->max_msg, (ProtobufCMessage **) req_p);
+    if (rc != FONTE_OK)
+        return rc;
+    Fonte__Request *q = *req_p;
+    switch (q->body_case) {
+    case FONTE__REQUEST__BODY_REPLAY:
+        rc = q->replay ? check_replay_request(q->replay, lim) : FONTE_EREQUEST;
+        break;
+    case FONTE__REQUEST__BODY_STATUS:
+        rc = q->status ? FONTE_OK : FONTE_EREQUEST;
+        break;
+    default:
+        rc = FONTE_EREQUEST;
+        break;
+    }
+    if (rc != FONTE_OK) {
+        fonte__request__free_unpacked(q, NULL);
+        *req_p = NULL;
+    }
+    return rc;
+}
+
+fonte_err
+codec_reply_decode(const void *data, size_t len, const codec_limits_t *lim,
+                   Fonte__Reply **rep_p)
+{
+    fonte_err rc = codec_unpack(&fonte__reply__descriptor, data, len,
+                                lim->max_reply, (ProtobufCMessage **) rep_p);
+    if (rc != FONTE_OK)
+        return rc;
+    Fonte__Reply *p = *rep_p;
+    if ((unsigned) p->status > FONTE__REPLY__STATUS__INTERNAL)
+        rc = FONTE_EDECODE;
+    if (rc == FONTE_OK && p->body_case == FONTE__REPLY__BODY_REPLAY &&
+        p->replay != NULL) {
+        for (size_t i = 0; i < p->replay->n_events && rc == FONTE_OK; i++)
+            rc = codec_event_validate(p->replay->events[i], lim);
+    }
+    if (rc != FONTE_OK) {
+        fonte__reply__free_unpacked(p, NULL);
+        *rep_p = NULL;
+    }
+    return rc;
+}

@@ -1,0 +1,971 @@
+/*
+ * test_codec.c - proto/codec.c: round trips of every message, every
+ * rejection with its exact code, and hostile bytes (truncated, bit-flipped,
+ * random) that must never crash, with the scanner and protobuf-c agreeing.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "testutil.h"
+
+static const codec_limits_t *lim = &codec_limits_default;
+
+/* Encodes ev and checks the two frames; returns the check's code. */
+static fonte_err
+encode_check(const Fonte__Event *ev, codec_class_t *cls, codec_view_t *view)
+{
+    codec_buf_t t, b;
+    fonte_err rc = codec_event_encode(ev, lim, &t, &b);
+    cr_assert_eq(rc, FONTE_OK, "encode: %s", fonte_strerror(rc));
+    codec_frame_t f[2] = { { t.data, t.len }, { b.data, b.len } };
+    codec_class_t c;
+    codec_view_t v;
+    rc = codec_check(f, 2, lim, cls ? cls : &c, view ? view : &v);
+    /* the view points into b: callers only read scalars after this */
+    codec_buf_free(&t);
+    codec_buf_free(&b);
+    return rc;
+}
+
+/* Packs ev as it is (no validation) and checks it on topic. */
+static fonte_err
+raw_check(const Fonte__Event *ev, const char *topic)
+{
+    codec_buf_t b = tu_pack(&ev->base);
+    fonte_err rc = tu_check(topic, b.data, b.len, NULL);
+    codec_buf_free(&b);
+    return rc;
+}
+
+/* Validation of the struct and of its packed bytes must agree. */
+static void
+assert_rejected(Fonte__Event *ev, fonte_err want)
+{
+    codec_buf_t t, b;
+    cr_assert_eq(codec_event_validate(ev, lim), want, "validate: got %s",
+                 fonte_errname(codec_event_validate(ev, lim)));
+    cr_assert_eq(codec_event_encode(ev, lim, &t, &b), want);
+    cr_assert_null(t.data);
+    cr_assert_null(b.data);
+    cr_assert_eq(raw_check(ev, ev->type), want, "check: got %s",
+                 fonte_errname(raw_check(ev, ev->type)));
+    codec_event_free(&ev);
+}
+
+static Fonte__Event *
+valid_event(void)
+{
+    return tu_event("order.placed", "order:42", "shop", 0x1234abcdULL, 7);
+}
+
+/* ------------------------------------------------------------------ */
+
+Test(codec, event_round_trip_keeps_every_field)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_add_dep(ev, "user:7");
+    tu_event_add_dep(ev, "cart:ü");
+    tu_event_add_meta(ev, "correlation_id", "c-1");
+    tu_event_add_meta(ev, "causation_id", "");
+    tu_event_set_payload(ev, "\x00\x01\x02", 3, "shop.OrderPlaced");
+
+    codec_buf_t t, b;
+    cr_assert_eq(codec_event_encode(ev, lim, &t, &b), FONTE_OK);
+    cr_assert_eq(t.len, strlen("order.placed"));
+    cr_assert_eq(memcmp(t.data, "order.placed", t.len), 0);
+
+    codec_frame_t f[2] = { { t.data, t.len }, { b.data, b.len } };
+    codec_class_t cls;
+    codec_view_t v;
+    cr_assert_eq(codec_check(f, 2, lim, &cls, &v), FONTE_OK);
+    cr_assert_eq(cls, CODEC_EVENT);
+    cr_assert_eq(v.session, 0x1234abcdULL);
+    cr_assert_eq(v.producer_seq, 7);
+    cr_assert_eq(v.n_deps, 2);
+    cr_assert_eq(v.n_meta, 2);
+    cr_assert_eq(v.time_us, 1700000000000000);
+    cr_assert_not(v.has_replay);
+    cr_assert_eq(v.object.len, 8);
+    cr_assert_eq(memcmp(v.object.ptr, "order:42", 8), 0);
+    cr_assert_eq(v.payload.len, 3);
+    size_t pos = 0;
+    codec_slice_t dep;
+    cr_assert(codec_view_next_dep(&v, &pos, &dep));
+    cr_assert_eq(dep.len, 6);
+    cr_assert_eq(memcmp(dep.ptr, "user:7", 6), 0);
+    cr_assert(codec_view_next_dep(&v, &pos, &dep));
+    cr_assert_eq(dep.len, strlen("cart:ü"));
+    cr_assert_not(codec_view_next_dep(&v, &pos, &dep));
+
+    Fonte__Event *back = NULL;
+    cr_assert_eq(codec_event_decode(f, 2, lim, &back), FONTE_OK);
+    cr_assert_str_eq(back->id, "shop/000000001234abcd/7");
+    cr_assert_str_eq(back->type, "order.placed");
+    cr_assert_str_eq(back->object, "order:42");
+    cr_assert_eq(back->n_depends_on, 2);
+    cr_assert_str_eq(back->depends_on[1], "cart:ü");
+    cr_assert_str_eq(back->producer, "shop");
+    cr_assert_eq(back->session, 0x1234abcdULL);
+    cr_assert_eq(back->producer_seq, 7);
+    cr_assert_str_eq(back->payload_type, "shop.OrderPlaced");
+    cr_assert_eq(back->payload.len, 3);
+    cr_assert_eq(memcmp(back->payload.data, "\x00\x01\x02", 3), 0);
+    cr_assert_eq(back->n_meta, 2);
+    cr_assert_str_eq(back->meta[0]->key, "correlation_id");
+    cr_assert_str_eq(back->meta[0]->value, "c-1");
+    cr_assert_null(back->replay);
+    cr_assert_eq(back->seq, 0);
+
+    codec_event_free(&back);
+    cr_assert_null(back);
+    codec_buf_free(&t);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
+Test(codec, replay_with_target_goes_to_its_replay_topic)
+{
+    Fonte__Event *ev = valid_event();
+    ev->seq = 99;
+    tu_event_set_replay(ev, "r-1", "order:42", "revenue");
+    codec_buf_t t, b;
+    cr_assert_eq(codec_event_encode(ev, lim, &t, &b), FONTE_OK);
+    const char *want = "$replay.revenue.order.placed";
+    cr_assert_eq(t.len, strlen(want));
+    cr_assert_eq(memcmp(t.data, want, t.len), 0);
+
+    codec_frame_t f[2] = { { t.data, t.len }, { b.data, b.len } };
+    codec_class_t cls;
+    Fonte__Event *back = NULL;
+    cr_assert_eq(codec_check(f, 2, lim, &cls, NULL), FONTE_OK);
+    cr_assert_eq(cls, CODEC_REPLAY);
+    cr_assert_eq(codec_event_decode(f, 2, lim, &back), FONTE_OK);
+    cr_assert_not_null(back->replay);
+    cr_assert_str_eq(back->replay->replay_id, "r-1");
+    cr_assert_str_eq(back->replay->root, "order:42");
+    cr_assert_str_eq(back->replay->target, "revenue");
+    cr_assert_eq(back->replay->index, 1);
+    cr_assert_eq(back->seq, 99);
+    codec_event_free(&back);
+    codec_buf_free(&t);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
+Test(codec, replay_without_target_keeps_its_own_topic)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_set_replay(ev, "r-2", "order:42", "");
+    codec_class_t cls;
+    cr_assert_eq(encode_check(ev, &cls, NULL), FONTE_OK);
+    cr_assert_eq(cls, CODEC_EVENT);
+    codec_event_free(&ev);
+}
+
+Test(codec, unknown_fields_are_skipped)
+{
+    tu_wire_t w = { 0 };
+    tu_wire_event(&w, "");
+    tu_wire_uint(&w, 100, 5);
+    tu_wire_str(&w, 101, "future");
+    tu_wire_fixed64(&w, 102, 1);
+    tu_wire_tag(&w, 103, 5);
+    tu_wire_raw(&w, "abcd", 4);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_OK);
+    tu_wire_free(&w);
+}
+
+Test(codec, last_singular_field_wins_as_in_protobuf)
+{
+    tu_wire_t w = { 0 };
+    tu_wire_event(&w, "");
+    tu_wire_str(&w, 3, "order:2");
+    codec_frame_t f[2] = { { "order.placed", 12 }, { w.data, w.len } };
+    codec_class_t cls;
+    codec_view_t v;
+    Fonte__Event *ev = NULL;
+    cr_assert_eq(codec_check(f, 2, lim, &cls, &v), FONTE_OK);
+    cr_assert_eq(memcmp(v.object.ptr, "order:2", 7), 0);
+    cr_assert_eq(codec_event_decode(f, 2, lim, &ev), FONTE_OK);
+    cr_assert_str_eq(ev->object, "order:2");
+    codec_event_free(&ev);
+    tu_wire_free(&w);
+}
+
+/* ------------------------------------------------------------------ */
+/* frames and topics                                                   */
+
+Test(codec, wrong_frame_count_is_efames)
+{
+    Fonte__Event *ev = valid_event();
+    codec_buf_t b = tu_pack(&ev->base);
+    codec_frame_t f[3] = { { "order.placed", 12 }, { b.data, b.len },
+                           { "x", 1 } };
+    codec_class_t cls;
+    cr_assert_eq(codec_check(f, 1, lim, &cls, NULL), FONTE_EFRAMES);
+    cr_assert_eq(codec_check(f, 3, lim, &cls, NULL), FONTE_EFRAMES);
+    cr_assert_eq(codec_check(f, 0, lim, &cls, NULL), FONTE_EFRAMES);
+    Fonte__Event *out = NULL;
+    cr_assert_eq(codec_event_decode(f, 3, lim, &out), FONTE_EFRAMES);
+    cr_assert_null(out);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
+Test(codec, oversize_frame_is_etoobig)
+{
+    codec_limits_t small = *lim;
+    small.max_msg = 64;
+    Fonte__Event *ev = valid_event();
+    char big[100];
+    memset(big, 'x', sizeof big);
+    tu_event_set_payload(ev, big, sizeof big, "");
+    codec_buf_t t, b;
+    cr_assert_eq(codec_event_encode(ev, &small, &t, &b), FONTE_ETOOBIG);
+    b = tu_pack(&ev->base);
+    codec_frame_t f[2] = { { "order.placed", 12 }, { b.data, b.len } };
+    codec_class_t cls;
+    cr_assert_eq(codec_check(f, 2, &small, &cls, NULL), FONTE_ETOOBIG);
+    cr_assert_eq(codec_check(f, 2, lim, &cls, NULL), FONTE_OK);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
+Test(codec, topic_must_equal_type)
+{
+    Fonte__Event *ev = valid_event();
+    cr_assert_eq(raw_check(ev, "order.placed"), FONTE_OK);
+    cr_assert_eq(raw_check(ev, "order.placedx"), FONTE_ETOPIC);
+    cr_assert_eq(raw_check(ev, "order"), FONTE_ETOPIC);
+    cr_assert_eq(raw_check(ev, ""), FONTE_ETOPIC);
+    codec_event_free(&ev);
+}
+
+Test(codec, unknown_reserved_topic_is_ereserved)
+{
+    Fonte__Event *ev = valid_event();
+    cr_assert_eq(raw_check(ev, "$foo"), FONTE_ERESERVED);
+    cr_assert_eq(raw_check(ev, "$"), FONTE_ERESERVED);
+    cr_assert_eq(raw_check(ev, "$replay"), FONTE_ERESERVED);
+    codec_event_free(&ev);
+}
+
+Test(codec, topic_classes)
+{
+    codec_class_t c;
+    cr_assert_eq(codec_topic_class("a.b", 3, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_EVENT);
+    cr_assert_eq(codec_topic_class("$replay.x.a", 11, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_REPLAY);
+    cr_assert_eq(codec_topic_class("$ack.shop", 9, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_ACK);
+    cr_assert_eq(codec_topic_class("$sys.replay", 11, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_AUDIT);
+    cr_assert_eq(codec_topic_class("$sys.broker", 11, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_STATS);
+    char longt[200];
+    memset(longt, 'a', sizeof longt);
+    cr_assert_eq(codec_topic_class(longt, 129, lim, &c), FONTE_OK);
+    cr_assert_eq(c, CODEC_EVENT); /* then ETYPE from the body's type */
+    memcpy(longt, "$ack.", 5);
+    cr_assert_eq(codec_topic_class(longt, 5 + 65, lim, &c), FONTE_ETOPIC);
+    memcpy(longt, "$sys.", 5);
+    cr_assert_eq(codec_topic_class(longt, 5 + 65, lim, &c), FONTE_ETOPIC);
+    cr_assert_eq(codec_topic_class("", 0, lim, &c), FONTE_ETOPIC);
+}
+
+/* ------------------------------------------------------------------ */
+/* event fields: each rule, its code                                   */
+
+Test(codec, bad_type_is_etype)
+{
+    Fonte__Event *ev = valid_event();
+    tu_set(&ev->type, "Order.Placed");
+    assert_rejected(ev, FONTE_ETYPE);
+
+    ev = valid_event();
+    tu_set(&ev->type, "");
+    cr_assert_eq(codec_event_validate(ev, lim), FONTE_ETYPE);
+    codec_event_free(&ev);
+
+    ev = valid_event();
+    char t[130];
+    memset(t, 'a', 129);
+    t[129] = 0;
+    tu_set(&ev->type, t);
+    assert_rejected(ev, FONTE_ETYPE);
+
+    ev = valid_event();
+    t[128] = 0; /* exactly 128: allowed */
+    tu_set(&ev->type, t);
+    cr_assert_eq(encode_check(ev, NULL, NULL), FONTE_OK);
+    codec_event_free(&ev);
+}
+
+Test(codec, bad_object_is_eobject)
+{
+    Fonte__Event *ev = valid_event();
+    tu_set(&ev->object, "");
+    assert_rejected(ev, FONTE_EOBJECT);
+
+    char o[258];
+    memset(o, 'o', 257);
+    o[257] = 0;
+    ev = valid_event();
+    tu_set(&ev->object, o);
+    assert_rejected(ev, FONTE_EOBJECT);
+
+    ev = valid_event();
+    tu_set(&ev->object, "user:\xff\xfe");
+    assert_rejected(ev, FONTE_EOBJECT);
+
+    ev = valid_event();
+    tu_set(&ev->object, "user:\xed\xa0\x80"); /* a surrogate */
+    assert_rejected(ev, FONTE_EOBJECT);
+
+    ev = valid_event();
+    tu_set(&ev->object, "user:\xc0\xaf"); /* overlong '/' */
+    assert_rejected(ev, FONTE_EOBJECT);
+}
+
+Test(codec, object_with_nul_is_eobject_on_the_wire)
+{
+    tu_wire_t w = { 0 };
+    tu_wire_event(&w, "\3");
+    tu_wire_bytes(&w, 3, "user:7\0x", 8);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL),
+                 FONTE_EOBJECT);
+    tu_wire_free(&w);
+}
+
+Test(codec, too_many_deps_is_edeps_and_bad_dep_is_edep)
+{
+    Fonte__Event *ev = valid_event();
+    for (int i = 0; i < 64; i++)
+        tu_event_add_dep(ev, "user:1");
+    cr_assert_eq(encode_check(ev, NULL, NULL), FONTE_OK);
+    tu_event_add_dep(ev, "user:2");
+    assert_rejected(ev, FONTE_EDEPS);
+
+    ev = valid_event();
+    tu_event_add_dep(ev, "user:1");
+    tu_event_add_dep(ev, "");
+    assert_rejected(ev, FONTE_EDEP);
+
+    ev = valid_event();
+    tu_event_add_dep(ev, "user:\x80");
+    assert_rejected(ev, FONTE_EDEP);
+}
+
+Test(codec, bad_producer_is_eproducer)
+{
+    const char *bad[] = { "", "Shop", "shop.eu", "shop/1", "ç" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        Fonte__Event *ev = valid_event();
+        tu_set(&ev->producer, bad[i]);
+        tu_event_fix_id(ev);
+        assert_rejected(ev, FONTE_EPRODUCER);
+    }
+    char p[66];
+    memset(p, 'p', 65);
+    p[65] = 0;
+    Fonte__Event *ev = valid_event();
+    tu_set(&ev->producer, p);
+    tu_event_fix_id(ev);
+    assert_rejected(ev, FONTE_EPRODUCER);
+}
+
+Test(codec, zero_session_is_esession_zero_seq_is_eseq)
+{
+    Fonte__Event *ev = valid_event();
+    ev->session = 0;
+    tu_event_fix_id(ev);
+    assert_rejected(ev, FONTE_ESESSION);
+
+    ev = valid_event();
+    ev->producer_seq = 0;
+    tu_event_fix_id(ev);
+    assert_rejected(ev, FONTE_ESEQ);
+}
+
+Test(codec, id_must_be_producer_session_seq)
+{
+    Fonte__Event *ev = valid_event();
+    tu_set(&ev->id, "shop/1234abcd/7"); /* not zero-padded */
+    assert_rejected(ev, FONTE_EID);
+
+    ev = valid_event();
+    ev->producer_seq = 8; /* id still says 7 */
+    assert_rejected(ev, FONTE_EID);
+
+    ev = valid_event();
+    tu_set(&ev->id, "");
+    assert_rejected(ev, FONTE_EID);
+}
+
+Test(codec, payload_type_limits)
+{
+    Fonte__Event *ev = valid_event();
+    char pt[258];
+    memset(pt, 'a', 257);
+    pt[257] = 0;
+    tu_event_set_payload(ev, "x", 1, pt);
+    assert_rejected(ev, FONTE_EFIELD);
+
+    ev = valid_event();
+    tu_event_set_payload(ev, "x", 1, "shop.\xff");
+    assert_rejected(ev, FONTE_EUTF8);
+}
+
+Test(codec, meta_limits_are_emeta)
+{
+    Fonte__Event *ev = valid_event();
+    for (int i = 0; i < 64; i++)
+        tu_event_add_meta(ev, "k", "v");
+    cr_assert_eq(encode_check(ev, NULL, NULL), FONTE_OK);
+    tu_event_add_meta(ev, "k", "v");
+    assert_rejected(ev, FONTE_EMETA);
+
+    ev = valid_event();
+    tu_event_add_meta(ev, "", "v");
+    assert_rejected(ev, FONTE_EMETA);
+
+    char v[4098];
+    memset(v, 'v', 4097);
+    v[4097] = 0;
+    ev = valid_event();
+    tu_event_add_meta(ev, "k", v);
+    assert_rejected(ev, FONTE_EMETA);
+
+    ev = valid_event();
+    tu_event_add_meta(ev, "k", "\xc3");
+    assert_rejected(ev, FONTE_EMETA);
+}
+
+Test(codec, bad_replay_info_is_ereplay)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_set_replay(ev, "", "order:42", "");
+    assert_rejected(ev, FONTE_EREPLAY);
+
+    ev = valid_event();
+    tu_event_set_replay(ev, "r", "", "");
+    assert_rejected(ev, FONTE_EREPLAY);
+
+    ev = valid_event();
+    tu_event_set_replay(ev, "r", "order:42", "Bad.Target");
+    cr_assert_eq(codec_event_validate(ev, lim), FONTE_EREPLAY);
+    codec_event_free(&ev);
+}
+
+Test(codec, replay_topic_rules)
+{
+    Fonte__Event *ev = valid_event();
+    /* no replay info on a $replay topic */
+    cr_assert_eq(raw_check(ev, "$replay.revenue.order.placed"), FONTE_EREPLAY);
+    tu_event_set_replay(ev, "r", "order:42", "revenue");
+    cr_assert_eq(raw_check(ev, "$replay.revenue.order.placed"), FONTE_OK);
+    /* target in the topic differs from the event's */
+    cr_assert_eq(raw_check(ev, "$replay.users.order.placed"), FONTE_EREPLAY);
+    /* type in the topic differs */
+    cr_assert_eq(raw_check(ev, "$replay.revenue.order.paid"), FONTE_ETOPIC);
+    /* malformed target */
+    cr_assert_eq(raw_check(ev, "$replay.Revenue.order.placed"), FONTE_ETOPIC);
+    cr_assert_eq(raw_check(ev, "$replay.revenue"), FONTE_ETOPIC);
+    cr_assert_eq(raw_check(ev, "$replay..order.placed"), FONTE_ETOPIC);
+    codec_event_free(&ev);
+}
+
+/* ------------------------------------------------------------------ */
+/* malformed protobuf                                                  */
+
+Test(codec, malformed_wire_is_edecode)
+{
+    tu_wire_t w = { 0 };
+    /* truncated varint */
+    tu_wire_event(&w, "");
+    tu_wire_raw(&w, "\x38\xff", 2);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* length past the end */
+    tu_wire_event(&w, "");
+    tu_wire_tag(&w, 10, 2);
+    tu_wire_varint(&w, 1000);
+    tu_wire_raw(&w, "abc", 3);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* a known field with the wrong wire type */
+    tu_wire_event(&w, "\7");
+    tu_wire_fixed64(&w, 7, 1);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    tu_wire_event(&w, "\2");
+    tu_wire_uint(&w, 2, 5);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* a group */
+    tu_wire_event(&w, "");
+    tu_wire_tag(&w, 50, 3);
+    tu_wire_tag(&w, 50, 4);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* field number 0 */
+    tu_wire_event(&w, "");
+    tu_wire_uint(&w, 0, 1);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* an 11-byte varint */
+    tu_wire_event(&w, "");
+    tu_wire_tag(&w, 7, 0);
+    tu_wire_raw(&w, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* a malformed replay submessage */
+    tu_wire_event(&w, "");
+    tu_wire_bytes(&w, 13, "\x0a\x05" "ab", 4);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+
+    /* a malformed meta entry */
+    tu_wire_event(&w, "");
+    tu_wire_bytes(&w, 11, "\x08\x01", 2);
+    cr_assert_eq(tu_check("order.placed", w.data, w.len, NULL), FONTE_EDECODE);
+    tu_wire_free(&w);
+}
+
+Test(codec, empty_body_is_etype)
+{
+    /* an empty protobuf is a valid message with every field absent */
+    cr_assert_eq(tu_check("order.placed", "", 0, NULL), FONTE_ETYPE);
+}
+
+/* ------------------------------------------------------------------ */
+/* control messages                                                    */
+
+Test(codec, ack_round_trip_and_rules)
+{
+    Fonte__Ack a = FONTE__ACK__INIT;
+    a.producer = "shop";
+    a.session = 42;
+    a.durable_seq = 1000;
+    a.gap = 1;
+    codec_buf_t b = tu_pack(&a.base);
+    codec_class_t cls;
+    cr_assert_eq(tu_check("$ack.shop", b.data, b.len, &cls), FONTE_OK);
+    cr_assert_eq(cls, CODEC_ACK);
+    cr_assert_eq(tu_check("$ack.sho", b.data, b.len, NULL), FONTE_ETOPIC);
+    cr_assert_eq(tu_check("$ack.shop2", b.data, b.len, NULL), FONTE_ETOPIC);
+    Fonte__Ack *back = NULL;
+    cr_assert_eq(codec_ack_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_str_eq(back->producer, "shop");
+    cr_assert_eq(back->session, 42);
+    cr_assert_eq(back->durable_seq, 1000);
+    cr_assert_eq(back->gap, 1);
+    fonte__ack__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    a.session = 0;
+    b = tu_pack(&a.base);
+    cr_assert_eq(codec_ack_decode(b.data, b.len, lim, &back), FONTE_ESESSION);
+    cr_assert_null(back);
+    codec_buf_free(&b);
+
+    a.session = 1;
+    a.producer = "Shop";
+    b = tu_pack(&a.base);
+    cr_assert_eq(tu_check("$ack.Shop", b.data, b.len, NULL), FONTE_EPRODUCER);
+    codec_buf_free(&b);
+
+    cr_assert_eq(tu_check("$ack.shop", "\xff", 1, NULL), FONTE_EDECODE);
+}
+
+Test(codec, stats_round_trip_and_rules)
+{
+    Fonte__Stats s = FONTE__STATS__INIT;
+    Fonte__Stats__CountersEntry c1 = FONTE__STATS__COUNTERS_ENTRY__INIT;
+    Fonte__Stats__CountersEntry *cs[] = { &c1 };
+    Fonte__Stats__GaugesEntry g1 = FONTE__STATS__GAUGES_ENTRY__INIT;
+    Fonte__Stats__GaugesEntry *gs[] = { &g1 };
+    c1.key = "events_in";
+    c1.value = 12345;
+    g1.key = "commit_p99_us";
+    g1.value = 812.5;
+    s.source = "broker";
+    s.uptime_us = 9;
+    s.n_counters = 1;
+    s.counters = cs;
+    s.n_gauges = 1;
+    s.gauges = gs;
+    codec_buf_t b = tu_pack(&s.base);
+    codec_class_t cls;
+    cr_assert_eq(tu_check("$sys.broker", b.data, b.len, &cls), FONTE_OK);
+    cr_assert_eq(cls, CODEC_STATS);
+    cr_assert_eq(tu_check("$sys.listener", b.data, b.len, NULL), FONTE_ETOPIC);
+    Fonte__Stats *back = NULL;
+    cr_assert_eq(codec_stats_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_str_eq(back->source, "broker");
+    cr_assert_eq(back->uptime_us, 9);
+    cr_assert_eq(back->n_counters, 1);
+    cr_assert_str_eq(back->counters[0]->key, "events_in");
+    cr_assert_eq(back->counters[0]->value, 12345);
+    cr_assert_eq(back->n_gauges, 1);
+    cr_assert_float_eq(back->gauges[0]->value, 812.5, 1e-9);
+    fonte__stats__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    s.source = "";
+    b = tu_pack(&s.base);
+    cr_assert_eq(codec_stats_decode(b.data, b.len, lim, &back), FONTE_EPRODUCER);
+    codec_buf_free(&b);
+}
+
+Test(codec, audit_round_trip_and_rules)
+{
+    Fonte__ReplayAudit a = FONTE__REPLAY_AUDIT__INIT;
+    a.replay_id = "r-9";
+    a.root = "order:1";
+    a.target = "revenue";
+    a.reason = "bug 12";
+    a.events = 3;
+    a.state = FONTE__REPLAY_AUDIT__STATE__FINISHED;
+    a.duration_us = 77;
+    codec_buf_t b = tu_pack(&a.base);
+    codec_class_t cls;
+    cr_assert_eq(tu_check("$sys.replay", b.data, b.len, &cls), FONTE_OK);
+    cr_assert_eq(cls, CODEC_AUDIT);
+    Fonte__ReplayAudit *back = NULL;
+    cr_assert_eq(codec_audit_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_str_eq(back->replay_id, "r-9");
+    cr_assert_eq(back->state, FONTE__REPLAY_AUDIT__STATE__FINISHED);
+    cr_assert_eq(back->events, 3);
+    cr_assert_eq(back->duration_us, 77);
+    fonte__replay_audit__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    a.state = (Fonte__ReplayAudit__State) 9;
+    b = tu_pack(&a.base);
+    cr_assert_eq(codec_audit_decode(b.data, b.len, lim, &back), FONTE_EDECODE);
+    codec_buf_free(&b);
+}
+
+/* ------------------------------------------------------------------ */
+/* requests and replies                                                */
+
+static fonte_err
+request_rc(Fonte__ReplayRequest *r)
+{
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = r;
+    codec_buf_t b = tu_pack(&q.base);
+    Fonte__Request *back = NULL;
+    fonte_err rc = codec_request_decode(b.data, b.len, lim, &back);
+    if (rc == FONTE_OK)
+        fonte__request__free_unpacked(back, NULL);
+    else
+        cr_assert_null(back);
+    codec_buf_free(&b);
+    return rc;
+}
+
+Test(codec, request_round_trip)
+{
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    char *types[] = { "order.placed", "user.created" };
+    r.object = "order:1";
+    r.dependents = 1;
+    r.after_seq = 5;
+    r.until_seq = 50;
+    r.n_types = 2;
+    r.types = types;
+    r.order = FONTE__REPLAY_REQUEST__ORDER__OBJECTS;
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    r.target = "revenue";
+    r.rate = 100;
+    r.reason = "rebuild";
+    r.page_size = 10;
+    r.cursor.data = (uint8_t *) "cur";
+    r.cursor.len = 3;
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = &r;
+    codec_buf_t b = tu_pack(&q.base);
+    Fonte__Request *back = NULL;
+    cr_assert_eq(codec_request_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_eq(back->body_case, FONTE__REQUEST__BODY_REPLAY);
+    Fonte__ReplayRequest *x = back->replay;
+    cr_assert_str_eq(x->object, "order:1");
+    cr_assert_eq(x->skip_dependencies, 0);
+    cr_assert_eq(x->dependents, 1);
+    cr_assert_eq(x->after_seq, 5);
+    cr_assert_eq(x->until_seq, 50);
+    cr_assert_eq(x->n_types, 2);
+    cr_assert_str_eq(x->types[1], "user.created");
+    cr_assert_eq(x->order, FONTE__REPLAY_REQUEST__ORDER__OBJECTS);
+    cr_assert_eq(x->mode, FONTE__REPLAY_REQUEST__MODE__REPUBLISH);
+    cr_assert_str_eq(x->target, "revenue");
+    cr_assert_eq(x->rate, 100);
+    cr_assert_str_eq(x->reason, "rebuild");
+    cr_assert_eq(x->page_size, 10);
+    cr_assert_eq(x->cursor.len, 3);
+    fonte__request__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    Fonte__StatusRequest s = FONTE__STATUS_REQUEST__INIT;
+    q.body_case = FONTE__REQUEST__BODY_STATUS;
+    q.replay = NULL;
+    q.status = &s;
+    b = tu_pack(&q.base);
+    cr_assert_eq(codec_request_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_eq(back->body_case, FONTE__REQUEST__BODY_STATUS);
+    fonte__request__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+}
+
+Test(codec, request_rejections)
+{
+    Fonte__Request *back = NULL;
+    /* no body at all */
+    cr_assert_eq(codec_request_decode("", 0, lim, &back), FONTE_EREQUEST);
+    cr_assert_eq(codec_request_decode("\x0a\x05", 2, lim, &back),
+                 FONTE_EDECODE);
+    cr_assert_eq(codec_request_decode("garbage!", 8, lim, &back),
+                 FONTE_EDECODE);
+    codec_limits_t small = *lim;
+    small.max_msg = 4;
+    cr_assert_eq(codec_request_decode("\x12\x00\x12\x00\x12\x00", 6, &small,
+                                      &back), FONTE_ETOOBIG);
+
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "";
+    cr_assert_eq(request_rc(&r), FONTE_EOBJECT);
+    r.object = "order:1";
+    cr_assert_eq(request_rc(&r), FONTE_OK);
+
+    char *bad_types[] = { "ok", "NOT ok" };
+    r.n_types = 2;
+    r.types = bad_types;
+    cr_assert_eq(request_rc(&r), FONTE_ETYPE);
+    char **many = calloc(CODEC_TYPES_MAX + 1, sizeof(char *));
+    for (int i = 0; i <= CODEC_TYPES_MAX; i++)
+        many[i] = "t";
+    r.n_types = CODEC_TYPES_MAX + 1;
+    r.types = many;
+    cr_assert_eq(request_rc(&r), FONTE_ELIMIT);
+    free(many);
+    r.n_types = 0;
+    r.types = NULL;
+
+    r.target = "a.b";
+    cr_assert_eq(request_rc(&r), FONTE_EPRODUCER);
+    r.target = "";
+
+    r.order = (Fonte__ReplayRequest__Order) 7;
+    cr_assert_eq(request_rc(&r), FONTE_EREQUEST);
+    r.order = 0;
+    r.mode = (Fonte__ReplayRequest__Mode) 2;
+    cr_assert_eq(request_rc(&r), FONTE_EREQUEST);
+    r.mode = 0;
+
+    char reason[CODEC_TEXT_MAX + 2];
+    memset(reason, 'r', sizeof reason - 1);
+    reason[sizeof reason - 1] = 0;
+    r.reason = reason;
+    cr_assert_eq(request_rc(&r), FONTE_EFIELD);
+    r.reason = "\xff";
+    cr_assert_eq(request_rc(&r), FONTE_EUTF8);
+    r.reason = "";
+
+    uint8_t cursor[CODEC_CURSOR_MAX + 1] = { 0 };
+    r.cursor.data = cursor;
+    r.cursor.len = sizeof cursor;
+    cr_assert_eq(request_rc(&r), FONTE_EFIELD);
+}
+
+Test(codec, reply_round_trip_and_rules)
+{
+    Fonte__Event *ev = valid_event();
+    ev->seq = 3;
+    Fonte__Event *evs[] = { ev };
+    Fonte__ReplayReply rr = FONTE__REPLAY_REPLY__INIT;
+    char *cycles[] = { "a:1,b:1" };
+    rr.n_events = 1;
+    rr.events = evs;
+    rr.total = 1;
+    rr.n_cycles = 1;
+    rr.cycles = cycles;
+    Fonte__Reply p = FONTE__REPLY__INIT;
+    p.body_case = FONTE__REPLY__BODY_REPLAY;
+    p.replay = &rr;
+    codec_buf_t b = tu_pack(&p.base);
+    Fonte__Reply *back = NULL;
+    cr_assert_eq(codec_reply_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_eq(back->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(back->replay->n_events, 1);
+    cr_assert_eq(back->replay->events[0]->seq, 3);
+    cr_assert_str_eq(back->replay->cycles[0], "a:1,b:1");
+    fonte__reply__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    /* a reply carrying an invalid event is refused */
+    tu_set(&ev->type, "BAD");
+    b = tu_pack(&p.base);
+    cr_assert_eq(codec_reply_decode(b.data, b.len, lim, &back), FONTE_ETYPE);
+    cr_assert_null(back);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+
+    Fonte__StatusReply sr = FONTE__STATUS_REPLY__INIT;
+    sr.last_seq = 10;
+    sr.events = 10;
+    sr.objects = 4;
+    sr.sessions = 2;
+    sr.data_dir = "/tmp/x";
+    sr.version = "0.1.0";
+    Fonte__Reply p2 = FONTE__REPLY__INIT;
+    p2.status = FONTE__REPLY__STATUS__NOT_FOUND;
+    p2.error = "no such object";
+    p2.body_case = FONTE__REPLY__BODY_STATUS_REPLY;
+    p2.status_reply = &sr;
+    b = tu_pack(&p2.base);
+    cr_assert_eq(codec_reply_decode(b.data, b.len, lim, &back), FONTE_OK);
+    cr_assert_eq(back->status, FONTE__REPLY__STATUS__NOT_FOUND);
+    cr_assert_str_eq(back->error, "no such object");
+    cr_assert_eq(back->status_reply->objects, 4);
+    cr_assert_str_eq(back->status_reply->data_dir, "/tmp/x");
+    fonte__reply__free_unpacked(back, NULL);
+    codec_buf_free(&b);
+
+    p2.status = (Fonte__Reply__Status) 42;
+    b = tu_pack(&p2.base);
+    cr_assert_eq(codec_reply_decode(b.data, b.len, lim, &back), FONTE_EDECODE);
+    codec_buf_free(&b);
+}
+
+Test(codec, empty_submessages_cannot_blow_up_allocation)
+{
+    /* 200 000 empty events: 400 KB on the wire, ~50 MB if unpacked */
+    tu_wire_t rr = { 0 }, w = { 0 };
+    for (int i = 0; i < 200000; i++)
+        tu_wire_bytes(&rr, 1, "", 0);
+    tu_wire_bytes(&w, 3, rr.data, rr.len);
+    Fonte__Reply *back = NULL;
+    cr_assert_eq(codec_reply_decode(w.data, w.len, lim, &back), FONTE_EDECODE);
+    cr_assert_null(back);
+    tu_wire_free(&rr);
+    tu_wire_free(&w);
+}
+
+/* ------------------------------------------------------------------ */
+/* hostile bytes                                                       */
+
+/* Checks one body and, when the scanner accepts it, that protobuf-c
+ * unpacks it and the struct passes the same rules: the zero-copy path
+ * never lets through what the struct path would refuse. */
+static void
+check_agrees(const char *topic, const uint8_t *body, size_t len)
+{
+    codec_frame_t f[2] = { { topic, strlen(topic) }, { body, len } };
+    codec_class_t cls;
+    codec_view_t v;
+    fonte_err rc = codec_check(f, 2, lim, &cls, &v);
+    cr_assert_lt((int) rc, FONTE_ERR_COUNT_);
+    if (rc == FONTE_OK && (cls == CODEC_EVENT || cls == CODEC_REPLAY)) {
+        Fonte__Event *ev = NULL;
+        cr_assert_eq(codec_event_decode(f, 2, lim, &ev), FONTE_OK);
+        cr_assert_eq(codec_event_validate(ev, lim), FONTE_OK);
+        codec_event_free(&ev);
+    }
+}
+
+static codec_buf_t
+rich_event_bytes(void)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_add_dep(ev, "user:7");
+    tu_event_add_meta(ev, "correlation_id", "c");
+    tu_event_set_payload(ev, "payload", 7, "shop.X");
+    tu_event_set_replay(ev, "r", "order:42", "");
+    codec_buf_t b = tu_pack(&ev->base);
+    codec_event_free(&ev);
+    return b;
+}
+
+Test(codec, every_truncation_is_handled)
+{
+    codec_buf_t b = rich_event_bytes();
+    for (size_t n = 0; n <= b.len; n++) {
+        uint8_t *copy = malloc(n + 1); /* exact size: ASan sees overreads */
+        memcpy(copy, b.data, n);
+        check_agrees("order.placed", copy, n);
+        free(copy);
+    }
+    /* the whole thing is valid, one byte less is not */
+    cr_assert_eq(tu_check("order.placed", b.data, b.len, NULL), FONTE_OK);
+    cr_assert_neq(tu_check("order.placed", b.data, b.len - 1, NULL), FONTE_OK);
+    codec_buf_free(&b);
+}
+
+Test(codec, every_bit_flip_is_handled)
+{
+    codec_buf_t b = rich_event_bytes();
+    uint8_t *copy = malloc(b.len);
+    for (size_t i = 0; i < b.len * 8; i++) {
+        memcpy(copy, b.data, b.len);
+        copy[i / 8] ^= (uint8_t) (1u << (i % 8));
+        check_agrees("order.placed", copy, b.len);
+    }
+    free(copy);
+    codec_buf_free(&b);
+}
+
+Test(codec, random_bytes_are_handled)
+{
+    const char *topics[] = { "order.placed", "$replay.x.order.placed",
+                             "$ack.shop", "$sys.broker", "$sys.replay" };
+    uint64_t s = 0x9e3779b97f4a7c15ULL;
+    uint8_t buf[256];
+    for (int i = 0; i < 20000; i++) {
+        size_t n = (size_t) (s % sizeof buf);
+        for (size_t j = 0; j < n; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            buf[j] = (uint8_t) s;
+        }
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        check_agrees(topics[i % 5], buf, n);
+        Fonte__Request *q = NULL;
+        if (codec_request_decode(buf, n, lim, &q) == FONTE_OK)
+            fonte__request__free_unpacked(q, NULL);
+        Fonte__Reply *p = NULL;
+        if (codec_reply_decode(buf, n, lim, &p) == FONTE_OK)
+            fonte__reply__free_unpacked(p, NULL);
+    }
+}
+
+Test(codec, utf8_validator)
+{
+    cr_assert(codec_utf8_valid("", 0));
+    cr_assert(codec_utf8_valid("héllo €𝄞", strlen("héllo €𝄞")));
+    cr_assert_not(codec_utf8_valid("\x80", 1));
+    cr_assert_not(codec_utf8_valid("\xe2\x82", 2));        /* truncated */
+    cr_assert_not(codec_utf8_valid("\xe0\x80\x80", 3));    /* overlong */
+    cr_assert_not(codec_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    cr_assert_not(codec_utf8_valid("\xf8\x88\x80\x80\x80", 5));
+}
+
+Test(codec, format_id)
+{
+    char id[CODEC_ID_MAX];
+    size_t n = codec_format_id(id, "svc", 3, UINT64_MAX, UINT64_MAX);
+    cr_assert_str_eq(id, "svc/ffffffffffffffff/18446744073709551615");
+    cr_assert_eq(n, strlen(id));
+}

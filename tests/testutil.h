@@ -1,0 +1,57 @@
+/*
+ * testutil.h - building events and raw protobuf bytes in tests.
+ *
+ * Events are built on the heap with malloc/strdup so that
+ * codec_event_free() (protobuf-c's free_unpacked with the system
+ * allocator) releases them. Nothing here checks anything: tests do.
+ */
+#ifndef FONTE_TESTUTIL_H
+#define FONTE_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+/* A valid live event: id derived from producer/session/seq. */
+Fonte__Event *tu_event(const char *type, const char *object,
+                       const char *producer, uint64_t session, uint64_t seq);
+void tu_event_add_dep(Fonte__Event *ev, const char *dep);
+void tu_event_add_meta(Fonte__Event *ev, const char *key, const char *value);
+void tu_event_set_payload(Fonte__Event *ev, const void *data, size_t len,
+                          const char *payload_type);
+void tu_event_set_replay(Fonte__Event *ev, const char *replay_id,
+                         const char *root, const char *target);
+/* Replaces a string field (e.g. &ev->type) with a copy of value. */
+void tu_set(char **field, const char *value);
+/* Recomputes ev->id from producer/session/producer_seq. */
+void tu_event_fix_id(Fonte__Event *ev);
+
+/* Packs any message into a new buffer (free with codec_buf_free). */
+codec_buf_t tu_pack(const ProtobufCMessage *msg);
+
+/* A growable buffer of raw protobuf wire bytes, for malformed input. */
+typedef struct tu_wire {
+    uint8_t *data;
+    size_t len, cap;
+} tu_wire_t;
+
+void tu_wire_varint(tu_wire_t *w, uint64_t v);
+void tu_wire_tag(tu_wire_t *w, uint32_t field, int wire_type);
+void tu_wire_bytes(tu_wire_t *w, uint32_t field, const void *p, size_t n);
+void tu_wire_str(tu_wire_t *w, uint32_t field, const char *s);
+void tu_wire_fixed64(tu_wire_t *w, uint32_t field, uint64_t v);
+void tu_wire_uint(tu_wire_t *w, uint32_t field, uint64_t v);
+void tu_wire_raw(tu_wire_t *w, const void *p, size_t n);
+void tu_wire_free(tu_wire_t *w);
+
+/* The fields of a valid event written by hand, in field order, except
+ * those named in skip (a string of field numbers as chars, e.g. "\3").
+ * Type "order.placed", object "order:1", producer "shop", session 0xabc,
+ * seq 1. */
+void tu_wire_event(tu_wire_t *w, const char *skip);
+
+/* Checks a two-frame message made of topic and body. */
+fonte_err tu_check(const char *topic, const void *body, size_t len,
+                   codec_class_t *cls);
+#endif
