@@ -1,0 +1,62 @@
+/*
+ * flags.h - command-line flags with FONTE_* environment variables beside
+ * them, for every fonte binary.
+ *
+ * Each flag names its variable; the value comes from the flag if given,
+ * else from the environment, else the default already in the destination.
+ * Accepted forms: --name=value, --name value, and --name alone for
+ * booleans. Sizes take k/M/G suffixes (powers of 1024: "1M" = 1048576);
+ * durations take us/ms/s (a bare number is milliseconds).
+ *
+ * Errors are one line on stderr naming the flag (or variable) and what was
+ * wrong; --help prints the generated usage. The parser never exits: it
+ * returns what the caller should do, so tests can drive it.
+ */
+#ifndef FONTE_FLAGS_H
+#define FONTE_FLAGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum flag_kind {
+    FLAG_STR,      /* const char **: points into argv or environ */
+    FLAG_SIZE,     /* size_t *: bytes, k/M/G suffixes */
+    FLAG_UINT,     /* uint64_t * */
+    FLAG_BOOL,     /* bool *: --name, --name=true|false|1|0 */
+    FLAG_DURATION, /* int64_t *: microseconds; us/ms/s suffixes */
+    FLAG_CHOICE,   /* const char **: one of choices[] */
+} flag_kind;
+
+typedef struct flag_spec {
+    const char *name; /* without the dashes: "ingress" */
+    const char *env;  /* "FONTE_INGRESS", or NULL */
+    flag_kind kind;
+    void *dst;
+    const char *help; /* one line */
+    const char *const *choices; /* FLAG_CHOICE: NULL-terminated */
+} flag_spec_t;
+
+typedef enum flags_result {
+    FLAGS_OK = 0,   /* parsed; *first_arg is the first positional */
+    FLAGS_HELP,     /* --help was printed to out: exit 0 */
+    FLAGS_VERSION,  /* --version was printed to out: exit 0 */
+    FLAGS_ERROR,    /* one line was printed to err: exit 2 */
+} flags_result;
+
+/* Parses argv[1..argc) against specs (terminated by a spec with name
+ * NULL). Positional arguments are allowed only if first_arg is not NULL;
+ * "--" ends the flags. usage is the text printed above the flag list by
+ * --help (e.g. "usage: fonte-broker [flags]\n\nRoutes events..."). */
+flags_result flags_parse(const flag_spec_t *specs, int argc, char **argv,
+                         const char *prog, const char *usage, int *first_arg,
+                         FILE *out, FILE *err);
+
+/* Value parsers, exposed for tests and for callers with their own
+ * syntax. False on malformed or out-of-range input. */
+bool flags_parse_size(const char *s, size_t *out);
+bool flags_parse_uint(const char *s, uint64_t *out);
+bool flags_parse_duration(const char *s, int64_t *out_us);
+
+#endif
