@@ -677,15 +677,48 @@ budget_free(void *data, void *ptr)
     free(ptr);
 }
 
-fonte_err
-codec_unpack(const ProtobufCMessageDescriptor *desc, const void *data,
-             size_t len, size_t max, ProtobufCMessage **msg_p)
+/* Walks a message's wire format with its descriptor before protobuf-c
+ * sees it: every tag well formed (protobuf-c accepts an overlong tag for
+ * field 0 that it then cannot round-trip), nesting bounded, and every
+ * string field valid UTF-8 without NUL (protobuf-c's C strings would
+ * silently end at the NUL). */
+static fonte_err
+wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+           size_t len, int depth)
+{
+    reader_t r = { p, p + len };
+    field_t f;
+    fonte_err rc;
+
+    if (depth > 8)
+        return FONTE_EDECODE;
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return FONTE_EDECODE;
+        const ProtobufCFieldDescriptor *fd =
+            protobuf_c_message_descriptor_get_field(desc, f.num);
+        if (fd == NULL || f.wt != WT_LEN)
+            continue; /* unknown, or a scalar protobuf-c checks itself */
+        if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+            if ((rc = wire_check(fd->descriptor, (const uint8_t *) f.s.ptr,
+                                 f.s.len, depth + 1)) != FONTE_OK)
+                return rc;
+        } else if (fd->type == PROTOBUF_C_TYPE_STRING) {
+            if (!text_ok(f.s.ptr, f.s.len, f.s.len))
+                return FONTE_EUTF8;
+        }
+    }
+    return FONTE_OK;
+}
+
+/* protobuf-c's unpack under the allocation budget, with no checks of
+ * ours: callers have walked the bytes already. */
+static fonte_err
+unpack_budgeted(const ProtobufCMessageDescriptor *desc, const void *data,
+                size_t len, ProtobufCMessage **msg_p)
 {
     static const uint8_t nothing = 0;
 
-    *msg_p = NULL;
-    if (len > max)
-        return FONTE_ETOOBIG;
     /* Generous for real messages (a few times their size), tight enough
      * that a message of empty repeated submessages cannot blow up. */
     budget_t b = { 16 * len + 65536 };
@@ -696,6 +729,20 @@ codec_unpack(const ProtobufCMessageDescriptor *desc, const void *data,
         return FONTE_EDECODE;
     *msg_p = m;
     return FONTE_OK;
+}
+
+fonte_err
+codec_unpack(const ProtobufCMessageDescriptor *desc, const void *data,
+             size_t len, size_t max, ProtobufCMessage **msg_p)
+{
+    fonte_err rc;
+
+    *msg_p = NULL;
+    if (len > max)
+        return FONTE_ETOOBIG;
+    if ((rc = wire_check(desc, data, len, 0)) != FONTE_OK)
+        return rc;
+    return unpack_budgeted(desc, data, len, msg_p);
 }
 
 fonte_err
@@ -721,8 +768,11 @@ codec_event_unpack(const void *body, size_t len, const codec_limits_t *lim,
     *event_p = NULL;
     if ((rc = codec_event_scan(body, len, lim, &view)) != FONTE_OK)
         return rc;
-    return codec_unpack(&fonte__event__descriptor, body, len, lim->max_msg,
-                        (ProtobufCMessage **) event_p);
+    /* The scan is the event's check (stricter than wire_check except on
+     * the earlier copies of a repeated singular field, which protobuf
+     * discards anyway). */
+    return unpack_budgeted(&fonte__event__descriptor, body, len,
+                           (ProtobufCMessage **) event_p);
 }
 
 fonte_err
@@ -737,9 +787,8 @@ codec_event_decode(const codec_frame_t *frames, size_t nframes,
         return rc;
     if (cls != CODEC_EVENT && cls != CODEC_REPLAY)
         return FONTE_ETOPIC;
-    return codec_unpack(&fonte__event__descriptor, frames[1].data,
-                        frames[1].size, lim->max_msg,
-                        (ProtobufCMessage **) event_p);
+    return unpack_budgeted(&fonte__event__descriptor, frames[1].data,
+                           frames[1].size, (ProtobufCMessage **) event_p);
 }
 
 void

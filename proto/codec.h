@@ -192,8 +192,10 @@ fonte_err codec_event_encode(const Fonte__Event *ev, const codec_limits_t *lim,
 fonte_err codec_pack(const ProtobufCMessage *msg, codec_buf_t *out);
 
 /* Unpacks len bytes as a message of desc. FONTE_ETOOBIG if len > max,
- * FONTE_EDECODE if malformed or if unpacking would allocate more than a
- * budget proportional to len. Caller frees with
+ * FONTE_EDECODE if malformed (checked by a walk of the wire format before
+ * protobuf-c runs) or if unpacking would allocate more than a budget
+ * proportional to len, FONTE_EUTF8 if a string field, at any depth, is
+ * not UTF-8 or holds a NUL. Caller frees with
  * protobuf_c_message_free_unpacked(*msg_p, NULL). */
 fonte_err codec_unpack(const ProtobufCMessageDescriptor *desc,
                        const void *data, size_t len, size_t max,

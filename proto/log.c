@@ -53,6 +53,9 @@ fonte_wall_us(void)
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static void vlog(flog_level level, const char *part, const char *suffix,
+                 const char *fmt, va_list ap) FLOG_PRINTF_(4, 0);
+
 static void
 vlog(flog_level level, const char *part, const char *suffix, const char *fmt,
      va_list ap)

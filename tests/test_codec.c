@@ -791,6 +791,33 @@ Test(codec, request_rejections)
     cr_assert_eq(request_rc(&r), FONTE_EFIELD);
 }
 
+Test(codec, request_regressions_found_by_fuzzing)
+{
+    Fonte__Request *back = NULL;
+    /* an overlong tag for field 0 that protobuf-c accepted but could not
+     * round-trip */
+    cr_assert_eq(codec_request_decode("\x12\x00\x12\x00\x80\x80\x00\x26", 8,
+                                      lim, &back), FONTE_EDECODE);
+    cr_assert_null(back);
+}
+
+Test(codec, strings_with_nul_are_refused_in_every_message)
+{
+    tu_wire_t rr = { 0 }, w = { 0 };
+    tu_wire_bytes(&rr, 1, "order:1\0x", 9); /* ReplayRequest.object */
+    tu_wire_bytes(&w, 1, rr.data, rr.len);  /* Request.replay */
+    Fonte__Request *back = NULL;
+    cr_assert_eq(codec_request_decode(w.data, w.len, lim, &back), FONTE_EUTF8);
+    cr_assert_null(back);
+    tu_wire_free(&rr);
+    tu_wire_free(&w);
+
+    tu_wire_str(&w, 1, "shop\xff"); /* Ack.producer */
+    Fonte__Ack *ack = NULL;
+    cr_assert_eq(codec_ack_decode(w.data, w.len, lim, &ack), FONTE_EUTF8);
+    tu_wire_free(&w);
+}
+
 Test(codec, reply_round_trip_and_rules)
 {
     Fonte__Event *ev = valid_event();

@@ -6,6 +6,7 @@
  * accepts, codec_event_decode unpacks and codec_event_validate accepts.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "codec.h"
 
