@@ -1,0 +1,159 @@
+/*
+ * test_flags.c - proto/flags.c: values from flags, from FONTE_* variables
+ * and defaults; every error is one line and FLAGS_ERROR.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "flags.h"
+
+static const char *const sync_choices[] = { "batch", "none", NULL };
+
+typedef struct cfg {
+    const char *ingress;
+    size_t max_msg;
+    uint64_t hwm;
+    bool repair;
+    int64_t interval;
+    const char *sync;
+} cfg_t;
+
+static flags_result
+parse(cfg_t *c, int argc, char **argv, int *first, char *errline,
+      size_t errlen)
+{
+    flag_spec_t specs[] = {
+        { "ingress", "FONTE_TEST_INGRESS", FLAG_STR, &c->ingress, "where", NULL },
+        { "max-msg", "FONTE_TEST_MAX_MSG", FLAG_SIZE, &c->max_msg, "size", NULL },
+        { "hwm", NULL, FLAG_UINT, &c->hwm, "hwm", NULL },
+        { "repair", NULL, FLAG_BOOL, &c->repair, "repair", NULL },
+        { "stats-interval", NULL, FLAG_DURATION, &c->interval, "every", NULL },
+        { "sync", NULL, FLAG_CHOICE, &c->sync, "sync", sync_choices },
+        { NULL, NULL, 0, NULL, NULL, NULL },
+    };
+    FILE *out = fopen("/dev/null", "w");
+    FILE *err = fmemopen(errline, errlen, "w");
+    memset(errline, 0, errlen);
+    flags_result r = flags_parse(specs, argc, argv, "prog", "usage: prog\n",
+                                 first, out, err);
+    fclose(out);
+    fclose(err);
+    return r;
+}
+
+static cfg_t
+defaults(void)
+{
+    cfg_t c = { "tcp://127.0.0.1:7701", 1 << 20, 1000, false, 1000000, "batch" };
+    return c;
+}
+
+Test(flags, defaults_stay_when_nothing_is_given)
+{
+    cfg_t c = defaults();
+    char e[256];
+    char *argv[] = { "prog", NULL };
+    unsetenv("FONTE_TEST_INGRESS");
+    cr_assert_eq(parse(&c, 1, argv, NULL, e, sizeof e), FLAGS_OK);
+    cr_assert_str_eq(c.ingress, "tcp://127.0.0.1:7701");
+    cr_assert_eq(c.max_msg, 1 << 20);
+    cr_assert_str_eq(e, "");
+}
+
+Test(flags, both_forms_and_every_kind)
+{
+    cfg_t c = defaults();
+    char e[256];
+    char *argv[] = { "prog", "--ingress", "tcp://h:1", "--max-msg=64k",
+                     "--hwm=5", "--repair", "--stats-interval=250ms",
+                     "--sync", "none", "rest", NULL };
+    int first = 0;
+    cr_assert_eq(parse(&c, 10, argv, &first, e, sizeof e), FLAGS_OK);
+    cr_assert_str_eq(c.ingress, "tcp://h:1");
+    cr_assert_eq(c.max_msg, 65536);
+    cr_assert_eq(c.hwm, 5);
+    cr_assert(c.repair);
+    cr_assert_eq(c.interval, 250000);
+    cr_assert_str_eq(c.sync, "none");
+    cr_assert_eq(first, 9);
+}
+
+Test(flags, environment_applies_and_flags_override_it)
+{
+    cfg_t c = defaults();
+    char e[256];
+    setenv("FONTE_TEST_INGRESS", "tcp://env:9", 1);
+    setenv("FONTE_TEST_MAX_MSG", "2M", 1);
+    char *argv[] = { "prog", NULL };
+    cr_assert_eq(parse(&c, 1, argv, NULL, e, sizeof e), FLAGS_OK);
+    cr_assert_str_eq(c.ingress, "tcp://env:9");
+    cr_assert_eq(c.max_msg, 2u << 20);
+    char *argv2[] = { "prog", "--ingress=tcp://flag:1", NULL };
+    cr_assert_eq(parse(&c, 2, argv2, NULL, e, sizeof e), FLAGS_OK);
+    cr_assert_str_eq(c.ingress, "tcp://flag:1");
+    unsetenv("FONTE_TEST_INGRESS");
+    unsetenv("FONTE_TEST_MAX_MSG");
+}
+
+Test(flags, errors_are_one_line)
+{
+    cfg_t c = defaults();
+    char e[256];
+    char *a1[] = { "prog", "--nope", NULL };
+    cr_assert_eq(parse(&c, 2, a1, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: unknown flag '--nope' (try --help)\n");
+    char *a2[] = { "prog", "--hwm=lots", NULL };
+    cr_assert_eq(parse(&c, 2, a2, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: --hwm=lots is not a whole number\n");
+    char *a3[] = { "prog", "--sync=fast", NULL };
+    cr_assert_eq(parse(&c, 2, a3, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: --sync=fast is not one of the listed choices (batch|none)\n");
+    char *a4[] = { "prog", "--ingress", NULL };
+    cr_assert_eq(parse(&c, 2, a4, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: flag --ingress needs a value\n");
+    char *a5[] = { "prog", "stray", NULL };
+    cr_assert_eq(parse(&c, 2, a5, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: unexpected argument 'stray' (try --help)\n");
+    setenv("FONTE_TEST_MAX_MSG", "big", 1);
+    char *a6[] = { "prog", NULL };
+    cr_assert_eq(parse(&c, 1, a6, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: $FONTE_TEST_MAX_MSG=big is not a size like 1048576, 64k or 1M\n");
+    unsetenv("FONTE_TEST_MAX_MSG");
+}
+
+Test(flags, help_and_version)
+{
+    cfg_t c = defaults();
+    char e[256];
+    char *a1[] = { "prog", "--help", NULL };
+    cr_assert_eq(parse(&c, 2, a1, NULL, e, sizeof e), FLAGS_HELP);
+    char *a2[] = { "prog", "--version", NULL };
+    cr_assert_eq(parse(&c, 2, a2, NULL, e, sizeof e), FLAGS_VERSION);
+}
+
+Test(flags, value_parsers)
+{
+    size_t sz;
+    uint64_t u;
+    int64_t d;
+    cr_assert(flags_parse_size("1MiB", &sz));
+    cr_assert_eq(sz, 1048576);
+    cr_assert(flags_parse_size("3G", &sz));
+    cr_assert_eq(sz, (size_t) 3 << 30);
+    cr_assert(flags_parse_size("100", &sz));
+    cr_assert_eq(sz, 100);
+    cr_assert_not(flags_parse_size("-1", &sz));
+    cr_assert_not(flags_parse_size("1T", &sz));
+    cr_assert_not(flags_parse_size("", &sz));
+    cr_assert_not(flags_parse_uint("18446744073709551616", &u));
+    cr_assert(flags_parse_uint("18446744073709551615", &u));
+    cr_assert_eq(u, UINT64_MAX);
+    cr_assert(flags_parse_duration("2s", &d));
+    cr_assert_eq(d, 2000000);
+    cr_assert(flags_parse_duration("15", &d));
+    cr_assert_eq(d, 15000);
+    cr_assert(flags_parse_duration("7us", &d));
+    cr_assert_eq(d, 7);
+    cr_assert_not(flags_parse_duration("1h", &d));
+}
