@@ -1,0 +1,1295 @@
+/*
+ * store.c - the listener's LevelDB store (see store.h). The only file in
+ * fonte that includes leveldb/c.h.
+ *
+ * Key encoding (design.md §5; docs/protocol.md copies this table). Every
+ * key starts with one ASCII letter naming its family; "BE64" is an
+ * unsigned 64-bit integer in 8 bytes, big-endian, so that bytewise key
+ * order is numeric order. Objects, types and producers never contain
+ * NUL (codec rules), so NUL ends a name unambiguously and a prefix scan
+ * of "o" object NUL never matches a longer object name.
+ *
+ *   'e' BE64(seq)                       -> the Event bytes as received
+ *   'o' object 0x00 BE64(seq)           -> "" (events of one object)
+ *   't' type 0x00 BE64(seq)             -> "" (events of one type)
+ *   'd' object 0x00 dep                 -> "" (object depends on dep)
+ *   'r' dep 0x00 object                 -> "" (reverse edge)
+ *   'p' producer 0x00 BE64(session)     -> BE64(last producer_seq)
+ *                                          BE64(time_us of that event,
+ *                                          two's complement)
+ *   'm' "last_seq"                      -> BE64(last assigned seq)
+ *   'm' "events"                        -> BE64(events stored)
+ *   'm' "objects"                       -> BE64(distinct objects)
+ *   'm' "sessions"                      -> BE64(distinct `p` keys)
+ *
+ * seq starts at 1 and is contiguous: the `e` keys are exactly 1..last_seq.
+ * A batch (store_batch_commit) is one LevelDB WriteBatch holding its
+ * events, their index keys, the new `p` watermark of each session it
+ * advanced and the four `m` keys, so after a crash the store holds whole
+ * batches only.
+ *
+ * Counting objects for StatusReply without scanning: an object is new
+ * when no `o` key with its prefix exists. The writer asks, per event, a
+ * bounded direct-mapped cache of objects known to exist (16384 slots);
+ * on a miss it seeks one LevelDB iterator (created once per batch) to
+ * "o" object NUL and checks the prefix. A new object is counted once
+ * per batch (a small set in the batch) and the count is persisted in
+ * m"objects" in the same WriteBatch. Chosen over an extra per-object key
+ * so that the schema stays exactly §5, and over an in-memory set of all
+ * objects so that memory stays bounded whatever the store's size.
+ *
+ * Watermarks work the same way: a direct-mapped cache of sessions
+ * (4096 slots) in front of the `p` keys (a LevelDB get, cheap with the
+ * bloom filter), with the open batch's sessions in a hash table of their
+ * own that is authoritative until commit. Caches only ever hold
+ * committed state, so a failed write needs no undo.
+ *
+ * Threads: one writer (batches, store_write_raw); any number of readers
+ * (snapshots, counters, store_disk_bytes).
+ */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <leveldb/c.h>
+
+#define OBJ_CACHE_SLOTS 16384u
+#define SES_CACHE_SLOTS 4096u
+#define KEY_MAX (1 + 1024 + 1 + 1024) /* longest key: d/r with two names */
+
+typedef struct obj_slot {
+    char *name; /* malloc'd, or NULL */
+    size_t len;
+} obj_slot_t;
+
+typedef struct ses_slot {
+    bool used;
+    uint8_t plen;
+    char producer[CODEC_PRODUCER_MAX];
+    uint64_t session;
+    uint64_t last;
+    int64_t time_us;
+} ses_slot_t;
+
+struct store {
+    char *dir;
+    leveldb_t *db;
+    leveldb_options_t *options;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *filter;
+    leveldb_readoptions_t *ropts;
+    leveldb_writeoptions_t *wopts;
+    _Atomic uint64_t last_seq, events, objects, sessions;
+    obj_slot_t *obj_cache; /* writer thread only */
+    ses_slot_t *ses_cache; /* writer thread only */
+};
+
+/* One session advanced by the open batch. */
+typedef struct batch_ses {
+    store_session_t pub;
+    char producer[CODEC_PRODUCER_MAX];
+} batch_ses_t;
+
+struct store_batch {
+    store_t *store;
+    leveldb_writebatch_t *wb;
+    leveldb_iterator_t *probe; /* object existence seeks, per batch */
+    size_t count;
+    batch_ses_t *ses;
+    size_t n_ses, cap_ses;
+    uint32_t *ses_tab; /* open addressing: index + 1, 0 = empty */
+    size_t ses_tab_cap;
+    char **new_objs; /* objects first stored by this batch (malloc'd) */
+    size_t *new_lens;
+    size_t n_new, cap_new;
+    uint32_t *obj_tab; /* open addressing over new_objs */
+    size_t obj_tab_cap;
+    bool done; /* committed: the next put or lookup starts a new batch */
+};
+
+struct store_snap {
+    store_t *store;
+    const leveldb_snapshot_t *snapshot;
+    leveldb_readoptions_t *ropts;
+    uint64_t last_seq;
+};
+
+typedef enum iter_kind {
+    IT_EVENTS,
+    IT_SEQ, /* o, t: prefix then BE64 seq */
+    IT_NAME, /* d, r: prefix then a name */
+    IT_SESSIONS,
+} iter_kind_t;
+
+struct store_iter {
+    leveldb_iterator_t *it;
+    iter_kind_t kind;
+    char *prefix;
+    size_t prefix_len;
+    bool started;
+    fonte_err err;
+};
+
+/* ------------------------------------------------------------------ */
+/* encoding */
+
+static void
+put_be64(char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (char) (v & 0xff);
+        v >>= 8;
+    }
+}
+
+static uint64_t
+get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (uint8_t) p[i];
+    return v;
+}
+
+/* fam name 0x00 [tail] into buf; returns the length. */
+static size_t
+name_key(char *buf, char fam, const char *name, size_t len,
+         const char *tail, size_t tail_len)
+{
+    buf[0] = fam;
+    memcpy(buf + 1, name, len);
+    buf[1 + len] = '\0';
+    if (tail_len)
+        memcpy(buf + 2 + len, tail, tail_len);
+    return 2 + len + tail_len;
+}
+
+static uint64_t
+hash_bytes(const char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (uint8_t) p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static uint64_t
+hash_session(codec_slice_t producer, uint64_t session)
+{
+    uint64_t h = hash_bytes(producer.ptr, producer.len, 0xcbf29ce484222325ull);
+    h ^= session;
+    h *= 0x9e3779b97f4a7c15ull;
+    return h ^ (h >> 29);
+}
+
+/* The keys of one event, in the order store_event_keys documents, handed
+ * to put(arg, key, klen, value, vlen). One function serves the batch and
+ * the benchmark's baseline, so both write exactly the same keys. */
+typedef void (*put_fn)(void *arg, const char *k, size_t kl, const char *v,
+                       size_t vl);
+
+static void
+event_keys(uint64_t seq, const codec_view_t *v, const void *body, size_t len,
+           put_fn put, void *arg)
+{
+    char key[KEY_MAX + 16], be[8];
+    size_t n;
+
+    put_be64(be, seq);
+    key[0] = 'e';
+    memcpy(key + 1, be, 8);
+    put(arg, key, 9, body, len);
+    n = name_key(key, 'o', v->object.ptr, v->object.len, be, 8);
+    put(arg, key, n, "", 0);
+    n = name_key(key, 't', v->type.ptr, v->type.len, be, 8);
+    put(arg, key, n, "", 0);
+    size_t pos = 0;
+    codec_slice_t dep;
+    while (codec_view_next_dep(v, &pos, &dep)) {
+        n = name_key(key, 'd', v->object.ptr, v->object.len, dep.ptr, dep.len);
+        put(arg, key, n, "", 0);
+        n = name_key(key, 'r', dep.ptr, dep.len, v->object.ptr, v->object.len);
+        put(arg, key, n, "", 0);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* open, close, repair */
+
+void
+store_opts_init(store_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->dir = "./fonte-data";
+    o->cache_bytes = (size_t) 8 << 20;
+    o->write_buffer = (size_t) 4 << 20;
+    o->sync = true;
+    o->create = true;
+}
+
+/* One line for a LevelDB open error: what it means, then its text. */
+static void
+explain_open_error(const char *dir, const char *err, char *buf, size_t cap)
+{
+    const char *what = "cannot open the store";
+    if (strstr(err, "lock") != NULL &&
+        (strstr(err, "unavailable") != NULL || strstr(err, "held") != NULL))
+        what = "locked by another process (is a listener running on it?)";
+    else if (strncmp(err, "Corruption", 10) == 0)
+        what = "corrupt (fonte-listener --repair may recover it)";
+    else if (strstr(err, "Permission denied") != NULL ||
+             strstr(err, "Read-only") != NULL)
+        what = "not writable";
+    else if (strstr(err, "does not exist") != NULL)
+        what = "not a fonte store";
+    else if (strstr(err, "Not a directory") != NULL ||
+             strstr(err, "Is a directory") != NULL)
+        what = "not usable as a data directory";
+    snprintf(buf, cap, "data dir %s: %s (%s)", dir, what, err);
+}
+
+static bool
+read_u64(store_t *s, const char *key, uint64_t *out, char **err)
+{
+    size_t vlen = 0;
+    char *v = leveldb_get(s->db, s->ropts, key, strlen(key), &vlen, err);
+    *out = 0;
+    if (*err != NULL)
+        return false;
+    if (v != NULL && vlen == 8)
+        *out = get_be64(v);
+    leveldb_free(v);
+    return true;
+}
+
+/* The seq of the last `e` key, 0 if none. */
+static fonte_err
+last_event_key(store_t *s, uint64_t *seq)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, s->ropts);
+    fonte_err rc = FONTE_OK;
+    *seq = 0;
+    leveldb_iter_seek(it, "f", 1);
+    if (leveldb_iter_valid(it))
+        leveldb_iter_prev(it);
+    else
+        leveldb_iter_seek_to_last(it);
+    if (leveldb_iter_valid(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl == 9 && k[0] == 'e')
+            *seq = get_be64(k + 1);
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(it, &err);
+    if (err != NULL) {
+        leveldb_free(err);
+        rc = FONTE_ESTORE;
+    }
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
+static fonte_err
+load_counters(store_t *s, char *errbuf, size_t errlen)
+{
+    static const char *const keys[] = { "mlast_seq", "mevents", "mobjects",
+                                        "msessions" };
+    _Atomic uint64_t *dst[] = { &s->last_seq, &s->events, &s->objects,
+                                &s->sessions };
+    for (size_t i = 0; i < 4; i++) {
+        char *err = NULL;
+        uint64_t v;
+        if (!read_u64(s, keys[i], &v, &err)) {
+            snprintf(errbuf, errlen, "data dir %s: corrupt (%s)", s->dir, err);
+            leveldb_free(err);
+            return FONTE_ESTORE;
+        }
+        atomic_store(dst[i], v);
+    }
+    uint64_t last_e;
+    if (last_event_key(s, &last_e) != FONTE_OK ||
+        last_e != atomic_load(&s->last_seq)) {
+        snprintf(errbuf, errlen,
+                 "data dir %s: corrupt (last event key is seq %llu but "
+                 "last_seq is %llu)", s->dir, (unsigned long long) last_e,
+                 (unsigned long long) atomic_load(&s->last_seq));
+        return FONTE_ESTORE;
+    }
+    return FONTE_OK;
+}
+
+static void
+free_handles(store_t *s)
+{
+    if (s->db)
+        leveldb_close(s->db);
+    if (s->options)
+        leveldb_options_destroy(s->options);
+    if (s->cache)
+        leveldb_cache_destroy(s->cache);
+    if (s->filter)
+        leveldb_filterpolicy_destroy(s->filter);
+    if (s->ropts)
+        leveldb_readoptions_destroy(s->ropts);
+    if (s->wopts)
+        leveldb_writeoptions_destroy(s->wopts);
+}
+
+fonte_err
+store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
+           size_t errlen)
+{
+    fonte_err rc = FONTE_ENOMEM;
+    char *err = NULL;
+    store_t *s;
+
+    *store_p = NULL;
+    if (errlen)
+        errbuf[0] = '\0';
+    if ((s = calloc(1, sizeof *s)) == NULL)
+        return FONTE_ENOMEM;
+    s->obj_cache = calloc(OBJ_CACHE_SLOTS, sizeof *s->obj_cache);
+    s->ses_cache = calloc(SES_CACHE_SLOTS, sizeof *s->ses_cache);
+    s->dir = strdup(o->dir);
+    if (!s->obj_cache || !s->ses_cache || !s->dir)
+        goto fail;
+
+    if (o->create && mkdir(o->dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(errbuf, errlen, "data dir %s: cannot create (%s)", o->dir,
+                 strerror(errno));
+        rc = FONTE_ESTORE;
+        goto fail;
+    }
+    s->options = leveldb_options_create();
+    s->cache = leveldb_cache_create_lru(o->cache_bytes ? o->cache_bytes : 1);
+    s->filter = leveldb_filterpolicy_create_bloom(10);
+    s->ropts = leveldb_readoptions_create();
+    s->wopts = leveldb_writeoptions_create();
+    leveldb_options_set_create_if_missing(s->options, o->create);
+    leveldb_options_set_cache(s->options, s->cache);
+    leveldb_options_set_filter_policy(s->options, s->filter);
+    leveldb_options_set_compression(s->options, leveldb_snappy_compression);
+    if (o->write_buffer)
+        leveldb_options_set_write_buffer_size(s->options, o->write_buffer);
+    leveldb_writeoptions_set_sync(s->wopts, o->sync);
+
+    s->db = leveldb_open(s->options, o->dir, &err);
+    if (err != NULL) {
+        explain_open_error(o->dir, err, errbuf, errlen);
+        leveldb_free(err);
+        s->db = NULL;
+        rc = FONTE_ESTORE;
+        goto fail;
+    }
+    if ((rc = load_counters(s, errbuf, errlen)) != FONTE_OK)
+        goto fail;
+    *store_p = s;
+    return FONTE_OK;
+
+fail:
+    if (rc == FONTE_ENOMEM && errlen)
+        snprintf(errbuf, errlen, "data dir %s: out of memory", o->dir);
+    store_close(&s);
+    return rc;
+}
+
+void
+store_close(store_t **store_p)
+{
+    store_t *s = *store_p;
+    if (s == NULL)
+        return;
+    *store_p = NULL;
+    free_handles(s);
+    if (s->obj_cache)
+        for (size_t i = 0; i < OBJ_CACHE_SLOTS; i++)
+            free(s->obj_cache[i].name);
+    free(s->obj_cache);
+    free(s->ses_cache);
+    free(s->dir);
+    free(s);
+}
+
+const char *
+store_dir(const store_t *s)
+{
+    return s->dir;
+}
+
+/* Counts the table (.ldb/.sst) and log (.log) files in dir. */
+static void
+count_files(const char *dir, int *tables, int *logs)
+{
+    *tables = *logs = 0;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *dot = strrchr(e->d_name, '.');
+        if (dot && (!strcmp(dot, ".ldb") || !strcmp(dot, ".sst")))
+            (*tables)++;
+        else if (dot && !strcmp(dot, ".log"))
+            (*logs)++;
+    }
+    closedir(d);
+}
+
+fonte_err
+store_repair(const char *dir, char *msg, size_t msglen)
+{
+    struct stat st;
+    char *err = NULL;
+    int t0, l0, t1, l1;
+
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, msglen, "data dir %s: cannot repair (%s)", dir,
+                 stat(dir, &st) != 0 ? strerror(errno) : "not a directory");
+        return FONTE_ESTORE;
+    }
+    count_files(dir, &t0, &l0);
+    leveldb_options_t *opt = leveldb_options_create();
+    leveldb_repair_db(opt, dir, &err);
+    leveldb_options_destroy(opt);
+    if (err != NULL) {
+        snprintf(msg, msglen, "data dir %s: repair failed (%s)", dir, err);
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    count_files(dir, &t1, &l1);
+
+    /* Reopen to say what the store now holds. */
+    store_opts_t o;
+    store_t *s = NULL;
+    char why[512];
+    store_opts_init(&o);
+    o.dir = dir;
+    o.create = false;
+    o.cache_bytes = 1 << 20;
+    fonte_err rc = store_open(&o, &s, why, sizeof why);
+    if (rc != FONTE_OK) {
+        snprintf(msg, msglen,
+                 "data dir %s: repaired (%d tables and %d logs before, %d "
+                 "tables after) but it still does not open: %s",
+                 dir, t0, l0, t1, why);
+        return FONTE_ESTORE;
+    }
+    store_counts_t c;
+    store_counts(s, &c);
+    store_close(&s);
+    snprintf(msg, msglen,
+             "data dir %s: repaired: rebuilt the manifest from %d table "
+             "file(s) and %d log file(s) into %d table file(s); last_seq=%llu "
+             "objects=%llu sessions=%llu",
+             dir, t0, l0, t1, (unsigned long long) c.last_seq,
+             (unsigned long long) c.objects, (unsigned long long) c.sessions);
+    return FONTE_OK;
+}
+
+void
+store_counts(const store_t *s, store_counts_t *c)
+{
+    c->last_seq = atomic_load(&s->last_seq);
+    c->events = atomic_load(&s->events);
+    c->objects = atomic_load(&s->objects);
+    c->sessions = atomic_load(&s->sessions);
+}
+
+int64_t
+store_disk_bytes(const store_t *s)
+{
+    char path[4096];
+    struct stat st;
+    int64_t total = 0;
+    DIR *d = opendir(s->dir);
+    if (d == NULL)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", s->dir, e->d_name);
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            total += (int64_t) st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
+/* ------------------------------------------------------------------ */
+/* caches (writer thread) */
+
+static obj_slot_t *
+obj_slot(store_t *s, const char *name, size_t len)
+{
+    uint64_t h = hash_bytes(name, len, 0xcbf29ce484222325ull);
+    return &s->obj_cache[(h ^ (h >> 32)) & (OBJ_CACHE_SLOTS - 1)];
+}
+
+static bool
+obj_cached(store_t *s, const char *name, size_t len)
+{
+    obj_slot_t *sl = obj_slot(s, name, len);
+    return sl->name && sl->len == len && memcmp(sl->name, name, len) == 0;
+}
+
+static void
+obj_cache_put(store_t *s, const char *name, size_t len)
+{
+    obj_slot_t *sl = obj_slot(s, name, len);
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return; /* a cache: forgetting is always safe */
+    memcpy(copy, name, len);
+    free(sl->name);
+    sl->name = copy;
+    sl->len = len;
+}
+
+static ses_slot_t *
+ses_slot(store_t *s, codec_slice_t producer, uint64_t session)
+{
+    return &s->ses_cache[hash_session(producer, session) &
+                         (SES_CACHE_SLOTS - 1)];
+}
+
+static bool
+ses_match(const ses_slot_t *sl, codec_slice_t producer, uint64_t session)
+{
+    return sl->used && sl->session == session && sl->plen == producer.len &&
+           memcmp(sl->producer, producer.ptr, producer.len) == 0;
+}
+
+static void
+ses_cache_put(store_t *s, codec_slice_t producer, uint64_t session,
+              uint64_t last, int64_t time_us)
+{
+    ses_slot_t *sl = ses_slot(s, producer, session);
+    sl->used = true;
+    sl->plen = (uint8_t) producer.len;
+    memcpy(sl->producer, producer.ptr, producer.len);
+    sl->session = session;
+    sl->last = last;
+    sl->time_us = time_us;
+}
+
+/* The committed watermark: cache, else the `p` key. */
+static fonte_err
+committed_watermark(store_t *s, codec_slice_t producer, uint64_t session,
+                    uint64_t *last)
+{
+    ses_slot_t *sl = ses_slot(s, producer, session);
+    if (ses_match(sl, producer, session)) {
+        *last = sl->last;
+        return FONTE_OK;
+    }
+    char key[2 + CODEC_PRODUCER_MAX + 8], be[8], *err = NULL;
+    size_t vlen = 0;
+    put_be64(be, session);
+    size_t kl = name_key(key, 'p', producer.ptr, producer.len, be, 8);
+    char *v = leveldb_get(s->db, s->ropts, key, kl, &vlen, &err);
+    if (err != NULL) {
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    *last = v != NULL && vlen >= 8 ? get_be64(v) : 0;
+    int64_t t = v != NULL && vlen >= 16 ? (int64_t) get_be64(v + 8) : 0;
+    leveldb_free(v);
+    ses_cache_put(s, producer, session, *last, t);
+    return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* batches (writer thread) */
+
+fonte_err
+store_batch_new(store_t *s, store_batch_t **batch_p)
+{
+    store_batch_t *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return FONTE_ENOMEM;
+    b->store = s;
+    b->wb = leveldb_writebatch_create();
+    *batch_p = b;
+    return FONTE_OK;
+}
+
+static void
+drop_new_objects(store_batch_t *b)
+{
+    for (size_t i = 0; i < b->n_new; i++)
+        free(b->new_objs[i]);
+    b->n_new = 0;
+    if (b->obj_tab)
+        memset(b->obj_tab, 0, b->obj_tab_cap * sizeof *b->obj_tab);
+}
+
+void
+store_batch_clear(store_batch_t *b)
+{
+    leveldb_writebatch_clear(b->wb);
+    if (b->probe) {
+        leveldb_iter_destroy(b->probe);
+        b->probe = NULL;
+    }
+    b->count = 0;
+    b->n_ses = 0;
+    b->done = false;
+    if (b->ses_tab)
+        memset(b->ses_tab, 0, b->ses_tab_cap * sizeof *b->ses_tab);
+    drop_new_objects(b);
+}
+
+void
+store_batch_destroy(store_batch_t **batch_p)
+{
+    store_batch_t *b = *batch_p;
+    if (b == NULL)
+        return;
+    *batch_p = NULL;
+    store_batch_clear(b);
+    leveldb_writebatch_destroy(b->wb);
+    free(b->ses);
+    free(b->ses_tab);
+    free(b->new_objs);
+    free(b->new_lens);
+    free(b->obj_tab);
+    free(b);
+}
+
+size_t
+store_batch_count(const store_batch_t *b)
+{
+    return b->count;
+}
+
+size_t
+store_batch_sessions(const store_batch_t *b)
+{
+    return b->n_ses;
+}
+
+const store_session_t *
+store_batch_session(const store_batch_t *b, size_t i)
+{
+    batch_ses_t *e = &b->ses[i];
+    e->pub.producer.ptr = e->producer; /* the array may have moved */
+    return &e->pub;
+}
+
+/* Open-addressing lookup in tab (cap a power of two, entries index + 1).
+ * eq(arg, index) says whether entry index is the one sought. Returns the
+ * slot: either holding the entry or empty. */
+static uint32_t *
+tab_find(uint32_t *tab, size_t cap, uint64_t h,
+         bool (*eq)(const void *arg, size_t i), const void *arg)
+{
+    size_t m = cap - 1;
+    for (size_t i = (size_t) h & m;; i = (i + 1) & m)
+        if (tab[i] == 0 || eq(arg, tab[i] - 1))
+            return &tab[i];
+}
+
+/* Grows tab so that it holds n + 1 entries at most half full; rehashes
+ * with hash(arg, index). */
+static bool
+tab_reserve(uint32_t **tab_p, size_t *cap_p, size_t n,
+            uint64_t (*hash)(const void *arg, size_t i), const void *arg)
+{
+    if (*cap_p >= 2 * (n + 1))
+        return true;
+    size_t cap = *cap_p ? *cap_p : 64;
+    while (cap < 2 * (n + 1))
+        cap *= 2;
+    uint32_t *tab = calloc(cap, sizeof *tab);
+    if (tab == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = (size_t) hash(arg, i) & (cap - 1);
+        while (tab[j])
+            j = (j + 1) & (cap - 1);
+        tab[j] = (uint32_t) i + 1;
+    }
+    free(*tab_p);
+    *tab_p = tab;
+    *cap_p = cap;
+    return true;
+}
+
+typedef struct ses_key {
+    const store_batch_t *b;
+    codec_slice_t producer;
+    uint64_t session;
+} ses_key_t;
+
+static bool
+ses_eq(const void *arg, size_t i)
+{
+    const ses_key_t *k = arg;
+    const batch_ses_t *e = &k->b->ses[i];
+    return e->pub.session == k->session && e->pub.producer.len ==
+               k->producer.len &&
+           memcmp(e->producer, k->producer.ptr, k->producer.len) == 0;
+}
+
+static uint64_t
+ses_hash(const void *arg, size_t i)
+{
+    const store_batch_t *b = arg;
+    codec_slice_t p = { b->ses[i].producer, b->ses[i].pub.producer.len };
+    return hash_session(p, b->ses[i].pub.session);
+}
+
+static batch_ses_t *
+batch_ses_find(store_batch_t *b, codec_slice_t producer, uint64_t session)
+{
+    if (b->n_ses == 0)
+        return NULL;
+    ses_key_t k = { b, producer, session };
+    uint32_t *slot = tab_find(b->ses_tab, b->ses_tab_cap,
+                              hash_session(producer, session), ses_eq, &k);
+    return *slot ? &b->ses[*slot - 1] : NULL;
+}
+
+fonte_err
+store_batch_watermark(store_batch_t *b, codec_slice_t producer,
+                      uint64_t session, uint64_t *last)
+{
+    if (b->done)
+        store_batch_clear(b);
+    batch_ses_t *e = batch_ses_find(b, producer, session);
+    if (e != NULL) {
+        *last = e->pub.last;
+        return FONTE_OK;
+    }
+    return committed_watermark(b->store, producer, session, last);
+}
+
+/* The batch's entry for a session, created on first use. */
+static fonte_err
+batch_ses_get(store_batch_t *b, codec_slice_t producer, uint64_t session,
+              batch_ses_t **out)
+{
+    fonte_err rc;
+    if ((*out = batch_ses_find(b, producer, session)) != NULL)
+        return FONTE_OK;
+    if (producer.len > CODEC_PRODUCER_MAX)
+        return FONTE_EPRODUCER;
+    uint64_t committed;
+    if ((rc = committed_watermark(b->store, producer, session, &committed)))
+        return rc;
+    if (b->n_ses == b->cap_ses) {
+        size_t cap = b->cap_ses ? 2 * b->cap_ses : 16;
+        batch_ses_t *n = realloc(b->ses, cap * sizeof *n);
+        if (n == NULL)
+            return FONTE_ENOMEM;
+        b->ses = n;
+        b->cap_ses = cap;
+    }
+    if (!tab_reserve(&b->ses_tab, &b->ses_tab_cap, b->n_ses, ses_hash, b))
+        return FONTE_ENOMEM;
+    batch_ses_t *e = &b->ses[b->n_ses];
+    memcpy(e->producer, producer.ptr, producer.len);
+    e->pub.producer.ptr = e->producer;
+    e->pub.producer.len = producer.len;
+    e->pub.session = session;
+    e->pub.last = e->pub.committed = committed;
+    e->pub.time_us = 0;
+    ses_key_t k = { b, producer, session };
+    *tab_find(b->ses_tab, b->ses_tab_cap, hash_session(producer, session),
+              ses_eq, &k) = (uint32_t) ++b->n_ses;
+    *out = e;
+    return FONTE_OK;
+}
+
+typedef struct obj_key {
+    const store_batch_t *b;
+    codec_slice_t name;
+} obj_key_t;
+
+static bool
+obj_eq(const void *arg, size_t i)
+{
+    const obj_key_t *k = arg;
+    return k->b->new_lens[i] == k->name.len &&
+           memcmp(k->b->new_objs[i], k->name.ptr, k->name.len) == 0;
+}
+
+static uint64_t
+obj_hash(const void *arg, size_t i)
+{
+    const store_batch_t *b = arg;
+    return hash_bytes(b->new_objs[i], b->new_lens[i], 0xcbf29ce484222325ull);
+}
+
+/* Is object already in the store (committed)? Seeks the per-batch probe
+ * iterator to "o" object NUL. */
+static fonte_err
+object_stored(store_batch_t *b, codec_slice_t obj, bool *stored)
+{
+    store_t *s = b->store;
+    char key[KEY_MAX];
+    if (obj_cached(s, obj.ptr, obj.len)) {
+        *stored = true;
+        return FONTE_OK;
+    }
+    if (b->probe == NULL)
+        b->probe = leveldb_create_iterator(s->db, s->ropts);
+    size_t kl = name_key(key, 'o', obj.ptr, obj.len, NULL, 0);
+    leveldb_iter_seek(b->probe, key, kl);
+    *stored = false;
+    if (leveldb_iter_valid(b->probe)) {
+        size_t l;
+        const char *k = leveldb_iter_key(b->probe, &l);
+        *stored = l >= kl && memcmp(k, key, kl) == 0;
+    } else {
+        char *err = NULL;
+        leveldb_iter_get_error(b->probe, &err);
+        if (err != NULL) {
+            leveldb_free(err);
+            return FONTE_ESTORE;
+        }
+    }
+    if (*stored)
+        obj_cache_put(s, obj.ptr, obj.len);
+    return FONTE_OK;
+}
+
+/* Remembers obj as first stored by this batch; *added false if it was
+ * already. */
+static fonte_err
+note_new_object(store_batch_t *b, codec_slice_t obj, bool *is_new)
+{
+    obj_key_t k = { b, obj };
+    uint64_t h = hash_bytes(obj.ptr, obj.len, 0xcbf29ce484222325ull);
+    *is_new = false;
+    if (b->n_new && *tab_find(b->obj_tab, b->obj_tab_cap, h, obj_eq, &k))
+        return FONTE_OK;
+    bool stored;
+    fonte_err rc = object_stored(b, obj, &stored);
+    if (rc != FONTE_OK || stored)
+        return rc;
+    if (b->n_new == b->cap_new) {
+        size_t cap = b->cap_new ? 2 * b->cap_new : 16;
+        char **o = realloc(b->new_objs, cap * sizeof *o);
+        if (o == NULL)
+            return FONTE_ENOMEM;
+        b->new_objs = o;
+        size_t *l = realloc(b->new_lens, cap * sizeof *l);
+        if (l == NULL)
+            return FONTE_ENOMEM;
+        b->new_lens = l;
+        b->cap_new = cap;
+    }
+    if (!tab_reserve(&b->obj_tab, &b->obj_tab_cap, b->n_new, obj_hash, b))
+        return FONTE_ENOMEM;
+    char *copy = malloc(obj.len ? obj.len : 1);
+    if (copy == NULL)
+        return FONTE_ENOMEM;
+    memcpy(copy, obj.ptr, obj.len);
+    b->new_objs[b->n_new] = copy;
+    b->new_lens[b->n_new] = obj.len;
+    *tab_find(b->obj_tab, b->obj_tab_cap, h, obj_eq, &k) =
+        (uint32_t) ++b->n_new;
+    *is_new = true;
+    return FONTE_OK;
+}
+
+static void
+put_wb(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    leveldb_writebatch_put(arg, k, kl, v, vl);
+}
+
+fonte_err
+store_batch_put(store_batch_t *b, const codec_view_t *view, const void *body,
+                size_t len, uint64_t *seq_out)
+{
+    fonte_err rc;
+    batch_ses_t *e;
+    bool is_new;
+
+    if (view->object.len > 1024 || view->type.len > 1024)
+        return FONTE_ELIMIT; /* keys are built on the stack */
+    if (b->done)
+        store_batch_clear(b);
+    if ((rc = batch_ses_get(b, view->producer, view->session, &e)))
+        return rc;
+    if (view->producer_seq != e->pub.last + 1)
+        return FONTE_EINVAL; /* the caller's acceptance rule was skipped */
+    if ((rc = note_new_object(b, view->object, &is_new)))
+        return rc;
+    uint64_t seq = atomic_load(&b->store->last_seq) + b->count + 1;
+    event_keys(seq, view, body, len, put_wb, b->wb);
+    e->pub.last = view->producer_seq;
+    e->pub.time_us = view->time_us;
+    b->count++;
+    if (seq_out)
+        *seq_out = seq;
+    return FONTE_OK;
+}
+
+static void
+put_m(leveldb_writebatch_t *wb, const char *name, uint64_t v)
+{
+    char be[8];
+    put_be64(be, v);
+    leveldb_writebatch_put(wb, name, strlen(name), be, 8);
+}
+
+fonte_err
+store_batch_commit(store_batch_t *b)
+{
+    store_t *s = b->store;
+    char key[2 + CODEC_PRODUCER_MAX + 8], be[8], val[16];
+    uint64_t new_sessions = 0;
+
+    if (b->count == 0)
+        return FONTE_OK;
+    for (size_t i = 0; i < b->n_ses; i++) {
+        const store_session_t *p = store_batch_session(b, i);
+        put_be64(be, p->session);
+        size_t kl = name_key(key, 'p', p->producer.ptr, p->producer.len, be, 8);
+        put_be64(val, p->last);
+        put_be64(val + 8, (uint64_t) p->time_us);
+        leveldb_writebatch_put(b->wb, key, kl, val, 16);
+        new_sessions += p->committed == 0;
+    }
+    uint64_t last = atomic_load(&s->last_seq) + b->count;
+    uint64_t events = atomic_load(&s->events) + b->count;
+    uint64_t objects = atomic_load(&s->objects) + b->n_new;
+    uint64_t sessions = atomic_load(&s->sessions) + new_sessions;
+    put_m(b->wb, "mlast_seq", last);
+    put_m(b->wb, "mevents", events);
+    put_m(b->wb, "mobjects", objects);
+    put_m(b->wb, "msessions", sessions);
+
+    if (b->probe) { /* release the pinned version before writing */
+        leveldb_iter_destroy(b->probe);
+        b->probe = NULL;
+    }
+    char *err = NULL;
+    leveldb_write(s->db, s->wopts, b->wb, &err);
+    if (err != NULL) {
+        leveldb_free(err);
+        store_batch_clear(b);
+        return FONTE_ESTORE;
+    }
+    atomic_store(&s->last_seq, last);
+    atomic_store(&s->events, events);
+    atomic_store(&s->objects, objects);
+    atomic_store(&s->sessions, sessions);
+    for (size_t i = 0; i < b->n_ses; i++) {
+        const store_session_t *p = store_batch_session(b, i);
+        ses_cache_put(s, p->producer, p->session, p->last, p->time_us);
+    }
+    for (size_t i = 0; i < b->n_new; i++)
+        obj_cache_put(s, b->new_objs[i], b->new_lens[i]);
+    /* The session list stays for the caller's acks; the rest goes. */
+    leveldb_writebatch_clear(b->wb);
+    b->count = 0;
+    b->done = true;
+    drop_new_objects(b);
+    return FONTE_OK;
+}
+
+fonte_err
+store_write_raw(store_t *s, const store_kv_t *kvs, size_t n)
+{
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    char *err = NULL;
+    for (size_t i = 0; i < n; i++)
+        leveldb_writebatch_put(wb, kvs[i].key, kvs[i].key_len, kvs[i].value,
+                               kvs[i].value_len);
+    leveldb_write(s->db, s->wopts, wb, &err);
+    leveldb_writebatch_destroy(wb);
+    if (err != NULL) {
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    return FONTE_OK;
+}
+
+typedef struct kv_sink {
+    store_kv_t *kvs;
+    size_t n, cap;
+    char *buf;
+    size_t used, buf_cap;
+    bool overflow;
+} kv_sink_t;
+
+static void
+put_kv(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    kv_sink_t *s = arg;
+    if (s->n == s->cap || s->buf_cap - s->used < kl) {
+        s->overflow = true;
+        return;
+    }
+    memcpy(s->buf + s->used, k, kl);
+    s->kvs[s->n++] = (store_kv_t) { s->buf + s->used, kl, v, vl };
+    s->used += kl;
+}
+
+size_t
+store_event_keys(uint64_t seq, const codec_view_t *view, const void *body,
+                 size_t len, store_kv_t *kvs, size_t kv_cap, char *keybuf,
+                 size_t keybuf_cap)
+{
+    kv_sink_t sink = { kvs, 0, kv_cap, keybuf, 0, keybuf_cap, false };
+    if (view->object.len > 1024 || view->type.len > 1024)
+        return 0;
+    event_keys(seq, view, body, len, put_kv, &sink);
+    return sink.overflow ? 0 : sink.n;
+}
+
+/* ------------------------------------------------------------------ */
+/* reading */
+
+fonte_err
+store_snap_new(store_t *s, store_snap_t **snap_p)
+{
+    store_snap_t *snap = calloc(1, sizeof *snap);
+    if (snap == NULL)
+        return FONTE_ENOMEM;
+    snap->store = s;
+    snap->snapshot = leveldb_create_snapshot(s->db);
+    snap->ropts = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(snap->ropts, snap->snapshot);
+    size_t vlen = 0;
+    char *err = NULL;
+    char *v = leveldb_get(s->db, snap->ropts, "mlast_seq", 9, &vlen, &err);
+    if (err != NULL)
+        leveldb_free(err);
+    snap->last_seq = v != NULL && vlen == 8 ? get_be64(v) : 0;
+    leveldb_free(v);
+    *snap_p = snap;
+    return FONTE_OK;
+}
+
+void
+store_snap_destroy(store_snap_t **snap_p)
+{
+    store_snap_t *snap = *snap_p;
+    if (snap == NULL)
+        return;
+    *snap_p = NULL;
+    leveldb_readoptions_destroy(snap->ropts);
+    leveldb_release_snapshot(snap->store->db, snap->snapshot);
+    free(snap);
+}
+
+uint64_t
+store_snap_last_seq(const store_snap_t *snap)
+{
+    return snap->last_seq;
+}
+
+fonte_err
+store_get_event(store_snap_t *snap, uint64_t seq, void **data, size_t *len)
+{
+    char key[9], *err = NULL;
+    key[0] = 'e';
+    put_be64(key + 1, seq);
+    *data = NULL;
+    *len = 0;
+    char *v = leveldb_get(snap->store->db, snap->ropts, key, 9, len, &err);
+    if (err != NULL) {
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    if (v == NULL)
+        return FONTE_ENOTFOUND;
+    *data = v;
+    return FONTE_OK;
+}
+
+void
+store_free(void *p)
+{
+    leveldb_free(p);
+}
+
+/* An iterator over keys starting with prefix, first seeking to
+ * prefix + tail. */
+static fonte_err
+iter_new(store_snap_t *snap, iter_kind_t kind, const char *prefix,
+         size_t plen, const char *tail, size_t tlen, store_iter_t **it_p)
+{
+    store_iter_t *it = calloc(1, sizeof *it);
+    char *seek = malloc(plen + tlen + 1);
+    if (it == NULL || seek == NULL) {
+        free(it);
+        free(seek);
+        return FONTE_ENOMEM;
+    }
+    memcpy(seek, prefix, plen);
+    if (tlen)
+        memcpy(seek + plen, tail, tlen);
+    it->kind = kind;
+    it->prefix = seek;
+    it->prefix_len = plen;
+    it->it = leveldb_create_iterator(snap->store->db, snap->ropts);
+    leveldb_iter_seek(it->it, seek, plen + tlen);
+    *it_p = it;
+    return FONTE_OK;
+}
+
+/* The seek tail for "seq > after_seq": BE64(after_seq + 1). */
+static size_t
+after_tail(char *be, uint64_t after_seq)
+{
+    put_be64(be, after_seq == UINT64_MAX ? UINT64_MAX : after_seq + 1);
+    return 8;
+}
+
+fonte_err
+store_iter_events(store_snap_t *snap, uint64_t after_seq, store_iter_t **it_p)
+{
+    char be[8];
+    return iter_new(snap, IT_EVENTS, "e", 1, be, after_tail(be, after_seq),
+                    it_p);
+}
+
+static fonte_err
+named_iter(store_snap_t *snap, iter_kind_t kind, char fam, const char *name,
+           size_t len, const char *tail, size_t tlen, store_iter_t **it_p)
+{
+    if (len > 1024)
+        return FONTE_ELIMIT;
+    char key[KEY_MAX];
+    size_t kl = name_key(key, fam, name, len, NULL, 0);
+    return iter_new(snap, kind, key, kl, tail, tlen, it_p);
+}
+
+fonte_err
+store_iter_object(store_snap_t *snap, const char *object, size_t len,
+                  uint64_t after_seq, store_iter_t **it_p)
+{
+    char be[8];
+    return named_iter(snap, IT_SEQ, 'o', object, len, be,
+                      after_tail(be, after_seq), it_p);
+}
+
+fonte_err
+store_iter_type(store_snap_t *snap, const char *type, size_t len,
+                uint64_t after_seq, store_iter_t **it_p)
+{
+    char be[8];
+    return named_iter(snap, IT_SEQ, 't', type, len, be,
+                      after_tail(be, after_seq), it_p);
+}
+
+fonte_err
+store_iter_deps(store_snap_t *snap, const char *object, size_t len,
+                store_iter_t **it_p)
+{
+    return named_iter(snap, IT_NAME, 'd', object, len, NULL, 0, it_p);
+}
+
+fonte_err
+store_iter_dependents(store_snap_t *snap, const char *object, size_t len,
+                      store_iter_t **it_p)
+{
+    return named_iter(snap, IT_NAME, 'r', object, len, NULL, 0, it_p);
+}
+
+fonte_err
+store_iter_sessions(store_snap_t *snap, store_iter_t **it_p)
+{
+    return iter_new(snap, IT_SESSIONS, "p", 1, NULL, 0, it_p);
+}
+
+/* Parses the current key into item; false if it is not well-formed. */
+static bool
+iter_parse(store_iter_t *it, store_item_t *item)
+{
+    size_t kl, vl;
+    const char *k = leveldb_iter_key(it->it, &kl);
+    const char *rest = k + it->prefix_len;
+    size_t rlen = kl - it->prefix_len;
+
+    memset(item, 0, sizeof *item);
+    switch (it->kind) {
+    case IT_EVENTS:
+        if (rlen != 8)
+            return false;
+        item->seq = get_be64(rest);
+        item->value.ptr = leveldb_iter_value(it->it, &vl);
+        item->value.len = vl;
+        return true;
+    case IT_SEQ:
+        if (rlen != 8)
+            return false;
+        item->seq = get_be64(rest);
+        return true;
+    case IT_NAME:
+        item->name.ptr = rest;
+        item->name.len = rlen;
+        return true;
+    case IT_SESSIONS: {
+        const char *nul = memchr(rest, '\0', rlen);
+        if (nul == NULL || (size_t) (k + kl - nul) != 9)
+            return false;
+        const char *v = leveldb_iter_value(it->it, &vl);
+        if (vl < 16)
+            return false;
+        item->name.ptr = rest;
+        item->name.len = (size_t) (nul - rest);
+        item->session = get_be64(nul + 1);
+        item->last = get_be64(v);
+        item->time_us = (int64_t) get_be64(v + 8);
+        return true;
+    }
+    }
+    return false;
+}
+
+bool
+store_iter_next(store_iter_t *it, store_item_t *item)
+{
+    for (;;) {
+        if (it->started)
+            leveldb_iter_next(it->it);
+        it->started = true;
+        if (!leveldb_iter_valid(it->it)) {
+            char *err = NULL;
+            leveldb_iter_get_error(it->it, &err);
+            if (err != NULL) {
+                leveldb_free(err);
+                it->err = FONTE_ESTORE;
+            }
+            return false;
+        }
+        size_t kl;
+        const char *k = leveldb_iter_key(it->it, &kl);
+        if (kl < it->prefix_len || memcmp(k, it->prefix, it->prefix_len) != 0)
+            return false;
+        if (iter_parse(it, item))
+            return true;
+    }
+}
+
+fonte_err
+store_iter_error(const store_iter_t *it)
+{
+    return it->err;
+}
+
+void
+store_iter_destroy(store_iter_t **it_p)
+{
+    store_iter_t *it = *it_p;
+    if (it == NULL)
+        return;
+    *it_p = NULL;
+    leveldb_iter_destroy(it->it);
+    free(it->prefix);
+    free(it);
+}

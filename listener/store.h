@@ -1,0 +1,225 @@
+/*
+ * store.h - the listener's LevelDB store: fonte's source of truth.
+ *
+ * One database per data directory, with the key schema of design.md §5
+ * (written out byte by byte at the top of store.c). store.c is the only
+ * file in fonte that includes leveldb/c.h; everything else reads and
+ * writes through this header.
+ *
+ * Writing: exactly one thread (the listener's writer) builds a
+ * store_batch_t - events, every index key, the per-session watermarks,
+ * the counters and last_seq - and commits it as ONE LevelDB WriteBatch
+ * (synced when the store was opened with sync). Either all of a batch is
+ * in the store after a crash, or none of it.
+ *
+ * Reading: any thread takes a snapshot (store_snap_new) and walks it with
+ * bounded-memory iterators, one key at a time: an object's events in seq
+ * order (`o` keys), a type's events (`t`), an object's dependencies (`d`)
+ * and dependents (`r`), the whole log (`e`), the producer sessions (`p`).
+ * Reads never block the writer (LevelDB snapshots are MVCC).
+ *
+ * Counters for StatusReply (last_seq, events, objects, sessions) are kept
+ * in memory, persisted as `m` keys in every batch, and readable from any
+ * thread in O(1) (store_counts).
+ */
+#ifndef FONTE_STORE_H
+#define FONTE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "fonte/errors.h"
+
+typedef struct store store_t;
+
+typedef struct store_opts {
+    const char *dir;     /* data directory; created (one level) if absent */
+    size_t cache_bytes;  /* LevelDB block cache; default 8 MiB */
+    size_t write_buffer; /* LevelDB memtable size; default 4 MiB */
+    bool sync;           /* fsync every committed batch; default true */
+    bool create;         /* create the database if missing; default true */
+} store_opts_t;
+
+/* Defaults as above, dir "./fonte-data". */
+void store_opts_init(store_opts_t *o);
+
+/* Opens (creating dir and database if allowed) and loads the counters.
+ * Errors: FONTE_ESTORE for a locked, corrupt, unreadable or unwritable
+ * data directory, with ONE line in errbuf naming the directory and the
+ * cause ("data dir /x: locked by another process (IO error: ...)");
+ * FONTE_ENOMEM. On error *store_p is NULL. The returned store is closed
+ * with store_close(). */
+fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
+                     size_t errlen);
+
+/* Closes the database; NULL-safe, nulls *store_p. Every snapshot and
+ * batch must have been destroyed first. */
+void store_close(store_t **store_p);
+
+/* Runs LevelDB's repair on dir (which must not be open anywhere) and
+ * writes one line saying what it did into msg (the number of tables and
+ * the state before and after). FONTE_ESTORE with the reason in msg if
+ * the repair failed or dir is not a database. */
+fonte_err store_repair(const char *dir, char *msg, size_t msglen);
+
+/* The directory given at open. Never NULL; valid until store_close. */
+const char *store_dir(const store_t *s);
+
+/* --- counters, any thread --- */
+
+typedef struct store_counts {
+    uint64_t last_seq; /* last assigned seq; events are 1..last_seq */
+    uint64_t events;   /* events stored (== last_seq: nothing is deleted) */
+    uint64_t objects;  /* distinct objects */
+    uint64_t sessions; /* distinct producer sessions (`p` keys) */
+} store_counts_t;
+
+/* The counters as of the last committed batch. O(1), lock-free. */
+void store_counts(const store_t *s, store_counts_t *c);
+
+/* Bytes of the data directory's files on disk (a readdir + stat of each
+ * file: tables, logs, manifest). Any thread; -1 on error. */
+int64_t store_disk_bytes(const store_t *s);
+
+/* --- writing: one thread (the writer) --- */
+
+typedef struct store_batch store_batch_t;
+
+/* A producer session touched by the open batch (store_batch_session). */
+typedef struct store_session {
+    codec_slice_t producer; /* borrowed from the batch */
+    uint64_t session;
+    uint64_t last;      /* producer_seq watermark including this batch */
+    uint64_t committed; /* watermark before this batch */
+    int64_t time_us;    /* time_us of the last event put */
+} store_session_t;
+
+/* A new, empty batch for s. FONTE_ENOMEM. Destroy before store_close. */
+fonte_err store_batch_new(store_t *s, store_batch_t **batch_p);
+void store_batch_destroy(store_batch_t **batch_p);
+
+/* The watermark (highest stored producer_seq) of a session, counting the
+ * events already put in this open batch; 0 for an unknown session.
+ * Served from a bounded cache, else from the session's `p` key.
+ * FONTE_ESTORE on a read error. */
+fonte_err store_batch_watermark(store_batch_t *b, codec_slice_t producer,
+                                uint64_t session, uint64_t *last);
+
+/* Adds one event as seq = last_seq + 1 + (events already in the batch):
+ * the `e` key with body[0..len) as is, its `o` and `t` keys, `d`/`r`
+ * keys for each dependency, and moves the session's watermark to
+ * view->producer_seq. The caller has checked the acceptance rule
+ * (producer_seq == watermark + 1). view must describe body (from
+ * codec_event_scan). Nothing is written until store_batch_commit.
+ * *seq_out (may be NULL) gets the assigned seq. FONTE_ESTORE (read
+ * error while looking the object up), FONTE_ENOMEM. */
+fonte_err store_batch_put(store_batch_t *b, const codec_view_t *view,
+                          const void *body, size_t len, uint64_t *seq_out);
+
+/* Events in the open batch. */
+size_t store_batch_count(const store_batch_t *b);
+
+/* Sessions advanced by the open (or just committed) batch: i in
+ * [0, store_batch_sessions(b)). Valid until the next put, watermark or
+ * clear (after a commit, the next put or watermark starts a new batch). */
+size_t store_batch_sessions(const store_batch_t *b);
+const store_session_t *store_batch_session(const store_batch_t *b, size_t i);
+
+/* Writes the batch plus `p` watermarks, counters and `m` last_seq as ONE
+ * WriteBatch (synced if the store syncs). On FONTE_OK the counters and
+ * caches move forward and the session list stays readable until
+ * store_batch_clear; on FONTE_ESTORE nothing was stored, the batch is
+ * cleared and the store's in-memory state is as before the batch. An
+ * empty batch is a no-op. */
+fonte_err store_batch_commit(store_batch_t *b);
+
+/* Forgets the open batch's contents (nothing is written). */
+void store_batch_clear(store_batch_t *b);
+
+/* Writes raw key/value pairs in one synced (per opts) WriteBatch,
+ * bypassing the schema and the counters. For the ingest benchmark's
+ * baseline only ("raw LevelDB"): never call it on a listener's store. */
+typedef struct store_kv {
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} store_kv_t;
+fonte_err store_write_raw(store_t *s, const store_kv_t *kvs, size_t n);
+
+/* Builds the keys store_batch_put would write for one event (first the
+ * `e` key, then `o`, `t`, `d`+`r` pairs) into buf (cap bytes) as
+ * consecutive store_kv_t entries whose key bytes live in keybuf. Returns
+ * the number of pairs, or 0 if a buffer is too small. For the benchmark
+ * baseline, so that it writes exactly the listener's keys. */
+size_t store_event_keys(uint64_t seq, const codec_view_t *view,
+                        const void *body, size_t len, store_kv_t *kvs,
+                        size_t kv_cap, char *keybuf, size_t keybuf_cap);
+
+/* --- reading: any thread, through snapshots --- */
+
+typedef struct store_snap store_snap_t;
+
+/* A consistent, read-only view of the store as of now. FONTE_ENOMEM.
+ * Destroy with store_snap_destroy() before store_close. Thread: a
+ * snapshot may be used by one thread at a time. */
+fonte_err store_snap_new(store_t *s, store_snap_t **snap_p);
+void store_snap_destroy(store_snap_t **snap_p);
+
+/* last_seq as of the snapshot (its `m` key; 0 for an empty store). */
+uint64_t store_snap_last_seq(const store_snap_t *snap);
+
+/* The stored bytes of event seq. On FONTE_OK the caller owns *data and
+ * frees it with store_free(). FONTE_ENOTFOUND if there is no such event,
+ * FONTE_ESTORE on a read error. */
+fonte_err store_get_event(store_snap_t *snap, uint64_t seq, void **data,
+                          size_t *len);
+void store_free(void *p);
+
+/* One position of an iterator. Slices are borrowed until the next
+ * store_iter_next or store_iter_destroy. */
+typedef struct store_item {
+    uint64_t seq;        /* e, o, t: the event's seq */
+    codec_slice_t name;  /* d: the dependency; r: the dependent object;
+                            p: the producer */
+    codec_slice_t value; /* e: the event bytes */
+    uint64_t session;    /* p */
+    uint64_t last;       /* p: watermark */
+    int64_t time_us;     /* p: time of the last stored event */
+} store_item_t;
+
+typedef struct store_iter store_iter_t;
+
+/* Iterators over a snapshot, in key order, bounded memory (one LevelDB
+ * iterator and the current key). All return FONTE_ENOMEM or FONTE_OK.
+ *  - events:      `e` keys with seq > after_seq: seq, value
+ *  - object:      `o` object keys with seq > after_seq: seq
+ *  - type:        `t` type keys with seq > after_seq: seq
+ *  - deps:        `d` object keys: name = a dependency of object
+ *  - dependents:  `r` object keys: name = an object depending on object
+ *  - sessions:    `p` keys: name = producer, session, last, time_us
+ * The iterator must be destroyed before its snapshot. */
+fonte_err store_iter_events(store_snap_t *snap, uint64_t after_seq,
+                            store_iter_t **it_p);
+fonte_err store_iter_object(store_snap_t *snap, const char *object,
+                            size_t len, uint64_t after_seq,
+                            store_iter_t **it_p);
+fonte_err store_iter_type(store_snap_t *snap, const char *type, size_t len,
+                          uint64_t after_seq, store_iter_t **it_p);
+fonte_err store_iter_deps(store_snap_t *snap, const char *object, size_t len,
+                          store_iter_t **it_p);
+fonte_err store_iter_dependents(store_snap_t *snap, const char *object,
+                                size_t len, store_iter_t **it_p);
+fonte_err store_iter_sessions(store_snap_t *snap, store_iter_t **it_p);
+
+/* Moves to the next item: true and *item filled, or false at the end or
+ * on error (then store_iter_error says which). Malformed keys (not
+ * written by fonte) are skipped. */
+bool store_iter_next(store_iter_t *it, store_item_t *item);
+/* FONTE_OK, or FONTE_ESTORE if the iteration stopped on a read error. */
+fonte_err store_iter_error(const store_iter_t *it);
+void store_iter_destroy(store_iter_t **it_p);
+
+#endif

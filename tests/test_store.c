@@ -1,0 +1,487 @@
+/*
+ * test_store.c - listener/store.c: the key schema, batches, counters,
+ * watermarks, snapshots and iterators, and the data-dir errors, on a real
+ * LevelDB in a temporary directory.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "testutil.h"
+
+static char dir[64];
+static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb, (void) flag, (void) ftw;
+    return remove(path);
+}
+
+static void
+setup(void)
+{
+    strcpy(dir, "/tmp/fonte-test-store-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+}
+
+static void
+teardown(void)
+{
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(store, .init = setup, .fini = teardown);
+
+static store_t *
+open_at(const char *path)
+{
+    store_opts_t o;
+    store_t *s = NULL;
+    char err[512];
+    store_opts_init(&o);
+    o.dir = path;
+    o.sync = false;
+    fonte_err rc = store_open(&o, &s, err, sizeof err);
+    cr_assert_eq(rc, FONTE_OK, "store_open: %s", err);
+    return s;
+}
+
+static char *
+sub(const char *name)
+{
+    static char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
+/* An encoded event, kept with its view. */
+typedef struct enc {
+    codec_buf_t topic, body;
+    codec_view_t view;
+} enc_t;
+
+static enc_t
+encode(const char *type, const char *object, const char *producer,
+       uint64_t session, uint64_t pseq, const char *dep1, const char *dep2)
+{
+    enc_t e;
+    Fonte__Event *ev = tu_event(type, object, producer, session, pseq);
+    if (dep1)
+        tu_event_add_dep(ev, dep1);
+    if (dep2)
+        tu_event_add_dep(ev, dep2);
+    cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body), FONTE_OK);
+    codec_event_free(&ev);
+    cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim, &e.view),
+                 FONTE_OK);
+    return e;
+}
+
+static void
+enc_free(enc_t *e)
+{
+    codec_buf_free(&e->topic);
+    codec_buf_free(&e->body);
+}
+
+/* Encodes and puts one event; returns its seq. */
+static uint64_t
+put(store_batch_t *b, const char *type, const char *object,
+    const char *producer, uint64_t session, uint64_t pseq, const char *dep1,
+    const char *dep2)
+{
+    enc_t e = encode(type, object, producer, session, pseq, dep1, dep2);
+    uint64_t seq = 0;
+    cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len, &seq),
+                 FONTE_OK);
+    enc_free(&e);
+    return seq;
+}
+
+/* Collects the seqs (or names) of an iterator into out, "1,2,3" form. */
+static void
+collect(store_iter_t *it, char *out, size_t cap)
+{
+    store_item_t item;
+    size_t n = 0;
+    out[0] = '\0';
+    while (store_iter_next(it, &item)) {
+        if (item.name.len)
+            n += (size_t) snprintf(out + n, cap - n, "%s%.*s", n ? "," : "",
+                                   (int) item.name.len, item.name.ptr);
+        else
+            n += (size_t) snprintf(out + n, cap - n, "%s%llu", n ? "," : "",
+                                   (unsigned long long) item.seq);
+    }
+    cr_assert_eq(store_iter_error(it), FONTE_OK);
+    store_iter_destroy(&it);
+    cr_assert_null(it);
+}
+
+Test(store, empty_store_has_zero_counters)
+{
+    store_t *s = open_at(sub("db"));
+    store_counts_t c;
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, 0);
+    cr_assert_eq(c.events, 0);
+    cr_assert_eq(c.objects, 0);
+    cr_assert_eq(c.sessions, 0);
+    cr_assert_str_eq(store_dir(s), sub("db"));
+    cr_assert_gt(store_disk_bytes(s), 0);
+    store_close(&s);
+    cr_assert_null(s);
+    store_close(&s); /* NULL-safe */
+}
+
+Test(store, batch_assigns_contiguous_seqs_and_writes_every_index)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    char got[256];
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    cr_assert_eq(put(b, "user.created", "user:7", "shop", 9, 1, NULL, NULL), 1);
+    cr_assert_eq(put(b, "order.placed", "order:1", "shop", 9, 2, "user:7",
+                     "sku:3"), 2);
+    cr_assert_eq(put(b, "order.paid", "order:1", "pay", 4, 1, "user:7", NULL),
+                 3);
+    cr_assert_eq(store_batch_count(b), 3);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    cr_assert_eq(store_batch_count(b), 0);
+
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_snap_last_seq(snap), 3);
+    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "1,2,3");
+    cr_assert_eq(store_iter_object(snap, "order:1", 7, 0, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "2,3");
+    cr_assert_eq(store_iter_object(snap, "order:", 6, 0, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "", "a prefix of an object name matches nothing");
+    cr_assert_eq(store_iter_type(snap, "user.created", 12, 0, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "1");
+    cr_assert_eq(store_iter_deps(snap, "order:1", 7, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "sku:3,user:7");
+    cr_assert_eq(store_iter_dependents(snap, "user:7", 6, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "order:1");
+    cr_assert_eq(store_iter_deps(snap, "user:7", 6, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "");
+
+    void *data = NULL;
+    size_t len = 0;
+    enc_t e = encode("order.placed", "order:1", "shop", 9, 2, "user:7",
+                     "sku:3");
+    cr_assert_eq(store_get_event(snap, 2, &data, &len), FONTE_OK);
+    cr_assert_eq(len, e.body.len);
+    cr_assert_eq(memcmp(data, e.body.data, len), 0, "stored as received");
+    store_free(data);
+    enc_free(&e);
+    cr_assert_eq(store_get_event(snap, 4, &data, &len), FONTE_ENOTFOUND);
+    cr_assert_null(data);
+
+    store_snap_destroy(&snap);
+    cr_assert_null(snap);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, iterators_start_after_seq)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    char got[256];
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (uint64_t i = 1; i <= 5; i++)
+        put(b, "a.b", i % 2 ? "x:1" : "x:2", "p", 1, i, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_events(snap, 3, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "4,5");
+    cr_assert_eq(store_iter_object(snap, "x:1", 3, 1, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "3,5");
+    cr_assert_eq(store_iter_type(snap, "a.b", 3, 4, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "5");
+    cr_assert_eq(store_iter_events(snap, UINT64_MAX, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "");
+    store_snap_destroy(&snap);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, counters_count_objects_and_sessions_once_and_survive_reopen)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    store_counts_t c;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    put(b, "t", "o:1", "p", 1, 1, NULL, NULL);
+    put(b, "t", "o:1", "p", 1, 2, NULL, NULL); /* same object, same batch */
+    put(b, "t", "o:2", "q", 2, 1, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, 3);
+    cr_assert_eq(c.events, 3);
+    cr_assert_eq(c.objects, 2);
+    cr_assert_eq(c.sessions, 2);
+
+    put(b, "t", "o:2", "p", 1, 3, NULL, NULL); /* known object, session */
+    put(b, "t", "o:3", "p", 3, 1, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    store_close(&s);
+
+    s = open_at(sub("db"));
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, 5);
+    cr_assert_eq(c.events, 5);
+    cr_assert_eq(c.objects, 3);
+    cr_assert_eq(c.sessions, 3);
+    /* A fresh process does not know o:1 from its cache: the seek must. */
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    put(b, "t", "o:1", "p", 1, 4, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_counts(s, &c);
+    cr_assert_eq(c.objects, 3);
+    cr_assert_eq(c.last_seq, 6);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, watermarks_include_the_open_batch_and_persist)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    uint64_t last = 99;
+    codec_slice_t shop = { "shop", 4 };
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    cr_assert_eq(store_batch_watermark(b, shop, 7, &last), FONTE_OK);
+    cr_assert_eq(last, 0);
+    put(b, "t", "o:1", "shop", 7, 1, NULL, NULL);
+    put(b, "t", "o:1", "shop", 7, 2, NULL, NULL);
+    cr_assert_eq(store_batch_watermark(b, shop, 7, &last), FONTE_OK);
+    cr_assert_eq(last, 2);
+    cr_assert_eq(store_batch_sessions(b), 1);
+    const store_session_t *ss = store_batch_session(b, 0);
+    cr_assert_eq(ss->session, 7);
+    cr_assert_eq(ss->last, 2);
+    cr_assert_eq(ss->committed, 0);
+    cr_assert_eq(ss->producer.len, 4);
+    cr_assert_eq(memcmp(ss->producer.ptr, "shop", 4), 0);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    cr_assert_eq(store_batch_sessions(b), 1, "kept for the acks");
+
+    /* An out-of-order put is the caller's bug: refused, nothing added. */
+    enc_t e = encode("t", "o:1", "shop", 7, 5, NULL, NULL);
+    cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len, NULL),
+                 FONTE_EINVAL);
+    enc_free(&e);
+    cr_assert_eq(store_batch_count(b), 0);
+    store_batch_destroy(&b);
+    store_close(&s);
+
+    s = open_at(sub("db"));
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    cr_assert_eq(store_batch_watermark(b, shop, 7, &last), FONTE_OK);
+    cr_assert_eq(last, 2);
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
+    cr_assert(store_iter_next(it, &item));
+    cr_assert_eq(item.name.len, 4);
+    cr_assert_eq(item.session, 7);
+    cr_assert_eq(item.last, 2);
+    cr_assert_eq(item.time_us, 1700000000000000);
+    cr_assert_not(store_iter_next(it, &item));
+    store_iter_destroy(&it);
+    store_snap_destroy(&snap);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, cleared_batch_writes_nothing)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    store_counts_t c;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    put(b, "t", "o:1", "p", 1, 1, NULL, NULL);
+    store_batch_clear(b);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK); /* empty: a no-op */
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, 0);
+    cr_assert_eq(c.objects, 0);
+    /* The same session starts again at 1. */
+    cr_assert_eq(put(b, "t", "o:1", "p", 1, 1, NULL, NULL), 1);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_counts(s, &c);
+    cr_assert_eq(c.objects, 1);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, snapshot_does_not_see_later_commits)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    char got[64];
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    put(b, "t", "o:1", "p", 1, 1, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    put(b, "t", "o:1", "p", 1, 2, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    cr_assert_eq(store_snap_last_seq(snap), 1);
+    cr_assert_eq(store_iter_object(snap, "o:1", 3, 0, &it), FONTE_OK);
+    collect(it, got, sizeof got);
+    cr_assert_str_eq(got, "1");
+    store_snap_destroy(&snap);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(store, event_keys_match_what_a_batch_writes)
+{
+    store_kv_t kvs[8];
+    char keys[512];
+    enc_t e = encode("order.placed", "order:1", "shop", 9, 2, "user:7", NULL);
+    size_t n = store_event_keys(42, &e.view, e.body.data, e.body.len, kvs, 8,
+                                keys, sizeof keys);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(kvs[0].key_len, 9);
+    cr_assert_eq(memcmp(kvs[0].key, "e\0\0\0\0\0\0\0\x2a", 9), 0);
+    cr_assert_eq(kvs[0].value_len, e.body.len);
+    cr_assert_eq(kvs[1].key_len, 17);
+    cr_assert_eq(memcmp(kvs[1].key, "oorder:1\0\0\0\0\0\0\0\0\x2a", 17), 0);
+    cr_assert_eq(memcmp(kvs[2].key, "torder.placed\0", 14), 0);
+    cr_assert_eq(kvs[3].key_len, 15);
+    cr_assert_eq(memcmp(kvs[3].key, "dorder:1\0user:7", 15), 0);
+    cr_assert_eq(memcmp(kvs[4].key, "ruser:7\0order:1", 15), 0);
+    cr_assert_eq(store_event_keys(42, &e.view, e.body.data, e.body.len, kvs,
+                                  2, keys, sizeof keys), 0, "too small");
+
+    /* Raw writes land as given (the benchmark's baseline). */
+    store_t *s = open_at(sub("db"));
+    cr_assert_eq(store_write_raw(s, kvs, n), FONTE_OK);
+    store_snap_t *snap = NULL;
+    void *data;
+    size_t len;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_get_event(snap, 42, &data, &len), FONTE_OK);
+    cr_assert_eq(len, e.body.len);
+    store_free(data);
+    store_snap_destroy(&snap);
+    store_close(&s);
+    enc_free(&e);
+}
+
+Test(store, second_open_of_a_dir_is_locked)
+{
+    store_t *s = open_at(sub("db")), *s2 = NULL;
+    store_opts_t o;
+    char err[512];
+    store_opts_init(&o);
+    o.dir = sub("db");
+    cr_assert_eq(store_open(&o, &s2, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s2);
+    cr_assert_not_null(strstr(err, "locked"), "%s", err);
+    cr_assert_not_null(strstr(err, sub("db")), "%s", err);
+    cr_assert_null(strchr(err, '\n'), "one line");
+    store_close(&s);
+}
+
+Test(store, corrupt_dir_is_a_store_error)
+{
+    store_t *s = open_at(sub("db"));
+    store_close(&s);
+    FILE *f = fopen(sub("db/CURRENT"), "w");
+    cr_assert_not_null(f);
+    fputs("MANIFEST-999999\n", f);
+    fclose(f);
+    store_opts_t o;
+    char err[512];
+    store_opts_init(&o);
+    o.dir = sub("db");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, sub("db")), "%s", err);
+    cr_assert_not_null(strstr(err, "corrupt"), "%s", err);
+}
+
+Test(store, unwritable_dir_is_a_store_error)
+{
+    /* The parent is a regular file: nothing can be created (this works
+     * as root too, where permission bits do not stop anything). */
+    int fd = open(sub("file"), O_CREAT | O_WRONLY, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    store_opts_t o;
+    store_t *s = NULL;
+    char err[512];
+    store_opts_init(&o);
+    o.dir = sub("file/db");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, sub("file/db")), "%s", err);
+    cr_assert_not_null(strstr(err, "Not a directory"), "%s", err);
+    if (geteuid() != 0) {
+        cr_assert_eq(mkdir(sub("ro"), 0500), 0);
+        o.dir = sub("ro");
+        cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+        cr_assert_not_null(strstr(err, "not writable"), "%s", err);
+    }
+}
+
+Test(store, repair_rebuilds_a_lost_manifest)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (uint64_t i = 1; i <= 100; i++)
+        put(b, "t", "o:1", "p", 1, i, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    store_close(&s);
+    cr_assert_eq(unlink(sub("db/CURRENT")), 0);
+
+    char msg[512];
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_OK, "%s",
+                 msg);
+    cr_assert_not_null(strstr(msg, "last_seq=100"), "%s", msg);
+    s = open_at(sub("db"));
+    store_counts_t c;
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, 100);
+    cr_assert_eq(c.objects, 1);
+    store_close(&s);
+
+    cr_assert_eq(store_repair(sub("nothing"), msg, sizeof msg), FONTE_ESTORE);
+    cr_assert_not_null(strstr(msg, sub("nothing")), "%s", msg);
+}
