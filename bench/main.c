@@ -3,6 +3,7 @@
  *
  *     fonte-bench [--quick] [NAME ...]     (no NAME: all of them)
  */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 #include "bench.h"
 #include "log.h"
 
-#define BENCH_DECL_(name) int bench_##name(const bench_ctx_t *ctx);
+#define BENCH_DECL_(name, help) int bench_##name(const bench_ctx_t *ctx);
 #define BENCHES(X) \
     X(broker, "broker_throughput: fonte-broker vs plain zmq_proxy")
 
