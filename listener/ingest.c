@@ -1,0 +1,796 @@
+/*
+ * ingest.c - receive thread, bounded queue, writer thread (ingest.h).
+ *
+ * The idea (design.md §4, §5): reading the socket and writing LevelDB
+ * are decoupled by a queue, so that a compaction stall or an fsync never
+ * leaves the SUB socket unread while there is room to put things.
+ *
+ *   broker XPUB --> [SUB] receive thread --queue--> writer thread [PUB] --> broker XSUB
+ *                                                      |
+ *                                                   store (one WriteBatch per batch)
+ *
+ * Threading invariants:
+ *  - The SUB socket belongs to the receive thread, the PUB socket to the
+ *    writer thread, from the moment the threads start (ingest_new only
+ *    creates and connects them; pthread_create is the memory barrier).
+ *    No other thread touches either socket. Acks and Stats are published
+ *    by the writer only.
+ *  - The queue (ring of item pointers, counted in events and bytes) is
+ *    the only state both threads share, under q_mu. An item is owned by
+ *    whoever took it out of the queue.
+ *  - Only the writer calls store_batch_* (the store's single writer).
+ *  - Counters are relaxed atomics: each has one writing thread, any
+ *    thread may read them (ingest_counters).
+ *
+ * Receive: every message is checked with codec_check (zero-copy scan).
+ * Messages on "$" topics (our own Acks and Stats come back, since we
+ * subscribe to everything) and events carrying `replay` are ignored and
+ * counted, never stored; malformed ones are counted as "invalid.<reason>".
+ * A valid live event's body is copied once into a queue item together
+ * with its view (pointers rebased onto the copy). When the queue is full
+ * the receive thread WAITS - it never drops. Meanwhile ZeroMQ keeps
+ * queueing in the SUB socket up to its RCVHWM, and beyond that the
+ * broker's XPUB drops for this subscriber; libfonte's resend heals that
+ * (a gap Ack, or its resend timeout).
+ *
+ * Writer: takes up to batch_max events (waiting up to batch_delay_us for
+ * a batch to fill), applies the acceptance rule per (producer, session)
+ * against the store's watermark - producer_seq == last + 1: store;
+ * <= last: duplicate, ignored, the session's Ack is sent again (once per
+ * batch); > last + 1: gap, not stored, an Ack with gap set (at most one
+ * per session and durable_seq per INGEST_GAP_ACK_US) - commits ONE
+ * WriteBatch and only then publishes one Ack per session that advanced.
+ * The gap and duplicate Acks go out after the commit too, so that every
+ * durable_seq ever published is durable. If a commit fails, nothing of
+ * the batch is acked: the producers resend.
+ *
+ * Limits: memory is the queue (queue_max events, queue_bytes bytes), the
+ * SUB's RCVHWM and one batch; the ack-state table is a fixed array.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "log.h"
+
+#define ACK_SLOTS 4096u
+#define LAT_SAMPLES 4096
+#define RECV_BURST 1000
+
+/* The counters: field, Stats key. */
+#define INGEST_COUNTERS(X)                                                    \
+    X(received, "received")                                                   \
+    X(events_stored, "events_stored")                                         \
+    X(duplicates, "duplicates")                                               \
+    X(gaps, "gaps")                                                           \
+    X(ignored_reserved, "ignored.reserved")                                   \
+    X(ignored_replay, "ignored.replay")                                       \
+    X(invalid, "invalid")                                                     \
+    X(acks_sent, "acks_sent")                                                 \
+    X(gap_acks_sent, "gap_acks_sent")                                         \
+    X(batches, "batches")                                                     \
+    X(commit_errors, "commit_errors")                                         \
+    X(queue_full_waits, "queue_full_waits")                                   \
+    X(stats_sent, "stats_sent")
+
+typedef struct counters {
+#define COUNTER_FIELD_(f, key) _Atomic uint64_t f;
+    INGEST_COUNTERS(COUNTER_FIELD_)
+#undef COUNTER_FIELD_
+    _Atomic uint64_t invalid_by[FONTE_ERR_COUNT_];
+} counters_t;
+
+#define BUMP(in, f, n) \
+    atomic_fetch_add_explicit(&(in)->c.f, (n), memory_order_relaxed)
+
+/* One queued event: its view points into body. */
+typedef struct item {
+    size_t len;
+    codec_view_t view;
+    uint8_t body[];
+} item_t;
+
+/* Per-session state for rate-limiting re-acks and gap acks. */
+typedef struct ack_slot {
+    bool used;
+    uint8_t plen;
+    char producer[CODEC_PRODUCER_MAX];
+    uint64_t session;
+    uint64_t dup_round;   /* batch round of the last duplicate re-ack */
+    uint64_t gap_durable; /* durable_seq of the last gap Ack */
+    int64_t gap_us;       /* when it was sent */
+} ack_slot_t;
+
+struct ingest {
+    ingest_opts_t o;
+    char *egress, *ingress;
+    void *sub, *pub;
+    pthread_t recv_thread, writer_thread;
+    bool recv_started, writer_started;
+    atomic_bool stop_recv;
+    int64_t started_us;
+
+    pthread_mutex_t q_mu;
+    pthread_cond_t q_not_empty, q_not_full;
+    item_t **ring;
+    size_t q_cap, q_head, q_n, q_bytes;
+    bool stop_writer; /* under q_mu */
+
+    counters_t c;
+
+    /* writer thread only */
+    store_batch_t *batch;
+    item_t **taken;
+    ack_slot_t *acks;
+    uint64_t round;
+    double lat[LAT_SAMPLES];
+    size_t n_lat;
+    uint64_t iv_batches, iv_events;
+    int64_t next_stats_us;
+    uint8_t *verdict; /* per taken event: KEEP, DUP, GAP */
+    flog_limiter_t commit_log, put_log;
+    flog_limiter_t invalid_log; /* receive thread */
+};
+
+/* ------------------------------------------------------------------ */
+
+void
+ingest_opts_init(ingest_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->egress = "tcp://127.0.0.1:7702";
+    o->ingress = "tcp://127.0.0.1:7701";
+    o->batch_max = INGEST_BATCH_MAX_DEFAULT;
+    o->batch_delay_us = INGEST_BATCH_DELAY_US_DEFAULT;
+    o->queue_max = INGEST_QUEUE_MAX_DEFAULT;
+    o->queue_bytes = INGEST_QUEUE_BYTES_DEFAULT;
+    o->rcvhwm = INGEST_RCVHWM_DEFAULT;
+    o->stats_interval_us = 1000000;
+    o->limits = codec_limits_default;
+}
+
+void
+ingest_counters(ingest_t *in, ingest_counters_t *out)
+{
+    memset(out, 0, sizeof *out);
+#define COUNTER_COPY_(f, key) \
+    out->f = atomic_load_explicit(&in->c.f, memory_order_relaxed);
+    INGEST_COUNTERS(COUNTER_COPY_)
+#undef COUNTER_COPY_
+    for (size_t i = 0; i < FONTE_ERR_COUNT_; i++)
+        out->invalid_by[i] = atomic_load_explicit(&in->c.invalid_by[i],
+                                                  memory_order_relaxed);
+    pthread_mutex_lock(&in->q_mu);
+    out->queue_depth = in->q_n;
+    out->queue_bytes = in->q_bytes;
+    pthread_mutex_unlock(&in->q_mu);
+}
+
+/* An absolute CLOCK_MONOTONIC time us from now, for timed waits. */
+static struct timespec
+deadline_in(int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = ts.tv_nsec + (us % 1000000) * 1000;
+    ts.tv_sec += (time_t) (us / 1000000 + ns / 1000000000);
+    ts.tv_nsec = (long) (ns % 1000000000);
+    return ts;
+}
+
+/* ------------------------------------------------------------------ */
+/* receive thread */
+
+static void
+rebase(codec_slice_t *s, const uint8_t *from, size_t len, const uint8_t *to)
+{
+    const uint8_t *p = (const uint8_t *) s->ptr;
+    if (p != NULL && p >= from && p <= from + len)
+        s->ptr = (const char *) (to + (p - from));
+}
+
+/* A queue item holding a copy of body and view rebased onto it. */
+static item_t *
+item_new(const void *body, size_t len, const codec_view_t *view)
+{
+    item_t *it = malloc(sizeof *it + (len ? len : 1));
+    if (it == NULL)
+        return NULL;
+    it->len = len;
+    memcpy(it->body, body, len);
+    it->view = *view;
+    codec_view_t *v = &it->view;
+    codec_slice_t *slices[] = { &v->id, &v->type, &v->object, &v->producer,
+                                &v->payload_type, &v->payload,
+                                &v->replay_target, &v->replay_root };
+    for (size_t i = 0; i < sizeof slices / sizeof *slices; i++)
+        rebase(slices[i], body, len, it->body);
+    v->body = it->body;
+    v->body_len = len;
+    return it;
+}
+
+/* Puts it in the queue, waiting while full. False (and it is freed) if
+ * the ingest is stopping. */
+static bool
+queue_push(ingest_t *in, item_t *it)
+{
+    bool waited = false;
+    pthread_mutex_lock(&in->q_mu);
+    while ((in->q_n == in->q_cap ||
+            (in->q_n > 0 && in->q_bytes + it->len > in->o.queue_bytes)) &&
+           !atomic_load(&in->stop_recv)) {
+        if (!waited)
+            BUMP(in, queue_full_waits, 1);
+        waited = true;
+        struct timespec ts = deadline_in(100000);
+        pthread_cond_timedwait(&in->q_not_full, &in->q_mu, &ts);
+    }
+    if (atomic_load(&in->stop_recv)) {
+        pthread_mutex_unlock(&in->q_mu);
+        free(it);
+        return false;
+    }
+    in->ring[(in->q_head + in->q_n) % in->q_cap] = it;
+    in->q_n++;
+    in->q_bytes += it->len;
+    pthread_cond_signal(&in->q_not_empty);
+    pthread_mutex_unlock(&in->q_mu);
+    return true;
+}
+
+/* Checks one received message (frames) and queues it if it is a live
+ * event. */
+static void
+take_message(ingest_t *in, zmq_msg_t *parts, size_t nframes)
+{
+    codec_frame_t f[2];
+    codec_class_t cls = CODEC_EVENT;
+    codec_view_t view;
+
+    BUMP(in, received, 1);
+    for (size_t i = 0; i < 2 && i < nframes; i++) {
+        f[i].data = zmq_msg_data(&parts[i]);
+        f[i].size = zmq_msg_size(&parts[i]);
+    }
+    /* Our own Acks and Stats come back: skip "$" without decoding. */
+    if (nframes >= 1 && f[0].size > 0 && *(const char *) f[0].data == '$') {
+        if (f[0].size >= 8 && memcmp(f[0].data, CODEC_TOPIC_REPLAY, 8) == 0)
+            BUMP(in, ignored_replay, 1);
+        else
+            BUMP(in, ignored_reserved, 1);
+        return;
+    }
+    fonte_err rc = codec_check(f, nframes, &in->o.limits, &cls, &view);
+    if (rc != FONTE_OK) {
+        BUMP(in, invalid, 1);
+        BUMP(in, invalid_by[rc < FONTE_ERR_COUNT_ ? rc : FONTE_EINTERNAL], 1);
+        flog_limited(&in->invalid_log, FLOG_WARN, "listener",
+                     "dropped an invalid message: %s", fonte_strerror(rc));
+        return;
+    }
+    if (cls != CODEC_EVENT || view.has_replay) {
+        BUMP(in, ignored_replay, 1);
+        return;
+    }
+    item_t *it = item_new(f[1].data, f[1].size, &view);
+    if (it == NULL) {
+        BUMP(in, invalid, 1);
+        BUMP(in, invalid_by[FONTE_ENOMEM], 1);
+        return;
+    }
+    queue_push(in, it);
+}
+
+/* Reads one whole message without waiting; false if none was there. */
+static bool
+recv_one(ingest_t *in)
+{
+    zmq_msg_t parts[2], extra;
+    size_t n = 0;
+    int more = 1;
+
+    zmq_msg_init(&parts[0]);
+    if (zmq_msg_recv(&parts[0], in->sub, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&parts[0]);
+        return false;
+    }
+    n = 1;
+    more = zmq_msg_more(&parts[0]);
+    while (more) {
+        zmq_msg_t *m = n < 2 ? &parts[n] : &extra;
+        zmq_msg_init(m);
+        if (zmq_msg_recv(m, in->sub, 0) < 0) {
+            zmq_msg_close(m);
+            break;
+        }
+        more = zmq_msg_more(m);
+        if (m == &extra)
+            zmq_msg_close(m);
+        n++;
+    }
+    take_message(in, parts, n);
+    for (size_t i = 0; i < n && i < 2; i++)
+        zmq_msg_close(&parts[i]);
+    return true;
+}
+
+static void *
+recv_main(void *arg)
+{
+    ingest_t *in = arg;
+    zmq_pollitem_t pi = { in->sub, 0, ZMQ_POLLIN, 0 };
+
+    while (!atomic_load(&in->stop_recv)) {
+        int rc = zmq_poll(&pi, 1, 100);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            flog(FLOG_ERROR, "listener", "receive: zmq_poll: %s",
+                 zmq_strerror(zmq_errno()));
+            break;
+        }
+        for (int k = 0; rc > 0 && k < RECV_BURST; k++)
+            if (!recv_one(in) || atomic_load(&in->stop_recv))
+                break;
+    }
+    zmq_close(in->sub);
+    in->sub = NULL;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* writer thread: publishing */
+
+static void
+publish(ingest_t *in, const char *topic, size_t tlen, const void *body,
+        size_t blen)
+{
+    if (zmq_send(in->pub, topic, tlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return;
+    zmq_send(in->pub, body, blen, ZMQ_DONTWAIT);
+}
+
+static void
+send_ack(ingest_t *in, codec_slice_t producer, uint64_t session,
+         uint64_t durable, bool gap)
+{
+    char prod[CODEC_PRODUCER_MAX + 1], topic[8 + CODEC_PRODUCER_MAX];
+    uint8_t buf[128];
+    Fonte__Ack ack = FONTE__ACK__INIT;
+
+    memcpy(prod, producer.ptr, producer.len);
+    prod[producer.len] = '\0';
+    ack.producer = prod;
+    ack.session = session;
+    ack.durable_seq = durable;
+    ack.gap = gap;
+    if (fonte__ack__get_packed_size(&ack) > sizeof buf)
+        return; /* cannot happen: producer <= 64 bytes */
+    size_t blen = fonte__ack__pack(&ack, buf);
+    int tlen = snprintf(topic, sizeof topic, "%s%s", CODEC_TOPIC_ACK, prod);
+    publish(in, topic, (size_t) tlen, buf, blen);
+    BUMP(in, acks_sent, 1);
+    if (gap)
+        BUMP(in, gap_acks_sent, 1);
+}
+
+static ack_slot_t *
+ack_slot(ingest_t *in, codec_slice_t producer, uint64_t session)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ session;
+    for (size_t i = 0; i < producer.len; i++)
+        h = (h ^ (uint8_t) producer.ptr[i]) * 0x100000001b3ull;
+    ack_slot_t *s = &in->acks[(h ^ (h >> 31)) & (ACK_SLOTS - 1)];
+    if (!s->used || s->session != session || s->plen != producer.len ||
+        memcmp(s->producer, producer.ptr, producer.len) != 0) {
+        memset(s, 0, sizeof *s);
+        s->used = true;
+        s->plen = (uint8_t) producer.len;
+        memcpy(s->producer, producer.ptr, producer.len);
+        s->session = session;
+    }
+    return s;
+}
+
+typedef struct stats_builder {
+    Fonte__Stats msg;
+    Fonte__Stats__CountersEntry cent[64], *cptr[64];
+    Fonte__Stats__GaugesEntry gent[16], *gptr[16];
+    char keys[FONTE_ERR_COUNT_][40];
+} stats_builder_t;
+
+static void
+add_counter(stats_builder_t *s, const char *key, uint64_t v)
+{
+    size_t i = s->msg.n_counters;
+    if (i == 64)
+        return;
+    fonte__stats__counters_entry__init(&s->cent[i]);
+    s->cent[i].key = (char *) key;
+    s->cent[i].value = v;
+    s->cptr[i] = &s->cent[i];
+    s->msg.n_counters++;
+}
+
+static void
+add_gauge(stats_builder_t *s, const char *key, double v)
+{
+    size_t i = s->msg.n_gauges;
+    if (i == 16)
+        return;
+    fonte__stats__gauges_entry__init(&s->gent[i]);
+    s->gent[i].key = (char *) key;
+    s->gent[i].value = v;
+    s->gptr[i] = &s->gent[i];
+    s->msg.n_gauges++;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *) a, y = *(const double *) b;
+    return (x > y) - (x < y);
+}
+
+static double
+percentile(double *v, size_t n, double pct)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t) (pct / 100.0 * (double) (n - 1) + 0.5);
+    return v[i < n ? i : n - 1];
+}
+
+static void
+publish_stats(ingest_t *in, int64_t now)
+{
+    stats_builder_t *s = calloc(1, sizeof *s);
+    ingest_counters_t c;
+    store_counts_t sc;
+    codec_buf_t buf = { 0 };
+
+    if (s == NULL)
+        return;
+    ingest_counters(in, &c);
+    store_counts(in->o.store, &sc);
+    fonte__stats__init(&s->msg);
+    s->msg.source = "listener";
+    s->msg.uptime_us = (uint64_t) (now - in->started_us);
+    s->msg.counters = s->cptr;
+    s->msg.gauges = s->gptr;
+#define COUNTER_ADD_(f, key) add_counter(s, key, c.f);
+    INGEST_COUNTERS(COUNTER_ADD_)
+#undef COUNTER_ADD_
+    for (size_t i = 0; i < FONTE_ERR_COUNT_; i++)
+        if (c.invalid_by[i]) {
+            snprintf(s->keys[i], sizeof s->keys[i], "invalid.%s",
+                     fonte_errname((fonte_err) i));
+            add_counter(s, s->keys[i], c.invalid_by[i]);
+        }
+    qsort(in->lat, in->n_lat, sizeof *in->lat, cmp_double);
+    add_gauge(s, "batch_size_avg",
+              in->iv_batches ? (double) in->iv_events / (double) in->iv_batches
+                             : 0);
+    add_gauge(s, "commit_p50_us", percentile(in->lat, in->n_lat, 50));
+    add_gauge(s, "commit_p99_us", percentile(in->lat, in->n_lat, 99));
+    add_gauge(s, "queue_depth", (double) c.queue_depth);
+    add_gauge(s, "queue_bytes", (double) c.queue_bytes);
+    add_gauge(s, "last_seq", (double) sc.last_seq);
+    add_gauge(s, "events", (double) sc.events);
+    add_gauge(s, "objects", (double) sc.objects);
+    add_gauge(s, "sessions", (double) sc.sessions);
+    add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
+    in->n_lat = 0;
+    in->iv_batches = in->iv_events = 0;
+
+    if (codec_pack(&s->msg.base, &buf) == FONTE_OK) {
+        static const char topic[] = "$sys.listener";
+        publish(in, topic, sizeof topic - 1, buf.data, buf.len);
+        BUMP(in, stats_sent, 1);
+        codec_buf_free(&buf);
+    }
+    free(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* writer thread: batches */
+
+/* Takes up to batch_max events out of the queue into in->taken; 0 when
+ * the writer should stop (stopping and the queue is empty) or when a
+ * Stats deadline passed with nothing to do. */
+static size_t
+queue_take(ingest_t *in, bool *stop)
+{
+    size_t n = 0;
+    *stop = false;
+    pthread_mutex_lock(&in->q_mu);
+    if (in->q_n == 0 && !in->stop_writer) {
+        int64_t wait_us = 1000000;
+        if (in->o.stats_interval_us > 0) {
+            wait_us = in->next_stats_us - fonte_mono_us();
+            if (wait_us < 0)
+                wait_us = 0;
+        }
+        struct timespec ts = deadline_in(wait_us);
+        while (in->q_n == 0 && !in->stop_writer &&
+               pthread_cond_timedwait(&in->q_not_empty, &in->q_mu, &ts) == 0)
+            ;
+    }
+    if (in->q_n > 0 && in->q_n < in->o.batch_max && in->o.batch_delay_us > 0 &&
+        !in->stop_writer) {
+        struct timespec ts = deadline_in(in->o.batch_delay_us);
+        while (in->q_n < in->o.batch_max && !in->stop_writer &&
+               pthread_cond_timedwait(&in->q_not_empty, &in->q_mu, &ts) == 0)
+            ;
+    }
+    while (n < in->o.batch_max && in->q_n > 0) {
+        item_t *it = in->ring[in->q_head];
+        in->q_head = (in->q_head + 1) % in->q_cap;
+        in->q_n--;
+        in->q_bytes -= it->len;
+        in->taken[n++] = it;
+    }
+    if (n > 0)
+        pthread_cond_broadcast(&in->q_not_full);
+    *stop = in->stop_writer && in->q_n == 0 && n == 0;
+    pthread_mutex_unlock(&in->q_mu);
+    return n;
+}
+
+enum { KEEP = 0, DUP = 1, GAP = 2 };
+
+/* Applies the acceptance rule to n taken events, commits, acks. */
+static void
+write_batch(ingest_t *in, size_t n)
+{
+    uint8_t *verdict = in->verdict;
+    size_t n_put = 0, n_dup = 0, n_gap = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const codec_view_t *v = &in->taken[i]->view;
+        uint64_t last;
+        fonte_err rc = store_batch_watermark(in->batch, v->producer,
+                                             v->session, &last);
+        verdict[i] = KEEP;
+        if (rc == FONTE_OK && v->producer_seq == last + 1) {
+            rc = store_batch_put(in->batch, v, in->taken[i]->body,
+                                 in->taken[i]->len, NULL);
+            n_put += rc == FONTE_OK;
+        } else if (rc == FONTE_OK && v->producer_seq <= last) {
+            verdict[i] = DUP;
+            n_dup++;
+        } else if (rc == FONTE_OK) {
+            verdict[i] = GAP;
+            n_gap++;
+        }
+        if (rc != FONTE_OK)
+            flog_limited(&in->put_log, FLOG_ERROR, "listener",
+                         "cannot add an event to the batch: %s",
+                         fonte_strerror(rc));
+    }
+    BUMP(in, duplicates, n_dup);
+    BUMP(in, gaps, n_gap);
+
+    int64_t t0 = fonte_mono_us();
+    fonte_err rc = store_batch_commit(in->batch);
+    int64_t dt = fonte_mono_us() - t0;
+    if (rc != FONTE_OK) {
+        BUMP(in, commit_errors, 1);
+        flog_limited(&in->commit_log, FLOG_ERROR, "listener",
+                     "commit of %zu events to %s failed: %s; nothing acked, "
+                     "producers will resend", n_put, store_dir(in->o.store),
+                     fonte_strerror(rc));
+        struct timespec pause = { 0, 100 * 1000 * 1000 };
+        nanosleep(&pause, NULL); /* a failing disk: do not spin */
+        return;
+    }
+    if (n_put > 0) {
+        BUMP(in, events_stored, n_put);
+        BUMP(in, batches, 1);
+        in->iv_batches++;
+        in->iv_events += n_put;
+        if (in->n_lat < LAT_SAMPLES)
+            in->lat[in->n_lat++] = (double) dt;
+    }
+
+    /* Acks, all after the commit. */
+    in->round++;
+    for (size_t i = 0; n_put > 0 && i < store_batch_sessions(in->batch); i++) {
+        const store_session_t *s = store_batch_session(in->batch, i);
+        send_ack(in, s->producer, s->session, s->last, false);
+        ack_slot(in, s->producer, s->session)->dup_round = in->round;
+    }
+    int64_t now = fonte_mono_us();
+    for (size_t i = 0; (n_dup || n_gap) && i < n; i++) {
+        if (verdict[i] == KEEP)
+            continue;
+        const codec_view_t *v = &in->taken[i]->view;
+        uint64_t last;
+        if (store_batch_watermark(in->batch, v->producer, v->session, &last))
+            continue;
+        ack_slot_t *slot = ack_slot(in, v->producer, v->session);
+        if (verdict[i] == DUP && slot->dup_round != in->round) {
+            slot->dup_round = in->round;
+            send_ack(in, v->producer, v->session, last, false);
+        } else if (verdict[i] == GAP &&
+                   (slot->gap_us == 0 || slot->gap_durable != last ||
+                    now - slot->gap_us >= INGEST_GAP_ACK_US)) {
+            slot->gap_durable = last;
+            slot->gap_us = now;
+            send_ack(in, v->producer, v->session, last, true);
+        }
+    }
+}
+
+static void *
+writer_main(void *arg)
+{
+    ingest_t *in = arg;
+    bool stop = false;
+
+    while (!stop) {
+        size_t n = queue_take(in, &stop);
+        if (n > 0) {
+            write_batch(in, n);
+            for (size_t i = 0; i < n; i++)
+                free(in->taken[i]);
+        }
+        int64_t now = fonte_mono_us();
+        if (in->o.stats_interval_us > 0 && now >= in->next_stats_us) {
+            publish_stats(in, now);
+            in->next_stats_us = now + in->o.stats_interval_us;
+        }
+    }
+    zmq_close(in->pub);
+    in->pub = NULL;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+
+static fonte_err
+make_socket(ingest_t *in, int type, const char *endpoint, void **sock_p,
+            char *errbuf, size_t errlen)
+{
+    void *s = zmq_socket(in->o.zmq_ctx, type);
+    int linger = type == ZMQ_PUB ? 100 : 0; /* last acks may go out */
+    int64_t max_msg = (int64_t) in->o.limits.max_msg;
+    int hwm = type == ZMQ_SUB ? in->o.rcvhwm : 100000;
+    if (s == NULL) {
+        snprintf(errbuf, errlen, "cannot create a socket: %s",
+                 zmq_strerror(zmq_errno()));
+        return FONTE_EIO;
+    }
+    bool ok = zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) == 0 &&
+              zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) == 0 &&
+              zmq_setsockopt(s, type == ZMQ_SUB ? ZMQ_RCVHWM : ZMQ_SNDHWM, &hwm,
+                             sizeof hwm) == 0 &&
+              (type != ZMQ_SUB || zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) == 0);
+    if (!ok || zmq_connect(s, endpoint) != 0) {
+        int e = zmq_errno();
+        snprintf(errbuf, errlen, "cannot connect %s to %s: %s",
+                 type == ZMQ_SUB ? "SUB" : "PUB", endpoint, zmq_strerror(e));
+        zmq_close(s);
+        return e == EINVAL || e == EPROTONOSUPPORT ? FONTE_EINVAL : FONTE_EIO;
+    }
+    *sock_p = s;
+    return FONTE_OK;
+}
+
+fonte_err
+ingest_new(const ingest_opts_t *o, ingest_t **ingest_p, char *errbuf,
+           size_t errlen)
+{
+    fonte_err rc = FONTE_ENOMEM;
+    ingest_t *in;
+
+    *ingest_p = NULL;
+    if (o->zmq_ctx == NULL || o->store == NULL || o->egress == NULL ||
+        o->ingress == NULL || o->batch_max == 0 || o->queue_max == 0 ||
+        o->queue_bytes == 0 || o->batch_delay_us < 0 ||
+        o->stats_interval_us < 0) {
+        snprintf(errbuf, errlen, "ingest: invalid options");
+        return FONTE_EINVAL;
+    }
+    if ((in = calloc(1, sizeof *in)) == NULL)
+        return FONTE_ENOMEM;
+    in->o = *o;
+    pthread_mutex_init(&in->q_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&in->q_not_empty, &ca);
+    pthread_cond_init(&in->q_not_full, &ca);
+    pthread_condattr_destroy(&ca);
+    in->egress = strdup(o->egress);
+    in->ingress = strdup(o->ingress);
+    in->q_cap = o->queue_max;
+    in->ring = calloc(o->queue_max, sizeof *in->ring);
+    in->taken = calloc(o->batch_max, sizeof *in->taken);
+    in->verdict = calloc(o->batch_max, 1);
+    in->acks = calloc(ACK_SLOTS, sizeof *in->acks);
+    if (!in->egress || !in->ingress || !in->ring || !in->taken || !in->verdict ||
+        !in->acks) {
+        snprintf(errbuf, errlen, "ingest: out of memory");
+        goto fail;
+    }
+    in->o.egress = in->egress;
+    in->o.ingress = in->ingress;
+    if ((rc = store_batch_new(o->store, &in->batch)) != FONTE_OK)
+        goto fail;
+    if ((rc = make_socket(in, ZMQ_SUB, in->egress, &in->sub, errbuf, errlen)) ||
+        (rc = make_socket(in, ZMQ_PUB, in->ingress, &in->pub, errbuf, errlen)))
+        goto fail;
+
+    in->started_us = fonte_mono_us();
+    in->next_stats_us = in->started_us + o->stats_interval_us;
+    if (pthread_create(&in->writer_thread, NULL, writer_main, in) != 0) {
+        snprintf(errbuf, errlen, "ingest: cannot start the writer thread");
+        rc = FONTE_EIO;
+        goto fail;
+    }
+    in->writer_started = true;
+    if (pthread_create(&in->recv_thread, NULL, recv_main, in) != 0) {
+        snprintf(errbuf, errlen, "ingest: cannot start the receive thread");
+        rc = FONTE_EIO;
+        goto fail;
+    }
+    in->recv_started = true;
+    *ingest_p = in;
+    return FONTE_OK;
+
+fail:
+    ingest_destroy(&in);
+    return rc;
+}
+
+void
+ingest_destroy(ingest_t **ingest_p)
+{
+    ingest_t *in = *ingest_p;
+    if (in == NULL)
+        return;
+    *ingest_p = NULL;
+
+    atomic_store(&in->stop_recv, true);
+    pthread_mutex_lock(&in->q_mu);
+    pthread_cond_broadcast(&in->q_not_full);
+    pthread_mutex_unlock(&in->q_mu);
+    if (in->recv_started)
+        pthread_join(in->recv_thread, NULL);
+    else if (in->sub)
+        zmq_close(in->sub);
+
+    /* The writer commits what is queued, then stops. */
+    pthread_mutex_lock(&in->q_mu);
+    in->stop_writer = true;
+    pthread_cond_broadcast(&in->q_not_empty);
+    pthread_mutex_unlock(&in->q_mu);
+    if (in->writer_started)
+        pthread_join(in->writer_thread, NULL);
+    else if (in->pub)
+        zmq_close(in->pub);
+
+    for (size_t i = 0; i < in->q_n; i++) /* only if the writer never ran */
+        free(in->ring[(in->q_head + i) % in->q_cap]);
+    store_batch_destroy(&in->batch);
+    pthread_cond_destroy(&in->q_not_empty);
+    pthread_cond_destroy(&in->q_not_full);
+    pthread_mutex_destroy(&in->q_mu);
+    free(in->ring);
+    free(in->taken);
+    free(in->verdict);
+    free(in->acks);
+    free(in->egress);
+    free(in->ingress);
+    free(in);
+}

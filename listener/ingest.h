@@ -1,0 +1,81 @@
+/*
+ * ingest.h - the listener's ingest: a receive thread that drains the
+ * broker's egress into a bounded queue, and one writer thread that
+ * commits the queue to the store in batches, applies the exactly-once
+ * rule per producer session, publishes the Acks and the listener's
+ * Stats (design.md §4, §5, §7). See ingest.c for the threading rules.
+ */
+#ifndef FONTE_INGEST_H
+#define FONTE_INGEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "fonte/errors.h"
+#include "store.h"
+
+#define INGEST_BATCH_MAX_DEFAULT 2000
+#define INGEST_BATCH_DELAY_US_DEFAULT 200
+#define INGEST_QUEUE_MAX_DEFAULT 100000 /* events */
+#define INGEST_QUEUE_BYTES_DEFAULT ((size_t) 32 << 20)
+#define INGEST_RCVHWM_DEFAULT 100000 /* SUB socket, messages */
+#define INGEST_GAP_ACK_US 20000      /* one gap Ack per session+seq per 20 ms */
+
+typedef struct ingest ingest_t;
+
+typedef struct ingest_opts {
+    void *zmq_ctx;          /* the context to make sockets in (borrowed) */
+    const char *egress;     /* broker XPUB to subscribe to */
+    const char *ingress;    /* broker XSUB to publish Acks/Stats into */
+    store_t *store;         /* borrowed; outlives the ingest */
+    size_t batch_max;       /* events per WriteBatch */
+    int64_t batch_delay_us; /* wait this long for a batch to fill */
+    size_t queue_max;       /* queued events */
+    size_t queue_bytes;     /* queued event bytes */
+    int rcvhwm;             /* SUB's ZMQ_RCVHWM */
+    int64_t stats_interval_us; /* 0 = no Stats */
+    codec_limits_t limits;
+} ingest_opts_t;
+
+/* Counters since start. The names in brackets are the Stats keys. */
+typedef struct ingest_counters {
+    uint64_t received;        /* ["received"] messages read from the SUB */
+    uint64_t events_stored;   /* ["events_stored"] */
+    uint64_t duplicates;      /* ["duplicates"] producer_seq <= watermark */
+    uint64_t gaps;            /* ["gaps"] producer_seq > watermark + 1 */
+    uint64_t ignored_reserved;/* ["ignored.reserved"] $ack/$sys messages */
+    uint64_t ignored_replay;  /* ["ignored.replay"] events carrying replay */
+    uint64_t invalid;         /* ["invalid"] every reason */
+    uint64_t invalid_by[FONTE_ERR_COUNT_]; /* ["invalid.<errname>"] */
+    uint64_t acks_sent;       /* ["acks_sent"] every Ack */
+    uint64_t gap_acks_sent;   /* ["gap_acks_sent"] those with gap set */
+    uint64_t batches;         /* ["batches"] committed WriteBatches */
+    uint64_t commit_errors;   /* ["commit_errors"] failed writes */
+    uint64_t queue_full_waits;/* ["queue_full_waits"] receive had to wait */
+    uint64_t stats_sent;      /* ["stats_sent"] */
+    uint64_t queue_depth;     /* gauge: events queued now */
+    uint64_t queue_bytes;     /* gauge: their bytes */
+} ingest_counters_t;
+
+/* Defaults above; egress/ingress the broker's default endpoints,
+ * stats every second, default limits. zmq_ctx and store must be set. */
+void ingest_opts_init(ingest_opts_t *o);
+
+/* Connects the SUB (subscribed to everything) and the PUB, starts both
+ * threads and returns. FONTE_EINVAL for bad options or an endpoint libzmq
+ * cannot parse, FONTE_EIO for a socket error, FONTE_ENOMEM; errbuf gets
+ * one line. The strings in *o are copied. */
+fonte_err ingest_new(const ingest_opts_t *o, ingest_t **ingest_p,
+                     char *errbuf, size_t errlen);
+
+/* Copies the counters (thread-safe, a consistent-enough snapshot). */
+void ingest_counters(ingest_t *in, ingest_counters_t *out);
+
+/* Stops receiving, commits everything already queued (and acks it),
+ * stops the writer, closes both sockets and frees. NULL-safe; nulls
+ * *ingest_p. Not from the ingest's own threads. */
+void ingest_destroy(ingest_t **ingest_p);
+
+#endif

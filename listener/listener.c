@@ -1,0 +1,138 @@
+/*
+ * listener.c - the listener actor (listener.h): one ZeroMQ context, the
+ * store, the ingest (receive + writer threads) and the query server
+ * (query thread). Start order is store -> query -> ingest, so that a bad
+ * data dir or a taken port fails before anything is received; stop
+ * order is the reverse, so that the writer commits what is queued while
+ * the store is still open.
+ */
+#include "listener.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+struct listener {
+    void *ctx;
+    store_t *store;
+    query_t *query;
+    ingest_t *ingest;
+};
+
+void
+listener_opts_init(listener_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->egress = LISTENER_EGRESS_DEFAULT;
+    o->ingress = LISTENER_INGRESS_DEFAULT;
+    o->query = LISTENER_QUERY_DEFAULT;
+    o->data = LISTENER_DATA_DEFAULT;
+    o->sync = true;
+    o->batch_max = INGEST_BATCH_MAX_DEFAULT;
+    o->batch_delay_us = INGEST_BATCH_DELAY_US_DEFAULT;
+    o->cache_mb = LISTENER_CACHE_MB_DEFAULT;
+    o->queue_max = INGEST_QUEUE_MAX_DEFAULT;
+    o->queue_bytes = INGEST_QUEUE_BYTES_DEFAULT;
+    o->rcvhwm = INGEST_RCVHWM_DEFAULT;
+    o->stats_interval_us = 1000000;
+    o->limits = codec_limits_default;
+}
+
+fonte_err
+listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
+             size_t errlen)
+{
+    fonte_err rc;
+    listener_t *l;
+
+    *listener_p = NULL;
+    if (o->egress == NULL || o->ingress == NULL || o->query == NULL ||
+        o->data == NULL || o->cache_mb > ((size_t) 1 << 20)) {
+        snprintf(errbuf, errlen, "listener: invalid options");
+        return FONTE_EINVAL;
+    }
+    if ((l = calloc(1, sizeof *l)) == NULL ||
+        (l->ctx = zmq_ctx_new()) == NULL) {
+        snprintf(errbuf, errlen, "listener: out of memory");
+        free(l);
+        return FONTE_ENOMEM;
+    }
+
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = o->data;
+    so.sync = o->sync;
+    so.cache_bytes = o->cache_mb << 20;
+    if (o->write_buffer)
+        so.write_buffer = o->write_buffer;
+    if ((rc = store_open(&so, &l->store, errbuf, errlen)) != FONTE_OK)
+        goto fail;
+
+    query_opts_t qo;
+    query_opts_init(&qo);
+    qo.zmq_ctx = l->ctx;
+    qo.endpoint = o->query;
+    qo.store = l->store;
+    qo.limits = o->limits;
+    qo.replay = o->replay;
+    qo.replay_arg = o->replay_arg;
+    if ((rc = query_new(&qo, &l->query, errbuf, errlen)) != FONTE_OK)
+        goto fail;
+
+    ingest_opts_t io;
+    ingest_opts_init(&io);
+    io.zmq_ctx = l->ctx;
+    io.egress = o->egress;
+    io.ingress = o->ingress;
+    io.store = l->store;
+    io.batch_max = o->batch_max;
+    io.batch_delay_us = o->batch_delay_us;
+    io.queue_max = o->queue_max;
+    io.queue_bytes = o->queue_bytes;
+    io.rcvhwm = o->rcvhwm;
+    io.stats_interval_us = o->stats_interval_us;
+    io.limits = o->limits;
+    if ((rc = ingest_new(&io, &l->ingest, errbuf, errlen)) != FONTE_OK)
+        goto fail;
+    *listener_p = l;
+    return FONTE_OK;
+
+fail:
+    listener_destroy(&l);
+    return rc;
+}
+
+const char *
+listener_query_endpoint(const listener_t *l)
+{
+    return query_endpoint(l->query);
+}
+
+store_t *
+listener_store(listener_t *l)
+{
+    return l->store;
+}
+
+void
+listener_counters(listener_t *l, ingest_counters_t *out)
+{
+    ingest_counters(l->ingest, out);
+}
+
+void
+listener_destroy(listener_t **listener_p)
+{
+    listener_t *l = *listener_p;
+    if (l == NULL)
+        return;
+    *listener_p = NULL;
+    ingest_destroy(&l->ingest);
+    query_destroy(&l->query);
+    store_close(&l->store);
+    if (l->ctx)
+        zmq_ctx_term(l->ctx);
+    free(l);
+}

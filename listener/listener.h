@@ -1,0 +1,78 @@
+/*
+ * listener.h - fonte's listener as an actor: the source of truth
+ * (design.md §2, §4, §5). It subscribes to everything on the broker's
+ * egress, stores every live event exactly once per producer session in
+ * LevelDB (store.h), acks producers and publishes Stats through the
+ * broker's ingress (ingest.h), and answers queries on a ROUTER
+ * (query.h). fonte-listener (main.c) and `fonte up` run it; tests run it
+ * in process with ephemeral ports.
+ */
+#ifndef FONTE_LISTENER_H
+#define FONTE_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "fonte/errors.h"
+#include "ingest.h"
+#include "query.h"
+#include "store.h"
+
+#define LISTENER_EGRESS_DEFAULT "tcp://127.0.0.1:7702"
+#define LISTENER_INGRESS_DEFAULT "tcp://127.0.0.1:7701"
+#define LISTENER_QUERY_DEFAULT QUERY_ENDPOINT_DEFAULT
+#define LISTENER_DATA_DEFAULT "./fonte-data"
+#define LISTENER_CACHE_MB_DEFAULT 8
+
+typedef struct listener listener_t;
+
+typedef struct listener_opts {
+    const char *egress;    /* broker XPUB to subscribe to */
+    const char *ingress;   /* broker XSUB to publish acks/stats/replays into */
+    const char *query;     /* ROUTER bind endpoint; "tcp://127.0.0.1:*" = ephemeral */
+    const char *data;      /* data directory */
+    bool sync;             /* --sync=batch (true, default) | none */
+    size_t batch_max;      /* events per WriteBatch (2000) */
+    int64_t batch_delay_us;/* how long the writer may wait to fill a batch (200) */
+    size_t cache_mb;       /* LevelDB block cache, MiB (8) */
+    size_t write_buffer;   /* LevelDB memtable bytes; 0 = store default (4 MiB) */
+    size_t queue_max;      /* bounded ingest queue, events (100000) */
+    size_t queue_bytes;    /* and bytes (32 MiB) */
+    int rcvhwm;            /* SUB socket ZMQ_RCVHWM (100000) */
+    int64_t stats_interval_us; /* default 1 s; 0 = none */
+    codec_limits_t limits;
+    query_replay_fn replay;    /* ReplayRequest handler; NULL = UNAVAILABLE */
+    void *replay_arg;
+} listener_opts_t;
+
+/* Fills *o with the defaults above. */
+void listener_opts_init(listener_opts_t *o);
+
+/* Opens the store (creating the dir), connects, binds the query endpoint,
+ * starts the threads, returns when ready. Errors: FONTE_ESTORE for a
+ * locked/corrupt/unwritable data dir with one line in errbuf naming the
+ * directory and the cause; FONTE_EIO for a bind failure; FONTE_EINVAL
+ * for bad options or endpoints; FONTE_ENOMEM. On error *listener_p is
+ * NULL. The strings in *o are copied. The listener owns its own ZeroMQ
+ * context. */
+fonte_err listener_new(const listener_opts_t *o, listener_t **listener_p,
+                       char *errbuf, size_t errlen);
+
+/* The query endpoint as bound (ephemeral port resolved). Valid until
+ * listener_destroy; thread-safe. */
+const char *listener_query_endpoint(const listener_t *l);
+
+/* The store, for in-process readers (snapshots, counters). Borrowed;
+ * valid until listener_destroy. */
+store_t *listener_store(listener_t *l);
+
+/* Ingest counters (thread-safe copy). */
+void listener_counters(listener_t *l, ingest_counters_t *out);
+
+/* Clean stop: stops receiving, commits and acks what is queued, stops
+ * the query server, closes the store. NULL-safe; nulls *listener_p. */
+void listener_destroy(listener_t **listener_p);
+
+#endif

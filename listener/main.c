@@ -1,0 +1,140 @@
+/*
+ * main.c - fonte-listener: runs the listener actor until SIGINT or
+ * SIGTERM, or repairs a data directory with --repair.
+ *
+ * Signals are blocked before any thread starts and taken with sigwait(),
+ * as in fonte-broker; the stop is listener_destroy(), which commits and
+ * acks what is queued. Exit codes: 0 after a signal, --help, --version or
+ * a successful --repair; 1 when the listener cannot start for another
+ * reason (the query port taken); 2 for a bad flag or a data directory
+ * that is locked, corrupt or unwritable (one line naming it and why), or
+ * a failed repair.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "flags.h"
+#include "listener.h"
+#include "log.h"
+
+static const char usage[] =
+    "usage: fonte-listener [flags]\n"
+    "\n"
+    "Stores every live fonte event it hears on the broker's egress in\n"
+    "LevelDB under --data, exactly once per producer session, acks each\n"
+    "producer on $ack.<producer> once its events are durable, publishes\n"
+    "Stats on $sys.listener and answers status and replay requests on the\n"
+    "query endpoint. SIGINT or SIGTERM stops it cleanly (exit 0).\n"
+    "--repair runs LevelDB's repair on --data and exits.\n";
+
+int
+main(int argc, char **argv)
+{
+    static const char *const sync_choices[] = { "batch", "none", NULL };
+    static const char *const level_choices[] = { "error", "warn", "info",
+                                                 "debug", NULL };
+    listener_opts_t o;
+    listener_opts_init(&o);
+    const char *sync = "batch", *level = "info";
+    uint64_t batch_max = o.batch_max, queue_max = o.queue_max,
+             cache_mb = o.cache_mb;
+    bool repair = false;
+    flog_level lvl;
+
+    const flag_spec_t specs[] = {
+        { "egress", "FONTE_EGRESS", FLAG_STR, &o.egress,
+          "broker XPUB to subscribe to (tcp://127.0.0.1:7702)", NULL },
+        { "ingress", "FONTE_INGRESS", FLAG_STR, &o.ingress,
+          "broker XSUB to publish acks and stats into "
+          "(tcp://127.0.0.1:7701)", NULL },
+        { "query", "FONTE_QUERY", FLAG_STR, &o.query,
+          "ROUTER endpoint to bind for queries (tcp://127.0.0.1:7703)",
+          NULL },
+        { "data", "FONTE_DATA", FLAG_STR, &o.data,
+          "data directory (./fonte-data)", NULL },
+        { "sync", "FONTE_SYNC", FLAG_CHOICE, &sync,
+          "fsync each batch before acking it, or not (batch)", sync_choices },
+        { "batch-max", "FONTE_BATCH_MAX", FLAG_UINT, &batch_max,
+          "events per WriteBatch (2000)", NULL },
+        { "batch-delay-us", "FONTE_BATCH_DELAY_US", FLAG_DURATION,
+          &o.batch_delay_us,
+          "wait this long for a batch to fill, e.g. 200us (200us)", NULL },
+        { "cache-mb", "FONTE_CACHE_MB", FLAG_UINT, &cache_mb,
+          "LevelDB block cache, MiB (8)", NULL },
+        { "queue-max", "FONTE_QUEUE_MAX", FLAG_UINT, &queue_max,
+          "ingest queue limit, events (100000)", NULL },
+        { "queue-bytes", "FONTE_QUEUE_BYTES", FLAG_SIZE, &o.queue_bytes,
+          "ingest queue limit, bytes (32M)", NULL },
+        { "max-msg", "FONTE_MAX_MSG", FLAG_SIZE, &o.limits.max_msg,
+          "largest frame accepted, ZMQ_MAXMSGSIZE (1M)", NULL },
+        { "stats-interval", "FONTE_STATS_INTERVAL", FLAG_DURATION,
+          &o.stats_interval_us,
+          "Stats on $sys.listener every; 0 = never (1s)", NULL },
+        { "repair", NULL, FLAG_BOOL, &repair,
+          "run LevelDB's repair on --data, say what it did, exit", NULL },
+        { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
+          "log threshold (info)", level_choices },
+        { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
+    };
+
+    switch (flags_parse(specs, argc, argv, "fonte-listener", usage, NULL,
+                        stdout, stderr)) {
+    case FLAGS_OK:
+        break;
+    case FLAGS_HELP:
+    case FLAGS_VERSION:
+        return 0;
+    case FLAGS_ERROR:
+        return 2;
+    }
+    if (batch_max == 0 || batch_max > 1000000 || queue_max == 0 ||
+        queue_max > 100000000 || cache_mb > 1048576 || o.queue_bytes == 0 ||
+        o.limits.max_msg == 0) {
+        fprintf(stderr, "fonte-listener: --batch-max must be 1..1000000, "
+                        "--queue-max 1..100000000, --cache-mb at most "
+                        "1048576, --queue-bytes and --max-msg at least 1\n");
+        return 2;
+    }
+    o.batch_max = (size_t) batch_max;
+    o.queue_max = (size_t) queue_max;
+    o.cache_mb = (size_t) cache_mb;
+    o.sync = strcmp(sync, "batch") == 0;
+    if (flog_parse_level(level, &lvl))
+        flog_set_level(lvl);
+
+    if (repair) {
+        char msg[1024];
+        fonte_err rc = store_repair(o.data, msg, sizeof msg);
+        fprintf(rc == FONTE_OK ? stdout : stderr, "fonte-listener: %s\n", msg);
+        return rc == FONTE_OK ? 0 : 2;
+    }
+
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    listener_t *l = NULL;
+    char err[1024];
+    fonte_err rc = listener_new(&o, &l, err, sizeof err);
+    if (rc != FONTE_OK) {
+        fprintf(stderr, "fonte-listener: %s\n",
+                err[0] ? err : fonte_strerror(rc));
+        return rc == FONTE_ESTORE || rc == FONTE_EINVAL ? 2 : 1;
+    }
+    store_counts_t c;
+    store_counts(listener_store(l), &c);
+    flog(FLOG_INFO, "listener",
+         "storing into %s (last_seq %llu), query on %s, subscribed to %s",
+         o.data, (unsigned long long) c.last_seq,
+         listener_query_endpoint(l), o.egress);
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    flog(FLOG_INFO, "listener", "%s: stopping", strsignal(sig));
+    listener_destroy(&l);
+    return 0;
+}

@@ -1,0 +1,119 @@
+/*
+ * order.h - the replay orders of design.md §6, on event metadata alone.
+ *
+ * The input is a graph described by integers: events (their store seq,
+ * the object they belong to, the objects they depend on) and objects
+ * (dense ids 0..n_objects-1, interned by order_names_t). No LevelDB here:
+ * listener/replay.c reads the store, builds this graph, and maps the
+ * result back to events, so the orders are tested on their own.
+ *
+ * causal    A topological order of the events with the smallest seq first
+ *           whenever there is a choice (Kahn's algorithm with a min-heap),
+ *           i.e. the lexicographically smallest order by seq that keeps:
+ *             - each event after the previous event of its own object;
+ *             - each event after the FIRST event of every object it
+ *               depends on (when that object has events in the graph;
+ *               a dependency on one's own object is no edge).
+ *           This is store order, changed only where a dependency would
+ *           otherwise come after the event that needs it.
+ *           Cycles (A's first event needs B, B's first needs A) are broken
+ *           by releasing, among the strongly connected components that
+ *           nothing outside blocks any more, the event with the smallest
+ *           seq. Releasing only there means an object's events always keep
+ *           their own order, and only cycle members ever come out before
+ *           a dependency. Each broken component is reported once, as its
+ *           sorted object ids.
+ * sequence  Plain store order (by seq).
+ * objects   All events of each object together, in seq order, objects in
+ *           dependency order (the same algorithm on the object graph, an
+ *           object's key being its first seq).
+ *
+ * Cost: O((E + D) log E) time and O(E + D) memory for E events and D
+ * dependency entries; Tarjan's SCC pass is iterative (no recursion depth
+ * to exhaust).
+ *
+ * Threads: no shared state; every function may run on any thread.
+ */
+#ifndef FONTE_ORDER_H
+#define FONTE_ORDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fonte/errors.h"
+
+typedef struct order_event {
+    uint64_t seq;      /* unique within a graph */
+    uint32_t object;   /* < n_objects */
+    uint32_t deps_off; /* this event's deps: deps[deps_off .. +n_deps) */
+    uint32_t n_deps;
+} order_event_t;
+
+typedef struct order_graph {
+    const order_event_t *events; /* any order */
+    size_t n_events;
+    const uint32_t *deps;        /* object ids */
+    size_t n_deps;
+    size_t n_objects;
+} order_graph_t;
+
+/* What an order returns. Zero-initialise; release with order_result_fini.
+ * order[i] is an index into graph.events, in replay order. Cycle c's
+ * objects are cycle_objects[cycle_off[c] .. cycle_off[c + 1]), ascending. */
+typedef struct order_result {
+    uint32_t *order;
+    size_t n_order;
+    size_t n_cycles;
+    size_t *cycle_off;       /* n_cycles + 1 entries, or NULL */
+    uint32_t *cycle_objects;
+} order_result_t;
+
+/* Each returns FONTE_OK and fills *res (which it first clears), FONTE_EINVAL
+ * when an object id or a deps range is out of bounds, or FONTE_ENOMEM;
+ * on error *res holds nothing to free. */
+fonte_err order_causal(const order_graph_t *g, order_result_t *res);
+fonte_err order_sequence(const order_graph_t *g, order_result_t *res);
+fonte_err order_objects(const order_graph_t *g, order_result_t *res);
+
+void order_result_fini(order_result_t *res);
+
+/* --- object names -> dense ids, for building graphs --- */
+
+typedef struct order_names order_names_t;
+
+order_names_t *order_names_new(void);
+void order_names_destroy(order_names_t **names_p);
+
+/* The id of name[0..len), adding it if new (*added set accordingly; may be
+ * NULL). FONTE_ENOMEM on allocation failure. */
+fonte_err order_names_intern(order_names_t *names, const char *name,
+                             size_t len, uint32_t *id, int *added);
+
+/* The id of name if known: FONTE_OK, else FONTE_ENOTFOUND. */
+fonte_err order_names_find(const order_names_t *names, const char *name,
+                           size_t len, uint32_t *id);
+
+/* The name of an id (NUL-terminated, owned by names), or NULL. */
+const char *order_names_get(const order_names_t *names, uint32_t id,
+                            size_t *len);
+size_t order_names_count(const order_names_t *names);
+
+/* --- closure --- */
+
+/* Adds to *names the neighbours of one object: called by order_closure
+ * with the object's name; the callback interns each neighbour (through
+ * order_names_intern) and returns FONTE_OK or an error that stops the
+ * walk. */
+typedef fonte_err (*order_neighbors_fn)(void *arg, const char *object,
+                                        size_t len, order_names_t *names);
+
+/* Breadth-first closure from root: interns root (id 0) and then, object
+ * by object in id order, calls neighbors() until no new object appears.
+ * FONTE_ELIMIT as soon as more than limit objects are known (names then
+ * holds a partial closure). On FONTE_OK every object of the closure has an
+ * id in names, ids in BFS order. */
+fonte_err order_closure(order_names_t *names, const char *root, size_t len,
+                        order_neighbors_fn neighbors, void *arg,
+                        size_t limit);
+
+#endif
