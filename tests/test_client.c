@@ -1,0 +1,923 @@
+/*
+ * test_client.c - libfonte's API against an in-process broker, with the
+ * listener played by the test itself: a PUB into the broker's ingress
+ * that sends Acks and replays, a SUB on its egress that watches what the
+ * client puts on the wire, and a ROUTER that answers queries. That makes
+ * the protocol's corner cases (foreign Acks, gap Acks, paging, reply
+ * statuses, targeted replays) exact and independent of the real listener;
+ * tests/test_reliability.c runs the client against the real one.
+ *
+ * Every wait has a deadline; nothing sleeps to synchronise.
+ */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "fonte/fonte.h"
+#include "log.h"
+
+#define WAIT_MS 10000 /* upper bound of every wait: a failure, not a hang */
+
+static broker_t *broker;
+static void *zctx;
+
+static void
+setup(void)
+{
+    broker_opts_t o;
+    char err[256];
+
+    flog_set_level(FLOG_ERROR);
+    broker_opts_init(&o);
+    o.ingress = "tcp://127.0.0.1:*";
+    o.egress = "tcp://127.0.0.1:*";
+    o.stats_interval_us = 0;
+    cr_assert_eq(broker_new(&o, &broker, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    zctx = zmq_ctx_new();
+    cr_assert_not_null(zctx);
+}
+
+static void
+teardown(void)
+{
+    broker_destroy(&broker);
+    zmq_ctx_term(zctx);
+}
+
+TestSuite(client, .init = setup, .fini = teardown, .timeout = 60);
+
+/* An endpoint nobody listens on: bind port 0, read it, close. */
+static void
+dead_endpoint(char *buf, size_t cap)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    snprintf(buf, cap, "tcp://127.0.0.1:%u", (unsigned) ntohs(a.sin_port));
+    close(fd);
+}
+
+static char dead_query[64];
+
+static void
+client_opts(fonte_client_opts_t *o, const char *service)
+{
+    fonte_client_opts_init(o);
+    o->service = service;
+    o->ingress = broker_ingress_endpoint(broker);
+    o->egress = broker_egress_endpoint(broker);
+    dead_endpoint(dead_query, sizeof dead_query);
+    o->query = dead_query;
+    o->resend_timeout_ms = 200;
+    o->query_timeout_ms = 100;
+}
+
+static void *
+sock(int type, const char *endpoint)
+{
+    void *s = zmq_socket(zctx, type);
+    int linger = 0;
+
+    cr_assert_not_null(s);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(s, endpoint), 0);
+    return s;
+}
+
+/* A SUB on the broker's egress: what the client puts on the wire. */
+static void *
+watcher(const char *prefix)
+{
+    void *s = sock(ZMQ_SUB, broker_egress_endpoint(broker));
+    zmq_setsockopt(s, ZMQ_SUBSCRIBE, prefix, strlen(prefix));
+    return s;
+}
+
+/* Next event seen by a watcher, or NULL after timeout_ms. */
+static Fonte__Event *
+watch(void *sub, int timeout_ms)
+{
+    zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+    char topic[512];
+    static uint8_t body[1 << 16];
+
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return NULL;
+    int tn = zmq_recv(sub, topic, sizeof topic, 0);
+    int bn = zmq_recv(sub, body, sizeof body, 0);
+    cr_assert(tn > 0 && bn > 0);
+    Fonte__Event *ev = NULL;
+    cr_assert_eq(codec_event_unpack(body, (size_t) bn, &codec_limits_default,
+                                    &ev), FONTE_OK);
+    return ev;
+}
+
+/* Sends an Ack into the broker as the listener would. */
+static void
+send_ack(void *pub, const char *producer, uint64_t session, uint64_t durable,
+         bool gap)
+{
+    Fonte__Ack ack = FONTE__ACK__INIT;
+    char topic[128];
+    codec_buf_t buf;
+
+    ack.producer = (char *) producer;
+    ack.session = session;
+    ack.durable_seq = durable;
+    ack.gap = gap;
+    cr_assert_eq(codec_pack(&ack.base, &buf), FONTE_OK);
+    snprintf(topic, sizeof topic, "$ack.%s", producer);
+    zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE);
+    zmq_send(pub, buf.data, buf.len, 0);
+    codec_buf_free(&buf);
+}
+
+static fonte_event_spec_t
+spec(const char *type, const char *object)
+{
+    fonte_event_spec_t s = { 0 };
+    s.type = type;
+    s.object = object;
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+
+Test(client, new_rejects_a_missing_or_invalid_service_name)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = (fonte_client_t *) &o;
+
+    client_opts(&o, NULL);
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EPRODUCER);
+    cr_assert_null(c);
+    o.service = "";
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EPRODUCER);
+    o.service = "Shop";
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EPRODUCER);
+    o.service = "shop.orders";
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EPRODUCER);
+    cr_assert_null(c);
+}
+
+Test(client, new_rejects_an_endpoint_zeromq_cannot_parse)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    o.ingress = "nonsense";
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+    cr_assert_null(c);
+    client_opts(&o, "shop");
+    o.window = 0;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+}
+
+Test(client, sessions_are_random_and_never_zero)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *a = NULL, *b = NULL;
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &a), FONTE_OK);
+    cr_assert_eq(fonte_client_new(&o, &b), FONTE_OK);
+    cr_assert_neq(fonte_client_session(a), 0);
+    cr_assert_neq(fonte_client_session(b), 0);
+    cr_assert_neq(fonte_client_session(a), fonte_client_session(b));
+    cr_assert_str_eq(fonte_client_service(a), "shop");
+    fonte_client_destroy(&a);
+    fonte_client_destroy(&b);
+    cr_assert_null(a);
+    fonte_client_destroy(&a); /* NULL-safe */
+}
+
+Test(client, invalid_events_are_refused_and_use_no_sequence_number)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    void *w = watcher("order.");
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+
+    fonte_event_spec_t s = spec("Order", "order:1");
+    cr_assert_eq(fonte_publish(c, &s), FONTE_ETYPE);
+    s = spec(NULL, "order:1");
+    cr_assert_eq(fonte_publish(c, &s), FONTE_ETYPE);
+    s = spec("order.placed", "");
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EOBJECT);
+    const char *deps[65];
+    for (int i = 0; i < 65; i++)
+        deps[i] = "user:7";
+    s = spec("order.placed", "order:1");
+    s.depends_on = deps;
+    s.n_depends_on = 65;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EDEPS);
+    const char *bad_dep[] = { "" };
+    s.depends_on = bad_dep;
+    s.n_depends_on = 1;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EDEP);
+    fonte_meta_t bad_meta = { "", "x" };
+    s = spec("order.placed", "order:1");
+    s.meta = &bad_meta;
+    s.n_meta = 1;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EMETA);
+    s = spec("order.placed", "order:1");
+    s.payload_len = 5;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EINVAL);
+    s = spec("order.placed", "order:1");
+    static char big[(1 << 20) + 1];
+    s.payload = big;
+    s.payload_len = sizeof big;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_ETOOBIG);
+
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.published, 0);
+    cr_assert_eq(st.outbox_events, 0);
+
+    s = spec("order.placed", "order:1");
+    cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    /* No listener: the client resends every 200 ms until the watcher,
+     * slow joiner or not, sees it. The first event on the wire is 1. */
+    Fonte__Event *ev = watch(w, WAIT_MS);
+    cr_assert_not_null(ev);
+    cr_assert_eq(ev->producer_seq, 1);
+    char id[CODEC_ID_MAX];
+    codec_format_id(id, "shop", 4, fonte_client_session(c), 1);
+    cr_assert_str_eq(ev->id, id);
+    cr_assert_str_eq(ev->producer, "shop");
+    cr_assert_eq(ev->session, fonte_client_session(c));
+    codec_event_free(&ev);
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.published, 1);
+    fonte_client_destroy(&c);
+    zmq_close(w);
+}
+
+Test(client, full_outbox_gives_efull_after_the_publish_timeout)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    o.ingress = dead_query; /* no broker, no listener: nothing is acked */
+    o.outbox_max_events = 4;
+    o.publish_timeout_ms = 300;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    int64_t t0 = fonte_mono_us();
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EFULL);
+    cr_assert_geq(fonte_mono_us() - t0, 300000, "EFULL before the timeout");
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.published, 4);
+    cr_assert_eq(st.outbox_events, 4);
+    fonte_client_destroy(&c);
+}
+
+Test(client, outbox_is_bounded_in_bytes_too)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    static char payload[400];
+
+    client_opts(&o, "shop");
+    o.ingress = dead_query;
+    o.outbox_max_bytes = 1000;
+    o.publish_timeout_ms = 50;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    s.payload = payload;
+    s.payload_len = sizeof payload;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    cr_assert_eq(fonte_publish(c, &s), FONTE_EFULL);
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.outbox_events, 2);
+    cr_assert_leq(st.outbox_bytes, 1000);
+    fonte_client_destroy(&c);
+}
+
+Test(client, flush_without_a_listener_times_out)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    cr_assert_eq(fonte_flush(c, 0), FONTE_OK, "nothing published yet");
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    cr_assert_eq(fonte_flush(c, 200), FONTE_ETIMEOUT);
+    fonte_client_destroy(&c);
+}
+
+Test(client, unreliable_flush_returns_once_sent)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    o.reliable = false;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    cr_assert_eq(fonte_flush(c, WAIT_MS), FONTE_OK);
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.outbox_events, 0);
+    cr_assert_eq(st.sent, 100);
+    fonte_client_destroy(&c);
+}
+
+Test(client, only_acks_of_its_own_producer_and_session_count)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    uint64_t session = fonte_client_session(c);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+
+    /* "$ack.shopx" also matches the client's "$ack.shop" subscription;
+     * "shop" with another session is another run of the service. */
+    for (int i = 0; i < 20; i++) {
+        send_ack(pub, "shopx", session, 3, false);
+        send_ack(pub, "shop", session + 1, 3, false);
+        cr_assert_eq(fonte_flush(c, 20), FONTE_ETIMEOUT);
+    }
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.acked, 0);
+    cr_assert_eq(st.outbox_events, 3);
+
+    fonte_err rc = FONTE_ETIMEOUT;
+    for (int i = 0; i < WAIT_MS / 20 && rc != FONTE_OK; i++) {
+        send_ack(pub, "shop", session, 2, false);
+        rc = fonte_flush(c, 20);
+        fonte_client_stats(c, &st);
+        if (st.acked == 2)
+            break;
+    }
+    cr_assert_eq(st.acked, 2);
+    cr_assert_eq(st.outbox_events, 1);
+    cr_assert_eq(fonte_flush(c, 50), FONTE_ETIMEOUT, "3 is not durable");
+    rc = FONTE_ETIMEOUT;
+    for (int i = 0; i < WAIT_MS / 20 && rc != FONTE_OK; i++) {
+        send_ack(pub, "shop", session, 3, false);
+        rc = fonte_flush(c, 20);
+    }
+    cr_assert_eq(rc, FONTE_OK);
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.acked, 3);
+    cr_assert_eq(st.outbox_events, 0);
+    cr_assert_eq(st.outbox_bytes, 0);
+    fonte_client_destroy(&c);
+    zmq_close(pub);
+}
+
+Test(client, gap_ack_resends_from_durable_plus_one_in_order)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
+    void *w = watcher("order.");
+    bool seen[6] = { false };
+
+    client_opts(&o, "shop");
+    o.resend_timeout_ms = 1000;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    uint64_t session = fonte_client_session(c);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    /* Wait until the wire is up and all five went by at least once. */
+    int n_seen = 0;
+    int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+    while (n_seen < 5 && fonte_mono_us() < end) {
+        Fonte__Event *ev = watch(w, 100);
+        if (ev == NULL)
+            continue;
+        cr_assert(ev->producer_seq >= 1 && ev->producer_seq <= 5);
+        if (!seen[ev->producer_seq]) {
+            seen[ev->producer_seq] = true;
+            n_seen++;
+        }
+        codec_event_free(&ev);
+    }
+    cr_assert_eq(n_seen, 5);
+    while ((fonte_mono_us() < end)) { /* drain */
+        Fonte__Event *ev = watch(w, 0);
+        if (ev == NULL)
+            break;
+        codec_event_free(&ev);
+    }
+
+    /* The listener has 1..2 and saw a gap: the next events on the wire
+     * are 3, 4, 5, in order, and 1..2 never come again. */
+    uint64_t expect = 3;
+    while (expect <= 5 && fonte_mono_us() < end) {
+        send_ack(pub, "shop", session, 2, true);
+        Fonte__Event *ev = watch(w, 50);
+        if (ev == NULL)
+            continue;
+        if (expect == 3 && ev->producer_seq != 3) {
+            /* a resend already in flight before the Ack arrived */
+            cr_assert_geq(ev->producer_seq, 3);
+            codec_event_free(&ev);
+            continue;
+        }
+        cr_assert_eq(ev->producer_seq, expect);
+        expect++;
+        codec_event_free(&ev);
+    }
+    cr_assert_eq(expect, 6);
+    fonte_client_stats_t st;
+    fonte_client_stats(c, &st);
+    cr_assert_geq(st.gap_acks, 1);
+    cr_assert_eq(st.acked, 2);
+    cr_assert_geq(st.resent, 3);
+    fonte_client_destroy(&c);
+    zmq_close(pub);
+    zmq_close(w);
+}
+
+Test(client, destroy_with_events_pending_returns_and_frees_them)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 10000; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    int64_t t0 = fonte_mono_us();
+    fonte_client_destroy(&c);
+    cr_assert_null(c);
+    cr_assert_lt(fonte_mono_us() - t0, 5 * 1000000, "destroy hung");
+}
+
+/* ------------------------------------------------------------------ */
+/* subscribe, dispatch, replays                                        */
+
+typedef struct seen {
+    int n;
+    bool replay;
+    char type[64], object[64], dep[64], meta[64], payload[64], ptype[64];
+    char replay_id[64], replay_root[64], replay_target[64];
+    uint64_t seq, replay_index, replay_total;
+} seen_t;
+
+static void
+record(const fonte_event_t *e, void *arg)
+{
+    seen_t *s = arg;
+    size_t len = 0;
+    const void *p = fonte_event_payload(e, &len);
+
+    s->n++;
+    s->replay = fonte_event_is_replay(e);
+    snprintf(s->type, sizeof s->type, "%s", fonte_event_type(e));
+    snprintf(s->object, sizeof s->object, "%s", fonte_event_object(e));
+    snprintf(s->dep, sizeof s->dep, "%s",
+             fonte_event_deps_count(e) ? fonte_event_dep(e, 0) : "-");
+    const char *m = fonte_event_meta(e, "correlation_id");
+    snprintf(s->meta, sizeof s->meta, "%s", m ? m : "-");
+    snprintf(s->payload, sizeof s->payload, "%.*s", (int) len,
+             p ? (const char *) p : "");
+    snprintf(s->ptype, sizeof s->ptype, "%s", fonte_event_payload_type(e));
+    snprintf(s->replay_id, sizeof s->replay_id, "%s",
+             fonte_event_replay_id(e));
+    snprintf(s->replay_root, sizeof s->replay_root, "%s",
+             fonte_event_replay_root(e));
+    snprintf(s->replay_target, sizeof s->replay_target, "%s",
+             fonte_event_replay_target(e));
+    s->seq = fonte_event_producer_seq(e);
+    s->replay_index = fonte_event_replay_index(e);
+    s->replay_total = fonte_event_replay_total(e);
+}
+
+Test(client, handlers_get_live_events_with_every_field)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *pubc = NULL, *subc = NULL;
+    seen_t got = { 0 }, other = { 0 };
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &pubc), FONTE_OK);
+    client_opts(&o, "billing");
+    cr_assert_eq(fonte_client_new(&o, &subc), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(subc, "order.", record, &got), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(subc, "user.", record, &other), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(subc, "$ack.", record, &other), FONTE_EINVAL);
+    cr_assert_eq(fonte_subscribe(subc, NULL, record, &other), FONTE_EINVAL);
+
+    const char *deps[] = { "user:7" };
+    fonte_meta_t meta[] = { { "correlation_id", "c-1" } };
+    fonte_event_spec_t s = spec("order.placed", "order:42");
+    s.depends_on = deps;
+    s.n_depends_on = 1;
+    s.meta = meta;
+    s.n_meta = 1;
+    s.payload = "hello";
+    s.payload_len = 5;
+    s.payload_type = "shop.OrderPlaced";
+    /* Live delivery is at most once and the subscription is made in the
+     * background: publish until one arrives. */
+    int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+    while (got.n == 0 && fonte_mono_us() < end) {
+        cr_assert_eq(fonte_publish(pubc, &s), FONTE_OK);
+        fonte_dispatch(subc, 50, NULL);
+    }
+    cr_assert_geq(got.n, 1);
+    cr_assert_eq(other.n, 0);
+    cr_assert_not(got.replay);
+    cr_assert_str_eq(got.type, "order.placed");
+    cr_assert_str_eq(got.object, "order:42");
+    cr_assert_str_eq(got.dep, "user:7");
+    cr_assert_str_eq(got.meta, "c-1");
+    cr_assert_str_eq(got.payload, "hello");
+    cr_assert_str_eq(got.ptype, "shop.OrderPlaced");
+    cr_assert_str_eq(got.replay_id, "");
+    cr_assert_eq(got.replay_total, 0);
+    fonte_client_destroy(&pubc);
+    fonte_client_destroy(&subc);
+}
+
+static void
+send_replay(void *pub, const char *target, const char *type)
+{
+    Fonte__Event ev = FONTE__EVENT__INIT;
+    Fonte__Replay r = FONTE__REPLAY__INIT;
+    char id[CODEC_ID_MAX];
+    codec_buf_t topic, body;
+
+    codec_format_id(id, "shop", 4, 0xabc, 9);
+    ev.id = id;
+    ev.type = (char *) type;
+    ev.object = "order:42";
+    ev.producer = "shop";
+    ev.session = 0xabc;
+    ev.producer_seq = 9;
+    ev.seq = 17;
+    r.replay_id = "r-1";
+    r.root = "order:42";
+    r.target = (char *) target;
+    r.reason = "rebuild";
+    r.index = 1;
+    r.total = 2;
+    ev.replay = &r;
+    cr_assert_eq(codec_event_encode(&ev, &codec_limits_default, &topic,
+                                    &body), FONTE_OK);
+    zmq_send(pub, topic.data, topic.len, ZMQ_SNDMORE);
+    zmq_send(pub, body.data, body.len, 0);
+    codec_buf_free(&topic);
+    codec_buf_free(&body);
+}
+
+Test(client, targeted_replay_reaches_only_the_target_flagged)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *target = NULL, *bystander = NULL;
+    seen_t got = { 0 }, missed = { 0 }, by = { 0 };
+    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
+
+    client_opts(&o, "billing");
+    cr_assert_eq(fonte_client_new(&o, &target), FONTE_OK);
+    client_opts(&o, "search");
+    cr_assert_eq(fonte_client_new(&o, &bystander), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(target, "order.", record, &got), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(target, "user.", record, &missed), FONTE_OK);
+    cr_assert_eq(fonte_subscribe(bystander, "", record, &by), FONTE_OK);
+
+    int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+    while (got.n == 0 && fonte_mono_us() < end) {
+        send_replay(pub, "billing", "order.placed");
+        fonte_dispatch(target, 50, NULL);
+    }
+    fonte_dispatch(bystander, 100, NULL);
+    cr_assert_geq(got.n, 1);
+    cr_assert(got.replay);
+    cr_assert_str_eq(got.type, "order.placed");
+    cr_assert_str_eq(got.replay_id, "r-1");
+    cr_assert_str_eq(got.replay_root, "order:42");
+    cr_assert_str_eq(got.replay_target, "billing");
+    cr_assert_eq(got.replay_index, 1);
+    cr_assert_eq(got.replay_total, 2);
+    cr_assert_eq(got.seq, 9);
+    cr_assert_eq(missed.n, 0, "a user. handler got an order. replay");
+    cr_assert_eq(by.n, 0, "another service got a targeted replay");
+    fonte_client_destroy(&target);
+    fonte_client_destroy(&bystander);
+    zmq_close(pub);
+}
+
+/* ------------------------------------------------------------------ */
+/* queries: a ROUTER played by a thread                                */
+
+typedef struct server {
+    void *router;
+    char endpoint[64];
+    pthread_t thread;
+    int replies_left;    /* answer this many requests, then stay silent */
+    atomic_bool stop;
+    int requests;        /* requests received */
+    Fonte__Reply__Status status;
+    int pages;           /* replay replies: this many pages of 2 events */
+    char cursors[8][16]; /* cursor of each request received */
+} server_t;
+
+static void
+reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
+{
+    Fonte__Reply rep = FONTE__REPLY__INIT;
+    Fonte__ReplayReply page = FONTE__REPLAY_REPLY__INIT;
+    Fonte__Event evs[2], *evp[2];
+    char ids[2][CODEC_ID_MAX], cursor[16];
+    int page_no = rq->cursor.len ? rq->cursor.data[0] - '0' : 0;
+
+    rep.status = sv->status;
+    if (sv->status == FONTE__REPLY__STATUS__OK) {
+        for (int i = 0; i < 2; i++) {
+            Fonte__Event e = FONTE__EVENT__INIT;
+            uint64_t seq = (uint64_t) (page_no * 2 + i + 1);
+            codec_format_id(ids[i], "shop", 4, 0xabc, seq);
+            e.id = ids[i];
+            e.type = "order.placed";
+            e.object = rq->object;
+            e.producer = "shop";
+            e.session = 0xabc;
+            e.producer_seq = seq;
+            e.seq = seq;
+            evs[i] = e;
+            evp[i] = &evs[i];
+        }
+        page.events = evp;
+        page.n_events = 2;
+        page.total = (uint64_t) sv->pages * 2;
+        if (page_no + 1 < sv->pages) {
+            snprintf(cursor, sizeof cursor, "%d", page_no + 1);
+            page.cursor.data = (uint8_t *) cursor;
+            page.cursor.len = strlen(cursor);
+        }
+        page.replay_id = rq->mode == FONTE__REPLAY_REQUEST__MODE__REPUBLISH
+                             ? "r-7" : "";
+        rep.body_case = FONTE__REPLY__BODY_REPLAY;
+        rep.replay = &page;
+    } else {
+        rep.error = "no such thing";
+    }
+    codec_pack(&rep.base, out); /* no cr_assert off the test's thread */
+}
+
+static void *
+server_main(void *arg)
+{
+    server_t *sv = arg;
+    int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+
+    while (!atomic_load(&sv->stop) && fonte_mono_us() < end) {
+        zmq_pollitem_t it = { sv->router, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 50) <= 0)
+            continue;
+        zmq_msg_t id, empty, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&empty);
+        zmq_msg_init(&body);
+        zmq_msg_recv(&id, sv->router, 0);
+        zmq_msg_recv(&empty, sv->router, 0);
+        zmq_msg_recv(&body, sv->router, 0);
+        Fonte__Request *rq = NULL;
+        fonte_err rc = codec_request_decode(zmq_msg_data(&body),
+                                            zmq_msg_size(&body),
+                                            &codec_limits_default, &rq);
+        if (rc == FONTE_OK && sv->requests < 8 &&
+            rq->body_case == FONTE__REQUEST__BODY_REPLAY)
+            snprintf(sv->cursors[sv->requests], 16, "%.*s",
+                     (int) rq->replay->cursor.len,
+                     (const char *) rq->replay->cursor.data);
+        sv->requests++;
+        if (rc == FONTE_OK && sv->replies_left > 0) {
+            codec_buf_t out = { 0 };
+            if (rq->body_case == FONTE__REQUEST__BODY_REPLAY) {
+                reply_page(sv, rq->replay, &out);
+            } else {
+                Fonte__Reply rep = FONTE__REPLY__INIT;
+                Fonte__StatusReply s = FONTE__STATUS_REPLY__INIT;
+                s.last_seq = 12;
+                s.events = 12;
+                s.objects = 3;
+                s.sessions = 2;
+                s.data_dir = "/data";
+                s.version = "0.1.0";
+                rep.body_case = FONTE__REPLY__BODY_STATUS_REPLY;
+                rep.status_reply = &s;
+                codec_pack(&rep.base, &out);
+            }
+            sv->replies_left--;
+            zmq_msg_send(&id, sv->router, ZMQ_SNDMORE);
+            zmq_send(sv->router, "", 0, ZMQ_SNDMORE);
+            zmq_send(sv->router, out.data, out.len, 0);
+            codec_buf_free(&out);
+        }
+        if (rq != NULL)
+            fonte__request__free_unpacked(rq, NULL);
+        zmq_msg_close(&id);
+        zmq_msg_close(&empty);
+        zmq_msg_close(&body);
+    }
+    zmq_close(sv->router);
+    return NULL;
+}
+
+static void
+server_start(server_t *sv, int replies, Fonte__Reply__Status status,
+             int pages)
+{
+    size_t len = sizeof sv->endpoint;
+    int linger = 0;
+
+    memset(sv, 0, sizeof *sv);
+    sv->replies_left = replies;
+    sv->status = status;
+    sv->pages = pages;
+    sv->router = zmq_socket(zctx, ZMQ_ROUTER);
+    zmq_setsockopt(sv->router, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_bind(sv->router, "tcp://127.0.0.1:*"), 0);
+    zmq_getsockopt(sv->router, ZMQ_LAST_ENDPOINT, sv->endpoint, &len);
+    pthread_create(&sv->thread, NULL, server_main, sv);
+}
+
+static void
+server_stop(server_t *sv)
+{
+    atomic_store(&sv->stop, true);
+    pthread_join(sv->thread, NULL);
+}
+
+static fonte_client_t *
+query_client(const char *endpoint)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+
+    client_opts(&o, "shop");
+    o.query = endpoint;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    return c;
+}
+
+Test(client, fetch_with_a_dead_listener_times_out_after_the_retries)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_event_list_t *l = (fonte_event_list_t *) &o;
+    fonte_status_t st;
+
+    client_opts(&o, "shop");
+    o.query_timeout_ms = 100;
+    o.query_retries = 3;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    int64_t t0 = fonte_mono_us();
+    cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_ETIMEOUT);
+    cr_assert_geq(fonte_mono_us() - t0, 300000);
+    cr_assert_null(l);
+    cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL),
+                 FONTE_ETIMEOUT);
+    cr_assert_eq(fonte_status(c, &st), FONTE_ETIMEOUT);
+    fonte_client_destroy(&c);
+}
+
+Test(client, a_silent_listener_gets_exactly_query_retries_requests)
+{
+    server_t sv;
+    fonte_event_list_t *l = NULL;
+
+    server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
+    fonte_client_t *c = query_client(sv.endpoint);
+    cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_ETIMEOUT);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 3);
+}
+
+Test(client, fetch_rejects_bad_arguments_before_sending)
+{
+    fonte_client_t *c = query_client(dead_query);
+    fonte_event_list_t *l = NULL;
+    fonte_fetch_opts_t fo;
+    const char *types[] = { "Bad Type" };
+
+    cr_assert_eq(fonte_fetch(c, "", NULL, &l), FONTE_EOBJECT);
+    cr_assert_eq(fonte_fetch(c, NULL, NULL, &l), FONTE_EOBJECT);
+    fonte_fetch_opts_init(&fo);
+    fo.types = types;
+    fo.n_types = 1;
+    cr_assert_eq(fonte_fetch(c, "order:1", &fo, &l), FONTE_ETYPE);
+    fonte_replay_opts_t ro;
+    fonte_replay_opts_init(&ro);
+    ro.target = "Not-A-Service";
+    cr_assert_eq(fonte_request_replay(c, "order:1", &ro, NULL),
+                 FONTE_EPRODUCER);
+    cr_assert_null(l);
+    fonte_client_destroy(&c);
+}
+
+Test(client, fetch_follows_the_cursor_until_it_is_empty)
+{
+    server_t sv;
+    fonte_event_list_t *l = NULL;
+
+    server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 3);
+    fonte_client_t *c = query_client(sv.endpoint);
+    cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_OK);
+    cr_assert_eq(fonte_event_list_count(l), 6);
+    for (size_t i = 0; i < 6; i++) {
+        const fonte_event_t *e = fonte_event_list_get(l, i);
+        cr_assert_eq(fonte_event_seq(e), i + 1);
+        cr_assert_str_eq(fonte_event_object(e), "order:1");
+        cr_assert_not(fonte_event_is_replay(e));
+    }
+    cr_assert_null(fonte_event_list_get(l, 6));
+    cr_assert_eq(fonte_event_list_cycles_count(l), 0);
+    fonte_event_list_destroy(&l);
+    cr_assert_null(l);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 3);
+    cr_assert_str_eq(sv.cursors[0], "");
+    cr_assert_str_eq(sv.cursors[1], "1");
+    cr_assert_str_eq(sv.cursors[2], "2");
+}
+
+Test(client, reply_statuses_map_to_error_codes)
+{
+    static const struct {
+        Fonte__Reply__Status status;
+        fonte_err err;
+    } cases[] = {
+        { FONTE__REPLY__STATUS__NOT_FOUND, FONTE_ENOTFOUND },
+        { FONTE__REPLY__STATUS__BAD_REQUEST, FONTE_EREQUEST },
+        { FONTE__REPLY__STATUS__LIMIT, FONTE_ELIMIT },
+        { FONTE__REPLY__STATUS__UNAVAILABLE, FONTE_EUNAVAILABLE },
+        { FONTE__REPLY__STATUS__INTERNAL, FONTE_EINTERNAL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        server_t sv;
+        fonte_event_list_t *l = NULL;
+        server_start(&sv, 2, cases[i].status, 1);
+        fonte_client_t *c = query_client(sv.endpoint);
+        cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), cases[i].err);
+        cr_assert_null(l);
+        cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL),
+                     cases[i].err);
+        fonte_client_destroy(&c);
+        server_stop(&sv);
+    }
+}
+
+Test(client, request_replay_and_status_return_the_listener_answer)
+{
+    server_t sv;
+    fonte_replay_ticket_t t;
+    fonte_status_t st;
+
+    server_start(&sv, 2, FONTE__REPLY__STATUS__OK, 1);
+    fonte_client_t *c = query_client(sv.endpoint);
+    cr_assert_eq(fonte_request_replay(c, "order:1", NULL, &t), FONTE_OK);
+    cr_assert_str_eq(t.replay_id, "r-7");
+    cr_assert_eq(t.total, 2);
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    cr_assert_eq(st.last_seq, 12);
+    cr_assert_eq(st.objects, 3);
+    cr_assert_eq(st.sessions, 2);
+    cr_assert_str_eq(st.data_dir, "/data");
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+}
