@@ -11,9 +11,19 @@
  * edges from outside (ext). When ext reaches 0 the SCC is a source of the
  * remaining graph and its members go into a second min-heap of release
  * candidates. When the ready heap runs dry with nodes left, the smallest
- * candidate still pending is released as if its in-degree were 0. Each
- * node enters each heap at most a bounded number of times, hence
- * O((N + M) log N).
+ * candidate still pending is released as if its in-degree were 0, and
+ * Tarjan runs again on what is left of its component alone, which may
+ * split into smaller components (some no longer cycles).
+ *
+ * Why the labels stay exact: a path between two members of an SCC never
+ * leaves it, so emitting nodes outside a component cannot split it; and
+ * no member of a cycle can be emitted normally before one of its members
+ * is released, at which point the component is relabelled. Why a stuck
+ * state always has a candidate: the remaining graph's condensation is a
+ * DAG, so it has a source component; that component is not a single
+ * ready node (the ready heap is empty), so it is a cycle with ext == 0,
+ * and its members were pushed when its ext reached 0 or when it was
+ * created.
  */
 #include "order.h"
 
@@ -127,201 +137,318 @@ csr_build(csr_t *g, size_t n, const edge_t *e, size_t m)
     return true;
 }
 
-/* Iterative Tarjan: scc[v] = component id; returns the number of
- * components, or -1 on allocation failure. */
-static long
-tarjan(const csr_t *g, uint32_t *scc)
-{
-    size_t n = g->n;
-    uint32_t *index = malloc((n ? n : 1) * sizeof *index);
-    uint32_t *low = malloc((n ? n : 1) * sizeof *low);
-    uint32_t *stack = malloc((n ? n : 1) * sizeof *stack);
-    uint32_t *call = malloc((n ? n : 1) * sizeof *call); /* DFS path */
-    uint32_t *edge = malloc((n ? n : 1) * sizeof *edge); /* next edge */
-    bool *on = calloc(n ? n : 1, sizeof *on);
-    long comps = -1;
+/* Broken cycles, as node lists in release order. */
+typedef struct cycles {
+    size_t n, cap;      /* cycles */
+    size_t *off;        /* n + 1 */
+    uint32_t *nodes;
+    size_t nn, capn;
+} cycles_t;
 
-    if (!index || !low || !stack || !call || !edge || !on)
-        goto done;
-    const uint32_t unvisited = UINT32_MAX;
-    for (size_t i = 0; i < n; i++)
-        index[i] = unvisited;
+static void
+cycles_fini(cycles_t *c)
+{
+    free(c->off);
+    free(c->nodes);
+    memset(c, 0, sizeof *c);
+}
+
+/* The state of one toposort. Per node: in-degree, component, marks and
+ * Tarjan scratch. Per component (growable, since a released component is
+ * split into new ones): unsatisfied external in-edges, size, and its
+ * members' place in pool. */
+typedef struct topo {
+    const csr_t *g;
+    const uint64_t *key;
+    size_t n;
+    uint32_t *indeg, *scc, *mark, *vis, *tindex, *tlow, *tstack, *tcall,
+        *tedge;
+    bool *done, *on;
+    uint32_t stamp;
+    uint32_t *ext, *csize, *coff;
+    size_t ncomp, capcomp;
+    uint32_t *pool;
+    size_t npool, cappool;
+    heap_t ready, cand;
+    uint32_t *out;
+    size_t emitted;
+} topo_t;
+
+static bool
+grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 64;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*p, c * elem);
+    if (q == NULL)
+        return false;
+    *p = q;
+    *cap = c;
+    return true;
+}
+
+static bool
+new_comp(topo_t *t, uint32_t *id)
+{
+    size_t cap = t->capcomp;
+    if (!grow((void **) &t->ext, &cap, t->ncomp + 1, sizeof *t->ext))
+        return false;
+    cap = t->capcomp;
+    if (!grow((void **) &t->csize, &cap, t->ncomp + 1, sizeof *t->csize))
+        return false;
+    cap = t->capcomp;
+    if (!grow((void **) &t->coff, &cap, t->ncomp + 1, sizeof *t->coff))
+        return false;
+    t->capcomp = cap;
+    *id = (uint32_t) t->ncomp++;
+    t->ext[*id] = 0;
+    t->csize[*id] = 0;
+    t->coff[*id] = (uint32_t) t->npool;
+    return true;
+}
+
+/* Iterative Tarjan over nodes[0..k), the nodes with mark == stamp: gives
+ * each strongly connected component a new id, its members a contiguous
+ * run of pool, and counts each component's in-edges from other members
+ * of the set (ext). Returns false on allocation failure. */
+static bool
+tarjan(topo_t *t, const uint32_t *nodes, size_t k)
+{
+    const csr_t *g = t->g;
     uint32_t next_index = 0;
     size_t sp = 0;
-    comps = 0;
-    for (size_t root = 0; root < n; root++) {
-        if (index[root] != unvisited)
+    size_t first_comp = t->ncomp;
+
+    if (!grow((void **) &t->pool, &t->cappool, t->npool + k, sizeof *t->pool))
+        return false;
+    for (size_t r = 0; r < k; r++) {
+        uint32_t root = nodes[r];
+        if (t->vis[root] == t->stamp)
             continue;
         size_t depth = 0;
-        call[depth++] = (uint32_t) root;
-        index[root] = low[root] = next_index++;
-        edge[root] = g->off[root];
-        stack[sp++] = (uint32_t) root;
-        on[root] = true;
+        t->tcall[depth++] = root;
+        t->vis[root] = t->stamp;
+        t->tindex[root] = t->tlow[root] = next_index++;
+        t->tedge[root] = g->off[root];
+        t->tstack[sp++] = root;
+        t->on[root] = true;
         while (depth > 0) {
-            uint32_t v = call[depth - 1];
-            if (edge[v] < g->off[v + 1]) {
-                uint32_t w = g->to[edge[v]++];
-                if (index[w] == unvisited) {
-                    index[w] = low[w] = next_index++;
-                    edge[w] = g->off[w];
-                    stack[sp++] = w;
-                    on[w] = true;
-                    call[depth++] = w;
-                } else if (on[w] && index[w] < low[v]) {
-                    low[v] = index[w];
+            uint32_t v = t->tcall[depth - 1];
+            if (t->tedge[v] < g->off[v + 1]) {
+                uint32_t w = g->to[t->tedge[v]++];
+                if (t->mark[w] != t->stamp)
+                    continue; /* outside the set */
+                if (t->vis[w] != t->stamp) {
+                    t->vis[w] = t->stamp;
+                    t->tindex[w] = t->tlow[w] = next_index++;
+                    t->tedge[w] = g->off[w];
+                    t->tstack[sp++] = w;
+                    t->on[w] = true;
+                    t->tcall[depth++] = w;
+                } else if (t->on[w] && t->tindex[w] < t->tlow[v]) {
+                    t->tlow[v] = t->tindex[w];
                 }
                 continue;
             }
-            if (low[v] == index[v]) {
-                uint32_t w;
+            if (t->tlow[v] == t->tindex[v]) {
+                uint32_t c, w;
+                if (!new_comp(t, &c))
+                    return false;
                 do {
-                    w = stack[--sp];
-                    on[w] = false;
-                    scc[w] = (uint32_t) comps;
+                    w = t->tstack[--sp];
+                    t->on[w] = false;
+                    t->scc[w] = c;
+                    t->pool[t->npool++] = w;
+                    t->csize[c]++;
                 } while (w != v);
-                comps++;
             }
             depth--;
             if (depth > 0) {
-                uint32_t u = call[depth - 1];
-                if (low[v] < low[u])
-                    low[u] = low[v];
+                uint32_t u = t->tcall[depth - 1];
+                if (t->tlow[v] < t->tlow[u])
+                    t->tlow[u] = t->tlow[v];
             }
         }
     }
-done:
-    free(index);
-    free(low);
-    free(stack);
-    free(call);
-    free(edge);
-    free(on);
-    return comps;
+    for (size_t r = 0; r < k; r++) {
+        uint32_t u = nodes[r];
+        for (uint32_t i = g->off[u]; i < g->off[u + 1]; i++) {
+            uint32_t w = g->to[i];
+            if (t->mark[w] == t->stamp && t->scc[w] != t->scc[u])
+                t->ext[t->scc[w]]++;
+        }
+    }
+    /* sources that are real cycles become release candidates */
+    for (size_t c = first_comp; c < t->ncomp; c++) {
+        if (t->ext[c] != 0 || t->csize[c] < 2)
+            continue;
+        for (uint32_t j = t->coff[c]; j < t->coff[c] + t->csize[c]; j++)
+            if (!heap_push(&t->cand, t->key[t->pool[j]], t->pool[j]))
+                return false;
+    }
+    return true;
 }
 
-/* Cycle reports are gathered per component as node lists first. */
-typedef struct cycles {
-    size_t n, cap;
-    uint32_t *comp; /* component ids released, in release order */
-} cycles_t;
+static bool
+emit(topo_t *t, uint32_t v)
+{
+    const csr_t *g = t->g;
+
+    t->done[v] = true;
+    t->out[t->emitted++] = v;
+    for (uint32_t i = g->off[v]; i < g->off[v + 1]; i++) {
+        uint32_t w = g->to[i];
+        if (t->done[w])
+            continue;
+        if (--t->indeg[w] == 0 && !heap_push(&t->ready, t->key[w], w))
+            return false;
+        uint32_t c = t->scc[w];
+        if (c != t->scc[v] && --t->ext[c] == 0 && t->csize[c] > 1) {
+            for (uint32_t j = t->coff[c]; j < t->coff[c] + t->csize[c]; j++)
+                if (!t->done[t->pool[j]] &&
+                    !heap_push(&t->cand, t->key[t->pool[j]], t->pool[j]))
+                    return false;
+        }
+    }
+    return true;
+}
+
+/* Releases v, the smallest node of a source component c: records c as a
+ * broken cycle, emits v, and splits what is left of c into its own
+ * strongly connected components (which may be cycles again, or not). */
+static bool
+release(topo_t *t, uint32_t v, cycles_t *cyc)
+{
+    uint32_t c = t->scc[v];
+    uint32_t lo = t->coff[c], hi = t->coff[c] + t->csize[c];
+
+    if (!grow((void **) &cyc->off, &cyc->cap, cyc->n + 2, sizeof *cyc->off) ||
+        !grow((void **) &cyc->nodes, &cyc->capn, cyc->nn + (hi - lo),
+              sizeof *cyc->nodes))
+        return false;
+    cyc->off[cyc->n] = cyc->nn;
+    for (uint32_t j = lo; j < hi; j++)
+        if (!t->done[t->pool[j]])
+            cyc->nodes[cyc->nn++] = t->pool[j];
+    cyc->off[++cyc->n] = cyc->nn;
+
+    if (!emit(t, v))
+        return false;
+    /* the rest of c: copy out first, tarjan() appends to pool */
+    size_t k = 0;
+    uint32_t *rest = malloc((hi - lo) * sizeof *rest);
+    if (rest == NULL)
+        return false;
+    for (uint32_t j = lo; j < hi; j++)
+        if (!t->done[t->pool[j]])
+            rest[k++] = t->pool[j];
+    t->stamp++;
+    for (size_t i = 0; i < k; i++)
+        t->mark[rest[i]] = t->stamp;
+    bool ok = tarjan(t, rest, k);
+    free(rest);
+    return ok;
+}
+
+static uint32_t
+pop_valid(topo_t *t, heap_t *h, bool candidates)
+{
+    while (h->n > 0) {
+        uint32_t x = heap_pop(h);
+        if (t->done[x])
+            continue;
+        if (candidates &&
+            (t->ext[t->scc[x]] != 0 || t->csize[t->scc[x]] < 2))
+            continue; /* its component changed since it was pushed */
+        return x;
+    }
+    return UINT32_MAX;
+}
 
 /*
- * The shared routine. key[v] must be unique. out receives n nodes.
- * released_comp gets the components broken (each once), in order.
+ * The shared routine: the smallest-key topological order of g into out
+ * (n nodes), cycles broken as order.h says and recorded in cyc.
  */
 static fonte_err
-toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc,
-         uint32_t **scc_out)
+toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc)
 {
-    size_t n = g->n;
+    size_t n = g->n, n1 = n ? n : 1;
+    topo_t t = { 0 };
     fonte_err rc = FONTE_ENOMEM;
-    uint32_t *indeg = calloc(n ? n : 1, sizeof *indeg);
-    uint32_t *scc = malloc((n ? n : 1) * sizeof *scc);
-    bool *done = calloc(n ? n : 1, sizeof *done);
-    uint32_t *ext = NULL, *size = NULL, *moff = NULL, *members = NULL;
-    bool *broken = NULL;
-    heap_t ready = { 0 }, cand = { 0 };
+    uint32_t *all = NULL;
 
-    if (!indeg || !scc || !done)
+    t.g = g;
+    t.key = key;
+    t.n = n;
+    t.out = out;
+    t.indeg = calloc(n1, sizeof *t.indeg);
+    t.scc = calloc(n1, sizeof *t.scc);
+    t.mark = calloc(n1, sizeof *t.mark);
+    t.vis = calloc(n1, sizeof *t.vis);
+    t.tindex = malloc(n1 * sizeof *t.tindex);
+    t.tlow = malloc(n1 * sizeof *t.tlow);
+    t.tstack = malloc(n1 * sizeof *t.tstack);
+    t.tcall = malloc(n1 * sizeof *t.tcall);
+    t.tedge = malloc(n1 * sizeof *t.tedge);
+    t.done = calloc(n1, sizeof *t.done);
+    t.on = calloc(n1, sizeof *t.on);
+    all = calloc(n1, sizeof *all);
+    if (!t.indeg || !t.scc || !t.mark || !t.vis || !t.tindex || !t.tlow ||
+        !t.tstack || !t.tcall || !t.tedge || !t.done || !t.on || !all)
         goto fail;
-    long ncomp = tarjan(g, scc);
-    if (ncomp < 0)
-        goto fail;
-    size_t nc = (size_t) ncomp;
-    ext = calloc(nc ? nc : 1, sizeof *ext);
-    size = calloc(nc ? nc : 1, sizeof *size);
-    moff = calloc(nc + 1, sizeof *moff);
-    members = malloc((n ? n : 1) * sizeof *members);
-    broken = calloc(nc ? nc : 1, sizeof *broken);
-    if (!ext || !size || !moff || !members || !broken)
-        goto fail;
+
+    t.stamp = 1;
     for (size_t v = 0; v < n; v++) {
-        size[scc[v]]++;
-        for (uint32_t i = g->off[v]; i < g->off[v + 1]; i++) {
-            uint32_t w = g->to[i];
-            indeg[w]++;
-            if (scc[w] != scc[v])
-                ext[scc[w]]++;
-        }
+        all[v] = (uint32_t) v;
+        t.mark[v] = 1;
+        for (uint32_t i = g->off[v]; i < g->off[v + 1]; i++)
+            t.indeg[g->to[i]]++;
     }
-    for (size_t c = 0; c < nc; c++)
-        moff[c + 1] = moff[c] + size[c];
-    memset(size, 0, nc * sizeof *size); /* reused as fill cursor */
+    if (!tarjan(&t, all, n))
+        goto fail;
     for (size_t v = 0; v < n; v++)
-        members[moff[scc[v]] + size[scc[v]]++] = (uint32_t) v;
-
-    for (size_t v = 0; v < n; v++)
-        if (indeg[v] == 0 && !heap_push(&ready, key[v], (uint32_t) v))
+        if (t.indeg[v] == 0 && !heap_push(&t.ready, key[v], (uint32_t) v))
             goto fail;
-    for (size_t c = 0; c < nc; c++)
-        if (ext[c] == 0 && size[c] > 1)
-            for (uint32_t i = moff[c]; i < moff[c + 1]; i++)
-                if (!heap_push(&cand, key[members[i]], members[i]))
-                    goto fail;
 
-    size_t emitted = 0;
-    while (emitted < n) {
-        uint32_t v = UINT32_MAX;
-        while (ready.n > 0 && v == UINT32_MAX) {
-            uint32_t x = heap_pop(&ready);
-            if (!done[x])
-                v = x;
+    while (t.emitted < n) {
+        uint32_t v = pop_valid(&t, &t.ready, false);
+        if (v != UINT32_MAX) {
+            if (!emit(&t, v))
+                goto fail;
+            continue;
         }
+        /* stuck: every node left waits on a cycle */
+        v = pop_valid(&t, &t.cand, true);
         if (v == UINT32_MAX) {
-            /* stuck: every node left waits on a cycle */
-            while (cand.n > 0 && v == UINT32_MAX) {
-                uint32_t x = heap_pop(&cand);
-                if (!done[x])
-                    v = x;
-            }
-            if (v == UINT32_MAX) {
-                rc = FONTE_EINTERNAL; /* cannot happen: see the top comment */
-                goto fail;
-            }
-            if (!broken[scc[v]]) {
-                broken[scc[v]] = true;
-                if (cyc->n == cyc->cap) {
-                    size_t cap = cyc->cap ? cyc->cap * 2 : 8;
-                    uint32_t *p = realloc(cyc->comp, cap * sizeof *p);
-                    if (p == NULL)
-                        goto fail;
-                    cyc->comp = p;
-                    cyc->cap = cap;
-                }
-                cyc->comp[cyc->n++] = scc[v];
-            }
+            rc = FONTE_EINTERNAL; /* cannot happen: see the top comment */
+            goto fail;
         }
-        done[v] = true;
-        out[emitted++] = v;
-        for (uint32_t i = g->off[v]; i < g->off[v + 1]; i++) {
-            uint32_t w = g->to[i];
-            if (--indeg[w] == 0 && !done[w] &&
-                !heap_push(&ready, key[w], w))
-                goto fail;
-            if (scc[w] != scc[v] && --ext[scc[w]] == 0 && size[scc[w]] > 1) {
-                uint32_t c = scc[w];
-                for (uint32_t j = moff[c]; j < moff[c + 1]; j++)
-                    if (!done[members[j]] &&
-                        !heap_push(&cand, key[members[j]], members[j]))
-                        goto fail;
-            }
-        }
+        if (!release(&t, v, cyc))
+            goto fail;
     }
     rc = FONTE_OK;
-    *scc_out = scc;
-    scc = NULL;
 fail:
-    free(indeg);
-    free(scc);
-    free(done);
-    free(ext);
-    free(size);
-    free(moff);
-    free(members);
-    free(broken);
-    free(ready.v);
-    free(cand.v);
+    free(all);
+    free(t.indeg);
+    free(t.scc);
+    free(t.mark);
+    free(t.vis);
+    free(t.tindex);
+    free(t.tlow);
+    free(t.tstack);
+    free(t.tcall);
+    free(t.tedge);
+    free(t.done);
+    free(t.on);
+    free(t.ext);
+    free(t.csize);
+    free(t.coff);
+    free(t.pool);
+    free(t.ready.v);
+    free(t.cand.v);
     return rc;
 }
 
@@ -430,59 +557,37 @@ done:
     return rc;
 }
 
-/* Turns released components into sorted, unique object-id lists, in
- * release order. One pass over the nodes. */
+/* Turns the broken cycles' node lists into sorted, unique object-id
+ * lists, in release order. */
 static fonte_err
 report_cycles(const order_graph_t *g, const cycles_t *cyc,
-              const uint32_t *scc, size_t n_nodes, bool nodes_are_events,
-              order_result_t *res)
+              bool nodes_are_events, order_result_t *res)
 {
-    fonte_err rc = FONTE_ENOMEM;
-    uint32_t *which = NULL, *fill = NULL;
-
     if (cyc->n == 0)
         return FONTE_OK;
-    /* scc ids are < n_nodes: which[component] = cycle index + 1 */
-    which = calloc(n_nodes, sizeof *which);
-    fill = calloc(cyc->n + 1, sizeof *fill);
     res->cycle_off = calloc(cyc->n + 1, sizeof *res->cycle_off);
-    if (!which || !fill || !res->cycle_off)
-        goto done;
-    for (size_t c = 0; c < cyc->n; c++)
-        which[cyc->comp[c]] = (uint32_t) c + 1;
-    for (size_t v = 0; v < n_nodes; v++)
-        if (which[scc[v]])
-            res->cycle_off[which[scc[v]]]++;
-    for (size_t c = 0; c < cyc->n; c++)
-        res->cycle_off[c + 1] += res->cycle_off[c];
-    size_t total = res->cycle_off[cyc->n];
-    res->cycle_objects = malloc((total ? total : 1) * sizeof(uint32_t));
-    if (res->cycle_objects == NULL)
-        goto done;
-    for (size_t c = 0; c < cyc->n; c++)
-        fill[c] = (uint32_t) res->cycle_off[c];
-    for (size_t v = 0; v < n_nodes; v++)
-        if (which[scc[v]])
-            res->cycle_objects[fill[which[scc[v]] - 1]++] =
-                nodes_are_events ? g->events[v].object : (uint32_t) v;
-    /* sort and deduplicate each cycle, compacting as we go */
+    res->cycle_objects = malloc((cyc->nn ? cyc->nn : 1) * sizeof(uint32_t));
+    if (!res->cycle_off || !res->cycle_objects)
+        return FONTE_ENOMEM;
     size_t w = 0;
     for (size_t c = 0; c < cyc->n; c++) {
-        size_t lo = res->cycle_off[c], hi = res->cycle_off[c + 1];
-        qsort(res->cycle_objects + lo, hi - lo, sizeof(uint32_t), cmp_u32);
-        res->cycle_off[c] = w;
         size_t start = w;
-        for (size_t r = lo; r < hi; r++)
-            if (w == start || res->cycle_objects[w - 1] != res->cycle_objects[r])
-                res->cycle_objects[w++] = res->cycle_objects[r];
+        for (size_t i = cyc->off[c]; i < cyc->off[c + 1]; i++)
+            res->cycle_objects[w++] = nodes_are_events
+                                          ? g->events[cyc->nodes[i]].object
+                                          : cyc->nodes[i];
+        qsort(res->cycle_objects + start, w - start, sizeof(uint32_t),
+              cmp_u32);
+        size_t u = start;
+        for (size_t r = start; r < w; r++)
+            if (u == start || res->cycle_objects[u - 1] != res->cycle_objects[r])
+                res->cycle_objects[u++] = res->cycle_objects[r];
+        w = u;
+        res->cycle_off[c] = start;
+        res->cycle_off[c + 1] = w;
     }
-    res->cycle_off[cyc->n] = w;
     res->n_cycles = cyc->n;
-    rc = FONTE_OK;
-done:
-    free(which);
-    free(fill);
-    return rc;
+    return FONTE_OK;
 }
 
 fonte_err
@@ -513,7 +618,6 @@ order_causal(const order_graph_t *g, order_result_t *res)
     by_object_t bo = { 0 };
     edge_t *edges = NULL;
     uint64_t *key = NULL;
-    uint32_t *scc = NULL;
     csr_t csr = { 0 };
     cycles_t cyc = { 0 };
     fonte_err rc;
@@ -545,10 +649,10 @@ order_causal(const order_graph_t *g, order_result_t *res)
     }
     if (!csr_build(&csr, n, edges, m))
         goto fail;
-    if ((rc = toposort(&csr, key, res->order, &cyc, &scc)) != FONTE_OK)
+    if ((rc = toposort(&csr, key, res->order, &cyc)) != FONTE_OK)
         goto fail;
     res->n_order = n;
-    rc = report_cycles(g, &cyc, scc, n, true, res);
+    rc = report_cycles(g, &cyc, true, res);
 fail:
     if (rc != FONTE_OK)
         order_result_fini(res);
@@ -556,8 +660,7 @@ fail:
     free(bo.evs);
     free(edges);
     free(key);
-    free(scc);
-    free(cyc.comp);
+    cycles_fini(&cyc);
     csr_fini(&csr);
     return rc;
 }
@@ -569,7 +672,7 @@ order_objects(const order_graph_t *g, order_result_t *res)
     by_object_t bo = { 0 };
     edge_t *edges = NULL;
     uint64_t *key = NULL;
-    uint32_t *scc = NULL, *oorder = NULL;
+    uint32_t *oorder = NULL;
     csr_t csr = { 0 };
     cycles_t cyc = { 0 };
     fonte_err rc;
@@ -602,7 +705,7 @@ order_objects(const order_graph_t *g, order_result_t *res)
     }
     if (!csr_build(&csr, no, edges, m))
         goto fail;
-    if ((rc = toposort(&csr, key, oorder, &cyc, &scc)) != FONTE_OK)
+    if ((rc = toposort(&csr, key, oorder, &cyc)) != FONTE_OK)
         goto fail;
     size_t k = 0;
     for (size_t i = 0; i < no; i++) {
@@ -611,7 +714,7 @@ order_objects(const order_graph_t *g, order_result_t *res)
             res->order[k++] = bo.evs[j];
     }
     res->n_order = n;
-    rc = report_cycles(g, &cyc, scc, no, false, res);
+    rc = report_cycles(g, &cyc, false, res);
 fail:
     if (rc != FONTE_OK)
         order_result_fini(res);
@@ -619,9 +722,8 @@ fail:
     free(bo.evs);
     free(edges);
     free(key);
-    free(scc);
     free(oorder);
-    free(cyc.comp);
+    cycles_fini(&cyc);
     csr_fini(&csr);
     return rc;
 }

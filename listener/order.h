@@ -17,20 +17,24 @@
  *           This is store order, changed only where a dependency would
  *           otherwise come after the event that needs it.
  *           Cycles (A's first event needs B, B's first needs A) are broken
- *           by releasing, among the strongly connected components that
- *           nothing outside blocks any more, the event with the smallest
- *           seq. Releasing only there means an object's events always keep
- *           their own order, and only cycle members ever come out before
- *           a dependency. Each broken component is reported once, as its
- *           sorted object ids.
+ *           when nothing else is ready: among the strongly connected
+ *           components of the events left that nothing outside them
+ *           blocks, the event with the smallest seq is released. What is
+ *           left of its component is examined again: it may still hold a
+ *           cycle, or not. Releasing only there means an object's events
+ *           always keep their own order, and only members of a reported
+ *           cycle ever come out before a dependency. Each release reports
+ *           its component, as sorted object ids.
  * sequence  Plain store order (by seq).
  * objects   All events of each object together, in seq order, objects in
  *           dependency order (the same algorithm on the object graph, an
  *           object's key being its first seq).
  *
  * Cost: O((E + D) log E) time and O(E + D) memory for E events and D
- * dependency entries; Tarjan's SCC pass is iterative (no recursion depth
- * to exhaust).
+ * dependency entries when there are no cycles; each release re-runs
+ * Tarjan on what is left of one component, so a component of S events
+ * that needs k releases costs O(k * S) more. Tarjan is iterative (no
+ * recursion depth to exhaust).
  *
  * Threads: no shared state; every function may run on any thread.
  */
