@@ -879,17 +879,12 @@ order_names_count(const order_names_t *t)
 }
 
 fonte_err
-order_closure(order_names_t *names, const char *root, size_t len,
+order_closure(order_names_t *names, uint32_t from,
               order_neighbors_fn neighbors, void *arg, size_t limit)
 {
-    uint32_t id;
     fonte_err rc;
 
-    if ((rc = order_names_intern(names, root, len, &id, NULL)) != FONTE_OK)
-        return rc;
-    /* ids are handed out in discovery order, so walking ids in order is
-     * breadth first */
-    for (size_t next = 0; next < order_names_count(names); next++) {
+    for (size_t next = from; next < order_names_count(names); next++) {
         if (order_names_count(names) > limit)
             return FONTE_ELIMIT;
         size_t nlen = 0;

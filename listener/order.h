@@ -111,12 +111,15 @@ size_t order_names_count(const order_names_t *names);
 typedef fonte_err (*order_neighbors_fn)(void *arg, const char *object,
                                         size_t len, order_names_t *names);
 
-/* Breadth-first closure from root: interns root (id 0) and then, object
- * by object in id order, calls neighbors() until no new object appears.
- * FONTE_ELIMIT as soon as more than limit objects are known (names then
- * holds a partial closure). On FONTE_OK every object of the closure has an
- * id in names, ids in BFS order. */
-fonte_err order_closure(order_names_t *names, const char *root, size_t len,
+/* Breadth-first walk: starting with the object of id `from` (objects
+ * already in names are the starting set), calls neighbors() for each
+ * object in id order until no new object appears. Ids are handed out in
+ * discovery order, so this is breadth first, and several walks can run
+ * one after the other over the same names (dependents first, then the
+ * dependencies of everything found). FONTE_ELIMIT as soon as more than
+ * limit objects are known (names then holds a partial closure); any
+ * error of neighbors() stops the walk and is returned. */
+fonte_err order_closure(order_names_t *names, uint32_t from,
                         order_neighbors_fn neighbors, void *arg,
                         size_t limit);
 

@@ -593,8 +593,9 @@ Test(order, closure_is_breadth_first_and_handles_cycles)
                             "user:7",  "org:1",   "cart:3",  "order:1",
                             "org:1",   "user:7",  "x:1",     "y:1", NULL };
     order_names_t *n = order_names_new();
-    cr_assert_eq(order_closure(n, "order:1", 7, fixed_neighbors, edges, 100),
-                 FONTE_OK);
+    uint32_t id;
+    cr_assert_eq(order_names_intern(n, "order:1", 7, &id, NULL), FONTE_OK);
+    cr_assert_eq(order_closure(n, 0, fixed_neighbors, edges, 100), FONTE_OK);
     cr_assert_eq(order_names_count(n), 4);
     cr_assert_str_eq(order_names_get(n, 0, NULL), "order:1");
     cr_assert_str_eq(order_names_get(n, 1, NULL), "user:7");
@@ -603,15 +604,34 @@ Test(order, closure_is_breadth_first_and_handles_cycles)
     order_names_destroy(&n);
 }
 
+Test(order, second_walk_continues_from_the_first)
+{
+    /* dependents first (x depends on a), then dependencies of all */
+    const char *rev[] = { "a:1", "x:1", NULL };
+    const char *fwd[] = { "x:1", "c:1", "a:1", "b:1", NULL };
+    order_names_t *n = order_names_new();
+    uint32_t id;
+    cr_assert_eq(order_names_intern(n, "a:1", 3, &id, NULL), FONTE_OK);
+    cr_assert_eq(order_closure(n, 0, fixed_neighbors, rev, 100), FONTE_OK);
+    cr_assert_eq(order_names_count(n), 2);
+    cr_assert_eq(order_closure(n, 0, fixed_neighbors, fwd, 100), FONTE_OK);
+    cr_assert_eq(order_names_count(n), 4);
+    cr_assert_str_eq(order_names_get(n, 2, NULL), "b:1");
+    cr_assert_str_eq(order_names_get(n, 3, NULL), "c:1");
+    order_names_destroy(&n);
+}
+
 Test(order, closure_over_the_limit_is_elimit)
 {
     const char *edges[] = { "a:1", "b:1", "b:1", "c:1", "c:1", "d:1", NULL };
     order_names_t *n = order_names_new();
-    cr_assert_eq(order_closure(n, "a:1", 3, fixed_neighbors, edges, 3),
-                 FONTE_ELIMIT);
+    uint32_t id;
+    cr_assert_eq(order_names_intern(n, "a:1", 3, &id, NULL), FONTE_OK);
+    cr_assert_eq(order_closure(n, 0, fixed_neighbors, edges, 3), FONTE_ELIMIT);
     order_names_destroy(&n);
     n = order_names_new();
-    cr_assert_eq(order_closure(n, "a:1", 3, fixed_neighbors, edges, 4),
-                 FONTE_OK);
+    cr_assert_eq(order_names_intern(n, "a:1", 3, &id, NULL), FONTE_OK);
+    cr_assert_eq(order_closure(n, 0, fixed_neighbors, edges, 4), FONTE_OK);
+    cr_assert_eq(order_names_count(n), 4);
     order_names_destroy(&n);
 }
