@@ -846,6 +846,116 @@ codec_event_encode(const Fonte__Event *ev, const codec_limits_t *lim,
 }
 
 /* ------------------------------------------------------------------ */
+/* writing protobuf by hand                                            */
+
+void
+codec_writer_fini(codec_writer_t *w)
+{
+    free(w->data);
+    memset(w, 0, sizeof *w);
+}
+
+void
+codec_writer_raw(codec_writer_t *w, const void *p, size_t n)
+{
+    if (w->failed)
+        return;
+    if (w->len + n > w->cap) {
+        size_t cap = w->cap ? w->cap : 256;
+        while (cap < w->len + n)
+            cap *= 2;
+        uint8_t *d = realloc(w->data, cap);
+        if (d == NULL) {
+            w->failed = true;
+            return;
+        }
+        w->data = d;
+        w->cap = cap;
+    }
+    if (n > 0)
+        memcpy(w->data + w->len, p, n);
+    w->len += n;
+}
+
+static size_t
+varint_len(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+void
+codec_writer_varint(codec_writer_t *w, uint64_t v)
+{
+    uint8_t b[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        b[n++] = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    b[n++] = (uint8_t) v;
+    codec_writer_raw(w, b, n);
+}
+
+void
+codec_writer_tag(codec_writer_t *w, uint32_t field, int wire_type)
+{
+    codec_writer_varint(w, ((uint64_t) field << 3) | (uint64_t) wire_type);
+}
+
+void
+codec_writer_bytes(codec_writer_t *w, uint32_t field, const void *p, size_t n)
+{
+    codec_writer_tag(w, field, WT_LEN);
+    codec_writer_varint(w, n);
+    codec_writer_raw(w, p, n);
+}
+
+void
+codec_writer_uint(codec_writer_t *w, uint32_t field, uint64_t v)
+{
+    codec_writer_tag(w, field, WT_VARINT);
+    codec_writer_varint(w, v);
+}
+
+void
+codec_writer_event(codec_writer_t *w, uint32_t as_field, const void *body,
+                   size_t len, uint64_t seq, const Fonte__Replay *replay)
+{
+    size_t rlen = replay ? protobuf_c_message_get_packed_size(&replay->base) : 0;
+    size_t tail = 1 + varint_len(seq);
+    if (replay)
+        tail += 1 + varint_len(rlen) + rlen;
+    if (as_field != 0) {
+        codec_writer_tag(w, as_field, WT_LEN);
+        codec_writer_varint(w, len + tail);
+    }
+    codec_writer_raw(w, body, len);
+    codec_writer_uint(w, EV_SEQ, seq);
+    if (replay != NULL) {
+        codec_writer_tag(w, EV_REPLAY, WT_LEN);
+        codec_writer_varint(w, rlen);
+        if (w->failed || w->len + rlen > w->cap) {
+            uint8_t *tmp = malloc(rlen ? rlen : 1);
+            if (tmp == NULL) {
+                w->failed = true;
+                return;
+            }
+            protobuf_c_message_pack(&replay->base, tmp);
+            codec_writer_raw(w, tmp, rlen);
+            free(tmp);
+        } else {
+            protobuf_c_message_pack(&replay->base, w->data + w->len);
+            w->len += rlen;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* control and query messages                                          */
 
 fonte_err

@@ -201,6 +201,38 @@ fonte_err codec_unpack(const ProtobufCMessageDescriptor *desc,
                        const void *data, size_t len, size_t max,
                        ProtobufCMessage **msg_p);
 
+/* --- writing protobuf by hand, for replies built from stored bytes --- */
+
+/* A growable buffer of protobuf wire bytes. Zero-initialise; on an
+ * allocation failure every later call is a no-op and failed is set. The
+ * caller owns data (free with codec_writer_fini, or take it). */
+typedef struct codec_writer {
+    uint8_t *data;
+    size_t len, cap;
+    bool failed;
+} codec_writer_t;
+
+void codec_writer_fini(codec_writer_t *w);
+void codec_writer_raw(codec_writer_t *w, const void *p, size_t n);
+void codec_writer_varint(codec_writer_t *w, uint64_t v);
+void codec_writer_tag(codec_writer_t *w, uint32_t field, int wire_type);
+/* A length-delimited field (string, bytes, embedded message). */
+void codec_writer_bytes(codec_writer_t *w, uint32_t field, const void *p,
+                        size_t n);
+/* A varint field; zero is written too (callers skip defaults). */
+void codec_writer_uint(codec_writer_t *w, uint32_t field, uint64_t v);
+
+/* Appends to w one stored event as it is sent back: the stored bytes
+ * followed by `seq` (field 12) and, when replay is not NULL, the replay
+ * submessage (field 13). Protobuf's last-one-wins rule makes the appended
+ * seq override any seq in the stored bytes; stored events never carry a
+ * replay. With as_field != 0 the event is wrapped as that field number of
+ * the enclosing message (ReplayReply.events = 1); with 0 it is written
+ * bare (a message body to publish). */
+void codec_writer_event(codec_writer_t *w, uint32_t as_field,
+                        const void *body, size_t len, uint64_t seq,
+                        const Fonte__Replay *replay);
+
 /* --- control and query messages: unpack plus their own rules --- */
 
 /* Ack: producer valid (FONTE_EPRODUCER), session != 0 (FONTE_ESESSION). */

@@ -978,6 +978,55 @@ Test(codec, random_bytes_are_handled)
     }
 }
 
+Test(codec, writer_splices_seq_and_replay_onto_stored_bytes)
+{
+    Fonte__Event *ev = valid_event();
+    ev->seq = 5; /* a stray seq in the stored bytes: the appended one wins */
+    tu_event_add_dep(ev, "user:7");
+    codec_buf_t stored = tu_pack(&ev->base);
+
+    Fonte__Replay rp = FONTE__REPLAY__INIT;
+    rp.replay_id = "r-7";
+    rp.root = "order:42";
+    rp.target = "revenue";
+    rp.reason = "rebuild";
+    rp.index = 3;
+    rp.total = 9;
+    codec_writer_t w = { 0 };
+    codec_writer_event(&w, 0, stored.data, stored.len, 1234, &rp);
+    cr_assert_not(w.failed);
+    cr_assert_eq(tu_check("$replay.revenue.order.placed", w.data, w.len, NULL),
+                 FONTE_OK);
+    Fonte__Event *back = NULL;
+    cr_assert_eq(codec_event_unpack(w.data, w.len, lim, &back), FONTE_OK);
+    cr_assert_eq(back->seq, 1234);
+    cr_assert_str_eq(back->replay->replay_id, "r-7");
+    cr_assert_str_eq(back->replay->target, "revenue");
+    cr_assert_eq(back->replay->index, 3);
+    cr_assert_eq(back->replay->total, 9);
+    cr_assert_eq(back->n_depends_on, 1);
+    codec_event_free(&back);
+    codec_writer_fini(&w);
+
+    /* wrapped as ReplayReply.events, twice, without replay info */
+    codec_writer_event(&w, 1, stored.data, stored.len, 1, NULL);
+    codec_writer_event(&w, 1, stored.data, stored.len, 2, NULL);
+    codec_writer_uint(&w, 3, 2); /* total */
+    Fonte__ReplayReply *rr = NULL;
+    cr_assert_eq(codec_unpack(&fonte__replay_reply__descriptor, w.data, w.len,
+                              lim->max_reply, (ProtobufCMessage **) &rr),
+                 FONTE_OK);
+    cr_assert_eq(rr->n_events, 2);
+    cr_assert_eq(rr->events[0]->seq, 1);
+    cr_assert_eq(rr->events[1]->seq, 2);
+    cr_assert_null(rr->events[1]->replay);
+    cr_assert_eq(rr->total, 2);
+    fonte__replay_reply__free_unpacked(rr, NULL);
+    codec_writer_fini(&w);
+    codec_buf_free(&stored);
+    codec_event_free(&ev);
+}
+
 Test(codec, utf8_validator)
 {
     cr_assert(codec_utf8_valid("", 0));
