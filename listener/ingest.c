@@ -123,6 +123,7 @@ struct ingest {
     item_t **ring;
     size_t q_cap, q_head, q_n, q_bytes;
     bool stop_writer; /* under q_mu */
+    bool hold;        /* under q_mu: the writer takes nothing (tests) */
 
     counters_t c;
 
@@ -513,7 +514,7 @@ queue_take(ingest_t *in, bool *stop)
     size_t n = 0;
     *stop = false;
     pthread_mutex_lock(&in->q_mu);
-    if (in->q_n == 0 && !in->stop_writer) {
+    if ((in->q_n == 0 || in->hold) && !in->stop_writer) {
         int64_t wait_us = 1000000;
         if (in->o.stats_interval_us > 0) {
             wait_us = in->next_stats_us - fonte_mono_us();
@@ -521,9 +522,13 @@ queue_take(ingest_t *in, bool *stop)
                 wait_us = 0;
         }
         struct timespec ts = deadline_in(wait_us);
-        while (in->q_n == 0 && !in->stop_writer &&
+        while ((in->q_n == 0 || in->hold) && !in->stop_writer &&
                pthread_cond_timedwait(&in->q_not_empty, &in->q_mu, &ts) == 0)
             ;
+    }
+    if (in->hold && !in->stop_writer) {
+        pthread_mutex_unlock(&in->q_mu);
+        return 0;
     }
     if (in->q_n > 0 && in->q_n < in->o.batch_max && in->o.batch_delay_us > 0 &&
         !in->stop_writer) {
@@ -751,6 +756,15 @@ ingest_new(const ingest_opts_t *o, ingest_t **ingest_p, char *errbuf,
 fail:
     ingest_destroy(&in);
     return rc;
+}
+
+void
+ingest_hold(ingest_t *in, bool hold)
+{
+    pthread_mutex_lock(&in->q_mu);
+    in->hold = hold;
+    pthread_cond_broadcast(&in->q_not_empty);
+    pthread_mutex_unlock(&in->q_mu);
 }
 
 void

@@ -73,6 +73,12 @@ fonte_err ingest_new(const ingest_opts_t *o, ingest_t **ingest_p,
 /* Copies the counters (thread-safe, a consistent-enough snapshot). */
 void ingest_counters(ingest_t *in, ingest_counters_t *out);
 
+/* Holds (true) or releases (false) the writer: while held it takes
+ * nothing from the queue, as if LevelDB stalled, and receiving goes on
+ * until the queue is full. For tests; thread-safe. A held writer still
+ * drains the queue on ingest_destroy. */
+void ingest_hold(ingest_t *in, bool hold);
+
 /* Stops receiving, commits everything already queued (and acks it),
  * stops the writer, closes both sockets and frees. NULL-safe; nulls
  * *ingest_p. Not from the ingest's own threads. */

@@ -123,6 +123,12 @@ listener_counters(listener_t *l, ingest_counters_t *out)
 }
 
 void
+listener_hold_writer(listener_t *l, bool hold)
+{
+    ingest_hold(l->ingest, hold);
+}
+
+void
 listener_destroy(listener_t **listener_p)
 {
     listener_t *l = *listener_p;

@@ -71,6 +71,10 @@ store_t *listener_store(listener_t *l);
 /* Ingest counters (thread-safe copy). */
 void listener_counters(listener_t *l, ingest_counters_t *out);
 
+/* Holds or releases the ingest writer (ingest_hold): tests use it to
+ * stand for a LevelDB stall. Thread-safe. */
+void listener_hold_writer(listener_t *l, bool hold);
+
 /* Clean stop: stops receiving, commits and acks what is queued, stops
  * the query server, closes the store. NULL-safe; nulls *listener_p. */
 void listener_destroy(listener_t **listener_p);

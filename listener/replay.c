@@ -1,0 +1,1251 @@
+/*
+ * replay.c - ReplayRequests: plan, order, page or republish (replay.h).
+ *
+ * A request becomes a plan in four steps, all on one store snapshot:
+ *
+ *  1. closure: the root, then (with `dependents`) every object reachable
+ *     through `r` keys, then (unless `skip_dependencies`) every object
+ *     reachable through `d` keys from all of those; at most max_closure
+ *     objects. "*" stands for every object: the walk is replaced by a
+ *     scan of the log.
+ *  2. events: each closure object's `o` keys inside (after_seq,
+ *     until_seq]; each event's bytes are read once and scanned for its
+ *     type and dependencies; at most max_events.
+ *  3. order: listener/order.c on (seq, object, dependencies) alone.
+ *  4. filter: `types` drops what is not sent, after ordering, so the order
+ *     of what is sent still accounts for everything.
+ *
+ * The bytes read in step 2 are kept (up to KEEP_BYTES) so that a replay
+ * that fits in one page is answered without reading anything twice;
+ * later pages and republishes read events by seq again (events are
+ * immutable once stored, so no snapshot is needed for that).
+ *
+ * Replies are written by hand (codec_writer): each event is its stored
+ * bytes with `seq` appended, never decoded and re-encoded.
+ *
+ * Threads: replay_handle runs on any number of query worker threads; the
+ * cursor table has its own mutex; the republish queue has a mutex shared
+ * with the republish thread, which alone owns the XPUB socket. That
+ * thread polls the XPUB (50 ms) while idle, to keep the subscription list
+ * current, and picks up queued jobs between polls.
+ */
+#include "replay.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "log.h"
+#include "order.h"
+#include "query.h"
+
+#define KEEP_BYTES ((size_t) 16 << 20) /* event bytes kept while planning */
+#define CURSOR_ID 16
+#define CURSOR_LEN (CURSOR_ID + 8)
+#define REPLAY_ID_LEN 19 /* "r-" + 16 hex + NUL */
+
+typedef struct cursor {
+    uint8_t id[CURSOR_ID];
+    uint64_t *seqs;
+    size_t n;
+    int64_t last_use_us;
+} cursor_t;
+
+typedef struct job {
+    struct job *next;
+    char replay_id[REPLAY_ID_LEN];
+    char *root, *target, *reason;
+    uint32_t rate;
+    uint64_t *seqs;
+    size_t n;
+} job_t;
+
+struct replay {
+    replay_opts_t o;
+    store_t *store;
+
+    pthread_mutex_t cursor_lock;
+    cursor_t *cursors; /* max_cursors slots; seqs == NULL when free */
+
+    pthread_mutex_t job_lock; /* jobs, n_jobs, stop */
+    job_t *jobs, *jobs_tail;
+    size_t n_jobs;
+    bool stop;
+    bool thread_started;
+    pthread_t thread;
+    void *xpub;
+    char **subs; /* subscriptions seen on the XPUB (republish thread) */
+    size_t n_subs, cap_subs;
+
+    _Atomic uint64_t requests, pages, not_found, refused, republished,
+        running;
+};
+
+void
+replay_opts_init(replay_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->limits = codec_limits_default;
+    o->max_closure = 100000;
+    o->max_events = 10000000;
+    o->page_size = 1000;
+    o->page_bytes = (size_t) 4 << 20;
+    o->max_cursors = 64;
+    o->cursor_ttl_us = 60 * 1000000LL;
+    o->max_jobs = 16;
+}
+
+/* ------------------------------------------------------------------ */
+/* replies                                                             */
+
+/* A failed request: Reply{status, error} and, for NOT_FOUND, the empty
+ * ReplayReply the protocol promises. */
+static void
+reply_error(Fonte__Reply__Status status, const char *error, codec_buf_t *out)
+{
+    Fonte__Reply rep = FONTE__REPLY__INIT;
+    Fonte__ReplayReply rr = FONTE__REPLAY_REPLY__INIT;
+
+    rep.status = status;
+    rep.error = (char *) error;
+    if (status == FONTE__REPLY__STATUS__NOT_FOUND) {
+        rep.body_case = FONTE__REPLY__BODY_REPLAY;
+        rep.replay = &rr;
+    }
+    if (codec_pack(&rep.base, out) != FONTE_OK) {
+        out->data = NULL;
+        out->len = 0;
+    }
+}
+
+/* Wraps a ReplayReply's bytes as Reply.replay (field 3) with status OK. */
+static fonte_err
+reply_wrap(codec_writer_t *inner, codec_buf_t *out)
+{
+    codec_writer_t w = { 0 };
+
+    if (inner->failed)
+        return FONTE_ENOMEM;
+    codec_writer_bytes(&w, 3, inner->data, inner->len);
+    if (w.failed) {
+        codec_writer_fini(&w);
+        return FONTE_ENOMEM;
+    }
+    out->data = w.data;
+    out->len = w.len;
+    return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* planning                                                            */
+
+typedef struct plan {
+    const replay_opts_t *o;
+    const Fonte__ReplayRequest *req;
+    store_snap_t *snap;
+    order_names_t *names;
+    size_t n_closure;
+
+    order_event_t *ev; /* n_ev events, in the order they were read */
+    void **body;       /* kept bytes, or NULL once KEEP_BYTES is spent */
+    size_t *len;
+    bool *send;        /* passes the types filter */
+    size_t n_ev, cap_ev;
+    uint32_t *deps;
+    size_t n_deps, cap_deps;
+    size_t kept;
+
+    uint64_t *out_seq; /* the answer: ordered, filtered */
+    size_t *out_idx;   /* index into ev, for kept bytes */
+    size_t n_out;
+    char **cycles;
+    size_t n_cycles;
+
+    Fonte__Reply__Status status; /* when planning fails */
+    char error[256];
+} plan_t;
+
+static void
+plan_fini(plan_t *p)
+{
+    for (size_t i = 0; i < p->n_ev; i++)
+        store_free(p->body[i]);
+    free(p->ev);
+    free(p->body);
+    free(p->len);
+    free(p->send);
+    free(p->deps);
+    free(p->out_seq);
+    free(p->out_idx);
+    for (size_t i = 0; i < p->n_cycles; i++)
+        free(p->cycles[i]);
+    free(p->cycles);
+    order_names_destroy(&p->names);
+    store_snap_destroy(&p->snap);
+}
+
+static fonte_err plan_fail(plan_t *p, Fonte__Reply__Status status,
+                           fonte_err rc, const char *fmt, ...)
+    FLOG_PRINTF_(4, 5);
+
+static fonte_err
+plan_fail(plan_t *p, Fonte__Reply__Status status, fonte_err rc,
+          const char *fmt, ...)
+{
+    va_list ap;
+
+    p->status = status;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static fonte_err
+walk_deps(void *arg, const char *object, size_t len, order_names_t *names)
+{
+    plan_t *p = arg;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    uint32_t id;
+    fonte_err rc;
+
+    if ((rc = store_iter_deps(p->snap, object, len, &it)) != FONTE_OK)
+        return rc;
+    while (store_iter_next(it, &item))
+        if ((rc = order_names_intern(names, item.name.ptr, item.name.len, &id,
+                                     NULL)) != FONTE_OK)
+            break;
+    if (rc == FONTE_OK)
+        rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return rc;
+}
+
+static fonte_err
+walk_dependents(void *arg, const char *object, size_t len,
+                order_names_t *names)
+{
+    plan_t *p = arg;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    uint32_t id;
+    fonte_err rc;
+
+    if ((rc = store_iter_dependents(p->snap, object, len, &it)) != FONTE_OK)
+        return rc;
+    while (store_iter_next(it, &item))
+        if ((rc = order_names_intern(names, item.name.ptr, item.name.len, &id,
+                                     NULL)) != FONTE_OK)
+            break;
+    if (rc == FONTE_OK)
+        rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return rc;
+}
+
+static bool
+grow(void **ptr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    void *q = realloc(*ptr, c * elem);
+    if (q == NULL)
+        return false;
+    *ptr = q;
+    *cap = c;
+    return true;
+}
+
+static bool
+type_wanted(const Fonte__ReplayRequest *req, codec_slice_t type)
+{
+    if (req->n_types == 0)
+        return true;
+    for (size_t i = 0; i < req->n_types; i++)
+        if (strlen(req->types[i]) == type.len &&
+            memcmp(req->types[i], type.ptr, type.len) == 0)
+            return true;
+    return false;
+}
+
+/* Adds one stored event (its bytes, owned: kept or freed here). object is
+ * its object's id when known (UINT32_MAX: intern it from the bytes). */
+static fonte_err
+add_event(plan_t *p, uint64_t seq, uint32_t object, void *body, size_t len)
+{
+    codec_view_t v;
+    codec_limits_t lim = p->o->limits;
+    fonte_err rc;
+
+    if (p->n_ev >= p->o->max_events) {
+        store_free(body);
+        return plan_fail(p, FONTE__REPLY__STATUS__LIMIT, FONTE_ELIMIT,
+                         "the replay of %s has more than %zu events (limit "
+                         "--max-replay-events)", p->req->object,
+                         p->o->max_events);
+    }
+    /* Stored events passed these checks at ingest; the limits may have
+     * been lowered since, which must not make old events unreadable. */
+    lim.max_msg = lim.max_reply;
+    lim.max_object = lim.max_type = lim.max_deps = SIZE_MAX / 2;
+    if ((rc = codec_event_scan(body, len, &lim, &v)) != FONTE_OK) {
+        store_free(body);
+        return plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                         "stored event %llu does not decode",
+                         (unsigned long long) seq);
+    }
+    if (object == UINT32_MAX &&
+        (rc = order_names_intern(p->names, v.object.ptr, v.object.len,
+                                 &object, NULL)) != FONTE_OK) {
+        store_free(body);
+        return rc;
+    }
+    if (p->n_ev == p->cap_ev) {
+        /* ev, body, len and send share one capacity */
+        size_t cap = p->cap_ev ? p->cap_ev * 2 : 256;
+        order_event_t *ne = realloc(p->ev, cap * sizeof *ne);
+        if (ne != NULL)
+            p->ev = ne;
+        void **nb = ne ? realloc(p->body, cap * sizeof *nb) : NULL;
+        if (nb != NULL)
+            p->body = nb;
+        size_t *nl = nb ? realloc(p->len, cap * sizeof *nl) : NULL;
+        if (nl != NULL)
+            p->len = nl;
+        bool *ns = nl ? realloc(p->send, cap * sizeof *ns) : NULL;
+        if (ns == NULL) {
+            store_free(body);
+            return FONTE_ENOMEM;
+        }
+        p->send = ns;
+        p->cap_ev = cap;
+    }
+    if (!grow((void **) &p->deps, &p->cap_deps, p->n_deps + v.n_deps,
+              sizeof *p->deps)) {
+        store_free(body);
+        return FONTE_ENOMEM;
+    }
+
+    order_event_t *e = &p->ev[p->n_ev];
+    e->seq = seq;
+    e->object = object;
+    e->deps_off = (uint32_t) p->n_deps;
+    e->n_deps = 0;
+    size_t pos = 0;
+    codec_slice_t dep;
+    while (codec_view_next_dep(&v, &pos, &dep)) {
+        uint32_t id;
+        if ((rc = order_names_intern(p->names, dep.ptr, dep.len, &id, NULL)) !=
+            FONTE_OK) {
+            store_free(body);
+            return rc;
+        }
+        p->deps[p->n_deps++] = id;
+        e->n_deps++;
+    }
+    p->send[p->n_ev] = type_wanted(p->req, v.type);
+    if (p->kept + len <= KEEP_BYTES) {
+        p->body[p->n_ev] = body;
+        p->len[p->n_ev] = len;
+        p->kept += len;
+    } else {
+        store_free(body);
+        p->body[p->n_ev] = NULL;
+        p->len[p->n_ev] = 0;
+    }
+    p->n_ev++;
+    return FONTE_OK;
+}
+
+static bool
+in_window(const Fonte__ReplayRequest *req, uint64_t seq)
+{
+    return seq > req->after_seq && (req->until_seq == 0 || seq <= req->until_seq);
+}
+
+/* Step 2 for a closure: every object's events, in object order. */
+static fonte_err
+load_closure_events(plan_t *p)
+{
+    fonte_err rc = FONTE_OK;
+
+    for (uint32_t o = 0; o < p->n_closure && rc == FONTE_OK; o++) {
+        size_t nlen;
+        const char *name = order_names_get(p->names, o, &nlen);
+        store_iter_t *it = NULL;
+        store_item_t item;
+        if ((rc = store_iter_object(p->snap, name, nlen, p->req->after_seq,
+                                    &it)) != FONTE_OK)
+            break;
+        while (rc == FONTE_OK && store_iter_next(it, &item)) {
+            if (!in_window(p->req, item.seq))
+                break; /* o keys are in seq order: nothing later fits */
+            void *body = NULL;
+            size_t len = 0;
+            rc = store_get_event(p->snap, item.seq, &body, &len);
+            if (rc == FONTE_ENOTFOUND)
+                rc = plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                               "index names event %llu, which is missing",
+                               (unsigned long long) item.seq);
+            if (rc == FONTE_OK)
+                rc = add_event(p, item.seq, o, body, len);
+        }
+        if (rc == FONTE_OK)
+            rc = store_iter_error(it);
+        store_iter_destroy(&it);
+    }
+    return rc;
+}
+
+/* Step 1 and 2 for "*": the log itself. */
+static fonte_err
+load_all_events(plan_t *p)
+{
+    store_iter_t *it = NULL;
+    store_item_t item;
+    fonte_err rc;
+
+    if ((rc = store_iter_events(p->snap, p->req->after_seq, &it)) != FONTE_OK)
+        return rc;
+    while (rc == FONTE_OK && store_iter_next(it, &item)) {
+        if (!in_window(p->req, item.seq))
+            break;
+        void *copy = malloc(item.value.len ? item.value.len : 1);
+        if (copy == NULL) {
+            rc = FONTE_ENOMEM;
+            break;
+        }
+        memcpy(copy, item.value.ptr, item.value.len);
+        rc = add_event(p, item.seq, UINT32_MAX, copy, item.value.len);
+    }
+    if (rc == FONTE_OK)
+        rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return rc;
+}
+
+static bool
+object_exists(plan_t *p, const char *object, fonte_err *rc)
+{
+    store_iter_t *it = NULL;
+    store_item_t item;
+
+    *rc = store_iter_object(p->snap, object, strlen(object), 0, &it);
+    if (*rc != FONTE_OK)
+        return false;
+    bool found = store_iter_next(it, &item);
+    *rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return found;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *) a, *(const char *const *) b);
+}
+
+/* Each broken cycle as its object names, sorted and joined by ",". */
+static fonte_err
+name_cycles(plan_t *p, const order_result_t *r)
+{
+    if (r->n_cycles == 0)
+        return FONTE_OK;
+    p->cycles = calloc(r->n_cycles, sizeof *p->cycles);
+    if (p->cycles == NULL)
+        return FONTE_ENOMEM;
+    for (size_t c = 0; c < r->n_cycles; c++) {
+        size_t k = r->cycle_off[c + 1] - r->cycle_off[c], total = 0;
+        const char **names = malloc((k ? k : 1) * sizeof *names);
+        if (names == NULL)
+            return FONTE_ENOMEM;
+        for (size_t i = 0; i < k; i++) {
+            names[i] = order_names_get(p->names,
+                                       r->cycle_objects[r->cycle_off[c] + i],
+                                       NULL);
+            total += strlen(names[i]) + 1;
+        }
+        qsort(names, k, sizeof *names, cmp_str);
+        char *s = malloc(total ? total : 1);
+        if (s == NULL) {
+            free(names);
+            return FONTE_ENOMEM;
+        }
+        s[0] = '\0';
+        size_t at = 0;
+        for (size_t i = 0; i < k; i++) {
+            size_t n = strlen(names[i]);
+            if (i > 0)
+                s[at++] = ',';
+            memcpy(s + at, names[i], n);
+            at += n;
+            s[at] = '\0';
+        }
+        free(names);
+        p->cycles[p->n_cycles++] = s;
+    }
+    return FONTE_OK;
+}
+
+/* Steps 1-4. On failure p->status/error say what to answer (unless the
+ * return is ENOMEM or a store error, answered INTERNAL). */
+static fonte_err
+plan_build(plan_t *p, store_t *store)
+{
+    const Fonte__ReplayRequest *req = p->req;
+    order_result_t r = { 0 };
+    fonte_err rc;
+    uint32_t id;
+
+    p->status = FONTE__REPLY__STATUS__INTERNAL;
+    if (req->until_seq != 0 && req->until_seq <= req->after_seq)
+        return plan_fail(p, FONTE__REPLY__STATUS__BAD_REQUEST, FONTE_EREQUEST,
+                         "until_seq (%llu) must be 0 or greater than "
+                         "after_seq (%llu)",
+                         (unsigned long long) req->until_seq,
+                         (unsigned long long) req->after_seq);
+    if ((rc = store_snap_new(store, &p->snap)) != FONTE_OK)
+        return rc;
+    if ((p->names = order_names_new()) == NULL)
+        return FONTE_ENOMEM;
+
+    if (strcmp(req->object, REPLAY_ALL) == 0) {
+        if ((rc = load_all_events(p)) != FONTE_OK)
+            return rc;
+    } else {
+        if (!object_exists(p, req->object, &rc)) {
+            if (rc != FONTE_OK)
+                return rc;
+            return plan_fail(p, FONTE__REPLY__STATUS__NOT_FOUND,
+                             FONTE_ENOTFOUND, "no events for object %s",
+                             req->object);
+        }
+        if ((rc = order_names_intern(p->names, req->object,
+                                     strlen(req->object), &id, NULL)))
+            return rc;
+        if (req->dependents &&
+            (rc = order_closure(p->names, 0, walk_dependents, p,
+                                p->o->max_closure)) != FONTE_OK)
+            goto closure_failed;
+        if (!req->skip_dependencies &&
+            (rc = order_closure(p->names, 0, walk_deps, p,
+                                p->o->max_closure)) != FONTE_OK)
+            goto closure_failed;
+        p->n_closure = order_names_count(p->names);
+        if ((rc = load_closure_events(p)) != FONTE_OK)
+            return rc;
+    }
+
+    order_graph_t g = { p->ev, p->n_ev, p->deps, p->n_deps,
+                        order_names_count(p->names) };
+    switch (req->order) {
+    case FONTE__REPLAY_REQUEST__ORDER__SEQUENCE:
+        rc = order_sequence(&g, &r);
+        break;
+    case FONTE__REPLAY_REQUEST__ORDER__OBJECTS:
+        rc = order_objects(&g, &r);
+        break;
+    default:
+        rc = order_causal(&g, &r);
+        break;
+    }
+    if (rc != FONTE_OK)
+        return rc;
+    p->out_seq = malloc((r.n_order ? r.n_order : 1) * sizeof *p->out_seq);
+    p->out_idx = malloc((r.n_order ? r.n_order : 1) * sizeof *p->out_idx);
+    if (p->out_seq == NULL || p->out_idx == NULL) {
+        order_result_fini(&r);
+        return FONTE_ENOMEM;
+    }
+    for (size_t i = 0; i < r.n_order; i++) {
+        uint32_t e = r.order[i];
+        if (!p->send[e])
+            continue;
+        p->out_seq[p->n_out] = p->ev[e].seq;
+        p->out_idx[p->n_out++] = e;
+    }
+    rc = name_cycles(p, &r);
+    order_result_fini(&r);
+    return rc;
+
+closure_failed:
+    if (rc == FONTE_ELIMIT)
+        return plan_fail(p, FONTE__REPLY__STATUS__LIMIT, FONTE_ELIMIT,
+                         "the closure of %s has more than %zu objects "
+                         "(limit --max-closure)", req->object,
+                         p->o->max_closure);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* pages and cursors                                                   */
+
+static void
+random_bytes(void *buf, size_t n)
+{
+    uint8_t *b = buf;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = getrandom(b + got, n - got, 0);
+        if (k <= 0) {
+            /* no entropy source: fall back on time and address bits */
+            uint64_t x = (uint64_t) fonte_mono_us() ^ (uint64_t) (uintptr_t) buf;
+            for (; got < n; got++, x = x * 6364136223846793005ULL + 1)
+                b[got] = (uint8_t) (x >> 33);
+            return;
+        }
+        got += (size_t) k;
+    }
+}
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t) v;
+}
+
+static uint64_t
+get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Writes the events [from, from + k) of a plan's answer into a
+ * ReplayReply under construction; returns k, the number written (at least
+ * one unless none are left), bounded by page_size and page_bytes. */
+static size_t
+write_events(replay_t *rp, codec_writer_t *w, const uint64_t *seqs,
+             size_t n, size_t from, size_t page_size, const plan_t *kept,
+             fonte_err *rc)
+{
+    store_snap_t *snap = NULL;
+    size_t k = 0;
+
+    *rc = FONTE_OK;
+    for (size_t i = from; i < n && k < page_size; i++) {
+        void *body = NULL, *owned = NULL;
+        size_t len = 0;
+        if (kept != NULL && kept->body[kept->out_idx[i]] != NULL) {
+            body = kept->body[kept->out_idx[i]];
+            len = kept->len[kept->out_idx[i]];
+        } else {
+            if (snap == NULL && (*rc = store_snap_new(rp->store, &snap)))
+                break;
+            if ((*rc = store_get_event(snap, seqs[i], &owned, &len)))
+                break;
+            body = owned;
+        }
+        /* a page never exceeds page_bytes, but always carries one event */
+        if (k > 0 && w->len + len + 32 > rp->o.page_bytes) {
+            store_free(owned);
+            break;
+        }
+        codec_writer_event(w, 1, body, len, seqs[i], NULL);
+        store_free(owned);
+        k++;
+    }
+    store_snap_destroy(&snap);
+    return k;
+}
+
+static size_t
+page_size_of(const replay_t *rp, const Fonte__ReplayRequest *req)
+{
+    size_t n = req->page_size ? req->page_size : rp->o.page_size;
+    return n > 0 ? n : 1;
+}
+
+/* Keeps seqs under a new cursor (taking ownership); evicts the least
+ * recently used or expired entries to make room. */
+static void
+cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
+{
+    int64_t now = fonte_mono_us();
+    size_t victim = 0;
+
+    random_bytes(id, CURSOR_ID);
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < rp->o.max_cursors; i++) {
+        cursor_t *c = &rp->cursors[i];
+        if (c->seqs != NULL && now - c->last_use_us > rp->o.cursor_ttl_us) {
+            free(c->seqs);
+            c->seqs = NULL;
+        }
+        if (c->seqs == NULL) {
+            victim = i;
+            break;
+        }
+        if (c->last_use_us < rp->cursors[victim].last_use_us)
+            victim = i;
+    }
+    cursor_t *c = &rp->cursors[victim];
+    free(c->seqs);
+    memcpy(c->id, id, CURSOR_ID);
+    c->seqs = seqs;
+    c->n = n;
+    c->last_use_us = now;
+    pthread_mutex_unlock(&rp->cursor_lock);
+}
+
+/* A page of an open cursor. The lock is held while reading the page: the
+ * seq list must not be evicted under us; pages are bounded and short. */
+static void
+answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
+{
+    const uint8_t *cur = req->cursor.data;
+    int64_t now = fonte_mono_us();
+    codec_writer_t w = { 0 };
+    fonte_err rc = FONTE_OK;
+    uint8_t next[CURSOR_LEN];
+    bool found = false, more = false;
+    size_t total = 0;
+
+    if (req->cursor.len != CURSOR_LEN) {
+        atomic_fetch_add(&rp->refused, 1);
+        reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
+                    "malformed cursor: pass back the cursor of the previous "
+                    "page unchanged", out);
+        return;
+    }
+    uint64_t pos = get_be64(cur + CURSOR_ID);
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < rp->o.max_cursors && !found; i++) {
+        cursor_t *c = &rp->cursors[i];
+        if (c->seqs == NULL || memcmp(c->id, cur, CURSOR_ID) != 0)
+            continue;
+        if (now - c->last_use_us > rp->o.cursor_ttl_us) {
+            free(c->seqs);
+            c->seqs = NULL;
+            break;
+        }
+        found = true;
+        if (pos > c->n) {
+            rc = FONTE_EREQUEST;
+            break;
+        }
+        c->last_use_us = now;
+        total = c->n;
+        size_t k = write_events(rp, &w, c->seqs, c->n, (size_t) pos,
+                                page_size_of(rp, req), NULL, &rc);
+        more = pos + k < c->n;
+        memcpy(next, cur, CURSOR_ID);
+        put_be64(next + CURSOR_ID, pos + k);
+    }
+    pthread_mutex_unlock(&rp->cursor_lock);
+
+    if (!found || rc == FONTE_EREQUEST) {
+        atomic_fetch_add(&rp->refused, 1);
+        codec_writer_fini(&w);
+        reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
+                    !found ? "unknown or expired cursor: start the replay again"
+                           : "cursor position past the end of the replay",
+                    out);
+        return;
+    }
+    if (rc != FONTE_OK) {
+        codec_writer_fini(&w);
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc), out);
+        return;
+    }
+    if (more)
+        codec_writer_bytes(&w, 2, next, CURSOR_LEN);
+    codec_writer_uint(&w, 3, total);
+    if (reply_wrap(&w, out) != FONTE_OK)
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+    codec_writer_fini(&w);
+    atomic_fetch_add(&rp->pages, 1);
+}
+
+/* The first page of a RETURN replay, from a fresh plan. */
+static void
+answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
+                  codec_buf_t *out)
+{
+    codec_writer_t w = { 0 };
+    fonte_err rc;
+
+    size_t k = write_events(rp, &w, p->out_seq, p->n_out, 0,
+                            page_size_of(rp, req), p, &rc);
+    if (rc != FONTE_OK) {
+        codec_writer_fini(&w);
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc), out);
+        return;
+    }
+    if (k < p->n_out) {
+        uint8_t cur[CURSOR_LEN];
+        cursor_put(rp, p->out_seq, p->n_out, cur);
+        p->out_seq = NULL; /* the cursor owns it now */
+        put_be64(cur + CURSOR_ID, k);
+        codec_writer_bytes(&w, 2, cur, CURSOR_LEN);
+    }
+    codec_writer_uint(&w, 3, p->n_out);
+    for (size_t i = 0; i < p->n_cycles; i++)
+        codec_writer_bytes(&w, 4, p->cycles[i], strlen(p->cycles[i]));
+    if (reply_wrap(&w, out) != FONTE_OK)
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+    codec_writer_fini(&w);
+    atomic_fetch_add(&rp->pages, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* republish                                                           */
+
+static void
+job_free(job_t *j)
+{
+    if (j == NULL)
+        return;
+    free(j->root);
+    free(j->target);
+    free(j->reason);
+    free(j->seqs);
+    free(j);
+}
+
+static char *
+dup_str(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    return d;
+}
+
+static void
+answer_republish(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
+                 codec_buf_t *out)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (j == NULL || (j->root = dup_str(req->object)) == NULL ||
+        (j->target = dup_str(req->target)) == NULL ||
+        (j->reason = dup_str(req->reason)) == NULL) {
+        job_free(j);
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+        return;
+    }
+    uint8_t rnd[8];
+    random_bytes(rnd, sizeof rnd);
+    snprintf(j->replay_id, sizeof j->replay_id, "r-%016llx",
+             (unsigned long long) get_be64(rnd));
+    j->rate = req->rate;
+    j->seqs = p->out_seq;
+    j->n = p->n_out;
+
+    bool queued = false;
+    pthread_mutex_lock(&rp->job_lock);
+    if (rp->n_jobs < rp->o.max_jobs && !rp->stop) {
+        if (rp->jobs_tail)
+            rp->jobs_tail->next = j;
+        else
+            rp->jobs = j;
+        rp->jobs_tail = j;
+        rp->n_jobs++;
+        queued = true;
+        atomic_fetch_add(&rp->running, 1);
+    }
+    pthread_mutex_unlock(&rp->job_lock);
+    if (!queued) {
+        j->seqs = NULL; /* still the plan's */
+        job_free(j);
+        atomic_fetch_add(&rp->refused, 1);
+        reply_error(FONTE__REPLY__STATUS__LIMIT,
+                    "too many republishes queued: try again later", out);
+        return;
+    }
+    p->out_seq = NULL; /* the job owns it now */
+
+    codec_writer_t w = { 0 };
+    codec_writer_uint(&w, 3, j->n);
+    for (size_t i = 0; i < p->n_cycles; i++)
+        codec_writer_bytes(&w, 4, p->cycles[i], strlen(p->cycles[i]));
+    codec_writer_bytes(&w, 5, j->replay_id, strlen(j->replay_id));
+    if (reply_wrap(&w, out) != FONTE_OK)
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+    codec_writer_fini(&w);
+}
+
+/* Tracks the subscriptions the broker forwards to our XPUB. */
+static void
+drain_subscriptions(replay_t *rp)
+{
+    zmq_msg_t m;
+
+    for (;;) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, rp->xpub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const char *d = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        if (n >= 1 && (d[0] == 1 || d[0] == 0)) {
+            size_t i = 0;
+            for (; i < rp->n_subs; i++)
+                if (strlen(rp->subs[i]) == n - 1 &&
+                    memcmp(rp->subs[i], d + 1, n - 1) == 0)
+                    break;
+            if (d[0] == 1 && i == rp->n_subs &&
+                grow((void **) &rp->subs, &rp->cap_subs, rp->n_subs + 1,
+                     sizeof *rp->subs)) {
+                char *s = malloc(n);
+                if (s != NULL) {
+                    memcpy(s, d + 1, n - 1);
+                    s[n - 1] = '\0';
+                    rp->subs[rp->n_subs++] = s;
+                }
+            } else if (d[0] == 0 && i < rp->n_subs) {
+                free(rp->subs[i]);
+                rp->subs[i] = rp->subs[--rp->n_subs];
+            }
+        }
+        zmq_msg_close(&m);
+    }
+}
+
+static bool
+subscribed(replay_t *rp, const char *topic)
+{
+    for (size_t i = 0; i < rp->n_subs; i++)
+        if (strncmp(topic, rp->subs[i], strlen(rp->subs[i])) == 0)
+            return true;
+    return false;
+}
+
+static bool
+should_stop(replay_t *rp)
+{
+    pthread_mutex_lock(&rp->job_lock);
+    bool stop = rp->stop;
+    pthread_mutex_unlock(&rp->job_lock);
+    return stop;
+}
+
+/* Waits up to timeout_us for a subscriber of topic, tracking
+ * subscriptions meanwhile. */
+static void
+wait_subscriber(replay_t *rp, const char *topic, int64_t timeout_us)
+{
+    int64_t end = fonte_mono_us() + timeout_us;
+    drain_subscriptions(rp);
+    while (!subscribed(rp, topic) && fonte_mono_us() < end &&
+           !should_stop(rp)) {
+        zmq_pollitem_t it = { rp->xpub, 0, ZMQ_POLLIN, 0 };
+        zmq_poll(&it, 1, 20);
+        drain_subscriptions(rp);
+    }
+}
+
+static void
+send_two(replay_t *rp, const char *topic, const void *body, size_t len)
+{
+    zmq_send(rp->xpub, topic, strlen(topic), ZMQ_SNDMORE);
+    zmq_send(rp->xpub, body, len, 0);
+}
+
+static void
+send_audit(replay_t *rp, const job_t *j, Fonte__ReplayAudit__State state,
+           uint64_t duration_us)
+{
+    Fonte__ReplayAudit a = FONTE__REPLAY_AUDIT__INIT;
+    codec_buf_t b;
+
+    a.replay_id = (char *) j->replay_id;
+    a.root = j->root;
+    a.target = j->target;
+    a.reason = j->reason;
+    a.events = j->n;
+    a.state = state;
+    a.duration_us = duration_us;
+    if (codec_pack(&a.base, &b) == FONTE_OK) {
+        send_two(rp, CODEC_TOPIC_AUDIT, b.data, b.len);
+        codec_buf_free(&b);
+    }
+}
+
+/* The topic of one replayed event. */
+static bool
+event_topic(const job_t *j, const void *body, size_t len, char *topic,
+            size_t cap)
+{
+    codec_view_t v;
+    codec_limits_t lim = codec_limits_default;
+    lim.max_msg = SIZE_MAX / 2;
+    lim.max_object = lim.max_type = lim.max_deps = SIZE_MAX / 2;
+    if (codec_event_scan(body, len, &lim, &v) != FONTE_OK)
+        return false;
+    int n = j->target[0]
+                ? snprintf(topic, cap, "%s%s.%.*s", CODEC_TOPIC_REPLAY,
+                           j->target, (int) v.type.len, v.type.ptr)
+                : snprintf(topic, cap, "%.*s", (int) v.type.len, v.type.ptr);
+    return n > 0 && (size_t) n < cap;
+}
+
+static void
+run_job(replay_t *rp, job_t *j)
+{
+    int64_t start = fonte_mono_us();
+    store_snap_t *snap = NULL;
+    Fonte__Replay info = FONTE__REPLAY__INIT;
+    codec_writer_t w = { 0 };
+    char topic[512];
+    bool failed = false;
+
+    info.replay_id = j->replay_id;
+    info.root = j->root;
+    info.target = j->target;
+    info.reason = j->reason;
+    info.total = j->n;
+
+    /* wait for the first event's topic to have a subscriber */
+    if (j->n > 0 && store_snap_new(rp->store, &snap) == FONTE_OK) {
+        void *body = NULL;
+        size_t len = 0;
+        if (store_get_event(snap, j->seqs[0], &body, &len) == FONTE_OK &&
+            event_topic(j, body, len, topic, sizeof topic))
+            wait_subscriber(rp, topic, 1000000);
+        store_free(body);
+    }
+    send_audit(rp, j, FONTE__REPLAY_AUDIT__STATE__STARTED, 0);
+    for (size_t i = 0; i < j->n && snap != NULL; i++) {
+        if (should_stop(rp)) {
+            failed = true;
+            break;
+        }
+        void *body = NULL;
+        size_t len = 0;
+        if (store_get_event(snap, j->seqs[i], &body, &len) != FONTE_OK ||
+            !event_topic(j, body, len, topic, sizeof topic)) {
+            store_free(body);
+            failed = true;
+            break;
+        }
+        info.index = i + 1;
+        w.len = 0;
+        codec_writer_event(&w, 0, body, len, j->seqs[i], &info);
+        store_free(body);
+        if (w.failed) {
+            failed = true;
+            break;
+        }
+        send_two(rp, topic, w.data, w.len);
+        if (j->rate > 0) {
+            /* pace: event i+1 leaves no earlier than (i+1)/rate s in */
+            int64_t due = start + (int64_t) ((i + 1) * 1000000ULL / j->rate);
+            int64_t now;
+            while ((now = fonte_mono_us()) < due && !should_stop(rp)) {
+                int64_t d = due - now > 50000 ? 50000 : due - now;
+                struct timespec ts = { 0, (long) d * 1000 };
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (i % 1024 == 0)
+            drain_subscriptions(rp);
+    }
+    if (snap == NULL && j->n > 0)
+        failed = true;
+    codec_writer_fini(&w);
+    store_snap_destroy(&snap);
+    send_audit(rp, j,
+               failed ? FONTE__REPLAY_AUDIT__STATE__FAILED
+                      : FONTE__REPLAY_AUDIT__STATE__FINISHED,
+               (uint64_t) (fonte_mono_us() - start));
+    if (!failed)
+        atomic_fetch_add(&rp->republished, j->n);
+    flog(FLOG_INFO, "replay", "%s of %s (%zu events) to %s: %s", j->replay_id,
+         j->root, j->n, j->target[0] ? j->target : "own topics",
+         failed ? "FAILED" : "finished");
+}
+
+static void *
+republish_main(void *arg)
+{
+    replay_t *rp = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&rp->job_lock);
+        while (rp->jobs == NULL && !rp->stop) {
+            pthread_mutex_unlock(&rp->job_lock);
+            /* keep the subscription list current while idle */
+            zmq_pollitem_t it = { rp->xpub, 0, ZMQ_POLLIN, 0 };
+            zmq_poll(&it, 1, 50);
+            drain_subscriptions(rp);
+            pthread_mutex_lock(&rp->job_lock);
+        }
+        if (rp->stop) {
+            pthread_mutex_unlock(&rp->job_lock);
+            break;
+        }
+        job_t *j = rp->jobs;
+        rp->jobs = j->next;
+        if (rp->jobs == NULL)
+            rp->jobs_tail = NULL;
+        pthread_mutex_unlock(&rp->job_lock);
+
+        run_job(rp, j);
+
+        pthread_mutex_lock(&rp->job_lock);
+        rp->n_jobs--;
+        pthread_mutex_unlock(&rp->job_lock);
+        atomic_fetch_sub(&rp->running, 1);
+        job_free(j);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* the service                                                         */
+
+fonte_err
+replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
+              codec_buf_t *reply)
+{
+    replay_t *rp = arg;
+    plan_t p;
+    fonte_err rc;
+
+    reply->data = NULL;
+    reply->len = 0;
+    atomic_fetch_add(&rp->requests, 1);
+    if (req->cursor.len > 0) {
+        answer_cursor(rp, req, reply);
+        return reply->data ? FONTE_OK : FONTE_ENOMEM;
+    }
+    bool republish = req->mode == FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    if (!republish && req->target[0] != '\0') {
+        atomic_fetch_add(&rp->refused, 1);
+        reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
+                    "a target only makes sense with mode REPUBLISH", reply);
+        return reply->data ? FONTE_OK : FONTE_ENOMEM;
+    }
+    if (republish && rp->xpub == NULL) {
+        reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                    "republish is not available: the listener has no "
+                    "broker ingress", reply);
+        return reply->data ? FONTE_OK : FONTE_ENOMEM;
+    }
+
+    memset(&p, 0, sizeof p);
+    p.o = &rp->o;
+    p.req = req;
+    rc = plan_build(&p, store);
+    if (rc != FONTE_OK) {
+        if (p.error[0] == '\0')
+            snprintf(p.error, sizeof p.error, "replay of %s failed: %s",
+                     req->object, fonte_strerror(rc));
+        if (p.status == FONTE__REPLY__STATUS__NOT_FOUND)
+            atomic_fetch_add(&rp->not_found, 1);
+        else if (p.status != FONTE__REPLY__STATUS__INTERNAL)
+            atomic_fetch_add(&rp->refused, 1);
+        reply_error(p.status, p.error, reply);
+    } else if (republish) {
+        answer_republish(rp, &p, req, reply);
+    } else {
+        answer_first_page(rp, &p, req, reply);
+    }
+    plan_fini(&p);
+    return reply->data ? FONTE_OK : FONTE_ENOMEM;
+}
+
+void
+replay_counters(replay_t *rp, replay_counters_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->requests = atomic_load(&rp->requests);
+    out->pages = atomic_load(&rp->pages);
+    out->not_found = atomic_load(&rp->not_found);
+    out->refused = atomic_load(&rp->refused);
+    out->republished = atomic_load(&rp->republished);
+    out->running = atomic_load(&rp->running);
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < rp->o.max_cursors; i++)
+        out->cursors += rp->cursors[i].seqs != NULL;
+    pthread_mutex_unlock(&rp->cursor_lock);
+}
+
+fonte_err
+replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
+           char *errbuf, size_t errlen)
+{
+    replay_t *rp = calloc(1, sizeof *rp);
+
+    *replay_p = NULL;
+    if (rp == NULL)
+        return FONTE_ENOMEM;
+    rp->o = *o;
+    if (rp->o.max_cursors == 0)
+        rp->o.max_cursors = 1;
+    rp->store = store;
+    rp->cursors = calloc(rp->o.max_cursors, sizeof *rp->cursors);
+    if (rp->cursors == NULL) {
+        free(rp);
+        return FONTE_ENOMEM;
+    }
+    pthread_mutex_init(&rp->cursor_lock, NULL);
+    pthread_mutex_init(&rp->job_lock, NULL);
+
+    if (o->ingress != NULL && o->zmq_ctx != NULL) {
+        int linger = 200, hwm = 1000000;
+        rp->xpub = zmq_socket(o->zmq_ctx, ZMQ_XPUB);
+        if (rp->xpub == NULL ||
+            zmq_setsockopt(rp->xpub, ZMQ_LINGER, &linger, sizeof linger) ||
+            zmq_setsockopt(rp->xpub, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+            zmq_connect(rp->xpub, o->ingress) != 0) {
+            snprintf(errbuf, errlen, "replay: cannot connect to ingress %s: %s",
+                     o->ingress, zmq_strerror(zmq_errno()));
+            replay_destroy(&rp);
+            return FONTE_EIO;
+        }
+        if (pthread_create(&rp->thread, NULL, republish_main, rp) != 0) {
+            snprintf(errbuf, errlen, "replay: cannot start its thread");
+            replay_destroy(&rp);
+            return FONTE_EIO;
+        }
+        rp->thread_started = true;
+    }
+    *replay_p = rp;
+    return FONTE_OK;
+}
+
+void
+replay_destroy(replay_t **replay_p)
+{
+    if (replay_p == NULL || *replay_p == NULL)
+        return;
+    replay_t *rp = *replay_p;
+    pthread_mutex_lock(&rp->job_lock);
+    rp->stop = true;
+    pthread_mutex_unlock(&rp->job_lock);
+    if (rp->thread_started)
+        pthread_join(rp->thread, NULL);
+    while (rp->jobs) {
+        job_t *j = rp->jobs;
+        rp->jobs = j->next;
+        job_free(j);
+    }
+    if (rp->xpub)
+        zmq_close(rp->xpub);
+    for (size_t i = 0; i < rp->n_subs; i++)
+        free(rp->subs[i]);
+    free(rp->subs);
+    for (size_t i = 0; i < rp->o.max_cursors; i++)
+        free(rp->cursors[i].seqs);
+    free(rp->cursors);
+    pthread_mutex_destroy(&rp->cursor_lock);
+    pthread_mutex_destroy(&rp->job_lock);
+    free(rp);
+    *replay_p = NULL;
+}

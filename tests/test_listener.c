@@ -1,0 +1,1085 @@
+/*
+ * test_listener.c - the listener end to end: an in-process broker on
+ * ephemeral ports, the listener (in process, or as a child process for
+ * the SIGKILL test), raw PUB publishers of hand-made events, a SUB on
+ * "$ack." and a REQ/DEALER on the query endpoint. Every run ends with a
+ * full consistency check of the store through store.h.
+ *
+ * Sizes: the SIGKILL burst is 200k events (FONTE_TEST_BURST overrides;
+ * the sanitizer build compiles with FONTE_TEST_SCALE_DOWN and uses 50k).
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <criterion/criterion.h>
+
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "broker.h"
+#include "listener.h"
+#include "log.h"
+#include "store.h"
+#include "testutil.h"
+
+#ifndef FONTE_BIN_DIR
+#error "FONTE_BIN_DIR must name the directory of fonte-listener"
+#endif
+
+extern char **environ;
+
+static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
+static char dir[64], data[96];
+static void *ctx;
+static broker_t *broker;
+static listener_t *listener;
+static void *pub, *acks;
+
+/* Every Ack read so far, per session: tests wait on this record, so
+ * that reading one session's Acks never loses another's. */
+typedef struct ack_log {
+    uint64_t session;
+    uint64_t durable, gap_durable; /* highest seen, without / with gap */
+    uint64_t n, n_gap, last;       /* Acks seen; durable of the latest */
+} ack_log_t;
+static ack_log_t ack_logs[16];
+
+/* ------------------------------------------------------------------ */
+/* fixture */
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb, (void) flag, (void) ftw;
+    return remove(path);
+}
+
+static void
+start_broker(int hwm)
+{
+    broker_opts_t bo;
+    char err[256];
+    broker_opts_init(&bo);
+    bo.ingress = "tcp://127.0.0.1:*";
+    bo.egress = "tcp://127.0.0.1:*";
+    bo.hwm = hwm;
+    bo.stats_interval_us = 0;
+    cr_assert_eq(broker_new(&bo, &broker, err, sizeof err), FONTE_OK, "%s",
+                 err);
+}
+
+static void
+listener_defaults(listener_opts_t *o)
+{
+    listener_opts_init(o);
+    o->egress = broker_egress_endpoint(broker);
+    o->ingress = broker_ingress_endpoint(broker);
+    o->query = "tcp://127.0.0.1:*";
+    o->data = data;
+    o->sync = false; /* durability itself is the SIGKILL test's business */
+    o->stats_interval_us = 0;
+}
+
+static void
+start_listener_with(const listener_opts_t *o)
+{
+    char err[512];
+    fonte_err rc = listener_new(o, &listener, err, sizeof err);
+    cr_assert_eq(rc, FONTE_OK, "listener_new: %s", err);
+}
+
+static void
+start_listener(void)
+{
+    listener_opts_t o;
+    listener_defaults(&o);
+    start_listener_with(&o);
+}
+
+static void *
+socket_to(int type, const char *endpoint)
+{
+    void *s = zmq_socket(ctx, type);
+    int zero = 0;
+    cr_assert_not_null(s);
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (type == ZMQ_PUB)
+        zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
+    if (type == ZMQ_SUB)
+        zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
+    cr_assert_eq(zmq_connect(s, endpoint), 0);
+    return s;
+}
+
+static void
+setup(void)
+{
+    flog_set_level(FLOG_ERROR);
+    memset(ack_logs, 0, sizeof ack_logs);
+    strcpy(dir, "/tmp/fonte-test-listener-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    ctx = zmq_ctx_new();
+}
+
+static void
+teardown(void)
+{
+    if (pub)
+        zmq_close(pub);
+    if (acks)
+        zmq_close(acks);
+    pub = acks = NULL;
+    listener_destroy(&listener);
+    broker_destroy(&broker);
+    zmq_ctx_term(ctx);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(listener, .init = setup, .fini = teardown, .timeout = 110);
+
+/* ------------------------------------------------------------------ */
+/* publishing and acks */
+
+static void
+send_event(void *sock, const Fonte__Event *ev, const char *topic_override)
+{
+    codec_buf_t topic, body;
+    cr_assert_eq(codec_event_encode(ev, &lim, &topic, &body), FONTE_OK);
+    const char *t = topic_override ? topic_override : (const char *) topic.data;
+    size_t tlen = topic_override ? strlen(topic_override) : topic.len;
+    cr_assert_eq(zmq_send(sock, t, tlen, ZMQ_SNDMORE), (int) tlen);
+    cr_assert_eq(zmq_send(sock, body.data, body.len, 0), (int) body.len);
+    codec_buf_free(&topic);
+    codec_buf_free(&body);
+}
+
+/* Publishes one plain event (object "<kind>:<n>", type "t.<kind>"). */
+static void
+publish(void *sock, const char *producer, uint64_t session, uint64_t pseq,
+        const char *object, const char *dep)
+{
+    char type[64];
+    snprintf(type, sizeof type, "t.%.*s", (int) strcspn(object, ":"), object);
+    Fonte__Event *ev = tu_event(type, object, producer, session, pseq);
+    if (dep)
+        tu_event_add_dep(ev, dep);
+    static const char payload[32] = "0123456789abcdef0123456789abcde";
+    tu_event_set_payload(ev, payload, sizeof payload, "test.Payload");
+    send_event(sock, ev, NULL);
+    codec_event_free(&ev);
+}
+
+/* The next Ack within timeout_ms; false on timeout. */
+static bool
+next_ack(void *sock, int timeout_ms, Fonte__Ack **ack_p)
+{
+    int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
+    for (;;) {
+        int64_t left = (end - fonte_mono_us()) / 1000;
+        zmq_pollitem_t pi = { sock, 0, ZMQ_POLLIN, 0 };
+        if (left <= 0 || zmq_poll(&pi, 1, (long) left) <= 0)
+            return false;
+        zmq_msg_t t, b;
+        zmq_msg_init(&t);
+        zmq_msg_init(&b);
+        cr_assert_geq(zmq_msg_recv(&t, sock, 0), 0);
+        cr_assert(zmq_msg_more(&t));
+        cr_assert_geq(zmq_msg_recv(&b, sock, 0), 0);
+        fonte_err rc = codec_ack_decode(zmq_msg_data(&b), zmq_msg_size(&b),
+                                        &lim, ack_p);
+        zmq_msg_close(&t);
+        zmq_msg_close(&b);
+        if (rc == FONTE_OK)
+            return true;
+    }
+}
+
+
+static ack_log_t *
+ack_log(uint64_t session)
+{
+    for (size_t i = 0; i < 16; i++)
+        if (ack_logs[i].session == session || ack_logs[i].session == 0) {
+            ack_logs[i].session = session;
+            return &ack_logs[i];
+        }
+    cr_assert_fail("too many sessions in one test");
+    return NULL;
+}
+
+/* Reads Acks for up to timeout_ms (at least one poll) into the log;
+ * false if none came. */
+static bool
+pump_acks(int timeout_ms)
+{
+    Fonte__Ack *a;
+    if (!next_ack(acks, timeout_ms, &a))
+        return false;
+    do {
+        ack_log_t *l = ack_log(a->session);
+        uint64_t *max = a->gap ? &l->gap_durable : &l->durable;
+        if (a->durable_seq > *max)
+            *max = a->durable_seq;
+        l->n += !a->gap;
+        l->n_gap += a->gap;
+        l->last = a->durable_seq;
+        fonte__ack__free_unpacked(a, NULL);
+    } while (next_ack(acks, 0, &a));
+    return true;
+}
+
+/* Waits until an Ack of session with durable_seq >= want and the given
+ * gap flag was seen; returns the highest such durable_seq, 0 on
+ * timeout. */
+static uint64_t
+wait_ack(uint64_t session, uint64_t want, bool gap, int timeout_ms)
+{
+    int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
+    for (;;) {
+        ack_log_t *l = ack_log(session);
+        uint64_t have = gap ? l->gap_durable : l->durable;
+        if ((gap ? l->n_gap : l->n) > 0 && have >= want)
+            return have;
+        int64_t left = (end - fonte_mono_us()) / 1000;
+        if (left <= 0)
+            return 0;
+        pump_acks((int) left);
+    }
+}
+
+/* Waits for the next Ack (without gap) of session after now; returns its
+ * durable_seq, or UINT64_MAX on timeout. */
+static uint64_t
+wait_next_ack(uint64_t session, int timeout_ms)
+{
+    uint64_t n0 = ack_log(session)->n;
+    int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
+    while (ack_log(session)->n == n0) {
+        int64_t left = (end - fonte_mono_us()) / 1000;
+        if (left <= 0)
+            return UINT64_MAX;
+        pump_acks((int) left);
+    }
+    return ack_log(session)->last;
+}
+
+#define WARM_SESSION 0x5eed
+
+/* Publishes a warm-up event until its Ack comes back: then the
+ * listener's subscription has reached our PUB and our "$ack." SUB is
+ * subscribed. Counts as one event, object "warm:1", one session. */
+static void
+wait_ready(void)
+{
+    for (int i = 0; i < 100; i++) {
+        publish(pub, "warm", WARM_SESSION, 1, "warm:1", NULL);
+        if (wait_next_ack(WARM_SESSION, 100) != UINT64_MAX)
+            return;
+    }
+    cr_assert_fail("the listener never acked the warm-up event");
+}
+
+static void
+connect_clients(void)
+{
+    pub = socket_to(ZMQ_PUB, broker_ingress_endpoint(broker));
+    acks = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
+    cr_assert_eq(zmq_setsockopt(acks, ZMQ_SUBSCRIBE, "$ack.", 5), 0);
+    wait_ready();
+}
+
+/* ------------------------------------------------------------------ */
+/* the consistency check */
+
+typedef struct name_seqs {
+    char *name;
+    size_t len;
+    uint64_t *seqs;
+    size_t n, cap;
+} name_seqs_t;
+
+typedef struct names {
+    name_seqs_t *v;
+    size_t n, cap;
+} names_t;
+
+static name_seqs_t *
+names_get(names_t *ns, codec_slice_t s)
+{
+    for (size_t i = ns->n; i-- > 0;)
+        if (ns->v[i].len == s.len && memcmp(ns->v[i].name, s.ptr, s.len) == 0)
+            return &ns->v[i];
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? 2 * ns->cap : 64;
+        ns->v = realloc(ns->v, ns->cap * sizeof *ns->v);
+        cr_assert_not_null(ns->v);
+    }
+    name_seqs_t *e = &ns->v[ns->n++];
+    memset(e, 0, sizeof *e);
+    e->name = malloc(s.len + 1);
+    memcpy(e->name, s.ptr, s.len);
+    e->len = s.len;
+    return e;
+}
+
+static void
+seqs_add(name_seqs_t *e, uint64_t seq)
+{
+    if (e->n == e->cap) {
+        e->cap = e->cap ? 2 * e->cap : 64;
+        e->seqs = realloc(e->seqs, e->cap * sizeof *e->seqs);
+        cr_assert_not_null(e->seqs);
+    }
+    e->seqs[e->n++] = seq;
+}
+
+static void
+names_free(names_t *ns)
+{
+    for (size_t i = 0; i < ns->n; i++) {
+        free(ns->v[i].name);
+        free(ns->v[i].seqs);
+    }
+    free(ns->v);
+}
+
+/* The index of family iter_fn for every name equals the seqs the `e`
+ * keys say, in order. */
+static void
+check_index(store_snap_t *snap, names_t *ns, char fam)
+{
+    for (size_t i = 0; i < ns->n; i++) {
+        store_iter_t *it = NULL;
+        store_item_t item;
+        size_t k = 0;
+        name_seqs_t *e = &ns->v[i];
+        if (fam == 'o')
+            cr_assert_eq(store_iter_object(snap, e->name, e->len, 0, &it), 0);
+        else
+            cr_assert_eq(store_iter_type(snap, e->name, e->len, 0, &it), 0);
+        while (store_iter_next(it, &item)) {
+            cr_assert_lt(k, e->n, "%c key %s seq %llu has no event", fam,
+                         e->name, (unsigned long long) item.seq);
+            cr_assert_eq(item.seq, e->seqs[k], "%c index of %s", fam, e->name);
+            k++;
+        }
+        cr_assert_eq(store_iter_error(it), FONTE_OK);
+        cr_assert_eq(k, e->n, "%c index of %s misses events", fam, e->name);
+        store_iter_destroy(&it);
+    }
+}
+
+/* Checks the whole store: seqs 1..last_seq contiguous, every event
+ * fully indexed (o, t, d, r) and nothing else indexed, watermarks equal
+ * to the highest producer_seq stored per session with that session's
+ * producer_seqs contiguous from 1, and the counters equal to what is
+ * stored. Returns last_seq. */
+static uint64_t
+check_store(store_t *s, names_t *sessions_out)
+{
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    names_t objects = { 0 }, types = { 0 }, sessions = { 0 };
+    uint64_t expect = 1;
+
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
+    while (store_iter_next(it, &item)) {
+        codec_view_t v;
+        cr_assert_eq(item.seq, expect, "seqs are contiguous");
+        expect++;
+        cr_assert_eq(codec_event_scan(item.value.ptr, item.value.len, &lim,
+                                      &v), FONTE_OK);
+        cr_assert_not(v.has_replay);
+        seqs_add(names_get(&objects, v.object), item.seq);
+        seqs_add(names_get(&types, v.type), item.seq);
+        /* Session key: producer NUL session as text. */
+        char key[128];
+        int kl = snprintf(key, sizeof key, "%.*s/%llx", (int) v.producer.len,
+                          v.producer.ptr, (unsigned long long) v.session);
+        name_seqs_t *ses = names_get(&sessions, (codec_slice_t) { key, (size_t) kl });
+        cr_assert_eq(v.producer_seq, ses->n + 1,
+                     "session %s stored in order without holes", key);
+        seqs_add(ses, v.producer_seq);
+        size_t pos = 0;
+        codec_slice_t dep;
+        while (codec_view_next_dep(&v, &pos, &dep)) {
+            store_iter_t *d = NULL;
+            bool found = false;
+            cr_assert_eq(store_iter_deps(snap, v.object.ptr, v.object.len, &d),
+                         0);
+            while (!found && store_iter_next(d, &item))
+                found = item.name.len == dep.len &&
+                        memcmp(item.name.ptr, dep.ptr, dep.len) == 0;
+            store_iter_destroy(&d);
+            cr_assert(found, "d key for a dependency");
+            cr_assert_eq(store_iter_dependents(snap, dep.ptr, dep.len, &d), 0);
+            found = false;
+            while (!found && store_iter_next(d, &item))
+                found = item.name.len == v.object.len &&
+                        memcmp(item.name.ptr, v.object.ptr, v.object.len) == 0;
+            store_iter_destroy(&d);
+            cr_assert(found, "r key for a dependency");
+        }
+    }
+    cr_assert_eq(store_iter_error(it), FONTE_OK);
+    store_iter_destroy(&it);
+    uint64_t last = expect - 1;
+    cr_assert_eq(store_snap_last_seq(snap), last, "m last_seq");
+
+    check_index(snap, &objects, 'o');
+    check_index(snap, &types, 't');
+
+    /* Watermarks: one `p` key per session, equal to the last stored. */
+    size_t n_p = 0;
+    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
+    while (store_iter_next(it, &item)) {
+        char key[128];
+        int kl = snprintf(key, sizeof key, "%.*s/%llx", (int) item.name.len,
+                          item.name.ptr, (unsigned long long) item.session);
+        name_seqs_t *ses = names_get(&sessions, (codec_slice_t) { key, (size_t) kl });
+        cr_assert_eq(item.last, ses->n, "watermark of %s", key);
+        n_p++;
+    }
+    store_iter_destroy(&it);
+    cr_assert_eq(n_p, sessions.n, "a p key for every session, no more");
+
+    store_counts_t c;
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, last);
+    cr_assert_eq(c.events, last);
+    cr_assert_eq(c.objects, objects.n);
+    cr_assert_eq(c.sessions, sessions.n);
+
+    store_snap_destroy(&snap);
+    names_free(&objects);
+    names_free(&types);
+    if (sessions_out)
+        *sessions_out = sessions;
+    else
+        names_free(&sessions);
+    return last;
+}
+
+/* Watermark of a session from a check_store result. */
+static uint64_t
+stored_of(names_t *ses, const char *producer, uint64_t session)
+{
+    char key[128];
+    int kl = snprintf(key, sizeof key, "%s/%llx", producer,
+                      (unsigned long long) session);
+    for (size_t i = 0; i < ses->n; i++)
+        if (ses->v[i].len == (size_t) kl && !memcmp(ses->v[i].name, key, kl))
+            return ses->v[i].n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* query client */
+
+static Fonte__Reply *
+request(void *req_sock, const void *body, size_t len)
+{
+    Fonte__Reply *rep = NULL;
+    cr_assert_eq(zmq_send(req_sock, body, len, 0), (int) len);
+    zmq_pollitem_t pi = { req_sock, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq(zmq_poll(&pi, 1, 5000), 1, "a reply within 5 s");
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, req_sock, 0), 0);
+    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &lim,
+                                    &rep), FONTE_OK);
+    zmq_msg_close(&m);
+    return rep;
+}
+
+static Fonte__Reply *
+status(void *req_sock)
+{
+    Fonte__Request r = FONTE__REQUEST__INIT;
+    Fonte__StatusRequest sr = FONTE__STATUS_REQUEST__INIT;
+    r.body_case = FONTE__REQUEST__BODY_STATUS;
+    r.status = &sr;
+    codec_buf_t b = tu_pack(&r.base);
+    Fonte__Reply *rep = request(req_sock, b.data, b.len);
+    codec_buf_free(&b);
+    return rep;
+}
+
+/* ------------------------------------------------------------------ */
+/* tests */
+
+Test(listener, events_get_contiguous_seqs_full_indexes_and_one_ack_each)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    char obj[32], dep[32];
+    for (uint64_t i = 1; i <= 500; i++)
+        for (uint64_t s = 1; s <= 2; s++) {
+            snprintf(obj, sizeof obj, "order:%llu", (unsigned long long) (i % 10));
+            snprintf(dep, sizeof dep, "user:%llu", (unsigned long long) (i % 3));
+            publish(pub, s == 1 ? "shop" : "pay", s, i, obj,
+                    i % 2 ? dep : NULL);
+        }
+    cr_assert_eq(wait_ack(1, 500, false, 10000), 500);
+    cr_assert_eq(wait_ack(2, 500, false, 10000), 500);
+    names_t ses;
+    cr_assert_eq(check_store(listener_store(listener), &ses), 1001);
+    cr_assert_eq(stored_of(&ses, "shop", 1), 500);
+    cr_assert_eq(stored_of(&ses, "pay", 2), 500);
+    names_free(&ses);
+    store_counts_t c;
+    store_counts(listener_store(listener), &c);
+    cr_assert_eq(c.objects, 11); /* order:0..9 and warm:1 */
+    cr_assert_eq(c.sessions, 3);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.events_stored, 1001);
+    cr_assert_eq(ic.duplicates, 0);
+    cr_assert_eq(ic.gaps, 0);
+    cr_assert_leq(ic.acks_sent, 2 * ic.batches + 1, "one Ack per session "
+                  "per batch");
+}
+
+Test(listener, duplicate_is_ignored_counted_and_reacked)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    for (uint64_t i = 1; i <= 3; i++)
+        publish(pub, "shop", 7, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(7, 3, false, 5000), 3);
+    publish(pub, "shop", 7, 2, "order:1", NULL);
+    cr_assert_eq(wait_next_ack(7, 5000), 3, "the session's Ack again");
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.duplicates, 1);
+    cr_assert_eq(ic.events_stored, 4);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 4);
+}
+
+Test(listener, gap_is_not_stored_and_gets_a_gap_ack_then_heals)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    publish(pub, "shop", 7, 1, "order:1", NULL);
+    publish(pub, "shop", 7, 2, "order:1", NULL);
+    cr_assert_eq(wait_ack(7, 2, false, 5000), 2);
+    publish(pub, "shop", 7, 5, "order:1", NULL);
+    cr_assert_eq(wait_ack(7, 2, true, 5000), 2, "Ack{durable 2, gap}");
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.gaps, 1);
+    cr_assert_eq(ic.gap_acks_sent, 1);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 3);
+    for (uint64_t i = 3; i <= 5; i++) /* the resend */
+        publish(pub, "shop", 7, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(7, 5, false, 5000), 5);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 6);
+}
+
+Test(listener, a_burst_of_gaps_gets_fewer_gap_acks)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    for (uint64_t i = 10; i < 60; i++) /* 1..9 "lost" */
+        publish(pub, "shop", 8, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(8, 0, true, 5000), 0);
+    publish(pub, "shop", 8, 1, "order:1", NULL); /* a marker after them */
+    cr_assert_eq(wait_ack(8, 1, false, 5000), 1);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.gaps, 50);
+    cr_assert_geq(ic.gap_acks_sent, 1);
+    cr_assert_lt(ic.gap_acks_sent, 50, "one per session and durable_seq "
+                 "per 20 ms, not one per event");
+}
+
+Test(listener, replays_and_reserved_topics_are_never_stored)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    Fonte__Event *ev = tu_event("order.placed", "order:1", "shop", 9, 1);
+    tu_event_set_replay(ev, "r1", "order:1", "billing");
+    send_event(pub, ev, NULL); /* $replay.billing.order.placed */
+    codec_event_free(&ev);
+    publish(pub, "shop", 9, 1, "order:1", NULL);
+    cr_assert_eq(wait_ack(9, 1, false, 5000), 1);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.ignored_replay, 1);
+    cr_assert_geq(ic.ignored_reserved, 1, "our own Acks come back");
+    cr_assert_eq(ic.events_stored, 2);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 2);
+}
+
+Test(listener, invalid_messages_are_counted_by_reason_and_not_stored)
+{
+    /* No broker (it would drop them first): our PUB is the egress and
+     * our SUB the ingress. */
+    char egress[256], ingress[256];
+    size_t len = sizeof egress;
+    void *feed = zmq_socket(ctx, ZMQ_PUB);
+    void *sink = zmq_socket(ctx, ZMQ_SUB);
+    int zero = 0;
+    zmq_setsockopt(feed, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(sink, ZMQ_LINGER, &zero, sizeof zero);
+    cr_assert_eq(zmq_bind(feed, "tcp://127.0.0.1:*"), 0);
+    zmq_getsockopt(feed, ZMQ_LAST_ENDPOINT, egress, &len);
+    len = sizeof ingress;
+    cr_assert_eq(zmq_bind(sink, "tcp://127.0.0.1:*"), 0);
+    zmq_getsockopt(sink, ZMQ_LAST_ENDPOINT, ingress, &len);
+    zmq_setsockopt(sink, ZMQ_SUBSCRIBE, "$ack.", 5);
+    acks = sink;
+
+    listener_opts_t o;
+    listener_opts_init(&o);
+    o.egress = egress;
+    o.ingress = ingress;
+    o.query = "tcp://127.0.0.1:*";
+    o.data = data;
+    o.sync = false;
+    o.stats_interval_us = 0;
+    start_listener_with(&o);
+    pub = feed;
+    wait_ready();
+
+    zmq_send(feed, "order.placed", 12, 0); /* one frame */
+    zmq_send(feed, "order.placed", 12, ZMQ_SNDMORE);
+    zmq_send(feed, "\xff\xff", 2, 0); /* not protobuf */
+    Fonte__Event *ev = tu_event("order.placed", "order:1", "shop", 9, 1);
+    send_event(feed, ev, "order.paid"); /* topic != type */
+    codec_event_free(&ev);
+    publish(feed, "shop", 9, 1, "order:1", NULL);
+    cr_assert_eq(wait_ack(9, 1, false, 5000), 1);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.invalid, 3);
+    cr_assert_eq(ic.invalid_by[FONTE_EFRAMES], 1);
+    cr_assert_eq(ic.invalid_by[FONTE_EDECODE], 1);
+    cr_assert_eq(ic.invalid_by[FONTE_ETOPIC], 1);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 2);
+}
+
+Test(listener, status_request_reports_the_store)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    for (uint64_t i = 1; i <= 4; i++)
+        publish(pub, "shop", 3, i, i % 2 ? "order:1" : "user:2", NULL);
+    cr_assert_eq(wait_ack(3, 4, false, 5000), 4);
+
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Reply *rep = status(req);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_STATUS_REPLY);
+    cr_assert_eq(rep->status_reply->last_seq, 5);
+    cr_assert_eq(rep->status_reply->events, 5);
+    cr_assert_eq(rep->status_reply->objects, 3);
+    cr_assert_eq(rep->status_reply->sessions, 2);
+    cr_assert_str_eq(rep->status_reply->data_dir, data);
+    cr_assert_str_eq(rep->status_reply->version, FONTE_VERSION);
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+}
+
+Test(listener, malformed_requests_get_a_bad_request_reply)
+{
+    start_broker(100000);
+    start_listener();
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Reply *rep = request(req, "\xff\xff\xff", 3);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_not_null(strstr(rep->error, "malformed"), "%s", rep->error);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    rep = request(req, "", 0); /* a Request with no body */
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_neq(rep->error[0], '\0');
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+
+    /* DEALER: two body frames after the delimiter. */
+    void *dealer = socket_to(ZMQ_DEALER, listener_query_endpoint(listener));
+    zmq_send(dealer, "", 0, ZMQ_SNDMORE);
+    zmq_send(dealer, "a", 1, ZMQ_SNDMORE);
+    zmq_send(dealer, "b", 1, 0);
+    zmq_pollitem_t pi = { dealer, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq(zmq_poll(&pi, 1, 5000), 1);
+    char buf[512];
+    cr_assert_eq(zmq_recv(dealer, buf, sizeof buf, 0), 0, "the delimiter");
+    int n = zmq_recv(dealer, buf, sizeof buf, 0);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(codec_reply_decode(buf, (size_t) n, &lim, &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_not_null(strstr(rep->error, "got 2"), "%s", rep->error);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    /* No delimiter: nothing to answer to; the server carries on. */
+    zmq_send(dealer, "x", 1, 0);
+    zmq_send(dealer, "", 0, ZMQ_SNDMORE);
+    Fonte__Request r = FONTE__REQUEST__INIT;
+    Fonte__StatusRequest sr = FONTE__STATUS_REQUEST__INIT;
+    r.body_case = FONTE__REQUEST__BODY_STATUS;
+    r.status = &sr;
+    codec_buf_t b = tu_pack(&r.base);
+    zmq_send(dealer, b.data, b.len, 0);
+    codec_buf_free(&b);
+    cr_assert_eq(zmq_poll(&pi, 1, 5000), 1);
+    cr_assert_eq(zmq_recv(dealer, buf, sizeof buf, 0), 0);
+    n = zmq_recv(dealer, buf, sizeof buf, 0);
+    cr_assert_eq(codec_reply_decode(buf, (size_t) n, &lim, &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "the status reply");
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(dealer);
+}
+
+Test(listener, replay_request_is_unavailable_without_a_handler)
+{
+    start_broker(100000);
+    start_listener();
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Request r = FONTE__REQUEST__INIT;
+    Fonte__ReplayRequest rr = FONTE__REPLAY_REQUEST__INIT;
+    rr.object = "order:1";
+    r.body_case = FONTE__REQUEST__BODY_REPLAY;
+    r.replay = &rr;
+    codec_buf_t b = tu_pack(&r.base);
+    Fonte__Reply *rep = request(req, b.data, b.len);
+    codec_buf_free(&b);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE);
+    cr_assert_str_eq(rep->error, "replay is not implemented yet");
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+}
+
+Test(listener, restart_continues_the_sequence_and_the_watermarks)
+{
+    start_broker(100000);
+    start_listener();
+    connect_clients();
+    for (uint64_t i = 1; i <= 10; i++)
+        publish(pub, "shop", 4, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(4, 10, false, 5000), 10);
+    listener_destroy(&listener);
+
+    start_listener();
+    wait_ready(); /* the warm-up is a duplicate now: re-acked */
+    for (uint64_t i = 11; i <= 20; i++)
+        publish(pub, "shop", 4, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(4, 20, false, 5000), 20);
+    publish(pub, "shop", 4, 5, "order:1", NULL);
+    cr_assert_eq(wait_next_ack(4, 5000), 20);
+    names_t ses;
+    cr_assert_eq(check_store(listener_store(listener), &ses), 21);
+    cr_assert_eq(stored_of(&ses, "shop", 4), 20);
+    names_free(&ses);
+    store_counts_t c;
+    store_counts(listener_store(listener), &c);
+    cr_assert_eq(c.objects, 2);
+    cr_assert_eq(c.sessions, 2);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.events_stored, 10, "this run stored 11..20");
+    cr_assert_geq(ic.duplicates, 2);
+}
+
+static bool
+stats_get(Fonte__Stats *st, const char *key, double *v)
+{
+    for (size_t i = 0; i < st->n_counters; i++)
+        if (strcmp(st->counters[i]->key, key) == 0) {
+            *v = (double) st->counters[i]->value;
+            return true;
+        }
+    for (size_t i = 0; i < st->n_gauges; i++)
+        if (strcmp(st->gauges[i]->key, key) == 0) {
+            *v = st->gauges[i]->value;
+            return true;
+        }
+    return false;
+}
+
+Test(listener, stats_are_published_on_sys_listener)
+{
+    start_broker(100000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.stats_interval_us = 50000;
+    start_listener_with(&o);
+    connect_clients();
+    void *sys = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
+    zmq_setsockopt(sys, ZMQ_SUBSCRIBE, "$sys.listener", 13);
+    Fonte__Stats *st = NULL;
+    double v = 0;
+    for (int i = 0; i < 100 && st == NULL; i++) {
+        zmq_pollitem_t pi = { sys, 0, ZMQ_POLLIN, 0 };
+        cr_assert_eq(zmq_poll(&pi, 1, 5000), 1, "Stats within 5 s");
+        char topic[64], body[8192];
+        int tl = zmq_recv(sys, topic, sizeof topic, 0);
+        int bl = zmq_recv(sys, body, sizeof body, 0);
+        cr_assert_eq(tl, 13);
+        cr_assert_eq(codec_stats_decode(body, (size_t) bl, &lim, &st),
+                     FONTE_OK);
+        if (!stats_get(st, "events_stored", &v) || v < 1) {
+            fonte__stats__free_unpacked(st, NULL);
+            st = NULL;
+        }
+    }
+    cr_assert_not_null(st, "a Stats after the warm-up was stored");
+    cr_assert_str_eq(st->source, "listener");
+    cr_assert_eq(v, 1);
+    static const char *const keys[] = {
+        "duplicates", "gaps", "acks_sent", "invalid", "batches",
+        "batch_size_avg", "commit_p50_us", "commit_p99_us", "queue_depth",
+        "last_seq", "sessions", "objects", "store_bytes" };
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        cr_assert(stats_get(st, keys[i], &v), "Stats has %s", keys[i]);
+    cr_assert(stats_get(st, "last_seq", &v));
+    cr_assert_eq(v, 1);
+    cr_assert(stats_get(st, "store_bytes", &v));
+    cr_assert_gt(v, 0);
+    fonte__stats__free_unpacked(st, NULL);
+    zmq_close(sys);
+}
+
+/* Waits (bounded) until the listener has received at least n messages. */
+static void
+wait_received(uint64_t n)
+{
+    ingest_counters_t ic;
+    int64_t end = fonte_mono_us() + 30 * 1000000LL;
+    const struct timespec ms = { 0, 1000000 };
+    for (;;) {
+        listener_counters(listener, &ic);
+        if (ic.received >= n)
+            return;
+        cr_assert_lt(fonte_mono_us(), end, "received %llu of %llu in 30 s",
+                     (unsigned long long) ic.received, (unsigned long long) n);
+        nanosleep(&ms, NULL);
+    }
+}
+
+Test(listener, small_write_buffer_under_a_burst_drops_nothing_while_the_queue_has_room)
+{
+#ifdef FONTE_TEST_SCALE_DOWN
+    const uint64_t per = 5000;
+#else
+    const uint64_t per = 20000;
+#endif
+    /* ZeroMQ may buffer 2000 messages in the broker and 2000 in the SUB;
+     * the burst is 4 x per. The writer is held (a LevelDB stall) for the
+     * first half, then runs against a 64 KiB memtable that flushes and
+     * compacts all the time. Receiving must carry on into the queue: a
+     * receive thread that waited for the writer would stall at ~4000
+     * and the broker would drop (gaps). The publisher stays within
+     * 1000 messages of what the listener has read, so that only the
+     * listener's own behaviour can lose anything. */
+    start_broker(2000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.write_buffer = 64 << 10;
+    o.rcvhwm = 2000;
+    o.queue_max = 4 * per + 10;
+    o.queue_bytes = (size_t) 256 << 20;
+    start_listener_with(&o);
+    connect_clients();
+    listener_hold_writer(listener, true);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    uint64_t base = ic.received, sent = 0;
+    char obj[32];
+    for (uint64_t i = 1; i <= per; i++) {
+        if (i == per / 2 + 1) {
+            wait_received(base + sent);
+            listener_counters(listener, &ic);
+            cr_assert_eq(ic.queue_depth, sent, "everything queued, "
+                         "nothing written");
+            cr_assert_eq(ic.events_stored, 1);
+            listener_hold_writer(listener, false);
+        }
+        for (uint64_t s = 1; s <= 4; s++) {
+            snprintf(obj, sizeof obj, "order:%llu", (unsigned long long) (i % 1000));
+            publish(pub, "shop", s, i, obj, NULL);
+            sent++;
+        }
+        if (sent % 500 == 0)
+            wait_received(base + sent - 1000 + 500);
+    }
+    for (uint64_t s = 1; s <= 4; s++)
+        cr_assert_eq(wait_ack(s, per, false, 60000), per, "session %llu",
+                     (unsigned long long) s);
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.gaps, 0);
+    cr_assert_eq(ic.queue_full_waits, 0);
+    cr_assert_eq(ic.events_stored, 4 * per + 1);
+    cr_assert_eq(check_store(listener_store(listener), NULL), 4 * per + 1);
+}
+
+Test(listener, locked_corrupt_and_unwritable_data_dirs_are_store_errors)
+{
+    start_broker(100000);
+    listener_opts_t o;
+    char err[512];
+    listener_defaults(&o);
+
+    store_opts_t so;
+    store_t *held = NULL;
+    store_opts_init(&so);
+    so.dir = data;
+    cr_assert_eq(store_open(&so, &held, err, sizeof err), FONTE_OK);
+    cr_assert_eq(listener_new(&o, &listener, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(listener);
+    cr_assert_not_null(strstr(err, data), "%s", err);
+    cr_assert_not_null(strstr(err, "locked"), "%s", err);
+    store_close(&held);
+
+    FILE *f = fopen(strcat(strcpy(err, data), "/CURRENT"), "w");
+    cr_assert_not_null(f);
+    fputs("garbage", f);
+    fclose(f);
+    cr_assert_eq(listener_new(&o, &listener, err, sizeof err), FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, "corrupt"), "%s", err);
+
+    char file[128], below[160];
+    snprintf(file, sizeof file, "%s/file", dir);
+    snprintf(below, sizeof below, "%s/data", file);
+    f = fopen(file, "w");
+    fclose(f);
+    o.data = below;
+    cr_assert_eq(listener_new(&o, &listener, err, sizeof err), FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, below), "%s", err);
+}
+
+Test(listener, taken_query_port_is_an_io_error)
+{
+    start_broker(100000);
+    start_listener();
+    listener_opts_t o;
+    listener_t *second = NULL;
+    char err[512], other[128];
+    listener_defaults(&o);
+    snprintf(other, sizeof other, "%s/other", dir);
+    o.data = other;
+    o.query = listener_query_endpoint(listener);
+    cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
+    cr_assert_null(second);
+    cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
+}
+
+/* ------------------------------------------------------------------ */
+/* the crash test */
+
+static uint64_t
+burst_size(void)
+{
+    const char *env = getenv("FONTE_TEST_BURST");
+    if (env && atoll(env) > 0)
+        return (uint64_t) atoll(env);
+#ifdef FONTE_TEST_SCALE_DOWN
+    return 50000;
+#else
+    return 200000;
+#endif
+}
+
+Test(listener, sigkilled_child_during_a_burst_reopens_consistent)
+{
+    const uint64_t total = burst_size();
+    start_broker(0); /* no drops: what is lost is lost to the kill */
+    char bin[512], query[] = "--query=tcp://127.0.0.1:*", eg[300], in[300],
+         dat[128];
+    snprintf(bin, sizeof bin, "%s/fonte-listener", FONTE_BIN_DIR);
+    snprintf(eg, sizeof eg, "--egress=%s", broker_egress_endpoint(broker));
+    snprintf(in, sizeof in, "--ingress=%s", broker_ingress_endpoint(broker));
+    snprintf(dat, sizeof dat, "--data=%s", data);
+    char *argv[] = { bin, eg, in, query, dat, "--sync=batch",
+                     "--stats-interval=0", "--log-level=error", NULL };
+    pid_t pid;
+    cr_assert_eq(posix_spawn(&pid, bin, NULL, NULL, argv, environ), 0);
+
+    connect_clients();
+    /* Pre-encode the burst so that publishing is as fast as it gets. */
+    codec_buf_t *bodies = calloc(total, sizeof *bodies);
+    codec_buf_t *topics = calloc(total, sizeof *topics);
+    cr_assert_not_null(bodies);
+    cr_assert_not_null(topics);
+    char obj[32], dep[32];
+    for (uint64_t i = 0; i < total; i++) {
+        uint64_t s = i % 4 + 1, pseq = i / 4 + 1;
+        snprintf(obj, sizeof obj, "order:%llu", (unsigned long long) (i % 5000));
+        snprintf(dep, sizeof dep, "user:%llu", (unsigned long long) (i % 50));
+        Fonte__Event *ev = tu_event("order.placed", obj, "shop", s, pseq);
+        if (i % 3 == 0)
+            tu_event_add_dep(ev, dep);
+        cr_assert_eq(codec_event_encode(ev, &lim, &topics[i], &bodies[i]),
+                     FONTE_OK);
+        codec_event_free(&ev);
+    }
+    uint64_t acked[5] = { 0 };
+    uint64_t sent = 0, acked_total = 0;
+    ack_log(1), ack_log(2), ack_log(3), ack_log(4);
+    int64_t deadline = fonte_mono_us() + 60 * 1000000LL;
+    /* Publish in slices, reading Acks in between; kill once a third of
+     * the burst is acked - the rest is in the broker, the queue or the
+     * batch being written. */
+    while (acked_total < total / 3 && fonte_mono_us() < deadline) {
+        for (int k = 0; k < 2000 && sent < total; k++, sent++) {
+            zmq_send(pub, topics[sent].data, topics[sent].len, ZMQ_SNDMORE);
+            zmq_send(pub, bodies[sent].data, bodies[sent].len, 0);
+        }
+        pump_acks(sent < total ? 0 : 50);
+        acked_total = 0;
+        for (uint64_t i = 1; i <= 4; i++)
+            acked_total += acked[i] = ack_log(i)->durable;
+    }
+    cr_assert_geq(acked_total, total / 3, "the child acked a third in 60 s");
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+              "killed, not exited (status %d)", st);
+    for (uint64_t i = 0; i < total; i++) {
+        codec_buf_free(&topics[i]);
+        codec_buf_free(&bodies[i]);
+    }
+    free(topics);
+    free(bodies);
+
+    /* Reopen: whole batches only, every acked event there. */
+    store_opts_t so;
+    store_t *s = NULL;
+    char err[512];
+    store_opts_init(&so);
+    so.dir = data;
+    so.create = false;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    names_t ses;
+    uint64_t last = check_store(s, &ses);
+    cr_log_info("burst %llu: sent %llu, acked %llu at the kill, %llu stored",
+                (unsigned long long) total, (unsigned long long) sent,
+                (unsigned long long) acked_total, (unsigned long long) last);
+    cr_assert_geq(last, acked_total + 1);
+    for (uint64_t i = 1; i <= 4; i++)
+        cr_assert_geq(stored_of(&ses, "shop", i), acked[i],
+                      "session %llu: acked %llu must be durable",
+                      (unsigned long long) i, (unsigned long long) acked[i]);
+    cr_assert_leq(last, total + 1);
+    names_free(&ses);
+    store_close(&s);
+}
