@@ -15,7 +15,8 @@
 
 #define BENCH_DECL_(name, help) int bench_##name(const bench_ctx_t *ctx);
 #define BENCHES(X) \
-    X(broker, "broker_throughput: fonte-broker vs plain zmq_proxy")
+    X(broker, "broker_throughput: fonte-broker vs plain zmq_proxy") \
+    X(ingest, "ingest_throughput: durable acked ingest vs raw LevelDB")
 
 BENCHES(BENCH_DECL_)
 
