@@ -131,12 +131,18 @@ open_sockets(fonte_client_t *c)
     if (hwm == 0)
         hwm = c->opts.window > (size_t) INT32_MAX / 2
                   ? INT32_MAX : (int) (2 * c->opts.window);
-    c->pub = zmq_socket(c->zctx, ZMQ_PUB);
+    /* An XPUB with NODROP rather than a PUB: at its HWM a send fails with
+     * EAGAIN instead of dropping, so the I/O thread paces itself to the
+     * connection and never loses its own events (downstream drops are
+     * still healed by resends). It receives the broker's subscriptions,
+     * which io.c discards. */
+    c->pub = zmq_socket(c->zctx, ZMQ_XPUB);
     if (c->pub == NULL)
         return FONTE_EIO;
-    int linger = 0;
+    int linger = 0, nodrop = 1;
     if (zmq_setsockopt(c->pub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_setsockopt(c->pub, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0)
+        zmq_setsockopt(c->pub, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_setsockopt(c->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
         return FONTE_EIO;
     if (zmq_connect(c->pub, c->ingress) != 0)
         return FONTE_EINVAL;

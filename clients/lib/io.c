@@ -1,13 +1,13 @@
 /*
- * io.c - a client's I/O thread: the only user of its PUB (to the broker's
- * ingress) and its two SUBs (on the broker's egress: "ctrl" for this
+ * io.c - a client's I/O thread: the only user of its publisher socket (an
+ * XPUB with NODROP connected to the broker's ingress) and its two SUBs (on the broker's egress: "ctrl" for this
  * producer's Acks and the replays aimed at this service, "user" for the
  * application's subscriptions).
  *
  * Sending is go-back-N over the outbox (design.md §4, common rule 8):
  *  - next_send is the seq of the next event to put on the wire. At most
  *    `window` events beyond the last Ack are in flight, so that a resend
- *    burst stays within the PUB's high-water mark.
+ *    burst stays within the queues' high-water marks on the way.
  *  - An Ack (exact topic "$ack.<service>", same producer AND session:
  *    prefix matching also delivers "$ack.<service>x") drops the events it
  *    covers. A gap Ack for D rewinds next_send to D+1, but not twice for
@@ -16,6 +16,10 @@
  *  - When the oldest unacked event was last sent a resend timeout ago
  *    (a lost tail, a restarted broker or listener, an Ack lost), rewind
  *    next_send to it.
+ *  - The publisher socket never drops: at its HWM a send fails (EAGAIN),
+ *    the burst stops there and is retried 1 ms later. Without a
+ *    connection (broker down) sends go nowhere, as with a PUB; the
+ *    resend timeout covers that.
  * The thread sleeps in zmq_poll on both SUBs and an eventfd that
  * publishers write only when the outbox says the thread sleeps.
  *
@@ -39,6 +43,7 @@
 typedef struct io_state {
     fonte_client_t *c;
     uint64_t next_send;
+    bool blocked;         /* the publisher socket is at its HWM */
     uint64_t gap_d;       /* D of the last gap-triggered resend */
     int64_t gap_us;       /* when it started */
     int64_t resend_us;    /* resend timeout, microseconds */
@@ -70,23 +75,34 @@ send_burst(io_state_t *st, uint64_t acked)
     size_t n = outbox_peek(c->outbox, st->next_send, until, items, IO_BURST);
     int64_t now = fonte_mono_us();
 
-    for (size_t i = 0; i < n; i++) {
-        outbox_item_t *it = items[i];
-        /* PUB never blocks: at the HWM it drops, and the go-back-N
-         * resend is what recovers. */
-        if (zmq_send(c->pub, it->data, it->topic_len, ZMQ_SNDMORE) < 0 ||
-            zmq_send(c->pub, it->data + it->topic_len, it->body_len, 0) < 0)
+    size_t done = 0;
+    st->blocked = false;
+    for (; done < n; done++) {
+        outbox_item_t *it = items[done];
+        /* The HWM is checked on a message's first part only: once it is
+         * accepted, so is the second. */
+        if (zmq_send(c->pub, it->data, it->topic_len,
+                     ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            if (errno == EAGAIN) {
+                st->blocked = true;
+                break;
+            }
             flog_limited(&st->warn, FLOG_WARN, "libfonte", "send: %s",
                          zmq_strerror(errno));
+        } else if (zmq_send(c->pub, it->data + it->topic_len, it->body_len,
+                            ZMQ_DONTWAIT) < 0) {
+            flog_limited(&st->warn, FLOG_WARN, "libfonte", "send: %s",
+                         zmq_strerror(errno));
+        }
         if (it->sent_us != 0)
             atomic_fetch_add(&c->resent, 1);
         it->sent_us = now;
         st->next_send = it->seq + 1;
     }
-    atomic_fetch_add(&c->sent, n);
-    if (n > 0 && !c->opts.reliable)
-        outbox_ack(c->outbox, items[n - 1]->seq);
-    return n;
+    atomic_fetch_add(&c->sent, done);
+    if (done > 0 && !c->opts.reliable)
+        outbox_ack(c->outbox, items[done - 1]->seq);
+    return done;
 }
 
 /* Reads one whole message into frames (at most 2 kept); false if the
@@ -212,6 +228,16 @@ drain_ctrl(io_state_t *st)
     }
 }
 
+/* The broker's (un)subscriptions arriving on the XPUB: not needed. */
+static void
+drain_pub(fonte_client_t *c)
+{
+    char buf[256];
+    for (int i = 0; i < IO_BURST; i++)
+        if (zmq_recv(c->pub, buf, sizeof buf, ZMQ_DONTWAIT) < 0)
+            break;
+}
+
 static void
 drain_user(io_state_t *st)
 {
@@ -256,10 +282,11 @@ client_io_main(void *arg)
     fonte_client_t *c = arg;
     io_state_t st = { .c = c, .next_send = 1, .gap_d = UINT64_MAX,
                       .resend_us = (int64_t) c->opts.resend_timeout_ms * 1000 };
-    zmq_pollitem_t items[3] = {
+    zmq_pollitem_t items[4] = {
         { c->ctrl, 0, ZMQ_POLLIN, 0 },
         { c->user, 0, ZMQ_POLLIN, 0 },
         { NULL, c->wake_fd, ZMQ_POLLIN, 0 },
+        { c->pub, 0, ZMQ_POLLIN, 0 },
     };
 
     while (!atomic_load(&c->stop)) {
@@ -272,12 +299,16 @@ client_io_main(void *arg)
 
         bool window_full = c->opts.reliable &&
                            st.next_send >= acked + 1 + c->opts.window;
-        if (sent == IO_BURST)
+        /* An XPUB always reports POLLOUT (libzmq's dist has_out), so a
+         * blocked socket is retried after a millisecond instead. */
+        if (st.blocked)
+            timeout = timeout < 1 ? timeout : 1;
+        else if (sent == IO_BURST)
             timeout = 0;
         else if (timeout > 0 && !window_full && !outbox_arm(c->outbox,
                                                              st.next_send))
             timeout = 0;
-        if (zmq_poll(items, 3, timeout) < 0 && errno != EINTR) {
+        if (zmq_poll(items, 4, timeout) < 0 && errno != EINTR) {
             flog_limited(&st.warn, FLOG_WARN, "libfonte", "poll: %s",
                          zmq_strerror(errno));
             usleep(1000);
@@ -289,6 +320,8 @@ client_io_main(void *arg)
         }
         drain_ctrl(&st);
         drain_user(&st);
+        if (items[3].revents & ZMQ_POLLIN)
+            drain_pub(c);
     }
     zmq_close(c->pub);
     zmq_close(c->ctrl);

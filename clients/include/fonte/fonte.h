@@ -17,8 +17,8 @@
  *
  * Thread model:
  *  - Each client runs ONE background I/O thread of its own. It owns every
- *    ZeroMQ socket that lives as long as the client (the PUB to the broker's
- *    ingress, the SUBs on its egress), sends and resends the outbox, reads
+ *    ZeroMQ socket that lives as long as the client (the publisher socket
+ *    to the broker's ingress, the SUBs on its egress), sends and resends the outbox, reads
  *    Acks, and queues received events in an inbox. It never calls user code.
  *  - Handlers run only inside fonte_dispatch(), in the thread that calls it.
  *  - fonte_publish, fonte_flush, fonte_subscribe, fonte_fetch,
@@ -70,14 +70,16 @@ typedef struct fonte_client fonte_client_t;
 
 typedef struct fonte_client_opts {
     const char *service;        /* producer name, [a-z0-9_-]{1,64}; required */
-    const char *ingress;        /* broker ingress (the PUB connects here) */
+    const char *ingress;        /* broker ingress (the publisher connects) */
     const char *egress;         /* broker egress (the SUBs connect here) */
     const char *query;          /* listener query endpoint (REQ) */
     size_t outbox_max_events;   /* unacked events kept; default 65536 */
     size_t outbox_max_bytes;    /* their encoded bytes; default 64 MiB */
     size_t window;              /* events in flight beyond the last Ack;
                                    default 8192 */
-    int sndhwm;                 /* ZMQ_SNDHWM of the PUB; 0 = 2 * window */
+    int sndhwm;                 /* send queue of the publisher socket,
+                                   messages; it never drops, the client
+                                   waits for room; 0 = 2 * window */
     int resend_timeout_ms;      /* resend from the oldest unacked event
                                    when it is this old; default 1000 */
     int publish_timeout_ms;     /* fonte_publish waits this long for room
