@@ -16,7 +16,8 @@
 #define BENCH_DECL_(name, help) int bench_##name(const bench_ctx_t *ctx);
 #define BENCHES(X) \
     X(broker, "broker_throughput: fonte-broker vs plain zmq_proxy") \
-    X(ingest, "ingest_throughput: durable acked ingest vs raw LevelDB")
+    X(ingest, "ingest_throughput: durable acked ingest vs raw LevelDB") \
+    X(publish, "publish_confirmed and publish_ack_p99_us: one producer through broker and listener")
 
 BENCHES(BENCH_DECL_)
 
