@@ -219,6 +219,13 @@ item_new(const void *body, size_t len, const codec_view_t *view)
     return it;
 }
 
+/* What an item costs in memory, as the queue's byte bound counts it. */
+static size_t
+item_bytes(const item_t *it)
+{
+    return sizeof *it + it->len;
+}
+
 /* Puts it in the queue, waiting while full. False (and it is freed) if
  * the ingest is stopping. */
 static bool
@@ -227,7 +234,7 @@ queue_push(ingest_t *in, item_t *it)
     bool waited = false;
     pthread_mutex_lock(&in->q_mu);
     while ((in->q_n == in->q_cap ||
-            (in->q_n > 0 && in->q_bytes + it->len > in->o.queue_bytes)) &&
+            (in->q_n > 0 && in->q_bytes + item_bytes(it) > in->o.queue_bytes)) &&
            !atomic_load(&in->stop_recv)) {
         if (!waited)
             BUMP(in, queue_full_waits, 1);
@@ -242,7 +249,7 @@ queue_push(ingest_t *in, item_t *it)
     }
     in->ring[(in->q_head + in->q_n) % in->q_cap] = it;
     in->q_n++;
-    in->q_bytes += it->len;
+    in->q_bytes += item_bytes(it);
     pthread_cond_signal(&in->q_not_empty);
     pthread_mutex_unlock(&in->q_mu);
     return true;
@@ -541,7 +548,7 @@ queue_take(ingest_t *in, bool *stop)
         item_t *it = in->ring[in->q_head];
         in->q_head = (in->q_head + 1) % in->q_cap;
         in->q_n--;
-        in->q_bytes -= it->len;
+        in->q_bytes -= item_bytes(it);
         in->taken[n++] = it;
     }
     if (n > 0)

@@ -19,8 +19,8 @@
 #define INGEST_BATCH_MAX_DEFAULT 2000
 #define INGEST_BATCH_DELAY_US_DEFAULT 200
 #define INGEST_QUEUE_MAX_DEFAULT 100000 /* events */
-#define INGEST_QUEUE_BYTES_DEFAULT ((size_t) 32 << 20)
-#define INGEST_RCVHWM_DEFAULT 100000 /* SUB socket, messages */
+#define INGEST_QUEUE_BYTES_DEFAULT ((size_t) 16 << 20) /* bodies + item headers */
+#define INGEST_RCVHWM_DEFAULT 20000 /* SUB socket, messages */
 #define INGEST_GAP_ACK_US 20000      /* one gap Ack per session+seq per 20 ms */
 
 typedef struct ingest ingest_t;
@@ -33,7 +33,7 @@ typedef struct ingest_opts {
     size_t batch_max;       /* events per WriteBatch */
     int64_t batch_delay_us; /* wait this long for a batch to fill */
     size_t queue_max;       /* queued events */
-    size_t queue_bytes;     /* queued event bytes */
+    size_t queue_bytes;     /* queued bytes: bodies plus item headers */
     int rcvhwm;             /* SUB's ZMQ_RCVHWM */
     int64_t stats_interval_us; /* 0 = no Stats */
     codec_limits_t limits;

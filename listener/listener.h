@@ -39,8 +39,8 @@ typedef struct listener_opts {
     size_t cache_mb;       /* LevelDB block cache, MiB (8) */
     size_t write_buffer;   /* LevelDB memtable bytes; 0 = store default (4 MiB) */
     size_t queue_max;      /* bounded ingest queue, events (100000) */
-    size_t queue_bytes;    /* and bytes (32 MiB) */
-    int rcvhwm;            /* SUB socket ZMQ_RCVHWM (100000) */
+    size_t queue_bytes;    /* and bytes, bodies plus headers (16 MiB) */
+    int rcvhwm;            /* SUB socket ZMQ_RCVHWM (20000) */
     int64_t stats_interval_us; /* default 1 s; 0 = none */
     codec_limits_t limits;
     query_replay_fn replay;    /* ReplayRequest handler; NULL = UNAVAILABLE */

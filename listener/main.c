@@ -66,7 +66,7 @@ main(int argc, char **argv)
         { "queue-max", "FONTE_QUEUE_MAX", FLAG_UINT, &queue_max,
           "ingest queue limit, events (100000)", NULL },
         { "queue-bytes", "FONTE_QUEUE_BYTES", FLAG_SIZE, &o.queue_bytes,
-          "ingest queue limit, bytes (32M)", NULL },
+          "ingest queue limit, bytes incl. overhead (16M)", NULL },
         { "max-msg", "FONTE_MAX_MSG", FLAG_SIZE, &o.limits.max_msg,
           "largest frame accepted, ZMQ_MAXMSGSIZE (1M)", NULL },
         { "stats-interval", "FONTE_STATS_INTERVAL", FLAG_DURATION,

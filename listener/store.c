@@ -30,7 +30,7 @@
  *
  * Counting objects for StatusReply without scanning: an object is new
  * when no `o` key with its prefix exists. The writer asks, per event, a
- * bounded direct-mapped cache of objects known to exist (16384 slots);
+ * bounded direct-mapped cache of objects known to exist (65536 slots);
  * on a miss it seeks one LevelDB iterator (created once per batch) to
  * "o" object NUL and checks the prefix. A new object is counted once
  * per batch (a small set in the batch) and the count is persisted in
@@ -59,7 +59,7 @@
 
 #include <leveldb/c.h>
 
-#define OBJ_CACHE_SLOTS 16384u
+#define OBJ_CACHE_SLOTS 65536u
 #define SES_CACHE_SLOTS 4096u
 #define KEY_MAX (1 + 1024 + 1 + 1024) /* longest key: d/r with two names */
 
@@ -232,6 +232,7 @@ store_opts_init(store_opts_t *o)
     o->write_buffer = (size_t) 4 << 20;
     o->sync = true;
     o->create = true;
+    o->max_open_files = 100;
 }
 
 /* One line for a LevelDB open error: what it means, then its text. */
@@ -379,6 +380,8 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
     leveldb_options_set_compression(s->options, leveldb_snappy_compression);
     if (o->write_buffer)
         leveldb_options_set_write_buffer_size(s->options, o->write_buffer);
+    if (o->max_open_files > 0)
+        leveldb_options_set_max_open_files(s->options, o->max_open_files);
     leveldb_writeoptions_set_sync(s->wopts, o->sync);
 
     s->db = leveldb_open(s->options, o->dir, &err);

@@ -40,6 +40,9 @@ typedef struct store_opts {
     size_t write_buffer; /* LevelDB memtable size; default 4 MiB */
     bool sync;           /* fsync every committed batch; default true */
     bool create;         /* create the database if missing; default true */
+    int max_open_files;  /* LevelDB table cache: bounds the memory of open
+                            tables' index and bloom blocks, and of their
+                            mmaps; default 100 (LevelDB's minimum is 74) */
 } store_opts_t;
 
 /* Defaults as above, dir "./fonte-data". */
