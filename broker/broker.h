@@ -58,8 +58,9 @@ typedef struct broker_opts {
     int64_t stats_interval_us; /* 0 = no Stats */
 } broker_opts_t;
 
-/* Counters since start, as the loop last published them (after each
- * wake-up). The names in brackets are the Stats keys. */
+/* Counters since start, as the loop last copied them: at least every
+ * 10 ms while it is busy, within 100 ms when idle. The names in brackets
+ * are the Stats keys. */
 typedef struct broker_counters {
     uint64_t messages_in;  /* ["in.messages"] received on ingress, any */
     uint64_t bytes_in;     /* ["in.bytes"] their frames' bytes */
@@ -98,7 +99,8 @@ fonte_err broker_new(const broker_opts_t *o, broker_t **broker_p,
 const char *broker_ingress_endpoint(const broker_t *b);
 const char *broker_egress_endpoint(const broker_t *b);
 
-/* Copies the counters as of the loop's last wake-up. Thread-safe. */
+/* Copies the counters as of the loop's last copy (see above).
+ * Thread-safe. */
 void broker_counters(broker_t *b, broker_counters_t *out);
 
 /* Stops the loop (within a second; pending messages are dropped, linger

@@ -38,12 +38,23 @@ static void *ctx;
 static void *socks[16]; /* closed by teardown, even after a failure */
 static size_t n_socks;
 
+/* (Un)subscriptions a publisher received while a test waited for
+ * another one: several subscribers' messages arrive in any order. */
+static struct {
+    void *pub;
+    char msg[64];
+    size_t len;
+    bool used;
+} seen[32];
+static size_t n_seen;
+
 static void
 setup(void)
 {
     ctx = zmq_ctx_new();
     cr_assert_not_null(ctx);
     n_socks = 0;
+    n_seen = 0;
     flog_set_level(FLOG_ERROR); /* the drops are expected here */
 }
 
@@ -130,22 +141,37 @@ recv_one(void *s, void *buf, size_t cap)
     return zmq_recv(s, buf, cap, 0);
 }
 
+static bool
+take_seen(void *pub, const char *want, size_t wlen)
+{
+    for (size_t i = 0; i < n_seen; i++)
+        if (!seen[i].used && seen[i].pub == pub && seen[i].len == wlen &&
+            memcmp(seen[i].msg, want, wlen) == 0)
+            return seen[i].used = true;
+    return false;
+}
+
 /* Waits until the publisher has received the (un)subscription
  * `kind` + prefix (kind 1 = subscribe, 0 = unsubscribe). */
 static void
 wait_subscription(void *pub, int kind, const char *prefix)
 {
-    char want[256], got[256];
+    char want[64], got[64];
     size_t wlen = strlen(prefix) + 1;
 
+    cr_assert_leq(wlen, sizeof want);
     want[0] = (char) kind;
     memcpy(want + 1, prefix, wlen - 1);
-    for (;;) {
+    while (!take_seen(pub, want, wlen)) {
         int n = recv_one(pub, got, sizeof got);
         cr_assert_geq(n, 0, "no %ssubscription to '%s' reached the publisher",
                       kind ? "" : "un", prefix);
-        if ((size_t) n == wlen && memcmp(got, want, wlen) == 0)
-            return;
+        cr_assert_lt(n_seen, sizeof seen / sizeof *seen);
+        cr_assert_leq((size_t) n, sizeof got);
+        seen[n_seen].pub = pub;
+        memcpy(seen[n_seen].msg, got, (size_t) n);
+        seen[n_seen].len = (size_t) n;
+        seen[n_seen++].used = false;
     }
 }
 
