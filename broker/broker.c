@@ -587,22 +587,22 @@ build_stats(broker_t *b, stats_builder_t *s, int64_t now)
     s->msg.topics = s->tptr;
     s->msg.gauges = s->gptr;
 
-    add_counter(s, "in.messages", c->messages_in);
-    add_counter(s, "in.bytes", c->bytes_in);
-    add_counter(s, "out.messages", c->messages_out);
-    add_counter(s, "out.bytes", c->bytes_out);
+    add_counter(s, "messages_in", c->messages_in);
+    add_counter(s, "bytes_in", c->bytes_in);
+    add_counter(s, "messages_out", c->messages_out);
+    add_counter(s, "bytes_out", c->bytes_out);
     add_counter(s, "invalid", c->invalid);
     for (int i = 0; i < FONTE_ERR_COUNT_; i++)
         if (c->invalid_by[i] > 0)
             add_counter(s, b->invalid_keys[i], c->invalid_by[i]);
-    add_counter(s, "subscribe", c->subscribes);
-    add_counter(s, "unsubscribe", c->unsubscribes);
-    add_counter(s, "topics.untracked", c->untracked);
-    add_counter(s, "stats.sent", c->stats_sent);
-    add_counter(s, "ingress.connects", c->ingress_connects);
-    add_counter(s, "ingress.disconnects", c->ingress_disconnects);
-    add_counter(s, "egress.connects", c->egress_connects);
-    add_counter(s, "egress.disconnects", c->egress_disconnects);
+    add_counter(s, "subscribes", c->subscribes);
+    add_counter(s, "unsubscribes", c->unsubscribes);
+    add_counter(s, "topics_untracked", c->untracked);
+    add_counter(s, "stats_sent", c->stats_sent);
+    add_counter(s, "ingress_connects", c->ingress_connects);
+    add_counter(s, "ingress_disconnects", c->ingress_disconnects);
+    add_counter(s, "egress_connects", c->egress_connects);
+    add_counter(s, "egress_disconnects", c->egress_disconnects);
 
     size_t n = topics_top(b->topics, top, BROKER_STATS_TOPICS);
     for (size_t i = 0; i < n; i++) {

@@ -22,9 +22,9 @@
  *
  * Limits: a frame over limits.max_msg never reaches the loop; libzmq
  * (ZMQ_MAXMSGSIZE) closes the publisher's connection instead, which
- * shows as counter "ingress.disconnects". The per-topic table holds at
+ * shows as counter "ingress_disconnects". The per-topic table holds at
  * most BROKER_TOPICS_MAX topics; events on topics beyond that are counted
- * under "topics.untracked". PUB/SUB is at-most-once: a subscriber that
+ * under "topics_untracked". PUB/SUB is at-most-once: a subscriber that
  * stops reading loses messages once its queue reaches the HWM, and the
  * others are not slowed down.
  */
@@ -62,18 +62,18 @@ typedef struct broker_opts {
  * 10 ms while it is busy, within 100 ms when idle. The names in brackets
  * are the Stats keys. */
 typedef struct broker_counters {
-    uint64_t messages_in;  /* ["in.messages"] received on ingress, any */
-    uint64_t bytes_in;     /* ["in.bytes"] their frames' bytes */
-    uint64_t messages_out; /* ["out.messages"] forwarded to egress */
-    uint64_t bytes_out;    /* ["out.bytes"] */
+    uint64_t messages_in;  /* ["messages_in"] received on ingress, any */
+    uint64_t bytes_in;     /* ["bytes_in"] their frames' bytes */
+    uint64_t messages_out; /* ["messages_out"] forwarded to egress */
+    uint64_t bytes_out;    /* ["bytes_out"] */
     uint64_t invalid;      /* ["invalid"] dropped, every reason */
     uint64_t invalid_by[FONTE_ERR_COUNT_]; /* ["invalid.<errname>"] */
-    uint64_t subscribes;   /* ["subscribe"] passed upstream */
-    uint64_t unsubscribes; /* ["unsubscribe"] passed upstream */
-    uint64_t untracked;    /* ["topics.untracked"] events not in topics */
-    uint64_t stats_sent;   /* ["stats.sent"] $sys.broker messages sent */
-    uint64_t ingress_connects, ingress_disconnects; /* ["ingress.*"] */
-    uint64_t egress_connects, egress_disconnects;   /* ["egress.*"] */
+    uint64_t subscribes;   /* ["subscribes"] passed upstream */
+    uint64_t unsubscribes; /* ["unsubscribes"] passed upstream */
+    uint64_t untracked;    /* ["topics_untracked"] events not in topics */
+    uint64_t stats_sent;   /* ["stats_sent"] $sys.broker messages sent */
+    uint64_t ingress_connects, ingress_disconnects; /* ["ingress_*"] */
+    uint64_t egress_connects, egress_disconnects;   /* ["egress_*"] */
     int64_t publishers;    /* gauge: connections on ingress now */
     int64_t subscribers;   /* gauge: connections on egress now */
     int64_t subscriptions; /* gauge: distinct prefixes subscribed now */

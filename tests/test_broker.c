@@ -676,7 +676,7 @@ Test(broker, stats_carry_the_exact_counts, .init = setup, .fini = teardown)
                                         &codec_limits_default, &s),
                      FONTE_OK);
         bool found;
-        if (counter(s, "in.messages", &found) == 7)
+        if (counter(s, "messages_in", &found) == 7)
             break;
         fonte__stats__free_unpacked(s, NULL);
         s = NULL;
@@ -684,20 +684,20 @@ Test(broker, stats_carry_the_exact_counts, .init = setup, .fini = teardown)
 
     cr_assert_str_eq(s->source, "broker");
     cr_assert_gt(s->uptime_us, 0);
-    ASSERT_COUNTER(s, "in.messages", 7);
-    ASSERT_COUNTER(s, "in.bytes", bytes_in);
-    ASSERT_COUNTER(s, "out.messages", 5);
-    ASSERT_COUNTER(s, "out.bytes", bytes);
+    ASSERT_COUNTER(s, "messages_in", 7);
+    ASSERT_COUNTER(s, "bytes_in", bytes_in);
+    ASSERT_COUNTER(s, "messages_out", 5);
+    ASSERT_COUNTER(s, "bytes_out", bytes);
     ASSERT_COUNTER(s, "invalid", 2);
     ASSERT_COUNTER(s, "invalid.decode", 1);
     ASSERT_COUNTER(s, "invalid.reserved", 1);
-    ASSERT_COUNTER(s, "subscribe", 1);
-    ASSERT_COUNTER(s, "unsubscribe", 0);
-    ASSERT_COUNTER(s, "topics.untracked", 0);
-    ASSERT_COUNTER(s, "ingress.connects", 1);
-    ASSERT_COUNTER(s, "ingress.disconnects", 0);
-    ASSERT_COUNTER(s, "egress.connects", 1);
-    ASSERT_COUNTER(s, "egress.disconnects", 0);
+    ASSERT_COUNTER(s, "subscribes", 1);
+    ASSERT_COUNTER(s, "unsubscribes", 0);
+    ASSERT_COUNTER(s, "topics_untracked", 0);
+    ASSERT_COUNTER(s, "ingress_connects", 1);
+    ASSERT_COUNTER(s, "ingress_disconnects", 0);
+    ASSERT_COUNTER(s, "egress_connects", 1);
+    ASSERT_COUNTER(s, "egress_disconnects", 0);
     bool found;
     counter(s, "invalid.topic", &found);
     cr_assert(!found, "reasons that never happened are left out");
