@@ -16,7 +16,7 @@
  * 2-core machine the load of other processes swings by tens of percent
  * from one second to the next, so one long run of each would compare two
  * different machines. Instead the variants alternate in many short runs
- * (ROUNDS pairs of 50 000 events, taking turns at going first), so both
+ * (ROUNDS pairs of 25 000 events, taking turns at going first), so both
  * see the same mix of quiet and busy moments, and the median of each is
  * reported.
  */
@@ -40,8 +40,8 @@
 #define EVENT_BYTES 200
 #define WINDOW 20000
 #define HWM 100000
-#define ROUNDS 20       /* --quick: QUICK_ROUNDS */
-#define QUICK_ROUNDS 6
+#define ROUNDS 40       /* --quick: QUICK_ROUNDS */
+#define QUICK_ROUNDS 8
 #define IDLE_TIMEOUT_MS 5000
 
 typedef struct payloads {
@@ -307,7 +307,7 @@ int
 bench_broker(const bench_ctx_t *ctx)
 {
     payloads_t p = { { 0 }, { 0 } };
-    size_t n = ctx->quick ? 20000 : 50000;
+    size_t n = ctx->quick ? 10000 : 25000;
     int rounds = ctx->quick ? QUICK_ROUNDS : ROUNDS;
     double br[ROUNDS], px[ROUNDS];
     int rc = 1;
