@@ -8,7 +8,7 @@
  * threads); broker_destroy() stops the loop through an inproc pipe, joins
  * it and closes everything. The loop is the only user of the sockets and
  * of the loop-private state; broker_counters() reads a copy the loop
- * refreshes under a mutex after each wake-up.
+ * refreshes under a mutex (one of its chores, below).
  *
  * The loop polls three sockets: the pipe, ingress (XSUB) and egress
  * (XPUB). A readable side is drained up to BROKER_BURST messages before
@@ -398,10 +398,12 @@ count_topic(broker_t *b, const zmq_msg_t *topic)
     const void *data = zmq_msg_data((zmq_msg_t *) topic);
     size_t len = zmq_msg_size((zmq_msg_t *) topic);
 
-    /* Stats keys are protobuf strings: in frames mode the topic bytes
-     * have not been checked, so only well-formed text is tracked. */
+    /* Stats keys are protobuf strings, and the table copies them: in
+     * frames mode the topic bytes have not been checked, so only short,
+     * well-formed text is tracked (full mode's topics are both). */
     if (!b->opts.validate_full &&
-        (memchr(data, 0, len) != NULL || !codec_utf8_valid(data, len))) {
+        (len > CODEC_TOPIC_PREFIX_MAX + b->opts.limits.max_type ||
+         memchr(data, 0, len) != NULL || !codec_utf8_valid(data, len))) {
         b->c.untracked++;
         return;
     }
