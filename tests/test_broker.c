@@ -1,6 +1,7 @@
 /*
- * test_broker.c - the broker actor (broker/broker.c) and fonte-broker,
- * over real TCP on 127.0.0.1 with ephemeral ports.
+ * test_broker.c - the broker actor (broker/broker.c), its topic table
+ * (broker/topics.c) and fonte-broker, over real TCP on 127.0.0.1 with
+ * ephemeral ports.
  *
  * Publishers here are XPUB sockets, not PUB: an XPUB sends like a PUB but
  * also hands over the subscriptions it receives, so a test can wait until
@@ -28,6 +29,7 @@
 #include "codec.h"
 #include "log.h"
 #include "testutil.h"
+#include "topics.h"
 
 extern char **environ;
 
@@ -522,6 +524,7 @@ Test(broker, frames_mode_checks_frames_and_topic_class_only, .init = setup,
     send_frames(pub, (frame_t[]) { { "order.placed", 12 } }, 1);
     send_two(pub, "$nope", body, sizeof body - 1);
     send_two(pub, "order.shipped", body, sizeof body - 1); /* passes */
+    send_two(pub, "\xff\xfe", body, sizeof body - 1);      /* passes too */
 
     got_t g;
     cr_assert(recv_msg(sub, WAIT_MS, &g));
@@ -529,12 +532,16 @@ Test(broker, frames_mode_checks_frames_and_topic_class_only, .init = setup,
     cr_assert_str_eq(g.topic, "order.shipped");
     cr_assert_eq(g.body_len, sizeof body - 1);
     cr_assert_eq(memcmp(g.body, body, g.body_len), 0);
+    cr_assert(recv_msg(sub, WAIT_MS, &g));
+    cr_assert_eq(g.topic_len, 2);
 
     broker_counters_t c;
-    WAIT_COUNTERS(b, c, c.messages_out == 1 && c.invalid == 2);
+    WAIT_COUNTERS(b, c, c.messages_out == 2 && c.invalid == 2);
     cr_assert_eq(c.invalid_by[FONTE_EFRAMES], 1);
     cr_assert_eq(c.invalid_by[FONTE_ERESERVED], 1);
     cr_assert_eq(c.invalid, 2);
+    /* Not UTF-8: forwarded, but kept out of the Stats' topic keys. */
+    cr_assert_eq(c.untracked, 1);
     broker_destroy(&b);
 }
 
@@ -800,6 +807,54 @@ Test(broker, opts_init_fills_the_documented_defaults)
     cr_assert_eq(o.hwm, 100000);
     cr_assert(o.validate_full);
     cr_assert_eq(o.stats_interval_us, 1000000);
+}
+
+/* ------------------------------------------------------------------ */
+/* the topic table (broker/topics.c)                                   */
+
+Test(topics, top_k_by_count_ties_by_first_seen)
+{
+    topics_t *t = topics_new(8);
+    topics_entry_t top[4];
+
+    cr_assert_not_null(t);
+    cr_assert(topics_add(t, "b", 1, 1));
+    cr_assert(topics_add(t, "a", 1, 5));
+    cr_assert(topics_add(t, "c", 1, 1));
+    cr_assert(topics_add(t, "b", 1, 1));
+    cr_assert(topics_add(t, "d", 1, 2));
+    cr_assert_eq(topics_size(t), 4);
+    cr_assert_eq(topics_top(t, top, 3), 3);
+    cr_assert_str_eq(top[0].topic, "a");
+    cr_assert_eq(top[0].count, 5);
+    cr_assert_str_eq(top[1].topic, "b"); /* 2, seen before d */
+    cr_assert_eq(top[1].count, 2);
+    cr_assert_str_eq(top[2].topic, "d");
+    cr_assert_eq(top[2].count, 2);
+    cr_assert_eq(topics_top(t, top, 0), 0);
+    topics_destroy(&t);
+    cr_assert_null(t);
+    topics_destroy(&t);
+}
+
+Test(topics, a_full_table_refuses_new_topics_and_counts_known_ones)
+{
+    topics_t *t = topics_new(2);
+    topics_entry_t top[4];
+    char key[8];
+
+    cr_assert(topics_add(t, "x", 1, 1));
+    cr_assert(topics_add(t, "y\0z", 3, 1)); /* bytes, not C strings */
+    cr_assert_not(topics_add(t, "w", 1, 1));
+    cr_assert(topics_add(t, "x", 1, 1));
+    cr_assert_eq(topics_size(t), 2);
+    cr_assert_eq(topics_top(t, top, 4), 2);
+    cr_assert_str_eq(top[0].topic, "x");
+    cr_assert_eq(top[0].count, 2);
+    memcpy(key, top[1].topic, 4);
+    cr_assert_eq(memcmp(key, "y\0z", 4), 0);
+    topics_destroy(&t);
+    cr_assert_null(topics_new(0));
 }
 
 /* ------------------------------------------------------------------ */
