@@ -1,10 +1,11 @@
 /*
  * listener.c - the listener actor (listener.h): one ZeroMQ context, the
  * store, the ingest (receive + writer threads) and the query server
- * (query thread). Start order is store -> query -> ingest, so that a bad
- * data dir or a taken port fails before anything is received; stop
- * order is the reverse, so that the writer commits what is queued while
- * the store is still open.
+ * (query thread and its replay workers), and the replay service behind
+ * it. Start order is store -> replay -> query -> ingest, so that a bad
+ * data dir or a taken port fails before anything is received; stop order
+ * is the reverse, so that the writer commits what is queued while the
+ * store is still open, and no replay reads a closed store.
  */
 #include "listener.h"
 
@@ -17,6 +18,7 @@
 struct listener {
     void *ctx;
     store_t *store;
+    replay_t *replay;
     query_t *query;
     ingest_t *ingest;
 };
@@ -38,6 +40,11 @@ listener_opts_init(listener_opts_t *o)
     o->rcvhwm = INGEST_RCVHWM_DEFAULT;
     o->stats_interval_us = 1000000;
     o->limits = codec_limits_default;
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    o->max_closure = ro.max_closure;
+    o->max_replay_events = ro.max_events;
+    o->query_workers = QUERY_WORKERS_DEFAULT;
 }
 
 fonte_err
@@ -70,14 +77,26 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     if ((rc = store_open(&so, &l->store, errbuf, errlen)) != FONTE_OK)
         goto fail;
 
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    ro.zmq_ctx = l->ctx;
+    ro.ingress = o->ingress;
+    ro.limits = o->limits;
+    ro.max_closure = o->max_closure;
+    ro.max_events = o->max_replay_events;
+    if ((rc = replay_new(&ro, l->store, &l->replay, errbuf, errlen)) !=
+        FONTE_OK)
+        goto fail;
+
     query_opts_t qo;
     query_opts_init(&qo);
     qo.zmq_ctx = l->ctx;
     qo.endpoint = o->query;
     qo.store = l->store;
     qo.limits = o->limits;
-    qo.replay = o->replay;
-    qo.replay_arg = o->replay_arg;
+    qo.replay = replay_handle;
+    qo.replay_arg = l->replay;
+    qo.workers = o->query_workers;
     if ((rc = query_new(&qo, &l->query, errbuf, errlen)) != FONTE_OK)
         goto fail;
 
@@ -137,6 +156,7 @@ listener_destroy(listener_t **listener_p)
     *listener_p = NULL;
     ingest_destroy(&l->ingest);
     query_destroy(&l->query);
+    replay_destroy(&l->replay);
     store_close(&l->store);
     if (l->ctx)
         zmq_ctx_term(l->ctx);

@@ -18,6 +18,7 @@
 #include "fonte/errors.h"
 #include "ingest.h"
 #include "query.h"
+#include "replay.h"
 #include "store.h"
 
 #define LISTENER_EGRESS_DEFAULT "tcp://127.0.0.1:7702"
@@ -43,8 +44,9 @@ typedef struct listener_opts {
     int rcvhwm;            /* SUB socket ZMQ_RCVHWM (20000) */
     int64_t stats_interval_us; /* default 1 s; 0 = none */
     codec_limits_t limits;
-    query_replay_fn replay;    /* ReplayRequest handler; NULL = UNAVAILABLE */
-    void *replay_arg;
+    size_t max_closure;        /* objects in a replay's closure (100 000) */
+    size_t max_replay_events;  /* events in one replay (10 000 000) */
+    size_t query_workers;      /* replay worker threads (4) */
 } listener_opts_t;
 
 /* Fills *o with the defaults above. */

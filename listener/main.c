@@ -39,7 +39,9 @@ main(int argc, char **argv)
     listener_opts_init(&o);
     const char *sync = "batch", *level = "info";
     uint64_t batch_max = o.batch_max, queue_max = o.queue_max,
-             cache_mb = o.cache_mb;
+             cache_mb = o.cache_mb, max_closure = o.max_closure,
+             max_replay_events = o.max_replay_events,
+             workers = o.query_workers;
     bool repair = false;
     flog_level lvl;
 
@@ -72,6 +74,12 @@ main(int argc, char **argv)
         { "stats-interval", "FONTE_STATS_INTERVAL", FLAG_DURATION,
           &o.stats_interval_us,
           "Stats on $sys.listener every; 0 = never (1s)", NULL },
+        { "max-closure", "FONTE_MAX_CLOSURE", FLAG_UINT, &max_closure,
+          "objects in one replay's closure (100000)", NULL },
+        { "max-replay-events", "FONTE_MAX_REPLAY_EVENTS", FLAG_UINT,
+          &max_replay_events, "events in one replay (10000000)", NULL },
+        { "query-workers", "FONTE_QUERY_WORKERS", FLAG_UINT, &workers,
+          "threads answering replay requests (4)", NULL },
         { "repair", NULL, FLAG_BOOL, &repair,
           "run LevelDB's repair on --data, say what it did, exit", NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
@@ -97,6 +105,16 @@ main(int argc, char **argv)
                         "1048576, --queue-bytes and --max-msg at least 1\n");
         return 2;
     }
+    if (max_closure == 0 || max_replay_events == 0 || workers == 0 ||
+        workers > 64) {
+        fprintf(stderr, "fonte-listener: --max-closure and "
+                        "--max-replay-events must be at least 1, "
+                        "--query-workers 1..64\n");
+        return 2;
+    }
+    o.max_closure = (size_t) max_closure;
+    o.max_replay_events = (size_t) max_replay_events;
+    o.query_workers = (size_t) workers;
     o.batch_max = (size_t) batch_max;
     o.queue_max = (size_t) queue_max;
     o.cache_mb = (size_t) cache_mb;

@@ -10,20 +10,28 @@
  * with no delimiter at all, or more than QUERY_FRAMES_MAX frames, has no
  * envelope we can trust and is dropped and counted.
  *
- * Dispatch: StatusRequest is O(1) (store counters). ReplayRequest calls
- * the replay handler (query_opts_t.replay), which reads through LevelDB
- * snapshots, so reads never block the writer; a long replay should page
- * its work so that other clients are not held up. The replay module may
- * later move handlers onto worker threads: this loop is the only place
- * that would change.
+ * Dispatch: StatusRequest is O(1) (store counters) and answered at once
+ * on the query thread. A ReplayRequest may take long (the first page of
+ * a whole-store replay computes the order of every event), so it goes to
+ * a pool of worker threads (query_opts_t.workers) with a copy of its
+ * envelope; a worker runs the replay handler, which reads through LevelDB
+ * snapshots (so it never blocks the writer), and queues the packed Reply
+ * back; an eventfd wakes the query thread, which sends it. So a big
+ * replay holds neither status requests nor other clients' replays while
+ * a worker is free; when more than QUERY_PENDING_MAX replays wait, new
+ * ones are answered UNAVAILABLE ("busy") at once instead of queueing
+ * without bound.
  *
  * Threads: the ROUTER belongs to the query thread after query_new binds
- * it; counters are relaxed atomics.
+ * it; the job and done queues are under one mutex (workers wait on its
+ * condition variable); counters are relaxed atomics.
  */
 #include "query.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +41,16 @@
 
 #include "log.h"
 
+/* A replay handed to a worker: the envelope to answer to, the request,
+ * and (once done) the packed Reply. */
+typedef struct job {
+    struct job *next;
+    codec_buf_t env[QUERY_FRAMES_MAX];
+    size_t n_env;
+    Fonte__Request *req;
+    codec_buf_t reply;
+} job_t;
+
 struct query {
     query_opts_t o;
     void *router;
@@ -40,8 +58,17 @@ struct query {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    _Atomic uint64_t requests, status, replay, bad_requests, dropped;
+    _Atomic uint64_t requests, status, replay, bad_requests, dropped, busy;
     flog_limiter_t drop_log;
+
+    pthread_mutex_t lock;  /* todo, done, pending, quit */
+    pthread_cond_t wake;   /* workers: a job or quit */
+    job_t *todo, *todo_tail, *done;
+    size_t pending;        /* jobs in todo or being worked on */
+    bool quit;
+    int efd;               /* workers -> query thread: replies in done */
+    pthread_t *workers;
+    size_t n_workers;
 };
 
 void
@@ -50,6 +77,7 @@ query_opts_init(query_opts_t *o)
     memset(o, 0, sizeof *o);
     o->endpoint = QUERY_ENDPOINT_DEFAULT;
     o->limits = codec_limits_default;
+    o->workers = QUERY_WORKERS_DEFAULT;
 }
 
 const char *
@@ -66,6 +94,7 @@ query_counters(query_t *q, query_counters_t *out)
     out->replay = atomic_load(&q->replay);
     out->bad_requests = atomic_load(&q->bad_requests);
     out->dropped = atomic_load(&q->dropped);
+    out->busy = atomic_load(&q->busy);
 }
 
 static fonte_err
@@ -133,13 +162,56 @@ answer_replay(query_t *q, const Fonte__ReplayRequest *req, codec_buf_t *out)
                           out);
 }
 
-/* The Reply to one body frame (or to a wrong number of them). */
+static void job_free(job_t *j);
+
+/* Hands a replay to the workers with a copy of its envelope (taking the
+ * request). False if too many are pending or memory ran out: the caller
+ * answers at once. */
+static bool
+defer_replay(query_t *q, zmq_msg_t *env, size_t n_env, Fonte__Request *req)
+{
+    job_t *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return false;
+    for (size_t i = 0; i < n_env; i++) {
+        size_t n = zmq_msg_size(&env[i]);
+        j->env[i].data = malloc(n ? n : 1);
+        if (j->env[i].data == NULL) {
+            job_free(j);
+            return false;
+        }
+        memcpy(j->env[i].data, zmq_msg_data(&env[i]), n);
+        j->env[i].len = n;
+        j->n_env = i + 1;
+    }
+    pthread_mutex_lock(&q->lock);
+    bool ok = q->pending < QUERY_PENDING_MAX;
+    if (ok) {
+        j->req = req;
+        if (q->todo_tail)
+            q->todo_tail->next = j;
+        else
+            q->todo = j;
+        q->todo_tail = j;
+        q->pending++;
+        pthread_cond_signal(&q->wake);
+    }
+    pthread_mutex_unlock(&q->lock);
+    if (!ok)
+        job_free(j);
+    return ok;
+}
+
+/* The Reply to one body frame (or to a wrong number of them), unless the
+ * request went to a worker (then *deferred is set and out stays empty). */
 static void
-answer(query_t *q, zmq_msg_t *body, size_t n_body, codec_buf_t *out)
+answer(query_t *q, zmq_msg_t *env, size_t n_env, zmq_msg_t *body,
+       size_t n_body, codec_buf_t *out, bool *deferred)
 {
     Fonte__Request *req = NULL;
     char what[96];
 
+    *deferred = false;
     if (n_body != 1) {
         snprintf(what, sizeof what,
                  "expected one Request frame after the delimiter, got %zu",
@@ -158,6 +230,18 @@ answer(query_t *q, zmq_msg_t *body, size_t n_body, codec_buf_t *out)
         answer_status(q, out);
         break;
     case FONTE__REQUEST__BODY_REPLAY:
+        if (q->o.replay != NULL && q->n_workers > 0) {
+            if (defer_replay(q, env, n_env, req)) {
+                atomic_fetch_add(&q->replay, 1);
+                *deferred = true;
+                return; /* the job owns req */
+            }
+            atomic_fetch_add(&q->busy, 1);
+            query_reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                              "busy: too many replays in progress, try again",
+                              out);
+            break;
+        }
         answer_replay(q, req->replay, out);
         break;
     default:
@@ -165,6 +249,23 @@ answer(query_t *q, zmq_msg_t *body, size_t n_body, codec_buf_t *out)
         break;
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/* Sends envelope + reply on the ROUTER (query thread only). A reply that
+ * could not be built still gets an answer: Reply{status: INTERNAL}. */
+static void
+send_reply(query_t *q, const codec_buf_t *env, size_t n_env,
+           codec_buf_t *reply)
+{
+    static const uint8_t oom[] = { 0x08, 0x05 }; /* Reply{status: INTERNAL} */
+    for (size_t i = 0; i < n_env; i++)
+        zmq_send(q->router, env[i].data, env[i].len,
+                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    if (reply->data != NULL)
+        zmq_send(q->router, reply->data, reply->len, ZMQ_DONTWAIT);
+    else
+        zmq_send(q->router, oom, sizeof oom, ZMQ_DONTWAIT);
+    atomic_fetch_add(&q->requests, 1);
 }
 
 /* Receives one whole message and answers it. */
@@ -206,34 +307,99 @@ serve_one(query_t *q)
     }
 
     codec_buf_t reply = { 0 };
-    answer(q, &f[delim + 1], n - delim - 1, &reply);
-    atomic_fetch_add(&q->requests, 1);
-    if (reply.data == NULL) { /* out of memory: still say something */
-        static const char oom[] = "\x08\x05"; /* Reply{status: INTERNAL} */
-        reply.data = malloc(2);
-        if (reply.data == NULL)
-            goto done;
-        memcpy(reply.data, oom, 2);
-        reply.len = 2;
+    bool deferred;
+    answer(q, f, delim + 1, &f[delim + 1], n - delim - 1, &reply, &deferred);
+    if (!deferred) {
+        codec_buf_t env[QUERY_FRAMES_MAX];
+        for (size_t i = 0; i <= delim; i++) {
+            env[i].data = zmq_msg_data(&f[i]);
+            env[i].len = zmq_msg_size(&f[i]);
+        }
+        send_reply(q, env, delim + 1, &reply);
+        codec_buf_free(&reply);
     }
-    for (size_t i = 0; i <= delim; i++)
-        zmq_send(q->router, zmq_msg_data(&f[i]), zmq_msg_size(&f[i]),
-                 ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    zmq_send(q->router, reply.data, reply.len, ZMQ_DONTWAIT);
-    codec_buf_free(&reply);
 done:
     for (size_t i = 0; i < n; i++)
         zmq_msg_close(&f[i]);
+}
+
+static void
+job_free(job_t *j)
+{
+    if (j == NULL)
+        return;
+    for (size_t i = 0; i < j->n_env; i++)
+        codec_buf_free(&j->env[i]);
+    if (j->req)
+        protobuf_c_message_free_unpacked(&j->req->base, NULL);
+    codec_buf_free(&j->reply);
+    free(j);
+}
+
+static void *
+worker_main(void *arg)
+{
+    query_t *q = arg;
+
+    pthread_mutex_lock(&q->lock);
+    for (;;) {
+        while (q->todo == NULL && !q->quit)
+            pthread_cond_wait(&q->wake, &q->lock);
+        if (q->quit)
+            break;
+        job_t *j = q->todo;
+        q->todo = j->next;
+        if (q->todo == NULL)
+            q->todo_tail = NULL;
+        pthread_mutex_unlock(&q->lock);
+
+        answer_replay(q, j->req->replay, &j->reply);
+
+        pthread_mutex_lock(&q->lock);
+        j->next = q->done;
+        q->done = j;
+        uint64_t one = 1;
+        if (write(q->efd, &one, sizeof one) < 0) {
+            /* the counter cannot overflow in practice; the query thread
+             * also drains done on its 100 ms poll timeout */
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+/* Sends every finished replay's Reply (query thread). */
+static void
+send_done(query_t *q)
+{
+    uint64_t n;
+    if (read(q->efd, &n, sizeof n) < 0) {
+        /* EAGAIN: nothing signalled; done may still hold jobs */
+    }
+    pthread_mutex_lock(&q->lock);
+    job_t *list = q->done;
+    q->done = NULL;
+    pthread_mutex_unlock(&q->lock);
+    while (list) {
+        job_t *j = list;
+        list = j->next;
+        send_reply(q, j->env, j->n_env, &j->reply);
+        job_free(j);
+        pthread_mutex_lock(&q->lock);
+        q->pending--;
+        pthread_mutex_unlock(&q->lock);
+    }
 }
 
 static void *
 query_main(void *arg)
 {
     query_t *q = arg;
-    zmq_pollitem_t pi = { q->router, 0, ZMQ_POLLIN, 0 };
+    zmq_pollitem_t pi[2] = { { q->router, 0, ZMQ_POLLIN, 0 },
+                             { NULL, q->efd, ZMQ_POLLIN, 0 } };
 
     while (!atomic_load(&q->stop)) {
-        int rc = zmq_poll(&pi, 1, 100);
+        int rc = zmq_poll(pi, 2, 100);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -241,6 +407,7 @@ query_main(void *arg)
                  zmq_strerror(zmq_errno()));
             break;
         }
+        send_done(q);
         for (int k = 0; rc > 0 && k < 100 && !atomic_load(&q->stop); k++) {
             int ev = 0;
             size_t sz = sizeof ev;
@@ -253,6 +420,29 @@ query_main(void *arg)
     zmq_close(q->router);
     q->router = NULL;
     return NULL;
+}
+
+/* Stops and joins the workers, frees every queued job. */
+static void
+stop_workers(query_t *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->quit = true;
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->lock);
+    for (size_t i = 0; i < q->n_workers; i++)
+        pthread_join(q->workers[i], NULL);
+    free(q->workers);
+    q->workers = NULL;
+    q->n_workers = 0;
+    for (job_t *lists[2] = { q->todo, q->done }, **l = lists; l < lists + 2;
+         l++)
+        while (*l) {
+            job_t *j = *l;
+            *l = j->next;
+            job_free(j);
+        }
+    q->todo = q->todo_tail = q->done = NULL;
 }
 
 fonte_err
@@ -287,15 +477,44 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
         free(q);
         return FONTE_EIO;
     }
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->wake, NULL);
+    q->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (q->efd < 0 && o->replay != NULL && o->workers > 0) {
+        snprintf(errbuf, errlen, "query: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (o->replay != NULL && o->workers > 0) {
+        q->workers = calloc(o->workers, sizeof *q->workers);
+        if (q->workers == NULL) {
+            snprintf(errbuf, errlen, "query: out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < o->workers; i++) {
+            if (pthread_create(&q->workers[i], NULL, worker_main, q) != 0) {
+                snprintf(errbuf, errlen, "query: cannot start worker threads");
+                goto fail;
+            }
+            q->n_workers++;
+        }
+    }
     if (pthread_create(&q->thread, NULL, query_main, q) != 0) {
         snprintf(errbuf, errlen, "query: cannot start its thread");
-        zmq_close(q->router);
-        free(q);
-        return FONTE_EIO;
+        goto fail;
     }
     q->started = true;
     *query_p = q;
     return FONTE_OK;
+
+fail:
+    stop_workers(q);
+    if (q->efd >= 0)
+        close(q->efd);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->wake);
+    zmq_close(q->router);
+    free(q);
+    return FONTE_EIO;
 }
 
 void
@@ -308,5 +527,10 @@ query_destroy(query_t **query_p)
     atomic_store(&q->stop, true);
     if (q->started)
         pthread_join(q->thread, NULL);
+    stop_workers(q);
+    if (q->efd >= 0)
+        close(q->efd);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->wake);
     free(q);
 }

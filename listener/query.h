@@ -22,15 +22,17 @@
 #define QUERY_ENDPOINT_DEFAULT "tcp://127.0.0.1:7703"
 #define QUERY_ENDPOINT_MAX 256
 #define QUERY_FRAMES_MAX 16 /* routing frames + delimiter + body */
+#define QUERY_WORKERS_DEFAULT 4 /* replay worker threads */
+#define QUERY_PENDING_MAX 64    /* replays queued or running, then "busy" */
 
 typedef struct query query_t;
 
 /* Answers one ReplayRequest: fills *reply with a packed Reply (allocated
  * with malloc; query.c frees it with codec_buf_free after sending).
- * Called on the query thread, with the store to read through snapshots
- * (store_snap_new); it must not block for long, since other requests wait
- * behind it (page the work). A non-OK return without a reply makes
- * query.c answer INTERNAL with the error's text. */
+ * Called on a worker thread (several at once: it must be thread-safe),
+ * with the store to read through snapshots (store_snap_new). A non-OK
+ * return without a reply makes query.c answer INTERNAL with the error's
+ * text. */
 typedef fonte_err (*query_replay_fn)(void *arg, store_t *store,
                                      const Fonte__ReplayRequest *req,
                                      codec_buf_t *reply);
@@ -42,6 +44,8 @@ typedef struct query_opts {
     codec_limits_t limits;
     query_replay_fn replay; /* NULL: replays are UNAVAILABLE */
     void *replay_arg;
+    size_t workers;         /* replay worker threads; 0 = on the query
+                               thread itself (for tests) */
 } query_opts_t;
 
 /* Counters since start (thread-safe copies). */
@@ -51,9 +55,10 @@ typedef struct query_counters {
     uint64_t replay;       /* ReplayRequests */
     uint64_t bad_requests; /* answered BAD_REQUEST */
     uint64_t dropped;      /* no envelope to answer to */
+    uint64_t busy;         /* replays refused: QUERY_PENDING_MAX waiting */
 } query_counters_t;
 
-/* Default endpoint, default limits, no replay handler. */
+/* Default endpoint, default limits, no replay handler, 4 workers. */
 void query_opts_init(query_opts_t *o);
 
 /* Binds the ROUTER and starts the query thread. FONTE_EIO with a line in

@@ -749,7 +749,7 @@ Test(listener, malformed_requests_get_a_bad_request_reply)
     zmq_close(dealer);
 }
 
-Test(listener, replay_request_is_unavailable_without_a_handler)
+Test(listener, replay_request_of_an_unknown_object_is_not_found)
 {
     start_broker(100000);
     start_listener();
@@ -762,8 +762,8 @@ Test(listener, replay_request_is_unavailable_without_a_handler)
     codec_buf_t b = tu_pack(&r.base);
     Fonte__Reply *rep = request(req, b.data, b.len);
     codec_buf_free(&b);
-    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE);
-    cr_assert_str_eq(rep->error, "replay is not implemented yet");
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__NOT_FOUND);
+    cr_assert_str_eq(rep->error, "no events for object order:1");
     fonte__reply__free_unpacked(rep, NULL);
     zmq_close(req);
 }

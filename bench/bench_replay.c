@@ -1,0 +1,322 @@
+/*
+ * bench_replay.c - replay latency and throughput over the query endpoint
+ * (design.md §10):
+ *
+ *   replay_object_p50_us / _p99_us: REQ round trips replaying one object
+ *     of 200 events that depends on 2 objects of 50 events each, in a
+ *     store of 1M events over 10 000 objects (causal order, one page,
+ *     decoded by the client), 1000 requests. Baseline in the same run:
+ *     the same keys read straight from LevelDB - the three objects' `o`
+ *     prefix scans and a get of each `e` key - through store.h (only
+ *     store.c may include leveldb/c.h; store.h is a thin layer over
+ *     LevelDB's iterators and gets).
+ *   replay_all_throughput: a causal replay of the whole store ("*"),
+ *     every page fetched and decoded, events/s. Baseline: a raw full scan
+ *     of the `e` keys.
+ *
+ * The store is written directly with store batches (sync off), not
+ * through ingest: this measures replay, and building 1M events through
+ * the broker would dominate the run. The listener runs in process on
+ * that store, its broker endpoints pointing nowhere (replays in RETURN
+ * mode do not need the broker).
+ *
+ * Sizes: 1 000 000 events, --quick 50 000 (and 100 requests).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "bench.h"
+#include "codec.h"
+#include "listener.h"
+#include "log.h"
+#include "store.h"
+
+#define ROOT "order:root"
+#define DEP_A "user:a"
+#define DEP_B "user:b"
+
+static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
+
+typedef struct layout {
+    size_t n, objects, requests;
+} layout_t;
+
+/* The object and dependencies of event i: the root's 200 and the two
+ * dependencies' 50 each are spread evenly through the log. */
+static void
+event_shape(const layout_t *l, size_t i, char *object, size_t cap,
+            const char **deps, size_t *n_deps)
+{
+    size_t stride = l->n / 300;
+    *n_deps = 0;
+    if (i % stride == 0 && i / stride < 300) {
+        size_t k = i / stride;
+        if (k % 3 == 0) {
+            snprintf(object, cap, "%s", k < 150 ? DEP_A : DEP_B);
+        } else {
+            snprintf(object, cap, "%s", ROOT);
+            if (k == 1) {
+                deps[(*n_deps)++] = DEP_A;
+                deps[(*n_deps)++] = DEP_B;
+            }
+        }
+        return;
+    }
+    snprintf(object, cap, "obj:%zu", i % l->objects);
+    if (i % 4 == 0) {
+        static char dep[32];
+        snprintf(dep, sizeof dep, "obj:%zu", (i * 7 + 3) % l->objects);
+        deps[(*n_deps)++] = dep;
+    }
+}
+
+static int
+build_store(const layout_t *l, const char *dir)
+{
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    so.sync = false;
+    so.write_buffer = (size_t) 16 << 20;
+    store_t *s = NULL;
+    store_batch_t *b = NULL;
+    char err[256] = "";
+    uint8_t payload[120];
+    memset(payload, 'p', sizeof payload);
+
+    if (store_open(&so, &s, err, sizeof err) != FONTE_OK) {
+        fprintf(stderr, "bench replay: %s\n", err);
+        return 1;
+    }
+    if (store_batch_new(s, &b) != FONTE_OK)
+        return 1;
+    for (size_t i = 0; i < l->n; i++) {
+        char object[64], id[CODEC_ID_MAX];
+        const char *deps[2];
+        size_t nd;
+        event_shape(l, i, object, sizeof object, deps, &nd);
+        Fonte__Event ev = FONTE__EVENT__INIT;
+        codec_format_id(id, "bench", 5, 1, i + 1);
+        ev.id = id;
+        ev.type = strncmp(object, "user:", 5) == 0 ? "user.changed"
+                                                   : "thing.changed";
+        ev.object = object;
+        ev.depends_on = (char **) deps;
+        ev.n_depends_on = nd;
+        ev.producer = "bench";
+        ev.session = 1;
+        ev.producer_seq = i + 1;
+        ev.payload.data = payload;
+        ev.payload.len = sizeof payload;
+        codec_buf_t topic, body;
+        codec_view_t v;
+        if (codec_event_encode(&ev, &lim, &topic, &body) != FONTE_OK ||
+            codec_event_scan(body.data, body.len, &lim, &v) != FONTE_OK ||
+            store_batch_put(b, &v, body.data, body.len, NULL) != FONTE_OK) {
+            fprintf(stderr, "bench replay: cannot build event %zu\n", i);
+            return 1;
+        }
+        codec_buf_free(&topic);
+        codec_buf_free(&body);
+        if (store_batch_count(b) == 10000 || i + 1 == l->n) {
+            if (store_batch_commit(b) != FONTE_OK) {
+                fprintf(stderr, "bench replay: commit failed\n");
+                return 1;
+            }
+            store_batch_clear(b);
+        }
+    }
+    store_batch_destroy(&b);
+    store_close(&s);
+    return 0;
+}
+
+/* Raw reads of the three objects: o-prefix scans plus e gets. */
+static size_t
+raw_object_read(store_t *s)
+{
+    static const char *const objs[] = { ROOT, DEP_A, DEP_B };
+    store_snap_t *snap = NULL;
+    size_t n = 0;
+
+    store_snap_new(s, &snap);
+    for (int k = 0; k < 3; k++) {
+        store_iter_t *it = NULL;
+        store_item_t item;
+        store_iter_object(snap, objs[k], strlen(objs[k]), 0, &it);
+        while (store_iter_next(it, &item)) {
+            void *data = NULL;
+            size_t len = 0;
+            if (store_get_event(snap, item.seq, &data, &len) == FONTE_OK)
+                n++;
+            store_free(data);
+        }
+        store_iter_destroy(&it);
+    }
+    store_snap_destroy(&snap);
+    return n;
+}
+
+static Fonte__Reply *
+ask(void *req, const char *object, uint32_t page_size,
+    const ProtobufCBinaryData *cursor)
+{
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    r.object = (char *) object;
+    r.page_size = page_size;
+    if (cursor)
+        r.cursor = *cursor;
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = &r;
+    codec_buf_t b;
+    if (codec_pack(&q.base, &b) != FONTE_OK)
+        return NULL;
+    zmq_send(req, b.data, b.len, 0);
+    codec_buf_free(&b);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    Fonte__Reply *rep = NULL;
+    if (zmq_msg_recv(&m, req, 0) >= 0)
+        codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m), &lim, &rep);
+    zmq_msg_close(&m);
+    return rep;
+}
+
+int bench_replay(const bench_ctx_t *ctx);
+
+int
+bench_replay(const bench_ctx_t *ctx)
+{
+    layout_t l = { ctx->quick ? 50000 : 1000000, ctx->quick ? 1000 : 10000,
+                   ctx->quick ? 100 : 1000 };
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/replay-store", ctx->tmpdir);
+    if (build_store(&l, dir) != 0)
+        return 1;
+
+    /* baselines, with the store opened directly */
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    store_t *s = NULL;
+    char err[256] = "";
+    if (store_open(&so, &s, err, sizeof err) != FONTE_OK) {
+        fprintf(stderr, "bench replay: %s\n", err);
+        return 1;
+    }
+    double *base = calloc(l.requests, sizeof *base);
+    double *ours = calloc(l.requests, sizeof *ours);
+    size_t expect = raw_object_read(s); /* warm the cache, as for ours */
+    if (expect != 300) {
+        fprintf(stderr, "bench replay: layout gave %zu events, not 300\n",
+                expect);
+        return 1;
+    }
+    for (size_t i = 0; i < l.requests; i++) {
+        int64_t t0 = fonte_mono_us();
+        raw_object_read(s);
+        base[i] = (double) (fonte_mono_us() - t0);
+    }
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    size_t scanned = 0;
+    int64_t t0 = fonte_mono_us();
+    store_snap_new(s, &snap);
+    store_iter_events(snap, 0, &it);
+    while (store_iter_next(it, &item))
+        scanned += item.value.len > 0;
+    store_iter_destroy(&it);
+    store_snap_destroy(&snap);
+    double scan_s = (double) (fonte_mono_us() - t0) / 1e6;
+    store_close(&s);
+
+    /* the listener on the same store */
+    listener_opts_t lo;
+    listener_opts_init(&lo);
+    lo.data = dir;
+    lo.query = "tcp://127.0.0.1:*";
+    lo.egress = "tcp://127.0.0.1:9"; /* nowhere: replays need no broker */
+    lo.ingress = "tcp://127.0.0.1:9";
+    lo.stats_interval_us = 0;
+    listener_t *lst = NULL;
+    if (listener_new(&lo, &lst, err, sizeof err) != FONTE_OK) {
+        fprintf(stderr, "bench replay: %s\n", err);
+        return 1;
+    }
+    void *zctx = zmq_ctx_new();
+    void *req = zmq_socket(zctx, ZMQ_REQ);
+    int linger = 0, timeout = 60000, maxmsg = 64 << 20;
+    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(req, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_connect(req, listener_query_endpoint(lst));
+
+    int rc = 0;
+    Fonte__Reply *rep = ask(req, ROOT, 1000, NULL); /* warm-up */
+    if (rep == NULL || rep->status != FONTE__REPLY__STATUS__OK ||
+        rep->replay->n_events != 300) {
+        fprintf(stderr, "bench replay: warm-up replay failed\n");
+        rc = 1;
+    }
+    if (rep)
+        fonte__reply__free_unpacked(rep, NULL);
+    for (size_t i = 0; i < l.requests && rc == 0; i++) {
+        int64_t t = fonte_mono_us();
+        rep = ask(req, ROOT, 1000, NULL);
+        ours[i] = (double) (fonte_mono_us() - t);
+        if (rep == NULL || rep->replay == NULL || rep->replay->n_events != 300)
+            rc = 1;
+        if (rep)
+            fonte__reply__free_unpacked(rep, NULL);
+    }
+    if (rc == 0) {
+        double b50 = bench_percentile(base, l.requests, 50);
+        double b99 = bench_percentile(base, l.requests, 99);
+        bench_report("replay_object_p50_us", bench_percentile(ours, l.requests, 50),
+                     "us", b50);
+        bench_report("replay_object_p99_us", bench_percentile(ours, l.requests, 99),
+                     "us", b99);
+    }
+
+    /* the whole store, causal, every page */
+    size_t got = 0;
+    ProtobufCBinaryData cur = { 0, NULL };
+    uint8_t curbuf[64];
+    t0 = fonte_mono_us();
+    do {
+        rep = ask(req, "*", 10000, cur.len ? &cur : NULL);
+        if (rep == NULL || rep->status != FONTE__REPLY__STATUS__OK) {
+            fprintf(stderr, "bench replay: full replay failed: %s\n",
+                    rep ? rep->error : "no reply");
+            rc = 1;
+            break;
+        }
+        got += rep->replay->n_events;
+        cur.len = rep->replay->cursor.len < sizeof curbuf
+                      ? rep->replay->cursor.len : 0;
+        memcpy(curbuf, rep->replay->cursor.data, cur.len);
+        cur.data = curbuf;
+        fonte__reply__free_unpacked(rep, NULL);
+    } while (cur.len > 0);
+    double all_s = (double) (fonte_mono_us() - t0) / 1e6;
+    if (rc == 0 && got != l.n) {
+        fprintf(stderr, "bench replay: full replay gave %zu of %zu events\n",
+                got, l.n);
+        rc = 1;
+    }
+    if (rc == 0)
+        bench_report("replay_all_throughput", (double) got / all_s,
+                     "events/s", (double) scanned / scan_s);
+
+    zmq_close(req);
+    zmq_ctx_term(zctx);
+    listener_destroy(&lst);
+    free(base);
+    free(ours);
+    return rc;
+}

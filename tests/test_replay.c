@@ -1,0 +1,615 @@
+/*
+ * test_replay.c - ReplayRequests over the query endpoint (listener/
+ * replay.c), against a real broker and listener in process: events go in
+ * through the broker with a raw PUB, are stored by the listener, and come
+ * back through a REQ socket or, republished, through a SUB.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "broker.h"
+#include "listener.h"
+#include "log.h"
+#include "testutil.h"
+
+typedef struct env {
+    void *ctx;
+    broker_t *broker;
+    listener_t *listener;
+    void *pub, *acks, *req;
+    char dir[64];
+    uint64_t seq[8];  /* next producer_seq per producer slot */
+    codec_buf_t sent[3][128][2]; /* [producer][seq][topic, body], to resend */
+} env_t;
+
+static const char *const producers[] = { "orders", "users", "carts" };
+
+static void
+env_start(env_t *e, size_t max_closure)
+{
+    char err[256] = "";
+    memset(e, 0, sizeof *e);
+    e->ctx = zmq_ctx_new();
+    strcpy(e->dir, "/tmp/fonte-test-replay-XXXXXX");
+    cr_assert_not_null(mkdtemp(e->dir));
+
+    broker_opts_t bo;
+    broker_opts_init(&bo);
+    bo.ingress = "tcp://127.0.0.1:*";
+    bo.egress = "tcp://127.0.0.1:*";
+    bo.stats_interval_us = 0;
+    cr_assert_eq(broker_new(&bo, &e->broker, err, sizeof err), FONTE_OK, "%s",
+                 err);
+
+    listener_opts_t lo;
+    listener_opts_init(&lo);
+    lo.egress = broker_egress_endpoint(e->broker);
+    lo.ingress = broker_ingress_endpoint(e->broker);
+    lo.query = "tcp://127.0.0.1:*";
+    lo.data = e->dir;
+    lo.sync = false;
+    lo.stats_interval_us = 0;
+    if (max_closure)
+        lo.max_closure = max_closure;
+    cr_assert_eq(listener_new(&lo, &e->listener, err, sizeof err), FONTE_OK,
+                 "%s", err);
+
+    int linger = 0, timeout = 5000;
+    e->pub = zmq_socket(e->ctx, ZMQ_PUB);
+    zmq_setsockopt(e->pub, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(e->pub, broker_ingress_endpoint(e->broker)), 0);
+    e->acks = zmq_socket(e->ctx, ZMQ_SUB);
+    zmq_setsockopt(e->acks, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(e->acks, ZMQ_SUBSCRIBE, "$ack.", 5);
+    cr_assert_eq(zmq_connect(e->acks, broker_egress_endpoint(e->broker)), 0);
+    e->req = zmq_socket(e->ctx, ZMQ_REQ);
+    zmq_setsockopt(e->req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(e->req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(e->req, listener_query_endpoint(e->listener)), 0);
+    for (size_t i = 0; i < 8; i++)
+        e->seq[i] = 1;
+}
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb, (void) flag, (void) ftw;
+    return remove(path);
+}
+
+static void
+env_stop(env_t *e)
+{
+    for (size_t p = 0; p < 3; p++)
+        for (size_t i = 0; i < 128; i++) {
+            codec_buf_free(&e->sent[p][i][0]);
+            codec_buf_free(&e->sent[p][i][1]);
+        }
+    zmq_close(e->pub);
+    zmq_close(e->acks);
+    zmq_close(e->req);
+    listener_destroy(&e->listener);
+    broker_destroy(&e->broker);
+    zmq_ctx_term(e->ctx);
+    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Sends producers[p]'s events from..to again (they were kept). */
+static void
+send_again(env_t *e, size_t p, uint64_t from, uint64_t to)
+{
+    for (uint64_t s = from; s <= to; s++) {
+        codec_buf_t *tb = e->sent[p][s];
+        cr_assert_eq(zmq_send(e->pub, tb[0].data, tb[0].len, ZMQ_SNDMORE),
+                     (int) tb[0].len);
+        cr_assert_eq(zmq_send(e->pub, tb[1].data, tb[1].len, 0),
+                     (int) tb[1].len);
+    }
+}
+
+/* Publishes one event from producers[p] (session p + 1); deps is a list
+ * of objects separated by spaces. Returns its producer_seq. */
+static uint64_t
+publish(env_t *e, size_t p, const char *type, const char *object,
+        const char *deps)
+{
+    uint64_t seq = e->seq[p]++;
+    Fonte__Event *ev = tu_event(type, object, producers[p], p + 1, seq);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", deps);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " "))
+        tu_event_add_dep(ev, tok);
+    cr_assert_lt(seq, 128);
+    codec_buf_t *tb = e->sent[p][seq];
+    cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &tb[0], &tb[1]),
+                 FONTE_OK);
+    codec_event_free(&ev);
+    send_again(e, p, seq, seq);
+    return seq;
+}
+
+/* Waits until producers[p]'s session is durable up to seq. The broker
+ * may drop what is published before the listener's subscription reached
+ * it (slow joiner), so a gap Ack or silence past a second makes us
+ * publish the missing events again - what libfonte does. */
+static void
+wait_durable(env_t *e, size_t p, uint64_t seq)
+{
+    int64_t deadline = fonte_mono_us() + 10000000;
+    uint64_t durable = 0;
+    while (fonte_mono_us() < deadline) {
+        zmq_pollitem_t it = { e->acks, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, 300) <= 0) {
+            send_again(e, p, durable + 1, seq); /* go-back-N, as libfonte */
+            continue;
+        }
+        char topic[128];
+        uint8_t body[512];
+        int tn = zmq_recv(e->acks, topic, sizeof topic, 0);
+        int bn = zmq_recv(e->acks, body, sizeof body, 0);
+        cr_assert_gt(tn, 0);
+        cr_assert_gt(bn, 0);
+        Fonte__Ack *ack = NULL;
+        cr_assert_eq(codec_ack_decode(body, (size_t) bn, &codec_limits_default,
+                                      &ack), FONTE_OK);
+        bool mine = strcmp(ack->producer, producers[p]) == 0 &&
+                    ack->session == p + 1;
+        bool gap = ack->gap;
+        if (mine)
+            durable = ack->durable_seq;
+        fonte__ack__free_unpacked(ack, NULL);
+        if (mine && durable >= seq)
+            return;
+        if (mine && gap)
+            send_again(e, p, durable + 1, seq);
+    }
+    cr_assert_fail("events of %s not durable up to %llu", producers[p],
+                   (unsigned long long) seq);
+}
+
+/* The events of a scenario, published and made durable in this order. */
+typedef struct ev_spec {
+    size_t producer;
+    const char *type, *object, *deps;
+} ev_spec_t;
+
+static void
+load(env_t *e, const ev_spec_t *spec, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = publish(e, spec[i].producer, spec[i].type,
+                             spec[i].object, spec[i].deps);
+        wait_durable(e, spec[i].producer, s);
+    }
+}
+
+static Fonte__Reply *
+ask(env_t *e, Fonte__ReplayRequest *r)
+{
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = r;
+    codec_buf_t b = tu_pack(&q.base);
+    cr_assert_eq(zmq_send(e->req, b.data, b.len, 0), (int) b.len);
+    codec_buf_free(&b);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, e->req, 0), 0, "no reply: %s",
+                  zmq_strerror(zmq_errno()));
+    Fonte__Reply *rep = NULL;
+    fonte_err rc = codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
+                                      &codec_limits_default, &rep);
+    cr_assert_eq(rc, FONTE_OK, "%s", fonte_strerror(rc));
+    zmq_msg_close(&m);
+    return rep;
+}
+
+/* "type@object" of each returned event, joined by spaces. */
+static void
+describe(const Fonte__Reply *rep, char *out, size_t cap)
+{
+    out[0] = '\0';
+    cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_REPLAY);
+    for (size_t i = 0; i < rep->replay->n_events; i++) {
+        const Fonte__Event *ev = rep->replay->events[i];
+        size_t at = strlen(out);
+        snprintf(out + at, cap - at, "%s%s@%s", i ? " " : "", ev->type,
+                 ev->object);
+    }
+}
+
+static void
+expect_replay(env_t *e, Fonte__ReplayRequest *r, const char *want)
+{
+    char got[2048];
+    Fonte__Reply *rep = ask(e, r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    describe(rep, got, sizeof got);
+    cr_assert_str_eq(got, want);
+    cr_assert_eq(rep->replay->cursor.len, 0);
+    fonte__reply__free_unpacked(rep, NULL);
+}
+
+/* ------------------------------------------------------------------ */
+
+Test(replay, seed_case_user_created_comes_first)
+{
+    env_t e;
+    env_start(&e, 0);
+    /* the order arrives first; the user.created it depends on is stored
+     * after it (a resend, or a slow producer) */
+    ev_spec_t s[] = {
+        { 0, "order.placed", "order:1", "user:7" },
+        { 1, "user.created", "user:7", "" },
+        { 0, "order.line_added", "order:1", "" },
+        { 1, "user.renamed", "user:7", "" },
+    };
+    load(&e, s, 4);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "order:1";
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    char got[512];
+    describe(rep, got, sizeof got);
+    cr_assert_str_eq(got, "user.created@user:7 order.placed@order:1 "
+                          "order.line_added@order:1 user.renamed@user:7");
+    cr_assert_eq(rep->replay->total, 4);
+    cr_assert_eq(rep->replay->n_cycles, 0);
+    /* seq is set, store order */
+    cr_assert_eq(rep->replay->events[0]->seq, 2);
+    cr_assert_eq(rep->replay->events[1]->seq, 1);
+    cr_assert_null(rep->replay->events[0]->replay);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    /* sequence: plain store order */
+    r.order = FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
+    expect_replay(&e, &r, "order.placed@order:1 user.created@user:7 "
+                          "order.line_added@order:1 user.renamed@user:7");
+    /* objects: each object's events together, dependencies first */
+    r.order = FONTE__REPLAY_REQUEST__ORDER__OBJECTS;
+    expect_replay(&e, &r, "user.created@user:7 user.renamed@user:7 "
+                          "order.placed@order:1 order.line_added@order:1");
+    env_stop(&e);
+}
+
+Test(replay, filters)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "order.placed", "order:1", "user:7" },   /* seq 1 */
+        { 1, "user.created", "user:7", "" },          /* 2 */
+        { 0, "order.line_added", "order:1", "" },     /* 3 */
+        { 0, "order.placed", "order:2", "user:7" },   /* 4 */
+        { 0, "order.cancelled", "order:1", "" },      /* 5 */
+    };
+    load(&e, s, 5);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "order:1";
+
+    r.skip_dependencies = 1;
+    expect_replay(&e, &r, "order.placed@order:1 order.line_added@order:1 "
+                          "order.cancelled@order:1");
+    r.skip_dependencies = 0;
+
+    /* types filter what is sent; the order still puts user:7 first */
+    char *types[] = { "user.created", "order.cancelled" };
+    r.n_types = 2;
+    r.types = types;
+    expect_replay(&e, &r, "user.created@user:7 order.cancelled@order:1");
+    r.n_types = 0;
+    r.types = NULL;
+
+    r.after_seq = 2;
+    expect_replay(&e, &r, "order.line_added@order:1 order.cancelled@order:1");
+    r.after_seq = 0;
+    r.until_seq = 2;
+    expect_replay(&e, &r, "user.created@user:7 order.placed@order:1");
+    r.until_seq = 0;
+
+    /* dependents: user:7 and everything that depends on it, with their
+     * own dependencies */
+    r.object = "user:7";
+    expect_replay(&e, &r, "user.created@user:7");
+    r.dependents = 1;
+    expect_replay(&e, &r, "user.created@user:7 order.placed@order:1 "
+                          "order.line_added@order:1 order.placed@order:2 "
+                          "order.cancelled@order:1");
+    /* "*": the whole store, causal */
+    r.dependents = 0;
+    r.object = "*";
+    expect_replay(&e, &r, "user.created@user:7 order.placed@order:1 "
+                          "order.line_added@order:1 order.placed@order:2 "
+                          "order.cancelled@order:1");
+    env_stop(&e);
+}
+
+Test(replay, cycle_is_reported_and_broken_at_smallest_seq)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "a.created", "a:1", "b:1" },
+        { 1, "b.created", "b:1", "a:1" },
+    };
+    load(&e, s, 2);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "b:1";
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    char got[256];
+    describe(rep, got, sizeof got);
+    cr_assert_str_eq(got, "a.created@a:1 b.created@b:1");
+    cr_assert_eq(rep->replay->n_cycles, 1);
+    cr_assert_str_eq(rep->replay->cycles[0], "a:1,b:1");
+    fonte__reply__free_unpacked(rep, NULL);
+    env_stop(&e);
+}
+
+Test(replay, pages_concatenated_equal_the_one_shot_result)
+{
+    env_t e;
+    env_start(&e, 0);
+    /* 50 events over 5 objects that depend on one another */
+    static ev_spec_t s[50];
+    static char objs[50][16], deps[50][16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(objs[i], sizeof objs[i], "o:%d", i % 5);
+        snprintf(deps[i], sizeof deps[i], "o:%d", (i + 3) % 5);
+        s[i] = (ev_spec_t) { (size_t) (i % 3), "thing.changed", objs[i],
+                             i % 7 == 0 ? deps[i] : "" };
+    }
+    load(&e, s, 50);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "o:0";
+    r.page_size = 1000;
+    Fonte__Reply *whole = ask(&e, &r);
+    cr_assert_eq(whole->status, FONTE__REPLY__STATUS__OK);
+    size_t n = whole->replay->n_events;
+    cr_assert_eq(whole->replay->total, n);
+    cr_assert_eq(whole->replay->cursor.len, 0);
+    cr_assert_gt(n, 10);
+
+    uint64_t got[100];
+    size_t k = 0, pages = 0;
+    r.page_size = (uint32_t) ((n + 9) / 10);
+    uint8_t cursor[64];
+    size_t cursor_len = 0;
+    do {
+        r.cursor.data = cursor;
+        r.cursor.len = cursor_len;
+        Fonte__Reply *p = ask(&e, &r);
+        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
+        cr_assert_leq(p->replay->n_events, r.page_size);
+        cr_assert_eq(p->replay->total, n);
+        for (size_t i = 0; i < p->replay->n_events; i++)
+            got[k++] = p->replay->events[i]->seq;
+        cursor_len = p->replay->cursor.len;
+        cr_assert_leq(cursor_len, sizeof cursor);
+        memcpy(cursor, p->replay->cursor.data, cursor_len);
+        fonte__reply__free_unpacked(p, NULL);
+        pages++;
+    } while (cursor_len > 0);
+    cr_assert_eq(pages, 10);
+    cr_assert_eq(k, n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(got[i], whole->replay->events[i]->seq, "page item %zu", i);
+    fonte__reply__free_unpacked(whole, NULL);
+    env_stop(&e);
+}
+
+Test(replay, a_cursor_asked_twice_gives_the_same_page)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "x.a", "x:1", "" }, { 0, "x.b", "x:1", "" },
+        { 0, "x.c", "x:1", "" }, { 0, "x.d", "x:1", "" },
+    };
+    load(&e, s, 4);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "x:1";
+    r.page_size = 2;
+    Fonte__Reply *p1 = ask(&e, &r);
+    cr_assert_eq(p1->replay->n_events, 2);
+    cr_assert_gt(p1->replay->cursor.len, 0);
+    r.cursor = p1->replay->cursor;
+    char a[128], b[128];
+    Fonte__Reply *p2 = ask(&e, &r);
+    Fonte__Reply *p2again = ask(&e, &r);
+    describe(p2, a, sizeof a);
+    describe(p2again, b, sizeof b);
+    cr_assert_str_eq(a, "x.c@x:1 x.d@x:1");
+    cr_assert_str_eq(b, a);
+    cr_assert_eq(p2->replay->cursor.len, 0);
+    fonte__reply__free_unpacked(p2, NULL);
+    fonte__reply__free_unpacked(p2again, NULL);
+    fonte__reply__free_unpacked(p1, NULL);
+    env_stop(&e);
+}
+
+Test(replay, errors_have_clear_statuses)
+{
+    env_t e;
+    env_start(&e, 3);
+    ev_spec_t s[] = {
+        { 0, "a.x", "a:1", "b:1" }, { 0, "b.x", "b:1", "c:1" },
+        { 0, "c.x", "c:1", "d:1" }, { 0, "d.x", "d:1", "" },
+    };
+    load(&e, s, 4);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+
+    r.object = "nobody:1";
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__NOT_FOUND);
+    cr_assert_str_eq(rep->error, "no events for object nobody:1");
+    cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_REPLAY);
+    cr_assert_eq(rep->replay->n_events, 0);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    r.object = "a:1"; /* closure a, b, c, d: 4 > 3 */
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
+    cr_assert_str_eq(rep->error, "the closure of a:1 has more than 3 objects "
+                                 "(limit --max-closure)");
+    fonte__reply__free_unpacked(rep, NULL);
+
+    r.object = "b:1"; /* b, c, d: within the limit */
+    expect_replay(&e, &r, "d.x@d:1 c.x@c:1 b.x@b:1");
+
+    r.after_seq = 5;
+    r.until_seq = 5;
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(rep, NULL);
+    r.after_seq = r.until_seq = 0;
+
+    r.target = "revenue"; /* a target without REPUBLISH */
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(rep, NULL);
+    r.target = "";
+
+    uint8_t bogus[24] = { 1, 2, 3 };
+    r.cursor.data = bogus;
+    r.cursor.len = sizeof bogus;
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_str_eq(rep->error,
+                     "unknown or expired cursor: start the replay again");
+    fonte__reply__free_unpacked(rep, NULL);
+    r.cursor.len = 5;
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    /* a malformed request frame: an error Reply, not silence */
+    cr_assert_eq(zmq_send(e.req, "\xff\xff", 2, 0), 2);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, e.req, 0), 0);
+    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
+                                    &codec_limits_default, &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_msg_close(&m);
+    env_stop(&e);
+}
+
+/* Receives one two-frame message within timeout_ms: topic and event. */
+static bool
+recv_event(void *sock, int timeout_ms, char *topic, size_t cap,
+           Fonte__Event **ev, Fonte__ReplayAudit **audit)
+{
+    zmq_pollitem_t it = { sock, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll(&it, 1, timeout_ms) <= 0)
+        return false;
+    int tn = zmq_recv(sock, topic, cap - 1, 0);
+    cr_assert_gt(tn, 0);
+    topic[tn] = '\0';
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, sock, 0), 0);
+    codec_frame_t f[2] = { { topic, (size_t) tn },
+                           { zmq_msg_data(&m), zmq_msg_size(&m) } };
+    *ev = NULL;
+    *audit = NULL;
+    if (strcmp(topic, "$sys.replay") == 0)
+        cr_assert_eq(codec_audit_decode(f[1].data, f[1].size,
+                                        &codec_limits_default, audit),
+                     FONTE_OK);
+    else
+        cr_assert_eq(codec_event_decode(f, 2, &codec_limits_default, ev),
+                     FONTE_OK);
+    zmq_msg_close(&m);
+    return true;
+}
+
+Test(replay, republish_reaches_only_the_target_flagged_and_is_not_stored)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "order.placed", "order:1", "user:7" },
+        { 1, "user.created", "user:7", "" },
+    };
+    load(&e, s, 2);
+
+    void *revenue = zmq_socket(e.ctx, ZMQ_SUB);
+    void *users = zmq_socket(e.ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(revenue, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(users, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(revenue, ZMQ_SUBSCRIBE, "$replay.revenue.", 16);
+    zmq_setsockopt(users, ZMQ_SUBSCRIBE, "$replay.users.", 14);
+    zmq_setsockopt(users, ZMQ_SUBSCRIBE, "$sys.replay", 11);
+    cr_assert_eq(zmq_connect(revenue, broker_egress_endpoint(e.broker)), 0);
+    cr_assert_eq(zmq_connect(users, broker_egress_endpoint(e.broker)), 0);
+
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "order:1";
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    r.target = "revenue";
+    r.reason = "rebuild revenue";
+    r.rate = 1000;
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    cr_assert_eq(rep->replay->total, 2);
+    cr_assert_eq(rep->replay->n_events, 0);
+    char replay_id[64];
+    snprintf(replay_id, sizeof replay_id, "%s", rep->replay->replay_id);
+    cr_assert_eq(strncmp(replay_id, "r-", 2), 0);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    char topic[256];
+    Fonte__Event *ev;
+    Fonte__ReplayAudit *audit;
+    const char *want[] = { "user.created", "order.placed" };
+    for (int i = 0; i < 2; i++) {
+        cr_assert(recv_event(revenue, 5000, topic, sizeof topic, &ev, &audit),
+                  "replayed event %d did not arrive", i);
+        char wt[128];
+        snprintf(wt, sizeof wt, "$replay.revenue.%s", want[i]);
+        cr_assert_str_eq(topic, wt);
+        cr_assert_not_null(ev->replay);
+        cr_assert_str_eq(ev->replay->replay_id, replay_id);
+        cr_assert_str_eq(ev->replay->root, "order:1");
+        cr_assert_str_eq(ev->replay->target, "revenue");
+        cr_assert_str_eq(ev->replay->reason, "rebuild revenue");
+        cr_assert_eq(ev->replay->index, (uint64_t) i + 1);
+        cr_assert_eq(ev->replay->total, 2);
+        cr_assert_eq(ev->seq, i == 0 ? 2u : 1u);
+        codec_event_free(&ev);
+    }
+    /* users sees the audit (STARTED, FINISHED) and nothing else */
+    int finished = 0;
+    while (!finished &&
+           recv_event(users, 5000, topic, sizeof topic, &ev, &audit)) {
+        cr_assert_null(ev, "a replay reached a service it was not aimed at");
+        cr_assert_str_eq(audit->replay_id, replay_id);
+        if (audit->state == FONTE__REPLAY_AUDIT__STATE__FINISHED) {
+            cr_assert_eq(audit->events, 2);
+            finished = 1;
+        }
+        fonte__replay_audit__free_unpacked(audit, NULL);
+    }
+    cr_assert(finished);
+
+    /* the listener heard the replayed events and stored none of them */
+    uint64_t s3 = publish(&e, 2, "cart.opened", "cart:1", "");
+    wait_durable(&e, 2, s3);
+    store_counts_t c;
+    store_counts(listener_store(e.listener), &c);
+    cr_assert_eq(c.events, 3);
+    cr_assert_eq(c.last_seq, 3);
+    zmq_close(revenue);
+    zmq_close(users);
+    env_stop(&e);
+}
