@@ -278,7 +278,7 @@ typedef struct field {
     codec_slice_t s; /* LEN */
 } field_t;
 
-static bool
+static inline bool
 read_varint(reader_t *r, uint64_t *v)
 {
     if (r->p < r->end && *r->p < 0x80) { /* tags, lengths: mostly 1 byte */
@@ -301,7 +301,7 @@ read_varint(reader_t *r, uint64_t *v)
     return false;
 }
 
-static bool
+static inline bool
 read_fixed(reader_t *r, size_t n, uint64_t *v)
 {
     if ((size_t) (r->end - r->p) < n)
@@ -315,7 +315,7 @@ read_fixed(reader_t *r, size_t n, uint64_t *v)
 }
 
 /* Reads one field of any wire type. False on malformed input. */
-static bool
+static inline bool
 read_field(reader_t *r, field_t *f)
 {
     uint64_t tag, len;
