@@ -404,6 +404,7 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
                  codec_view_t *view)
 {
     static const codec_slice_t empty = { "", 0 };
+    static const codec_view_t zero_view;
     reader_t r = { body, (const uint8_t *) body + len };
     event_fields_t ef;
     field_t f;
@@ -411,10 +412,14 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
 
     if (len > lim->max_msg)
         return FONTE_ETOOBIG;
-    memset(view, 0, sizeof *view);
-    memset(&ef, 0, sizeof ef);
+    /* Copies of zeroes, and ef field by field: small memsets compile to
+     * `rep stos`, whose start-up cost was a third of this scan. */
+    *view = zero_view;
     ef.id = ef.type = ef.object = ef.producer = ef.payload_type = empty;
     ef.replay_id = ef.replay_root = ef.replay_target = ef.replay_reason = empty;
+    ef.session = ef.producer_seq = 0;
+    ef.n_deps = ef.n_meta = 0;
+    ef.has_replay = false;
     view->payload = empty;
     view->body = body;
     view->body_len = len;
@@ -464,8 +469,12 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
         }
         if (f.wt != want)
             return FONTE_EDECODE;
-        if (dst != NULL)
-            *dst = f.s;
+        if (dst != NULL) {
+            /* Field by field: a 16-byte copy of f.s, just written as two
+             * 8-byte halves, would stall on store forwarding. */
+            dst->ptr = f.s.ptr;
+            dst->len = f.s.len;
+        }
     }
 
     view->id = ef.id;
