@@ -6,8 +6,10 @@
  * topological order by key, breaking cycles at the smallest key of a
  * strongly connected component that nothing outside it blocks any more.
  *
- * How the cycle rule is kept cheap: Tarjan's algorithm labels each node
- * with its SCC once, up front. Each SCC counts its unsatisfied incoming
+ * How the cycle rule is kept cheap: Kahn's loop runs without knowing the
+ * components; only the first time it gets stuck does Tarjan's algorithm
+ * label each node left with its SCC (so an acyclic graph, the common
+ * case, never pays for it). Each SCC counts its unsatisfied incoming
  * edges from outside (ext). When ext reaches 0 the SCC is a source of the
  * remaining graph and its members go into a second min-heap of release
  * candidates. When the ready heap runs dry with nodes left, the smallest
@@ -164,6 +166,7 @@ typedef struct topo {
     uint32_t *indeg, *scc, *mark, *vis, *tindex, *tlow, *tstack, *tcall,
         *tedge;
     bool *done, *on;
+    bool have_scc; /* components are computed at the first stuck state */
     uint32_t stamp;
     uint32_t *ext, *csize, *coff;
     size_t ncomp, capcomp;
@@ -305,6 +308,8 @@ emit(topo_t *t, uint32_t v)
             continue;
         if (--t->indeg[w] == 0 && !heap_push(&t->ready, t->key[w], w))
             return false;
+        if (!t->have_scc)
+            continue;
         uint32_t c = t->scc[w];
         if (c != t->scc[v] && --t->ext[c] == 0 && t->csize[c] > 1) {
             for (uint32_t j = t->coff[c]; j < t->coff[c] + t->csize[c]; j++)
@@ -385,30 +390,12 @@ toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc)
     t.n = n;
     t.out = out;
     t.indeg = calloc(n1, sizeof *t.indeg);
-    t.scc = calloc(n1, sizeof *t.scc);
-    t.mark = calloc(n1, sizeof *t.mark);
-    t.vis = calloc(n1, sizeof *t.vis);
-    t.tindex = malloc(n1 * sizeof *t.tindex);
-    t.tlow = malloc(n1 * sizeof *t.tlow);
-    t.tstack = malloc(n1 * sizeof *t.tstack);
-    t.tcall = malloc(n1 * sizeof *t.tcall);
-    t.tedge = malloc(n1 * sizeof *t.tedge);
     t.done = calloc(n1, sizeof *t.done);
-    t.on = calloc(n1, sizeof *t.on);
-    all = calloc(n1, sizeof *all);
-    if (!t.indeg || !t.scc || !t.mark || !t.vis || !t.tindex || !t.tlow ||
-        !t.tstack || !t.tcall || !t.tedge || !t.done || !t.on || !all)
+    if (!t.indeg || !t.done)
         goto fail;
-
-    t.stamp = 1;
-    for (size_t v = 0; v < n; v++) {
-        all[v] = (uint32_t) v;
-        t.mark[v] = 1;
+    for (size_t v = 0; v < n; v++)
         for (uint32_t i = g->off[v]; i < g->off[v + 1]; i++)
             t.indeg[g->to[i]]++;
-    }
-    if (!tarjan(&t, all, n))
-        goto fail;
     for (size_t v = 0; v < n; v++)
         if (t.indeg[v] == 0 && !heap_push(&t.ready, key[v], (uint32_t) v))
             goto fail;
@@ -420,7 +407,34 @@ toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc)
                 goto fail;
             continue;
         }
-        /* stuck: every node left waits on a cycle */
+        /* stuck: every node left waits on a cycle. The first time, find
+         * the components of what is left (an acyclic graph never pays
+         * for Tarjan). */
+        if (!t.have_scc) {
+            t.scc = calloc(n1, sizeof *t.scc);
+            t.mark = calloc(n1, sizeof *t.mark);
+            t.vis = calloc(n1, sizeof *t.vis);
+            t.tindex = malloc(n1 * sizeof *t.tindex);
+            t.tlow = malloc(n1 * sizeof *t.tlow);
+            t.tstack = malloc(n1 * sizeof *t.tstack);
+            t.tcall = malloc(n1 * sizeof *t.tcall);
+            t.tedge = malloc(n1 * sizeof *t.tedge);
+            t.on = calloc(n1, sizeof *t.on);
+            all = calloc(n1, sizeof *all);
+            if (!t.scc || !t.mark || !t.vis || !t.tindex || !t.tlow ||
+                !t.tstack || !t.tcall || !t.tedge || !t.on || !all)
+                goto fail;
+            size_t k = 0;
+            t.stamp = 1;
+            for (size_t u = 0; u < n; u++)
+                if (!t.done[u]) {
+                    all[k++] = (uint32_t) u;
+                    t.mark[u] = 1;
+                }
+            if (!tarjan(&t, all, k))
+                goto fail;
+            t.have_scc = true;
+        }
         v = pop_valid(&t, &t.cand, true);
         if (v == UINT32_MAX) {
             rc = FONTE_EINTERNAL; /* cannot happen: see the top comment */
@@ -500,6 +514,11 @@ typedef struct by_object {
 static bool
 sort_by_seq(const order_graph_t *g, uint32_t *idx, size_t n)
 {
+    size_t run = 1;
+    while (run < n && g->events[idx[run - 1]].seq <= g->events[idx[run]].seq)
+        run++;
+    if (run >= n)
+        return true; /* already in order: a whole-log replay reads it so */
     uint32_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
     if (tmp == NULL)
         return false;

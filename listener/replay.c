@@ -169,6 +169,7 @@ typedef struct plan {
     char **cycles;
     size_t n_cycles;
 
+    int64_t load_us, order_us;   /* for the debug log */
     Fonte__Reply__Status status; /* when planning fails */
     char error[256];
 } plan_t;
@@ -280,11 +281,25 @@ type_wanted(const Fonte__ReplayRequest *req, codec_slice_t type)
     return false;
 }
 
-/* Adds one stored event (its bytes, owned: kept or freed here). object is
- * its object's id when known (UINT32_MAX: intern it from the bytes). */
+/* Adds one stored event. Owned bytes are kept or freed here; borrowed
+ * ones are copied only if kept. object is its object's id when known
+ * (UINT32_MAX: intern it from the bytes). */
 static fonte_err
-add_event(plan_t *p, uint64_t seq, uint32_t object, void *body, size_t len)
+add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
+          size_t len, bool owned)
 {
+    void *body = (void *) data;
+    if (!owned) {
+        /* borrowed from an iterator: copied only if it is to be kept */
+        if (p->kept + len <= KEEP_BYTES) {
+            if ((body = malloc(len ? len : 1)) == NULL)
+                return FONTE_ENOMEM;
+            memcpy(body, data, len);
+        } else {
+            body = NULL;
+        }
+    }
+    const void *bytes = body ? body : data;
     codec_view_t v;
     codec_limits_t lim = p->o->limits;
     fonte_err rc;
@@ -300,7 +315,7 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, void *body, size_t len)
      * been lowered since, which must not make old events unreadable. */
     lim.max_msg = lim.max_reply;
     lim.max_object = lim.max_type = lim.max_deps = SIZE_MAX / 2;
-    if ((rc = codec_event_scan(body, len, &lim, &v)) != FONTE_OK) {
+    if ((rc = codec_event_scan(bytes, len, &lim, &v)) != FONTE_OK) {
         store_free(body);
         return plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                          "stored event %llu does not decode",
@@ -356,7 +371,7 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, void *body, size_t len)
         e->n_deps++;
     }
     p->send[p->n_ev] = type_wanted(p->req, v.type);
-    if (p->kept + len <= KEEP_BYTES) {
+    if (body != NULL && p->kept + len <= KEEP_BYTES) {
         p->body[p->n_ev] = body;
         p->len[p->n_ev] = len;
         p->kept += len;
@@ -400,7 +415,7 @@ load_closure_events(plan_t *p)
                                "index names event %llu, which is missing",
                                (unsigned long long) item.seq);
             if (rc == FONTE_OK)
-                rc = add_event(p, item.seq, o, body, len);
+                rc = add_event(p, item.seq, o, body, len, true);
         }
         if (rc == FONTE_OK)
             rc = store_iter_error(it);
@@ -422,13 +437,8 @@ load_all_events(plan_t *p)
     while (rc == FONTE_OK && store_iter_next(it, &item)) {
         if (!in_window(p->req, item.seq))
             break;
-        void *copy = malloc(item.value.len ? item.value.len : 1);
-        if (copy == NULL) {
-            rc = FONTE_ENOMEM;
-            break;
-        }
-        memcpy(copy, item.value.ptr, item.value.len);
-        rc = add_event(p, item.seq, UINT32_MAX, copy, item.value.len);
+        rc = add_event(p, item.seq, UINT32_MAX, item.value.ptr,
+                       item.value.len, false);
     }
     if (rc == FONTE_OK)
         rc = store_iter_error(it);
@@ -504,6 +514,7 @@ name_cycles(plan_t *p, const order_result_t *r)
 static fonte_err
 plan_build(plan_t *p, store_t *store)
 {
+    int64_t t0 = fonte_mono_us();
     const Fonte__ReplayRequest *req = p->req;
     order_result_t r = { 0 };
     fonte_err rc;
@@ -548,6 +559,8 @@ plan_build(plan_t *p, store_t *store)
             return rc;
     }
 
+    p->load_us = fonte_mono_us() - t0;
+    t0 = fonte_mono_us();
     order_graph_t g = { p->ev, p->n_ev, p->deps, p->n_deps,
                         order_names_count(p->names) };
     switch (req->order) {
@@ -561,6 +574,7 @@ plan_build(plan_t *p, store_t *store)
         rc = order_causal(&g, &r);
         break;
     }
+    p->order_us = fonte_mono_us() - t0;
     if (rc != FONTE_OK)
         return rc;
     p->out_seq = malloc((r.n_order ? r.n_order : 1) * sizeof *p->out_seq);
@@ -628,37 +642,63 @@ get_be64(const uint8_t *p)
 
 /* Writes the events [from, from + k) of a plan's answer into a
  * ReplayReply under construction; returns k, the number written (at least
- * one unless none are left), bounded by page_size and page_bytes. */
+ * one unless none are left), bounded by page_size and page_bytes. Events
+ * not kept by the plan are read READ_CHUNK at a time with
+ * store_get_events (mostly a forward scan), so a page of large events
+ * holds at most READ_CHUNK of them in memory at once. */
+#define READ_CHUNK 32
+
 static size_t
 write_events(replay_t *rp, codec_writer_t *w, const uint64_t *seqs,
              size_t n, size_t from, size_t page_size, const plan_t *kept,
              fonte_err *rc)
 {
     store_snap_t *snap = NULL;
+    void *data[READ_CHUNK];
+    size_t lens[READ_CHUNK];
+    uint64_t want[READ_CHUNK];
     size_t k = 0;
+    bool full = false;
 
     *rc = FONTE_OK;
-    for (size_t i = from; i < n && k < page_size; i++) {
-        void *body = NULL, *owned = NULL;
-        size_t len = 0;
-        if (kept != NULL && kept->body[kept->out_idx[i]] != NULL) {
-            body = kept->body[kept->out_idx[i]];
-            len = kept->len[kept->out_idx[i]];
-        } else {
+    size_t end = n - from > page_size ? from + page_size : n;
+    for (size_t at = from; at < end && !full && *rc == FONTE_OK;) {
+        size_t m = end - at > READ_CHUNK ? READ_CHUNK : end - at;
+        size_t nwant = 0;
+        for (size_t i = 0; i < m; i++) {
+            bool have = kept != NULL && kept->body[kept->out_idx[at + i]];
+            if (!have)
+                want[nwant++] = seqs[at + i];
+        }
+        if (nwant > 0) {
             if (snap == NULL && (*rc = store_snap_new(rp->store, &snap)))
                 break;
-            if ((*rc = store_get_event(snap, seqs[i], &owned, &len)))
+            if ((*rc = store_get_events(snap, want, nwant, data, lens)))
                 break;
-            body = owned;
         }
-        /* a page never exceeds page_bytes, but always carries one event */
-        if (k > 0 && w->len + len + 32 > rp->o.page_bytes) {
-            store_free(owned);
-            break;
+        size_t next = 0;
+        for (size_t i = 0; i < m; i++) {
+            const void *body;
+            size_t len;
+            if (kept != NULL && kept->body[kept->out_idx[at + i]]) {
+                body = kept->body[kept->out_idx[at + i]];
+                len = kept->len[kept->out_idx[at + i]];
+            } else {
+                body = data[next];
+                len = lens[next];
+                next++;
+            }
+            /* a page never exceeds page_bytes, but always has one event */
+            if (!full && k > 0 && w->len + len + 32 > rp->o.page_bytes)
+                full = true;
+            if (!full) {
+                codec_writer_event(w, 1, body, len, seqs[at + i], NULL);
+                k++;
+            }
         }
-        codec_writer_event(w, 1, body, len, seqs[i], NULL);
-        store_free(owned);
-        k++;
+        for (size_t i = 0; i < nwant; i++)
+            store_free(data[i]);
+        at += m;
     }
     store_snap_destroy(&snap);
     return k;
@@ -1141,6 +1181,7 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     memset(&p, 0, sizeof p);
     p.o = &rp->o;
     p.req = req;
+    int64_t t0 = fonte_mono_us();
     rc = plan_build(&p, store);
     if (rc != FONTE_OK) {
         if (p.error[0] == '\0')
@@ -1156,6 +1197,10 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     } else {
         answer_first_page(rp, &p, req, reply);
     }
+    flog(FLOG_DEBUG, "replay", "%s: %zu events (%zu sent), load %lld us, "
+         "order %lld us, answer %lld us", req->object, p.n_ev, p.n_out,
+         (long long) p.load_us, (long long) p.order_us,
+         (long long) (fonte_mono_us() - t0 - p.load_us - p.order_us));
     plan_fini(&p);
     return reply->data ? FONTE_OK : FONTE_ENOMEM;
 }

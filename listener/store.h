@@ -181,6 +181,15 @@ fonte_err store_get_event(store_snap_t *snap, uint64_t seq, void **data,
                           size_t *len);
 void store_free(void *p);
 
+/* The stored bytes of n events at once, in any order: data[i], lens[i]
+ * for seqs[i] (each freed by the caller with store_free). One LevelDB
+ * iterator walks them in seq order, stepping over short gaps instead of
+ * seeking, so reading a page of a replay, mostly in store order, costs
+ * about a scan rather than n lookups. FONTE_ENOTFOUND if any is missing,
+ * FONTE_ESTORE, FONTE_ENOMEM; on error nothing is left to free. */
+fonte_err store_get_events(store_snap_t *snap, const uint64_t *seqs,
+                           size_t n, void **data, size_t *lens);
+
 /* One position of an iterator. Slices are borrowed until the next
  * store_iter_next or store_iter_destroy. */
 typedef struct store_item {
