@@ -613,3 +613,127 @@ Test(replay, republish_reaches_only_the_target_flagged_and_is_not_stored)
     zmq_close(users);
     env_stop(&e);
 }
+
+/* A store of n events written directly (no ingest), for big replays. */
+static void
+build_store(const char *dir, size_t n)
+{
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    so.sync = false;
+    store_t *s = NULL;
+    store_batch_t *b = NULL;
+    char err[256] = "";
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (size_t i = 0; i < n; i++) {
+        char object[32];
+        snprintf(object, sizeof object, "obj:%zu", i % 1000);
+        Fonte__Event *ev = tu_event("thing.changed", object, "bulk", 1, i + 1);
+        if (i % 3 == 0) {
+            char dep[32];
+            snprintf(dep, sizeof dep, "obj:%zu", (i * 7) % 1000);
+            tu_event_add_dep(ev, dep);
+        }
+        codec_buf_t t, body;
+        codec_view_t v;
+        cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
+                     FONTE_OK);
+        cr_assert_eq(codec_event_scan(body.data, body.len,
+                                      &codec_limits_default, &v), FONTE_OK);
+        cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL),
+                     FONTE_OK);
+        codec_buf_free(&t);
+        codec_buf_free(&body);
+        codec_event_free(&ev);
+        if (store_batch_count(b) == 10000 || i + 1 == n) {
+            cr_assert_eq(store_batch_commit(b), FONTE_OK);
+            store_batch_clear(b);
+        }
+    }
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
+Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
+{
+#ifdef FONTE_TEST_SCALE_DOWN
+    const size_t n = 60000;
+#else
+    const size_t n = 200000;
+#endif
+    char dir[] = "/tmp/fonte-test-bigreplay-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    build_store(dir, n);
+
+    listener_opts_t lo;
+    listener_opts_init(&lo);
+    lo.data = dir;
+    lo.query = "tcp://127.0.0.1:*";
+    lo.egress = lo.ingress = "tcp://127.0.0.1:9"; /* no broker needed */
+    lo.sync = false;
+    lo.stats_interval_us = 0;
+    listener_t *l = NULL;
+    cr_assert_eq(listener_new(&lo, &l, err, sizeof err), FONTE_OK, "%s", err);
+
+    void *ctx = zmq_ctx_new();
+    int linger = 0, timeout = 60000;
+    void *big = zmq_socket(ctx, ZMQ_REQ), *small = zmq_socket(ctx, ZMQ_REQ);
+    zmq_setsockopt(big, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(small, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(small, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    cr_assert_eq(zmq_connect(big, listener_query_endpoint(l)), 0);
+    cr_assert_eq(zmq_connect(small, listener_query_endpoint(l)), 0);
+
+    /* the whole store, causal: the first page orders every event */
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    r.object = "*";
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = &r;
+    codec_buf_t b = tu_pack(&q.base);
+    cr_assert_eq(zmq_send(big, b.data, b.len, 0), (int) b.len);
+    codec_buf_free(&b);
+
+    Fonte__StatusRequest sr = FONTE__STATUS_REQUEST__INIT;
+    Fonte__Request qs = FONTE__REQUEST__INIT;
+    qs.body_case = FONTE__REQUEST__BODY_STATUS;
+    qs.status = &sr;
+    b = tu_pack(&qs.base);
+    cr_assert_eq(zmq_send(small, b.data, b.len, 0), (int) b.len);
+    codec_buf_free(&b);
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, small, 0), 0);
+    Fonte__Reply *rep = NULL;
+    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
+                                    &codec_limits_default, &rep), FONTE_OK);
+    zmq_msg_close(&m);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->status_reply->events, n);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    /* the status came back while the big replay was still being worked on */
+    zmq_pollitem_t it = { big, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq(zmq_poll(&it, 1, 0), 0,
+                 "the big replay finished before the status answer");
+    /* and the big replay does finish: first page of 1000, total n */
+    cr_assert_eq(zmq_poll(&it, 1, 60000), 1);
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, big, 0), 0);
+    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
+                                    &codec_limits_default, &rep), FONTE_OK);
+    zmq_msg_close(&m);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->replay->total, n);
+    cr_assert_eq(rep->replay->n_events, 1000);
+    cr_assert_gt(rep->replay->cursor.len, 0);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    zmq_close(big);
+    zmq_close(small);
+    zmq_ctx_term(ctx);
+    listener_destroy(&l);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
