@@ -876,6 +876,68 @@ Test(client, fetch_follows_the_cursor_until_it_is_empty)
     cr_assert_str_eq(sv.cursors[2], "2");
 }
 
+Test(client, fetch_iterator_hands_over_one_page_per_call)
+{
+    server_t sv;
+    fonte_fetch_iter_t *it = NULL;
+    fonte_event_list_t *page = NULL;
+    fonte_fetch_opts_t fo;
+    const char *types[] = { "order.placed" };
+
+    server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 3);
+    fonte_client_t *c = query_client(sv.endpoint);
+    fonte_fetch_opts_init(&fo);
+    fo.types = types;
+    fo.n_types = 1;
+    cr_assert_eq(fonte_fetch_iter_new(c, "", &fo, &it), FONTE_EOBJECT);
+    cr_assert_null(it);
+    cr_assert_eq(fonte_fetch_iter_new(c, "order:1", &fo, &it), FONTE_OK);
+    cr_assert_eq(fonte_fetch_iter_total(it), 0);
+    uint64_t seq = 0;
+    for (int p = 0; p < 3; p++) {
+        cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_OK);
+        cr_assert_not_null(page);
+        cr_assert_eq(fonte_event_list_count(page), 2);
+        for (size_t i = 0; i < 2; i++)
+            cr_assert_eq(fonte_event_seq(fonte_event_list_get(page, i)),
+                         ++seq);
+        cr_assert_eq(fonte_fetch_iter_total(it), 6);
+        fonte_event_list_destroy(&page);
+    }
+    cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_OK);
+    cr_assert_null(page);
+    cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_OK);
+    cr_assert_null(page);
+    fonte_fetch_iter_destroy(&it);
+    cr_assert_null(it);
+    fonte_fetch_iter_destroy(&it);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 3);
+    cr_assert_str_eq(sv.cursors[2], "2");
+}
+
+Test(client, fetch_iterator_stays_on_its_page_after_a_timeout)
+{
+    server_t sv;
+    fonte_fetch_iter_t *it = NULL;
+    fonte_event_list_t *page = (fonte_event_list_t *) &sv;
+
+    server_start(&sv, 1, FONTE__REPLY__STATUS__OK, 3);
+    fonte_client_t *c = query_client(sv.endpoint);
+    cr_assert_eq(fonte_fetch_iter_new(c, "order:1", NULL, &it), FONTE_OK);
+    cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_OK);
+    fonte_event_list_destroy(&page);
+    cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_ETIMEOUT);
+    cr_assert_null(page);
+    fonte_fetch_iter_destroy(&it);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 4);
+    cr_assert_str_eq(sv.cursors[1], "1");
+    cr_assert_str_eq(sv.cursors[3], "1");
+}
+
 Test(client, reply_statuses_map_to_error_codes)
 {
     static const struct {

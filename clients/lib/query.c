@@ -3,6 +3,9 @@
  * fetch (ReplayRequest RETURN, paged), request_replay (REPUBLISH) and
  * status (StatusRequest).
  *
+ * fonte_fetch is a loop over the paged iterator (fonte_fetch_iter_*),
+ * which callers that stream a large history use directly.
+ *
  * Lazy Pirate (the ZeroMQ guide's reliable REQ): each page is one
  * request on a REQ socket made in the calling thread; if no reply comes
  * within query_timeout_ms the socket is closed (REQ cannot send twice
@@ -178,80 +181,184 @@ take_page(fonte_event_list_t *l, Fonte__ReplayReply *page)
     return rc;
 }
 
+/* A paged fetch: the request (with its own copies of the object and
+ * types), the cursor of the next page and the REQ socket reused between
+ * pages. */
+struct fonte_fetch_iter {
+    fonte_client_t *c;
+    Fonte__Request req;
+    Fonte__ReplayRequest rr;
+    char *object;
+    char **types;
+    size_t n_types;
+    uint8_t *cursor;
+    void *sock;
+    uint64_t total;
+    bool done;
+};
+
 FONTE_EXPORT fonte_err
-fonte_fetch(fonte_client_t *c, const char *object,
-            const fonte_fetch_opts_t *opts, fonte_event_list_t **list_p)
+fonte_fetch_iter_new(fonte_client_t *c, const char *object,
+                     const fonte_fetch_opts_t *opts, fonte_fetch_iter_t **it_p)
 {
-    Fonte__Request req = FONTE__REQUEST__INIT;
-    Fonte__ReplayRequest rr = FONTE__REPLAY_REQUEST__INIT;
     fonte_fetch_opts_t dflt;
-    fonte_event_list_t *l = NULL;
-    Fonte__Reply *rep = NULL;
-    uint8_t *cursor = NULL;
-    void *sock = NULL;
+    fonte_fetch_iter_t *it;
     fonte_err rc;
 
-    if (list_p == NULL || c == NULL)
+    if (it_p == NULL || c == NULL)
         return FONTE_EINVAL;
-    *list_p = NULL;
+    *it_p = NULL;
     if (opts == NULL) {
         fonte_fetch_opts_init(&dflt);
         opts = &dflt;
     }
     if ((rc = check_select(c, object, opts)) != FONTE_OK)
         return rc;
+    if ((it = calloc(1, sizeof *it)) == NULL)
+        return FONTE_ENOMEM;
+    it->c = c;
+    if ((it->object = strdup(object)) == NULL)
+        goto nomem;
+    if (opts->n_types > 0) {
+        if ((it->types = calloc(opts->n_types, sizeof *it->types)) == NULL)
+            goto nomem;
+        it->n_types = opts->n_types;
+        for (size_t i = 0; i < opts->n_types; i++)
+            if ((it->types[i] = strdup(opts->types[i])) == NULL)
+                goto nomem;
+    }
+    fonte__request__init(&it->req);
+    fonte__replay_request__init(&it->rr);
+    fill_select(&it->rr, it->object, opts);
+    it->rr.types = it->types;
+    it->rr.mode = FONTE__REPLAY_REQUEST__MODE__RETURN;
+    it->req.body_case = FONTE__REQUEST__BODY_REPLAY;
+    it->req.replay = &it->rr;
+    *it_p = it;
+    return FONTE_OK;
+
+nomem:
+    fonte_fetch_iter_destroy(&it);
+    return FONTE_ENOMEM;
+}
+
+/* Asks for the next page and appends its events and cycles to l. On an
+ * error the cursor is unchanged (the same page can be asked again). */
+static fonte_err
+iter_page(fonte_fetch_iter_t *it, fonte_event_list_t *l)
+{
+    Fonte__Reply *rep = NULL;
+    fonte_err rc;
+
+    if ((rc = ask(it->c, &it->sock, &it->req, &rep)) != FONTE_OK)
+        return rc;
+    if ((rc = status_err(rep->status)) != FONTE_OK)
+        goto out;
+    rc = FONTE_EDECODE;
+    if (rep->body_case != FONTE__REPLY__BODY_REPLAY || rep->replay == NULL)
+        goto out;
+    Fonte__ReplayReply *page = rep->replay;
+    size_t got = page->n_events;
+    if ((rc = take_page(l, page)) != FONTE_OK)
+        goto out;
+    it->total = page->total;
+    if (page->cursor.len == 0) {
+        it->done = true;
+        goto out;
+    }
+    /* A page without events that does not move the cursor would loop
+     * forever: a listener bug, refused. */
+    if (got == 0 && it->cursor != NULL &&
+        it->rr.cursor.len == page->cursor.len &&
+        memcmp(it->cursor, page->cursor.data, page->cursor.len) == 0) {
+        rc = FONTE_EDECODE;
+        goto out;
+    }
+    uint8_t *cur = malloc(page->cursor.len);
+    if (cur == NULL) {
+        rc = FONTE_ENOMEM;
+        goto out;
+    }
+    memcpy(cur, page->cursor.data, page->cursor.len);
+    free(it->cursor);
+    it->cursor = cur;
+    it->rr.cursor.data = cur;
+    it->rr.cursor.len = page->cursor.len;
+out:
+    fonte__reply__free_unpacked(rep, NULL);
+    return rc;
+}
+
+FONTE_EXPORT fonte_err
+fonte_fetch_iter_next(fonte_fetch_iter_t *it, fonte_event_list_t **page_p)
+{
+    fonte_event_list_t *l;
+    fonte_err rc;
+
+    if (it == NULL || page_p == NULL)
+        return FONTE_EINVAL;
+    *page_p = NULL;
+    if (it->done)
+        return FONTE_OK;
     if ((l = event_list_new()) == NULL)
         return FONTE_ENOMEM;
-    fill_select(&rr, object, opts);
-    rr.mode = FONTE__REPLAY_REQUEST__MODE__RETURN;
-    req.body_case = FONTE__REQUEST__BODY_REPLAY;
-    req.replay = &rr;
-
-    for (;;) {
-        if ((rc = ask(c, &sock, &req, &rep)) != FONTE_OK)
-            goto fail;
-        if ((rc = status_err(rep->status)) != FONTE_OK)
-            goto fail;
-        rc = FONTE_EDECODE;
-        if (rep->body_case != FONTE__REPLY__BODY_REPLAY || rep->replay == NULL)
-            goto fail;
-        Fonte__ReplayReply *page = rep->replay;
-        size_t got = page->n_events;
-        if ((rc = take_page(l, page)) != FONTE_OK)
-            goto fail;
-        if (page->cursor.len == 0)
-            break;
-        /* A page without events that does not move the cursor would
-         * loop forever: a listener bug, refused. */
-        if (got == 0 && cursor != NULL && rr.cursor.len == page->cursor.len &&
-            memcmp(cursor, page->cursor.data, page->cursor.len) == 0) {
-            rc = FONTE_EDECODE;
-            goto fail;
-        }
-        free(cursor);
-        if ((cursor = malloc(page->cursor.len)) == NULL) {
-            rc = FONTE_ENOMEM;
-            goto fail;
-        }
-        memcpy(cursor, page->cursor.data, page->cursor.len);
-        rr.cursor.data = cursor;
-        rr.cursor.len = page->cursor.len;
-        fonte__reply__free_unpacked(rep, NULL);
-        rep = NULL;
+    if ((rc = iter_page(it, l)) != FONTE_OK) {
+        fonte_event_list_destroy(&l);
+        return rc;
     }
-    fonte__reply__free_unpacked(rep, NULL);
-    free(cursor);
-    if (sock != NULL)
-        zmq_close(sock);
+    *page_p = l;
+    return FONTE_OK;
+}
+
+FONTE_EXPORT uint64_t
+fonte_fetch_iter_total(const fonte_fetch_iter_t *it)
+{
+    return it != NULL ? it->total : 0;
+}
+
+FONTE_EXPORT void
+fonte_fetch_iter_destroy(fonte_fetch_iter_t **it_p)
+{
+    if (it_p == NULL || *it_p == NULL)
+        return;
+    fonte_fetch_iter_t *it = *it_p;
+    if (it->sock != NULL)
+        zmq_close(it->sock);
+    for (size_t i = 0; it->types != NULL && i < it->n_types; i++)
+        free(it->types[i]);
+    free(it->types);
+    free(it->object);
+    free(it->cursor);
+    free(it);
+    *it_p = NULL;
+}
+
+FONTE_EXPORT fonte_err
+fonte_fetch(fonte_client_t *c, const char *object,
+            const fonte_fetch_opts_t *opts, fonte_event_list_t **list_p)
+{
+    fonte_fetch_iter_t *it = NULL;
+    fonte_event_list_t *l = NULL;
+    fonte_err rc;
+
+    if (list_p == NULL || c == NULL)
+        return FONTE_EINVAL;
+    *list_p = NULL;
+    if ((rc = fonte_fetch_iter_new(c, object, opts, &it)) != FONTE_OK)
+        return rc;
+    if ((l = event_list_new()) == NULL) {
+        rc = FONTE_ENOMEM;
+        goto fail;
+    }
+    while (!it->done)
+        if ((rc = iter_page(it, l)) != FONTE_OK)
+            goto fail;
+    fonte_fetch_iter_destroy(&it);
     *list_p = l;
     return FONTE_OK;
 
 fail:
-    if (rep != NULL)
-        fonte__reply__free_unpacked(rep, NULL);
-    free(cursor);
-    if (sock != NULL)
-        zmq_close(sock);
+    fonte_fetch_iter_destroy(&it);
     fonte_event_list_destroy(&l);
     return rc;
 }

@@ -304,6 +304,39 @@ FONTE_EXPORT fonte_err fonte_fetch(fonte_client_t *c, const char *object,
                                    const fonte_fetch_opts_t *opts,
                                    fonte_event_list_t **list_p);
 
+/* A paged fetch, for histories too large to hold at once: each
+ * fonte_fetch_iter_next() asks the listener for one page (page_size
+ * events, Lazy Pirate as fonte_fetch) and hands it over as its own list.
+ * fonte_fetch() is a loop over it. */
+typedef struct fonte_fetch_iter fonte_fetch_iter_t;
+
+/* Checks the arguments (the codes of fonte_fetch, nothing sent) and
+ * prepares the request; nothing is sent before the first
+ * fonte_fetch_iter_next(). object, opts and the types are copied.
+ * Returns FONTE_OK and sets *it_p (free with fonte_fetch_iter_destroy),
+ * else *it_p is NULL. The iterator may be used by one thread at a time
+ * and must be destroyed before its client. */
+FONTE_EXPORT fonte_err fonte_fetch_iter_new(fonte_client_t *c,
+                                            const char *object,
+                                            const fonte_fetch_opts_t *opts,
+                                            fonte_fetch_iter_t **it_p);
+
+/* Asks for the next page. Returns FONTE_OK and sets *page_p to the
+ * page's events in replay order (caller frees with
+ * fonte_event_list_destroy; a page may be empty), or sets *page_p to
+ * NULL once the previous page was the last. Errors as fonte_fetch, with
+ * *page_p NULL; the iterator stays on the same page, so calling again
+ * retries it. Blocks the caller. */
+FONTE_EXPORT fonte_err fonte_fetch_iter_next(fonte_fetch_iter_t *it,
+                                             fonte_event_list_t **page_p);
+
+/* The number of events in the whole selection, as the listener said on
+ * the last page received (0 before the first). */
+FONTE_EXPORT uint64_t fonte_fetch_iter_total(const fonte_fetch_iter_t *it);
+
+/* Closes the iterator's socket and frees it. NULL-safe; nulls *it_p. */
+FONTE_EXPORT void fonte_fetch_iter_destroy(fonte_fetch_iter_t **it_p);
+
 /* What the listener said about a replay it started. */
 typedef struct fonte_replay_ticket {
     char replay_id[257];
