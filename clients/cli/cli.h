@@ -1,0 +1,131 @@
+/*
+ * cli.h - what the subcommands of the fonte CLI share: flag parsing that
+ * allows flags after positionals and repeated flags, the endpoint flags,
+ * one-line errors with exit codes, a libfonte client set up for a command,
+ * a SUB socket on the broker's egress, and the JSON and one-line forms of
+ * events, Stats and ReplayAudits.
+ *
+ * Exit codes (docs/cli.md): CLI_EXIT_OK 0, CLI_EXIT_REFUSED 1 (the system
+ * refused or timed out), CLI_EXIT_USAGE 2 (a usage error). Every error is
+ * one line on stderr, "fonte <command>: <what went wrong>; <what to do>".
+ */
+#ifndef FONTE_CLI_H
+#define FONTE_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "codec.h"
+#include "flags.h"
+#include "fonte/fonte.h"
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_REFUSED 1
+#define CLI_EXIT_USAGE 2
+#define CLI_CONTINUE (-1) /* cli_flags: parsed, go on */
+
+/* A subcommand: argv[0] is its name, the flags and arguments follow. */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+int cmd_up(int argc, char **argv);
+int cmd_publish(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_tail(int argc, char **argv);
+int cmd_top(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+
+/* The three endpoints every command knows. */
+typedef struct cli_endpoints {
+    const char *ingress, *egress, *query;
+} cli_endpoints_t;
+
+void cli_endpoints_init(cli_endpoints_t *ep);
+
+#define CLI_ENDPOINT_FLAGS(ep)                                               \
+    { "ingress", "FONTE_INGRESS", FLAG_STR, &(ep).ingress,                   \
+      "broker ingress, where events are published (tcp://127.0.0.1:7701)",   \
+      NULL },                                                                \
+    { "egress", "FONTE_EGRESS", FLAG_STR, &(ep).egress,                      \
+      "broker egress, where the feed is read (tcp://127.0.0.1:7702)", NULL },\
+    { "query", "FONTE_QUERY", FLAG_STR, &(ep).query,                         \
+      "listener query endpoint (tcp://127.0.0.1:7703)", NULL }
+
+#define CLI_FLAGS_END { NULL, NULL, FLAG_STR, NULL, NULL, NULL }
+
+/* A flag that may be given several times (--dep, --meta): its values
+ * are collected in order. It should also appear in the specs (as a
+ * FLAG_STR) so that --help lists it. */
+typedef struct cli_multi {
+    const char *name;
+    const char **vals; /* point into argv; free(vals) when done */
+    size_t n, cap;
+} cli_multi_t;
+
+/* Parses a command's argv (argv[0] = the command's name): flags and
+ * positionals may come in any order ("--" ends the flags); the flags
+ * named in multi (may be NULL; terminated by a NULL name) are collected
+ * there, the rest go to flags_parse(). Between min_pos and max_pos
+ * positionals are stored in pos[]. Returns CLI_CONTINUE, or the exit
+ * code to return at once: 0 after --help / --version, 2 after a usage
+ * error (its one line already printed). */
+int cli_flags(const flag_spec_t *specs, cli_multi_t *multi, int argc,
+              char **argv, const char *usage, int min_pos, int max_pos,
+              const char **pos, int *n_pos);
+
+/* Prints "fonte <cmd>: <message>\n" on stderr as one write. */
+void cli_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Makes a libfonte client for a command: producer name service, the
+ * endpoints, one query try of timeout_us. Prints the error line and
+ * returns its exit code, or CLI_EXIT_OK with *c set. */
+int cli_client(const char *cmd, const cli_endpoints_t *ep,
+               const char *service, int64_t timeout_us, fonte_client_t **c);
+
+/* Prints the line for a failed query (a timeout names the endpoint and
+ * the flag) and returns the exit code (1; 2 for a bad argument). */
+int cli_query_failed(const char *cmd, const cli_endpoints_t *ep,
+                     fonte_err rc, int64_t timeout_us);
+
+/* A SUB socket in ctx, connected to endpoint, subscribed to each prefix
+ * of prefixes[0..n), with LINGER 0 and MAXMSGSIZE 1 MiB + slack. NULL on
+ * failure (errno). */
+void *cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
+              size_t n);
+
+/* Receives one whole message from a socket that has one waiting: up to
+ * max_frames frames into msgs (each initialised here; close them with
+ * cli_msgs_close). Returns the frame count (more than max_frames are
+ * counted but dropped), -1 on error. */
+int cli_recv(void *sock, void *msgs, int max_frames);
+void cli_msgs_close(void *msgs, int n);
+
+/* "2024-05-01T12:00:00.123456Z" (UTC) into buf (>= 32 bytes). */
+void cli_format_time(int64_t us, char *buf, size_t cap);
+
+/* Base64 (RFC 4648, padded). cli_base64 returns a malloc'd string
+ * (NULL on ENOMEM); cli_unbase64 returns false on bad input. */
+char *cli_base64(const void *p, size_t n);
+bool cli_unbase64(const char *s, uint8_t **out, size_t *n_out);
+
+/* An event as JSON: every Event field; session as 16 hex digits; the
+ * payload as "payload_b64" and also as "payload" when it is UTF-8;
+ * "replay" when present. topic (may be NULL) is added as "topic".
+ * New reference; NULL on ENOMEM. */
+json_t *cli_event_json_pb(const Fonte__Event *ev, const char *topic);
+json_t *cli_event_json(const fonte_event_t *e);
+json_t *cli_stats_json(const Fonte__Stats *s, const char *topic);
+json_t *cli_audit_json(const Fonte__ReplayAudit *a, const char *topic);
+const char *cli_audit_state(int state);
+
+/* Writes j compactly on one line of out. */
+void cli_print_json(FILE *out, const json_t *j);
+
+/* The one-line summary of an event JSON (cli_event_json*): time, topic
+ * (or type), object, seq or producer/producer_seq, payload. */
+void cli_event_line(FILE *out, const json_t *ev);
+
+#endif
