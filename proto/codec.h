@@ -132,6 +132,13 @@ size_t codec_format_id(char *buf, const char *producer, size_t producer_len,
 fonte_err codec_event_scan(const void *body, size_t len,
                            const codec_limits_t *lim, codec_view_t *view);
 
+/* The walk of codec_event_scan without any of its rules: fills *view from
+ * bytes known to be a valid event (one the listener stored), checking only
+ * that the wire format is well formed (FONTE_EDECODE) so that nothing is
+ * read out of bounds. For readers of the store, where the rules were
+ * applied at ingest and re-applying them is wasted work. */
+fonte_err codec_event_fields(const void *body, size_t len, codec_view_t *view);
+
 /* Iterates the depends_on entries of a scanned event: start with
  * *pos = 0; returns false when there are no more. */
 bool codec_view_next_dep(const codec_view_t *view, size_t *pos,
@@ -200,6 +207,31 @@ fonte_err codec_pack(const ProtobufCMessage *msg, codec_buf_t *out);
 fonte_err codec_unpack(const ProtobufCMessageDescriptor *desc,
                        const void *data, size_t len, size_t max,
                        ProtobufCMessage **msg_p);
+
+/* --- replies, zero-copy --- */
+
+/* The parts of a Reply a client pages through, pointing into its bytes. */
+typedef struct codec_reply_view {
+    int status;             /* Reply.status */
+    codec_slice_t error;
+    bool has_replay;        /* body is a ReplayReply */
+    codec_slice_t cursor;
+    uint64_t total;
+    size_t n_events;
+    const uint8_t *replay;  /* the ReplayReply's bytes, for next_event */
+    size_t replay_len;
+} codec_reply_view_t;
+
+/* Walks a Reply without unpacking it: structure checked (FONTE_EDECODE),
+ * size bounded by lim->max_reply (FONTE_ETOOBIG), each event's bytes
+ * left for codec_reply_next_event. Allocates nothing. */
+fonte_err codec_reply_scan(const void *data, size_t len,
+                           const codec_limits_t *lim, codec_reply_view_t *v);
+
+/* The next event's bytes of a scanned ReplayReply: start with *pos = 0;
+ * false at the end. Check each with codec_event_scan before trusting it. */
+bool codec_reply_next_event(const codec_reply_view_t *v, size_t *pos,
+                            codec_slice_t *event);
 
 /* --- writing protobuf by hand, for replies built from stored bytes --- */
 

@@ -878,6 +878,50 @@ Test(codec, reply_round_trip_and_rules)
     codec_buf_free(&b);
 }
 
+Test(codec, reply_scan_walks_pages_without_unpacking)
+{
+    Fonte__Event *ev = valid_event();
+    codec_buf_t stored = tu_pack(&ev->base);
+    codec_writer_t inner = { 0 }, w = { 0 };
+    for (uint64_t s = 1; s <= 3; s++)
+        codec_writer_event(&inner, 1, stored.data, stored.len, s, NULL);
+    codec_writer_bytes(&inner, 2, "cur", 3);
+    codec_writer_uint(&inner, 3, 30);
+    codec_writer_bytes(&w, 3, inner.data, inner.len);
+
+    codec_reply_view_t v;
+    cr_assert_eq(codec_reply_scan(w.data, w.len, lim, &v), FONTE_OK);
+    cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK);
+    cr_assert(v.has_replay);
+    cr_assert_eq(v.n_events, 3);
+    cr_assert_eq(v.total, 30);
+    cr_assert_eq(v.cursor.len, 3);
+    size_t pos = 0, k = 0;
+    codec_slice_t e;
+    while (codec_reply_next_event(&v, &pos, &e)) {
+        codec_view_t ev_view;
+        cr_assert_eq(codec_event_scan(e.ptr, e.len, lim, &ev_view), FONTE_OK);
+        cr_assert_eq(ev_view.seq, ++k);
+    }
+    cr_assert_eq(k, 3);
+    /* the same bytes through protobuf-c agree */
+    Fonte__Reply *rep = NULL;
+    cr_assert_eq(codec_reply_decode(w.data, w.len, lim, &rep), FONTE_OK);
+    cr_assert_eq(rep->replay->n_events, 3);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    cr_assert_eq(codec_reply_scan(w.data, w.len - 1, lim, &v), FONTE_EDECODE);
+    cr_assert_eq(codec_reply_scan("\x08\x09", 2, lim, &v), FONTE_EDECODE);
+    cr_assert_eq(codec_reply_scan("\x0a\x00", 2, lim, &v), FONTE_EDECODE);
+    codec_limits_t small = *lim;
+    small.max_reply = 4;
+    cr_assert_eq(codec_reply_scan(w.data, w.len, &small, &v), FONTE_ETOOBIG);
+    codec_writer_fini(&inner);
+    codec_writer_fini(&w);
+    codec_buf_free(&stored);
+    codec_event_free(&ev);
+}
+
 Test(codec, empty_submessages_cannot_blow_up_allocation)
 {
     /* 200 000 empty events: 400 KB on the wire, ~50 MB if unpacked */
@@ -1024,6 +1068,30 @@ Test(codec, writer_splices_seq_and_replay_onto_stored_bytes)
     fonte__replay_reply__free_unpacked(rr, NULL);
     codec_writer_fini(&w);
     codec_buf_free(&stored);
+    codec_event_free(&ev);
+}
+
+Test(codec, fields_walk_checks_structure_only)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_add_dep(ev, "user:7");
+    codec_buf_t b = tu_pack(&ev->base);
+    codec_view_t a, c;
+    cr_assert_eq(codec_event_scan(b.data, b.len, lim, &a), FONTE_OK);
+    cr_assert_eq(codec_event_fields(b.data, b.len, &c), FONTE_OK);
+    cr_assert_eq(c.object.len, a.object.len);
+    cr_assert_eq(memcmp(c.object.ptr, a.object.ptr, a.object.len), 0);
+    cr_assert_eq(c.type.len, a.type.len);
+    cr_assert_eq(c.n_deps, 1);
+    cr_assert_eq(c.producer_seq, 7);
+    cr_assert_eq(codec_event_fields(b.data, b.len - 1, &c), FONTE_EDECODE);
+    codec_buf_free(&b);
+    /* a rule broken, the structure sound: the walk does not care */
+    tu_set(&ev->type, "NOT A TYPE");
+    b = tu_pack(&ev->base);
+    cr_assert_eq(codec_event_fields(b.data, b.len, &c), FONTE_OK);
+    cr_assert_eq(codec_event_scan(b.data, b.len, lim, &a), FONTE_ETYPE);
+    codec_buf_free(&b);
     codec_event_free(&ev);
 }
 

@@ -27,6 +27,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     codec_frame_t f[2] = { { topic, strlen(topic) }, { data + 1, size - 1 } };
     codec_class_t cls;
     codec_view_t view;
+    /* the structure-only walk must be safe on anything */
+    (void) codec_event_fields(data + 1, size - 1, &view);
     fonte_err rc = codec_check(f, 2, lim, &cls, &view);
     if (rc == FONTE_OK && (cls == CODEC_EVENT || cls == CODEC_REPLAY)) {
         Fonte__Event *ev = NULL;

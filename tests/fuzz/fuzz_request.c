@@ -31,5 +31,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (codec_reply_decode(data, size, lim, &p) == FONTE_OK)
         fonte__reply__free_unpacked(p, NULL);
+    /* the zero-copy walk: safe on anything, and every event it yields is
+     * either refused by the scanner or a valid event */
+    codec_reply_view_t v;
+    if (codec_reply_scan(data, size, lim, &v) == FONTE_OK) {
+        size_t pos = 0;
+        codec_slice_t e;
+        codec_view_t ev;
+        while (codec_reply_next_event(&v, &pos, &e))
+            (void) codec_event_scan(e.ptr, e.len, lim, &ev);
+    }
     return 0;
 }
