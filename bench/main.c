@@ -87,7 +87,14 @@ main(int argc, char **argv)
         return 1;
     }
     ctx.tmpdir = tmpl;
-    flog_set_level(FLOG_WARN);
+    flog_level lvl = FLOG_WARN;
+    const char *env_level = getenv("FONTE_LOG_LEVEL");
+    if (env_level != NULL && !flog_parse_level(env_level, &lvl)) {
+        fprintf(stderr, "fonte-bench: $FONTE_LOG_LEVEL=%s is not error, "
+                        "warn, info or debug\n", env_level);
+        return 2;
+    }
+    flog_set_level(lvl);
 
     int rc = 0;
     for (size_t i = 0; i < n_benches; i++) {

@@ -301,7 +301,6 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
     }
     const void *bytes = body ? body : data;
     codec_view_t v;
-    codec_limits_t lim = p->o->limits;
     fonte_err rc;
 
     if (p->n_ev >= p->o->max_events) {
@@ -311,11 +310,9 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
                          "--max-replay-events)", p->req->object,
                          p->o->max_events);
     }
-    /* Stored events passed these checks at ingest; the limits may have
-     * been lowered since, which must not make old events unreadable. */
-    lim.max_msg = lim.max_reply;
-    lim.max_object = lim.max_type = lim.max_deps = SIZE_MAX / 2;
-    if ((rc = codec_event_scan(bytes, len, &lim, &v)) != FONTE_OK) {
+    /* Stored events passed the rules at ingest (and limits lowered since
+     * must not make them unreadable): only their structure is walked. */
+    if ((rc = codec_event_fields(bytes, len, &v)) != FONTE_OK) {
         store_free(body);
         return plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                          "stored event %llu does not decode",
@@ -643,63 +640,39 @@ get_be64(const uint8_t *p)
 /* Writes the events [from, from + k) of a plan's answer into a
  * ReplayReply under construction; returns k, the number written (at least
  * one unless none are left), bounded by page_size and page_bytes. Events
- * not kept by the plan are read READ_CHUNK at a time with
- * store_get_events (mostly a forward scan), so a page of large events
- * holds at most READ_CHUNK of them in memory at once. */
-#define READ_CHUNK 32
-
+ * the plan kept are written from memory, the others straight from a
+ * store reader (no copy in between). */
 static size_t
 write_events(replay_t *rp, codec_writer_t *w, const uint64_t *seqs,
              size_t n, size_t from, size_t page_size, const plan_t *kept,
              fonte_err *rc)
 {
     store_snap_t *snap = NULL;
-    void *data[READ_CHUNK];
-    size_t lens[READ_CHUNK];
-    uint64_t want[READ_CHUNK];
+    store_reader_t *reader = NULL;
     size_t k = 0;
-    bool full = false;
 
     *rc = FONTE_OK;
-    size_t end = n - from > page_size ? from + page_size : n;
-    for (size_t at = from; at < end && !full && *rc == FONTE_OK;) {
-        size_t m = end - at > READ_CHUNK ? READ_CHUNK : end - at;
-        size_t nwant = 0;
-        for (size_t i = 0; i < m; i++) {
-            bool have = kept != NULL && kept->body[kept->out_idx[at + i]];
-            if (!have)
-                want[nwant++] = seqs[at + i];
-        }
-        if (nwant > 0) {
-            if (snap == NULL && (*rc = store_snap_new(rp->store, &snap)))
+    for (size_t i = from; i < n && k < page_size; i++) {
+        const void *body;
+        size_t len;
+        if (kept != NULL && kept->body[kept->out_idx[i]] != NULL) {
+            body = kept->body[kept->out_idx[i]];
+            len = kept->len[kept->out_idx[i]];
+        } else {
+            if (reader == NULL &&
+                ((*rc = store_snap_new(rp->store, &snap)) != FONTE_OK ||
+                 (*rc = store_reader_new(snap, &reader)) != FONTE_OK))
                 break;
-            if ((*rc = store_get_events(snap, want, nwant, data, lens)))
+            if ((*rc = store_reader_get(reader, seqs[i], &body, &len)))
                 break;
         }
-        size_t next = 0;
-        for (size_t i = 0; i < m; i++) {
-            const void *body;
-            size_t len;
-            if (kept != NULL && kept->body[kept->out_idx[at + i]]) {
-                body = kept->body[kept->out_idx[at + i]];
-                len = kept->len[kept->out_idx[at + i]];
-            } else {
-                body = data[next];
-                len = lens[next];
-                next++;
-            }
-            /* a page never exceeds page_bytes, but always has one event */
-            if (!full && k > 0 && w->len + len + 32 > rp->o.page_bytes)
-                full = true;
-            if (!full) {
-                codec_writer_event(w, 1, body, len, seqs[at + i], NULL);
-                k++;
-            }
-        }
-        for (size_t i = 0; i < nwant; i++)
-            store_free(data[i]);
-        at += m;
+        /* a page never exceeds page_bytes, but always has one event */
+        if (k > 0 && w->len + len + 32 > rp->o.page_bytes)
+            break;
+        codec_writer_event(w, 1, body, len, seqs[i], NULL);
+        k++;
     }
+    store_reader_destroy(&reader);
     store_snap_destroy(&snap);
     return k;
 }
@@ -1022,10 +995,7 @@ event_topic(const job_t *j, const void *body, size_t len, char *topic,
             size_t cap)
 {
     codec_view_t v;
-    codec_limits_t lim = codec_limits_default;
-    lim.max_msg = SIZE_MAX / 2;
-    lim.max_object = lim.max_type = lim.max_deps = SIZE_MAX / 2;
-    if (codec_event_scan(body, len, &lim, &v) != FONTE_OK)
+    if (codec_event_fields(body, len, &v) != FONTE_OK)
         return false;
     int n = j->target[0]
                 ? snprintf(topic, cap, "%s%s.%.*s", CODEC_TOPIC_REPLAY,

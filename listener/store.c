@@ -1119,104 +1119,76 @@ store_free(void *p)
     leveldb_free(p);
 }
 
-/* Sorts positions by their seq (insertion sort for short runs, else a
- * bottom-up merge sort: stable, no globals). */
-static bool
-sort_positions(const uint64_t *seqs, size_t *pos, size_t n)
+struct store_reader {
+    leveldb_iterator_t *it;
+    uint64_t at; /* seq under the iterator; 0 = none */
+};
+
+fonte_err
+store_reader_new(store_snap_t *snap, store_reader_t **reader_p)
 {
-    size_t *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    if (tmp == NULL)
-        return false;
-    for (size_t width = 1; width < n; width *= 2) {
-        for (size_t lo = 0; lo < n; lo += 2 * width) {
-            size_t mid = lo + width < n ? lo + width : n;
-            size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            size_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = seqs[pos[i]] <= seqs[pos[j]] ? pos[i++] : pos[j++];
-            while (i < mid)
-                tmp[k++] = pos[i++];
-            while (j < hi)
-                tmp[k++] = pos[j++];
-        }
-        memcpy(pos, tmp, n * sizeof *pos);
+    store_reader_t *r = calloc(1, sizeof *r);
+    *reader_p = NULL;
+    if (r == NULL)
+        return FONTE_ENOMEM;
+    r->it = leveldb_create_iterator(snap->store->db, snap->ropts);
+    if (r->it == NULL) {
+        free(r);
+        return FONTE_ENOMEM;
     }
-    free(tmp);
-    return true;
+    *reader_p = r;
+    return FONTE_OK;
+}
+
+void
+store_reader_destroy(store_reader_t **reader_p)
+{
+    if (reader_p == NULL || *reader_p == NULL)
+        return;
+    leveldb_iter_destroy((*reader_p)->it);
+    free(*reader_p);
+    *reader_p = NULL;
+}
+
+/* The seq of the `e` key under the iterator, or UINT64_MAX if none. */
+static uint64_t
+reader_here(store_reader_t *r)
+{
+    size_t kl;
+    const char *k = leveldb_iter_valid(r->it) ? leveldb_iter_key(r->it, &kl)
+                                              : NULL;
+    return k && kl == 9 && k[0] == 'e' ? get_be64(k + 1) : UINT64_MAX;
 }
 
 fonte_err
-store_get_events(store_snap_t *snap, const uint64_t *seqs, size_t n,
-                 void **data, size_t *lens)
+store_reader_get(store_reader_t *r, uint64_t seq, const void **data,
+                 size_t *len)
 {
-    size_t *pos = malloc((n ? n : 1) * sizeof *pos);
-    leveldb_iterator_t *it = NULL;
-    fonte_err rc = FONTE_OK;
-    uint64_t at = 0; /* seq under the iterator, 0 = none */
-
-    for (size_t i = 0; i < n; i++) {
-        data[i] = NULL;
-        lens[i] = 0;
+    *data = NULL;
+    *len = 0;
+    /* a little ahead: step (cheaper than a seek); anything else: seek */
+    if (r->at != 0 && r->at != UINT64_MAX && seq > r->at && seq - r->at <= 16) {
+        while (r->at < seq && leveldb_iter_valid(r->it)) {
+            leveldb_iter_next(r->it);
+            r->at = reader_here(r);
+        }
+    } else if (r->at != seq) {
+        char key[9];
+        key[0] = 'e';
+        put_be64(key + 1, seq);
+        leveldb_iter_seek(r->it, key, 9);
+        r->at = reader_here(r);
     }
-    if (pos == NULL)
-        return FONTE_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        pos[i] = i;
-    if (!sort_positions(seqs, pos, n)) {
-        free(pos);
-        return FONTE_ENOMEM;
+    if (r->at != seq) {
+        char *err = NULL;
+        leveldb_iter_get_error(r->it, &err);
+        fonte_err rc = err ? FONTE_ESTORE : FONTE_ENOTFOUND;
+        leveldb_free(err);
+        r->at = 0;
+        return rc;
     }
-    it = leveldb_create_iterator(snap->store->db, snap->ropts);
-    for (size_t k = 0; k < n && rc == FONTE_OK; k++) {
-        size_t i = pos[k];
-        uint64_t want = seqs[i];
-        /* close ahead: step; far, behind or nowhere: seek */
-        if (at != 0 && want > at && want - at <= 16) {
-            while (at < want && leveldb_iter_valid(it)) {
-                leveldb_iter_next(it);
-                size_t kl;
-                const char *key = leveldb_iter_valid(it)
-                                      ? leveldb_iter_key(it, &kl) : NULL;
-                at = key && kl == 9 && key[0] == 'e' ? get_be64(key + 1)
-                                                     : UINT64_MAX;
-            }
-        } else if (at != want) {
-            char key[9];
-            key[0] = 'e';
-            put_be64(key + 1, want);
-            leveldb_iter_seek(it, key, 9);
-            size_t kl;
-            const char *k2 = leveldb_iter_valid(it)
-                                 ? leveldb_iter_key(it, &kl) : NULL;
-            at = k2 && kl == 9 && k2[0] == 'e' ? get_be64(k2 + 1) : UINT64_MAX;
-        }
-        if (at != want) {
-            char *err = NULL;
-            leveldb_iter_get_error(it, &err);
-            rc = err ? FONTE_ESTORE : FONTE_ENOTFOUND;
-            leveldb_free(err);
-            break;
-        }
-        size_t vl;
-        const char *v = leveldb_iter_value(it, &vl);
-        /* the caller frees with store_free (leveldb_free is free) */
-        char *copy = malloc(vl ? vl : 1);
-        if (copy == NULL) {
-            rc = FONTE_ENOMEM;
-            break;
-        }
-        memcpy(copy, v, vl);
-        data[i] = copy;
-        lens[i] = vl;
-    }
-    leveldb_iter_destroy(it);
-    free(pos);
-    if (rc != FONTE_OK)
-        for (size_t i = 0; i < n; i++) {
-            free(data[i]);
-            data[i] = NULL;
-        }
-    return rc;
+    *data = leveldb_iter_value(r->it, len);
+    return FONTE_OK;
 }
 
 /* An iterator over keys starting with prefix, first seeking to

@@ -181,14 +181,21 @@ fonte_err store_get_event(store_snap_t *snap, uint64_t seq, void **data,
                           size_t *len);
 void store_free(void *p);
 
-/* The stored bytes of n events at once, in any order: data[i], lens[i]
- * for seqs[i] (each freed by the caller with store_free). One LevelDB
- * iterator walks them in seq order, stepping over short gaps instead of
- * seeking, so reading a page of a replay, mostly in store order, costs
- * about a scan rather than n lookups. FONTE_ENOTFOUND if any is missing,
- * FONTE_ESTORE, FONTE_ENOMEM; on error nothing is left to free. */
-fonte_err store_get_events(store_snap_t *snap, const uint64_t *seqs,
-                           size_t n, void **data, size_t *lens);
+/* A reader of events by seq for sequences that are mostly ascending (a
+ * page of a replay): one LevelDB iterator that steps over short gaps
+ * forward and seeks otherwise, so reading a page in store order costs
+ * about a scan, and an out-of-order event one seek, like a get. Bytes
+ * are borrowed, without a copy. One thread at a time; destroy before
+ * the snapshot. */
+typedef struct store_reader store_reader_t;
+
+fonte_err store_reader_new(store_snap_t *snap, store_reader_t **reader_p);
+void store_reader_destroy(store_reader_t **reader_p);
+
+/* The stored bytes of event seq in *data (borrowed: valid until the next
+ * store_reader_get or destroy). FONTE_ENOTFOUND, FONTE_ESTORE. */
+fonte_err store_reader_get(store_reader_t *r, uint64_t seq, const void **data,
+                           size_t *len);
 
 /* One position of an iterator. Slices are borrowed until the next
  * store_iter_next or store_iter_destroy. */
