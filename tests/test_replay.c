@@ -393,7 +393,8 @@ Test(replay, pages_concatenated_equal_the_one_shot_result)
             got[k++] = p->replay->events[i]->seq;
         cursor_len = p->replay->cursor.len;
         cr_assert_leq(cursor_len, sizeof cursor);
-        memcpy(cursor, p->replay->cursor.data, cursor_len);
+        if (cursor_len > 0)
+            memcpy(cursor, p->replay->cursor.data, cursor_len);
         fonte__reply__free_unpacked(p, NULL);
         pages++;
     } while (cursor_len > 0);
