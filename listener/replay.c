@@ -269,6 +269,32 @@ grow(void **ptr, size_t *cap, size_t need, size_t elem)
     return true;
 }
 
+/* Room for cap events in ev, body, len and send (one capacity). */
+static fonte_err
+plan_reserve(plan_t *p, size_t cap)
+{
+    if (cap <= p->cap_ev)
+        return FONTE_OK;
+    order_event_t *ne = realloc(p->ev, cap * sizeof *ne);
+    if (ne == NULL)
+        return FONTE_ENOMEM;
+    p->ev = ne;
+    void **nb = realloc(p->body, cap * sizeof *nb);
+    if (nb == NULL)
+        return FONTE_ENOMEM;
+    p->body = nb;
+    size_t *nl = realloc(p->len, cap * sizeof *nl);
+    if (nl == NULL)
+        return FONTE_ENOMEM;
+    p->len = nl;
+    bool *ns = realloc(p->send, cap * sizeof *ns);
+    if (ns == NULL)
+        return FONTE_ENOMEM;
+    p->send = ns;
+    p->cap_ev = cap;
+    return FONTE_OK;
+}
+
 static bool
 type_wanted(const Fonte__ReplayRequest *req, codec_slice_t type)
 {
@@ -324,25 +350,10 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
         store_free(body);
         return rc;
     }
-    if (p->n_ev == p->cap_ev) {
-        /* ev, body, len and send share one capacity */
-        size_t cap = p->cap_ev ? p->cap_ev * 2 : 256;
-        order_event_t *ne = realloc(p->ev, cap * sizeof *ne);
-        if (ne != NULL)
-            p->ev = ne;
-        void **nb = ne ? realloc(p->body, cap * sizeof *nb) : NULL;
-        if (nb != NULL)
-            p->body = nb;
-        size_t *nl = nb ? realloc(p->len, cap * sizeof *nl) : NULL;
-        if (nl != NULL)
-            p->len = nl;
-        bool *ns = nl ? realloc(p->send, cap * sizeof *ns) : NULL;
-        if (ns == NULL) {
-            store_free(body);
-            return FONTE_ENOMEM;
-        }
-        p->send = ns;
-        p->cap_ev = cap;
+    if (p->n_ev == p->cap_ev &&
+        (rc = plan_reserve(p, p->cap_ev ? p->cap_ev * 2 : 256)) != FONTE_OK) {
+        store_free(body);
+        return rc;
     }
     if (!grow((void **) &p->deps, &p->cap_deps, p->n_deps + v.n_deps,
               sizeof *p->deps)) {
@@ -429,6 +440,16 @@ load_all_events(plan_t *p)
     store_item_t item;
     fonte_err rc;
 
+    /* the size is known: reserve once instead of growing (and faulting
+     * pages in) a million times */
+    uint64_t last = store_snap_last_seq(p->snap);
+    uint64_t hi = p->req->until_seq && p->req->until_seq < last
+                      ? p->req->until_seq : last;
+    uint64_t want = hi > p->req->after_seq ? hi - p->req->after_seq : 0;
+    if (want > p->o->max_events)
+        want = p->o->max_events;
+    if (want > 0 && (rc = plan_reserve(p, (size_t) want)) != FONTE_OK)
+        return rc;
     if ((rc = store_iter_events(p->snap, p->req->after_seq, &it)) != FONTE_OK)
         return rc;
     while (rc == FONTE_OK && store_iter_next(it, &item)) {
