@@ -210,16 +210,20 @@ plan_fail(plan_t *p, Fonte__Reply__Status status, fonte_err rc,
     return rc;
 }
 
+typedef fonte_err (*edge_iter_fn)(store_snap_t *snap, const char *object,
+                                  size_t len, store_iter_t **it_p);
+
+/* Interns every object named by one object's `d` or `r` keys. */
 static fonte_err
-walk_deps(void *arg, const char *object, size_t len, order_names_t *names)
+walk_edges(plan_t *p, edge_iter_fn open_iter, const char *object, size_t len,
+           order_names_t *names)
 {
-    plan_t *p = arg;
     store_iter_t *it = NULL;
     store_item_t item;
     uint32_t id;
     fonte_err rc;
 
-    if ((rc = store_iter_deps(p->snap, object, len, &it)) != FONTE_OK)
+    if ((rc = open_iter(p->snap, object, len, &it)) != FONTE_OK)
         return rc;
     while (store_iter_next(it, &item))
         if ((rc = order_names_intern(names, item.name.ptr, item.name.len, &id,
@@ -232,25 +236,16 @@ walk_deps(void *arg, const char *object, size_t len, order_names_t *names)
 }
 
 static fonte_err
+walk_deps(void *arg, const char *object, size_t len, order_names_t *names)
+{
+    return walk_edges(arg, store_iter_deps, object, len, names);
+}
+
+static fonte_err
 walk_dependents(void *arg, const char *object, size_t len,
                 order_names_t *names)
 {
-    plan_t *p = arg;
-    store_iter_t *it = NULL;
-    store_item_t item;
-    uint32_t id;
-    fonte_err rc;
-
-    if ((rc = store_iter_dependents(p->snap, object, len, &it)) != FONTE_OK)
-        return rc;
-    while (store_iter_next(it, &item))
-        if ((rc = order_names_intern(names, item.name.ptr, item.name.len, &id,
-                                     NULL)) != FONTE_OK)
-            break;
-    if (rc == FONTE_OK)
-        rc = store_iter_error(it);
-    store_iter_destroy(&it);
-    return rc;
+    return walk_edges(arg, store_iter_dependents, object, len, names);
 }
 
 static bool
