@@ -1,0 +1,892 @@
+/*
+ * test_cli.c - the fonte command driven as a user drives it: the built
+ * binary spawned with posix_spawn, its stdin/stdout/stderr on pipes, a
+ * `fonte up` child on free ports with a temporary data directory, real
+ * sockets. Each test of the "cli" suite gets a fresh `fonte up`; the
+ * "usage" suite needs none.
+ *
+ * Every wait has a deadline; a child still running at teardown is killed.
+ */
+#define _XOPEN_SOURCE 700 /* nftw */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FONTE FONTE_BIN_DIR "/fonte"
+#define WAIT_MS 20000 /* upper bound of every wait: a failure, not a hang */
+
+extern char **environ;
+
+typedef struct run {
+    int rc; /* exit code; -1 if killed after the deadline */
+    char *out, *err;
+    size_t out_len, err_len;
+} run_t;
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+append(char **buf, size_t *len, const char *p, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 1);
+    cr_assert_not_null(*buf);
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* A child with pipes on its stdin, stdout and stderr. */
+typedef struct child {
+    pid_t pid;
+    int in, out, err; /* our ends; -1 once closed */
+} child_t;
+
+static void
+child_spawn(child_t *c, char *const argv[])
+{
+    int pin[2], pout[2], perr[2];
+    posix_spawn_file_actions_t fa;
+
+    cr_assert_eq(pipe(pin), 0);
+    cr_assert_eq(pipe(pout), 0);
+    cr_assert_eq(pipe(perr), 0);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, pin[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, pout[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, perr[1], 2);
+    for (int i = 0; i < 2; i++) {
+        posix_spawn_file_actions_addclose(&fa, pin[i]);
+        posix_spawn_file_actions_addclose(&fa, pout[i]);
+        posix_spawn_file_actions_addclose(&fa, perr[i]);
+    }
+    cr_assert_eq(posix_spawn(&c->pid, FONTE, &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    c->in = pin[1];
+    c->out = pout[0];
+    c->err = perr[0];
+    fcntl(c->in, F_SETFL, O_NONBLOCK);
+    fcntl(c->in, F_SETFD, FD_CLOEXEC);
+    fcntl(c->out, F_SETFD, FD_CLOEXEC);
+    fcntl(c->err, F_SETFD, FD_CLOEXEC);
+}
+
+/* Feeds input (may be NULL) and collects the output until the child
+ * closes it, then reaps it; kills it at the deadline. */
+static void
+child_finish(child_t *c, const char *input, size_t in_len, int timeout_ms,
+             run_t *r)
+{
+    int64_t end = now_ms() + timeout_ms;
+    size_t sent = 0;
+    char buf[65536];
+
+    memset(r, 0, sizeof *r);
+    append(&r->out, &r->out_len, "", 0);
+    append(&r->err, &r->err_len, "", 0);
+    if (input == NULL || in_len == 0) {
+        close(c->in);
+        c->in = -1;
+    }
+    while ((c->out >= 0 || c->err >= 0) && now_ms() < end) {
+        struct pollfd p[3] = { { c->out, POLLIN, 0 }, { c->err, POLLIN, 0 },
+                               { c->in, POLLOUT, 0 } };
+        if (poll(p, 3, 100) <= 0)
+            continue;
+        if (p[2].revents) {
+            ssize_t n = write(c->in, input + sent, in_len - sent);
+            if (n > 0)
+                sent += (size_t) n;
+            if (n < 0 || sent == in_len) {
+                close(c->in);
+                c->in = -1;
+            }
+        }
+        for (int i = 0; i < 2; i++) {
+            int *fd = i == 0 ? &c->out : &c->err;
+            if (!p[i].revents)
+                continue;
+            ssize_t n = read(*fd, buf, sizeof buf);
+            if (n > 0)
+                append(i == 0 ? &r->out : &r->err,
+                       i == 0 ? &r->out_len : &r->err_len, buf, (size_t) n);
+            else {
+                close(*fd);
+                *fd = -1;
+            }
+        }
+    }
+    int st = 0;
+    r->rc = -1;
+    while (now_ms() < end) {
+        pid_t w = waitpid(c->pid, &st, WNOHANG);
+        if (w == c->pid) {
+            r->rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        poll(NULL, 0, 10);
+    }
+    if (r->rc == -1) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &st, 0);
+    }
+    for (int *fd = &c->in; fd <= &c->err; fd++)
+        if (*fd >= 0) {
+            close(*fd);
+            *fd = -1;
+        }
+}
+
+static void
+run_free(run_t *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs FONTE with argv (argv[0] included, NULL-terminated). */
+static void
+run_input(run_t *r, const char *input, size_t len, char *const argv[])
+{
+    child_t c;
+    child_spawn(&c, argv);
+    child_finish(&c, input, len, WAIT_MS, r);
+}
+
+#define RUN(r, ...)                                                          \
+    do {                                                                     \
+        char *const av_[] = { "fonte", __VA_ARGS__, NULL };                  \
+        run_input((r), NULL, 0, av_);                                        \
+    } while (0)
+
+static int
+count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* A TCP port nobody listens on now: bind 0, read it, close. */
+static int
+free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ------------------------------------------------------------------ */
+/* a `fonte up` per test                                               */
+
+static child_t up;
+static char data_dir[64], ingress[64], egress[64], query[64];
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void) sb;
+    (void) flag;
+    (void) ftw;
+    return remove(path);
+}
+
+/* Reads the child's stdout until "ready\n"; false if it exited. */
+static bool
+wait_ready(child_t *c, char *out, size_t cap)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    size_t len = 0;
+
+    out[0] = '\0';
+    while (now_ms() < end && strstr(out, "ready\n") == NULL) {
+        struct pollfd p = { c->out, POLLIN, 0 };
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(c->out, out + len, cap - len - 1);
+        if (n <= 0)
+            return false;
+        len += (size_t) n;
+        out[len] = '\0';
+    }
+    return strstr(out, "ready\n") != NULL;
+}
+
+static void
+up_start(void)
+{
+    char out[1024];
+
+    strcpy(data_dir, "/tmp/fonte-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(data_dir));
+    for (int attempt = 0; attempt < 5; attempt++) {
+        snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%d", free_port());
+        snprintf(egress, sizeof egress, "tcp://127.0.0.1:%d", free_port());
+        snprintf(query, sizeof query, "tcp://127.0.0.1:%d", free_port());
+        char *const av[] = { "fonte", "up", "--data", data_dir, "--ingress",
+                             ingress, "--egress", egress, "--query", query,
+                             "--stats-interval", "200ms", "--sync", "none",
+                             NULL };
+        child_spawn(&up, av);
+        close(up.in);
+        up.in = -1;
+        if (wait_ready(&up, out, sizeof out))
+            break;
+        run_t r; /* a port was taken meanwhile: try others */
+        child_finish(&up, NULL, 0, WAIT_MS, &r);
+        cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
+        run_free(&r);
+        up.pid = 0;
+    }
+    cr_assert_neq(up.pid, 0);
+    char expect[512];
+    snprintf(expect, sizeof expect,
+             "ingress %s\negress %s\nquery %s\ndata %s\nready\n", ingress,
+             egress, query, data_dir);
+    cr_assert_str_eq(out, expect);
+    setenv("FONTE_INGRESS", ingress, 1);
+    setenv("FONTE_EGRESS", egress, 1);
+    setenv("FONTE_QUERY", query, 1);
+}
+
+/* SIGTERM, then the exit code (-1 after the deadline: then killed). */
+static int
+up_stop(void)
+{
+    run_t r;
+    if (up.pid == 0)
+        return 0;
+    kill(up.pid, SIGTERM);
+    child_finish(&up, NULL, 0, WAIT_MS, &r);
+    run_free(&r);
+    up.pid = 0;
+    return r.rc;
+}
+
+static void
+cli_setup(void)
+{
+    up_start();
+}
+
+static void
+cli_teardown(void)
+{
+    up_stop();
+    unsetenv("FONTE_INGRESS");
+    unsetenv("FONTE_EGRESS");
+    unsetenv("FONTE_QUERY");
+    nftw(data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(cli, .init = cli_setup, .fini = cli_teardown, .timeout = 90);
+TestSuite(usage, .timeout = 60);
+
+static json_t *
+parse_line(const char *line, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(line, len, 0, &e);
+    cr_assert_not_null(j, "not JSON (%s): %.*s", e.text, (int) len, line);
+    return j;
+}
+
+static const char *
+jstr(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    cr_assert_not_null(s, "no string \"%s\"", key);
+    return s;
+}
+
+static json_int_t
+jint(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    cr_assert(json_is_integer(v), "no integer \"%s\"", key);
+    return json_integer_value(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* usage (no server)                                                   */
+
+Test(usage, help_and_version_exit_0)
+{
+    run_t r;
+
+    RUN(&r, "--help");
+    cr_assert_eq(r.rc, 0);
+    cr_assert_not_null(strstr(r.out, "commands:"));
+    cr_assert_str_eq(r.err, "");
+    run_free(&r);
+    RUN(&r, "--version");
+    cr_assert_eq(r.rc, 0);
+    cr_assert_str_eq(r.out, "fonte " FONTE_VERSION "\n");
+    run_free(&r);
+    const char *cmds[] = { "up", "publish", "replay", "tail", "top",
+                           "status" };
+    for (size_t i = 0; i < 6; i++) {
+        RUN(&r, (char *) cmds[i], "--help");
+        cr_assert_eq(r.rc, 0, "%s --help", cmds[i]);
+        char want[64];
+        snprintf(want, sizeof want, "usage: fonte %s", cmds[i]);
+        cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+        cr_assert_not_null(strstr(r.out, "--query"));
+        run_free(&r);
+    }
+}
+
+Test(usage, each_usage_error_is_one_line_and_exit_2)
+{
+    static const struct {
+        const char *argv[8];
+        const char *err; /* exact stderr, or NULL: one line, any text */
+    } cases[] = {
+        { { NULL }, "fonte: which command? up, publish, replay, tail, top or "
+                    "status (try fonte --help)\n" },
+        { { "frob" }, "fonte: unknown command 'frob'; the commands are up, "
+                      "publish, replay, tail, top, status (try fonte "
+                      "--help)\n" },
+        { { "status", "--bogus" },
+          "fonte status: unknown flag '--bogus' (try --help)\n" },
+        { { "status", "extra" },
+          "fonte status: unexpected argument 'extra' (try --help)\n" },
+        { { "status", "--timeout", "abc" }, NULL },
+        { { "replay" }, NULL },
+        { { "replay", "a:1", "b:1" },
+          "fonte replay: unexpected argument 'b:1' (try --help)\n" },
+        { { "replay", "a:1", "--rate", "5" },
+          "fonte replay: --target, --rate and --reason go with "
+          "--republish\n" },
+        { { "replay", "a:1", "--republish", "--limit", "3" }, NULL },
+        { { "replay", "a:1", "--order", "random" }, NULL },
+        { { "replay", "a:1", "--republish", "--target", "Bad.Name" }, NULL },
+        { { "publish", "--type", "a" },
+          "fonte publish: --type and --object are required (or --jsonl to "
+          "read JSON lines from stdin; try --help)\n" },
+        { { "publish", "--type", "a", "--object", "b:1", "--meta", "x" },
+          "fonte publish: --meta 'x' is not key=value\n" },
+        { { "publish", "--type", "Bad Type", "--object", "b:1" },
+          "fonte publish: invalid event type (type \"Bad Type\", object "
+          "\"b:1\"); see docs/protocol.md §3 for the rules\n" },
+        { { "publish", "--jsonl", "--type", "a" }, NULL },
+        { { "publish", "--type", "a", "--object", "b", "--producer", "X" },
+          "fonte publish: invalid producer name 'X': use 1..64 of "
+          "[a-z0-9_-] (--producer)\n" },
+        { { "tail", "a", "b" }, NULL },
+        { { "top", "--interval", "1ms" },
+          "fonte top: --interval must be at least 10ms\n" },
+        { { "up", "--sync", "sometimes" }, NULL },
+        { { "--query" }, NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *av[10] = { "fonte" };
+        size_t n = 1;
+        for (; cases[i].argv[n - 1]; n++)
+            av[n] = (char *) cases[i].argv[n - 1];
+        av[n] = NULL;
+        run_t r;
+        run_input(&r, NULL, 0, av);
+        cr_assert_eq(r.rc, 2, "case %zu: rc %d, stderr %s", i, r.rc, r.err);
+        cr_assert_eq(count_lines(r.err), 1, "case %zu: %s", i, r.err);
+        cr_assert_eq(r.err[r.err_len - 1], '\n');
+        if (cases[i].err != NULL)
+            cr_assert_str_eq(r.err, cases[i].err, "case %zu", i);
+        cr_assert_str_eq(r.out, "", "case %zu", i);
+        run_free(&r);
+    }
+}
+
+Test(usage, status_against_a_dead_listener_exits_1_with_one_line)
+{
+    char q[64], want[256];
+    run_t r;
+
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    RUN(&r, "status", "--query", q, "--timeout", "300ms");
+    snprintf(want, sizeof want,
+             "fonte status: the listener at %s did not answer within 300 ms;"
+             " is `fonte up` running? (--query, FONTE_QUERY)\n", q);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    /* The global flag before the command, and the variable, do the same. */
+    RUN(&r, "--query", q, "status", "--timeout=300ms");
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+    setenv("FONTE_QUERY", q, 1);
+    RUN(&r, "status", "--timeout", "300ms");
+    unsetenv("FONTE_QUERY");
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+}
+
+Test(usage, up_with_a_taken_port_exits_1_with_one_line)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char in[64], eg[64], q[64], dir[] = "/tmp/fonte-cli-XXXXXX", want[256];
+    run_t r;
+
+    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 1), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%d", free_port());
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    cr_assert_not_null(mkdtemp(dir));
+    RUN(&r, "up", "--data", dir, "--ingress", in, "--egress", eg, "--query",
+        q);
+    close(fd);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    snprintf(want, sizeof want,
+             "fonte up: cannot bind ingress %s: Address already in use; is "
+             "another fonte up, broker or listener running? choose free "
+             "ports with --ingress, --egress, --query\n", in);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* against `fonte up`                                                  */
+
+Test(cli, up_refuses_a_locked_data_dir_and_stops_cleanly_on_sigterm)
+{
+    char in[64], eg[64], q[64];
+    run_t r;
+
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%d", free_port());
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%d", free_port());
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    RUN(&r, "up", "--data", data_dir, "--ingress", in, "--egress", eg,
+        "--query", q);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_eq(count_lines(r.err), 1);
+    cr_assert_not_null(strstr(r.err, "fonte up: data dir "));
+    cr_assert_not_null(strstr(r.err, "locked by another process"));
+    run_free(&r);
+    cr_assert_eq(up_stop(), 0);
+}
+
+Test(cli, publish_from_flags_is_durable_and_status_shows_it)
+{
+    run_t r;
+
+    RUN(&r, "publish", "--type", "order.placed", "--object", "order:1",
+        "--dep", "user:7", "--dep", "user:8", "--payload", "hello",
+        "--payload-type", "shop.OrderPlaced", "--meta", "k=v", "--meta",
+        "correlation_id=c-1", "--count", "3");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "published 3 events as cli/", 26), 0, "%s",
+                 r.out);
+    cr_assert_str_eq(r.err, "");
+    run_free(&r);
+
+    RUN(&r, "status", "--json");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    json_t *j = parse_line(r.out, r.out_len);
+    cr_assert_eq(jint(j, "last_seq"), 3);
+    cr_assert_eq(jint(j, "events"), 3);
+    cr_assert_eq(jint(j, "objects"), 1);
+    cr_assert_eq(jint(j, "sessions"), 1);
+    cr_assert_str_eq(jstr(j, "data_dir"), data_dir);
+    cr_assert_str_eq(jstr(j, "version"), FONTE_VERSION);
+    cr_assert_str_eq(jstr(j, "query"), query);
+    json_decref(j);
+    run_free(&r);
+
+    RUN(&r, "status");
+    cr_assert_eq(r.rc, 0);
+    cr_assert_not_null(strstr(r.out, "events    3\n"));
+    run_free(&r);
+
+    RUN(&r, "replay", "order:1", "--json", "--no-deps");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 3);
+    const char *line = r.out;
+    for (int i = 1; i <= 3; i++) {
+        const char *nl = strchr(line, '\n');
+        j = parse_line(line, (size_t) (nl - line));
+        cr_assert_str_eq(jstr(j, "type"), "order.placed");
+        cr_assert_str_eq(jstr(j, "object"), "order:1");
+        json_t *deps = json_object_get(j, "depends_on");
+        cr_assert_eq(json_array_size(deps), 2);
+        cr_assert_str_eq(json_string_value(json_array_get(deps, 0)), "user:7");
+        cr_assert_str_eq(json_string_value(json_array_get(deps, 1)), "user:8");
+        cr_assert_str_eq(jstr(j, "producer"), "cli");
+        cr_assert_eq(strlen(jstr(j, "session")), 16);
+        cr_assert_eq(jint(j, "producer_seq"), i);
+        char id[128];
+        snprintf(id, sizeof id, "cli/%s/%d", jstr(j, "session"), i);
+        cr_assert_str_eq(jstr(j, "id"), id);
+        cr_assert_gt(jint(j, "time_us"), 0);
+        cr_assert_str_eq(jstr(j, "payload_type"), "shop.OrderPlaced");
+        cr_assert_str_eq(jstr(j, "payload"), "hello");
+        cr_assert_str_eq(jstr(j, "payload_b64"), "aGVsbG8=");
+        json_t *meta = json_object_get(j, "meta");
+        cr_assert_eq(json_object_size(meta), 2);
+        cr_assert_str_eq(jstr(meta, "k"), "v");
+        cr_assert_str_eq(jstr(meta, "correlation_id"), "c-1");
+        cr_assert_eq(jint(j, "seq"), i);
+        cr_assert_null(json_object_get(j, "replay"));
+        json_decref(j);
+        line = nl + 1;
+    }
+    run_free(&r);
+}
+
+/* 10 users, then 9990 order lines, order:<i % 100> depending on
+ * user:<i % 10>; line i has payload "line <i>" (i from 0). */
+static char *
+jsonl_input(size_t *len)
+{
+    char *buf = NULL, line[256];
+    *len = 0;
+    for (int i = 0; i < 10000; i++) {
+        int n;
+        if (i < 10)
+            n = snprintf(line, sizeof line,
+                         "{\"type\":\"user.created\",\"object\":\"user:%d\","
+                         "\"payload\":\"line %d\"}\n", i, i);
+        else
+            n = snprintf(line, sizeof line,
+                         "{\"type\":\"order.line\",\"object\":\"order:%d\","
+                         "\"deps\":[\"user:%d\"],\"payload\":\"line %d\","
+                         "\"payload_type\":\"shop.Line\",\"meta\":{\"n\":"
+                         "\"%d\"}}\n", i % 100, i % 10, i, i);
+        append(&buf, len, line, (size_t) n);
+    }
+    return buf;
+}
+
+Test(cli, publish_jsonl_of_10k_events_then_replay_of_one_object)
+{
+    size_t len;
+    char *input = jsonl_input(&len);
+    char *const pub[] = { "fonte", "publish", "--jsonl", NULL };
+    run_t r;
+
+    run_input(&r, input, len, pub);
+    free(input);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "published 10000 events as cli/", 30), 0);
+    run_free(&r);
+
+    /* order:7: user:7 (line 7, seq 8) first, then lines 107, 207, ... */
+    RUN(&r, "replay", "order:7", "--json");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 1 + 99);
+    const char *line = r.out;
+    json_int_t last_seq = 0;
+    for (int k = 0; k < 100; k++) {
+        const char *nl = strchr(line, '\n');
+        json_t *j = parse_line(line, (size_t) (nl - line));
+        int i = k == 0 ? 7 : 7 + 100 * k;
+        char want[32];
+        snprintf(want, sizeof want, "line %d", i);
+        cr_assert_str_eq(jstr(j, "payload"), want);
+        cr_assert_eq(jint(j, "seq"), i + 1);
+        cr_assert_eq(jint(j, "producer_seq"), i + 1);
+        cr_assert_gt(jint(j, "seq"), last_seq);
+        last_seq = jint(j, "seq");
+        if (k == 0) {
+            cr_assert_str_eq(jstr(j, "object"), "user:7");
+            cr_assert_str_eq(jstr(j, "type"), "user.created");
+            cr_assert_eq(json_array_size(json_object_get(j, "depends_on")),
+                         0);
+        } else {
+            cr_assert_str_eq(jstr(j, "object"), "order:7");
+            cr_assert_str_eq(jstr(j, "type"), "order.line");
+            cr_assert_str_eq(jstr(j, "payload_type"), "shop.Line");
+            cr_assert_str_eq(json_string_value(json_array_get(
+                                 json_object_get(j, "depends_on"), 0)),
+                             "user:7");
+            snprintf(want, sizeof want, "%d", i);
+            cr_assert_str_eq(jstr(json_object_get(j, "meta"), "n"), want);
+        }
+        json_decref(j);
+        line = nl + 1;
+    }
+    run_free(&r);
+
+    /* --limit, the table, the whole store in store order. */
+    RUN(&r, "replay", "order:7", "--limit", "5");
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(count_lines(r.out), 1 + 5);
+    cr_assert_eq(strncmp(r.out, "TIME ", 5), 0);
+    cr_assert_not_null(strstr(r.out, " user.created "));
+    cr_assert_not_null(strstr(r.out, " #8 "));
+    run_free(&r);
+    RUN(&r, "replay", "*", "--order", "sequence", "--json", "--limit", "2",
+        "--after", "9997");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 2);
+    cr_assert_not_null(strstr(r.out, "\"seq\":9998"));
+    cr_assert_not_null(strstr(r.out, "\"seq\":9999"));
+    run_free(&r);
+
+    RUN(&r, "replay", "order:7", "--no-deps", "--types", "user.created");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+
+    RUN(&r, "replay", "nope:1");
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, "fonte replay: no events for object nope:1 "
+                            "(check its name; `fonte replay '*'` lists the "
+                            "whole store)\n");
+    run_free(&r);
+}
+
+Test(cli, a_bad_jsonl_line_publishes_nothing)
+{
+    static const char input[] =
+        "{\"type\":\"a.b\",\"object\":\"o:1\"}\n"
+        "\n"
+        "{\"type\":\"a.b\",\"object\":\"o:1\",\"payload_b64\":\"!!\"}\n"
+        "{\"type\":\"a.b\",\"object\":\"o:1\"}\n";
+    char *const pub[] = { "fonte", "publish", "--jsonl", NULL };
+    run_t r;
+
+    run_input(&r, input, sizeof input - 1, pub);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte publish: stdin line 3: \"payload_b64\" is "
+                            "not base64; nothing was published\n");
+    run_free(&r);
+    static const char notjson[] = "{\"type\":\"a.b\",\n";
+    run_input(&r, notjson, sizeof notjson - 1, pub);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_eq(strncmp(r.err, "fonte publish: stdin line 1: not JSON", 37),
+                 0, "%s", r.err);
+    run_free(&r);
+    static const char unknown[] = "{\"type\":\"a.b\",\"object\":\"o:1\","
+                                  "\"colour\":\"red\"}\n";
+    run_input(&r, unknown, sizeof unknown - 1, pub);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_eq(count_lines(r.err), 1);
+    cr_assert_not_null(strstr(r.err, "line 1: unknown field \"colour\""));
+    run_free(&r);
+
+    RUN(&r, "status", "--json");
+    json_t *j = parse_line(r.out, r.out_len);
+    cr_assert_eq(jint(j, "events"), 0);
+    json_decref(j);
+    run_free(&r);
+}
+
+Test(cli, publish_times_out_with_exit_1_without_a_listener)
+{
+    char in[64], want[256];
+    run_t r;
+
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%d", free_port());
+    RUN(&r, "publish", "--type", "a.b", "--object", "o:1", "--ingress", in,
+        "--timeout", "300ms");
+    snprintf(want, sizeof want,
+             "fonte publish: 1 of 1 events not acknowledged as durable "
+             "within 0.3 s; is a listener behind the broker at %s? "
+             "(--ingress, --egress, --timeout)\n", in);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+}
+
+Test(cli, replay_republish_waits_until_finished)
+{
+    run_t r;
+
+    RUN(&r, "publish", "--type", "user.created", "--object", "user:1");
+    cr_assert_eq(r.rc, 0);
+    run_free(&r);
+    RUN(&r, "publish", "--type", "order.placed", "--object", "order:1",
+        "--dep", "user:1", "--count", "4");
+    cr_assert_eq(r.rc, 0);
+    run_free(&r);
+
+    RUN(&r, "replay", "order:1", "--republish", "--target", "billing",
+        "--reason", "test", "--rate", "1000");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    cr_assert_eq(strncmp(r.out, "replay r-", 9), 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, ": 5 events to billing\nfinished: 5 "
+                                     "events in "));
+    cr_assert_str_eq(r.err, ""); /* stderr is not a terminal: no progress */
+    run_free(&r);
+}
+
+/* Publishes one event every 300 ms (through the CLI) until the child
+ * has closed its stdout or the deadline passed; returns the output. */
+static void
+feed_until_done(child_t *c, run_t *r, bool publish)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    char buf[65536];
+
+    memset(r, 0, sizeof *r);
+    append(&r->out, &r->out_len, "", 0);
+    close(c->in);
+    c->in = -1;
+    while (c->out >= 0 && now_ms() < end) {
+        struct pollfd p = { c->out, POLLIN, 0 };
+        if (poll(&p, 1, 300) > 0) {
+            ssize_t n = read(c->out, buf, sizeof buf);
+            if (n <= 0) {
+                close(c->out);
+                c->out = -1;
+            } else {
+                append(&r->out, &r->out_len, buf, (size_t) n);
+            }
+            continue;
+        }
+        if (publish) {
+            run_t p2;
+            RUN(&p2, "publish", "--type", "order.placed", "--object",
+                "order:9", "--payload", "{\"x\":1}");
+            cr_assert_eq(p2.rc, 0);
+            run_free(&p2);
+        }
+    }
+    run_t rest;
+    child_finish(c, NULL, 0, WAIT_MS, &rest);
+    r->rc = rest.rc;
+    r->err = rest.err;
+    r->err_len = rest.err_len;
+    append(&r->out, &r->out_len, rest.out, rest.out_len);
+    free(rest.out);
+}
+
+Test(cli, tail_prints_live_events_and_sys_stats)
+{
+    child_t c;
+    run_t r;
+    char *const tail_json[] = { "fonte", "tail", "order.", "--json",
+                                "--count", "2", NULL };
+
+    child_spawn(&c, tail_json);
+    feed_until_done(&c, &r, true);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    json_t *j = parse_line(r.out, (size_t) (strchr(r.out, '\n') - r.out));
+    cr_assert_str_eq(jstr(j, "topic"), "order.placed");
+    cr_assert_str_eq(jstr(j, "type"), "order.placed");
+    cr_assert_str_eq(jstr(j, "object"), "order:9");
+    cr_assert_str_eq(jstr(j, "payload"), "{\"x\":1}");
+    cr_assert_eq(jint(j, "seq"), 0);
+    cr_assert_eq(jint(j, "producer_seq"), 1);
+    json_decref(j);
+    run_free(&r);
+
+    char *const tail_line[] = { "fonte", "tail", "--count", "1", NULL };
+    child_spawn(&c, tail_line);
+    feed_until_done(&c, &r, true);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 1);
+    cr_assert_not_null(strstr(r.out, "  order.placed "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, " order:9 "));
+    cr_assert_not_null(strstr(r.out, " cli/1 "));
+    cr_assert_not_null(strstr(r.out, " {\"x\":1}\n"));
+    run_free(&r);
+
+    char *const tail_sys[] = { "fonte", "tail", "$sys.", "--json", "--count",
+                               "4", NULL };
+    child_spawn(&c, tail_sys);
+    feed_until_done(&c, &r, false);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 4);
+    bool seen_broker = false, seen_listener = false;
+    for (const char *line = r.out; *line;) {
+        const char *nl = strchr(line, '\n');
+        j = parse_line(line, (size_t) (nl - line));
+        const char *src = jstr(j, "source");
+        char topic[64];
+        snprintf(topic, sizeof topic, "$sys.%s", src);
+        cr_assert_str_eq(jstr(j, "topic"), topic);
+        seen_broker |= strcmp(src, "broker") == 0;
+        seen_listener |= strcmp(src, "listener") == 0;
+        cr_assert(json_is_object(json_object_get(j, "counters")));
+        cr_assert(json_is_object(json_object_get(j, "gauges")));
+        json_decref(j);
+        line = nl + 1;
+    }
+    cr_assert(seen_broker && seen_listener);
+    run_free(&r);
+}
+
+Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
+{
+    run_t r;
+
+    RUN(&r, "publish", "--type", "order.placed", "--object", "order:1",
+        "--count", "4");
+    cr_assert_eq(r.rc, 0);
+    run_free(&r);
+    RUN(&r, "top", "--count", "2", "--interval", "300ms");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    static const char *const keys[] = {
+        "time", "events_per_s", "stored_per_s", "commit_p50_us",
+        "commit_p99_us", "queue_depth", "store_bytes", "last_seq", "events",
+        "objects", "sessions", "publishers", "subscribers", "invalid",
+        "replays", "topics",
+    };
+    char *save = NULL;
+    for (char *line = strtok_r(r.out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        char *s2 = NULL;
+        size_t k = 0;
+        for (char *kv = strtok_r(line, " ", &s2); kv;
+             kv = strtok_r(NULL, " ", &s2), k++) {
+            cr_assert_lt(k, sizeof keys / sizeof *keys);
+            char *eq = strchr(kv, '=');
+            cr_assert_not_null(eq, "%s", kv);
+            *eq = '\0';
+            cr_assert_str_eq(kv, keys[k]);
+            const char *v = eq + 1;
+            if (strcmp(kv, "events") == 0 || strcmp(kv, "last_seq") == 0)
+                cr_assert_str_eq(v, "4");
+            if (strcmp(kv, "objects") == 0 || strcmp(kv, "sessions") == 0)
+                cr_assert_str_eq(v, "1");
+            if (strcmp(kv, "queue_depth") == 0 ||
+                strcmp(kv, "replays") == 0 || strcmp(kv, "invalid") == 0)
+                cr_assert_str_eq(v, "0");
+        }
+        cr_assert_eq(k, sizeof keys / sizeof *keys);
+    }
+    run_free(&r);
+}
