@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# story.sh - the shop's story end to end (docs/shop.md), one plain line
+# per step. `make demo` runs it at demo size; ctest runs it small, and
+# once more with a bug injected into revenue.
+#
+#   story.sh --bin DIR [--users N] [--orders M] [--seed S] [--inject-bug]
+#
+# 1. fonte's servers on free ports, data in a temporary directory;
+# 2. shop-revenue, waiting until it is subscribed;
+# 3. shop-driver: shop-users and shop-orders publish a seeded workload;
+# 4. shop-verify: revenue's artifact against the store;
+# 5. the artifact is deleted, revenue restarts with --rebuild and gets it
+#    back from a targeted replay of every user and order; verify again,
+#    and check that nothing was created: same users, same store.
+# With --inject-bug revenue ignores order.cancelled: step 4 must fail,
+# with mismatches printed, and the script exits 0 only if it did.
+#
+# Every wait has a timeout; on exit (any exit) every process it started
+# is stopped and the temporary directory removed. Nothing is written
+# outside it.
+set -euo pipefail
+
+bin= users=200 orders=1000 seed=42 bug=0
+while [ $# -gt 0 ]; do
+    case $1 in
+    --bin) bin=$2; shift 2 ;;
+    --users) users=$2; shift 2 ;;
+    --orders) orders=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --inject-bug) bug=1; shift ;;
+    *) echo "usage: $0 --bin DIR [--users N] [--orders M] [--seed S] [--inject-bug]" >&2; exit 2 ;;
+    esac
+done
+[ -n "$bin" ] && [ -x "$bin/shop-revenue" ] || { echo "story: no shop programs in '$bin'" >&2; exit 2; }
+bin=$(cd "$bin" && pwd)
+
+# How fonte's servers run: "up" = one `fonte up` process (broker and
+# listener together); "split" = fonte-broker and fonte-listener.
+servers=split
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fonte-shop.XXXXXX")
+pids=()
+SECONDS=0
+
+say() { printf 'story: %s\n' "$*"; }
+
+stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? i
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
+    if [ $rc -ne 0 ]; then
+        for f in "$tmp"/*.log; do
+            [ -f "$f" ] || continue
+            echo "--- last lines of $(basename "$f")" >&2
+            tail -n 15 "$f" >&2
+        done
+    fi
+    rm -rf "$tmp"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() { echo "story: FAILED: $*" >&2; exit 1; }
+
+# wait_for FILE PATTERN SECONDS PID: until FILE has a line matching
+# PATTERN; fails if PID exits first or time runs out.
+wait_for() {
+    local file=$1 pattern=$2 secs=$3 pid=$4 i
+    for ((i = 0; i < secs * 20; i++)); do
+        grep -q -- "$pattern" "$file" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "$(basename "$file" .log) exited early"
+        sleep 0.05
+    done
+    fail "no '$pattern' in $(basename "$file") after $secs s"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Three consecutive free ports below Linux's ephemeral range, so that
+# neither a default `fonte up` (7701-7703) nor outgoing connections collide.
+pick_ports() {
+    local base i
+    for i in $(seq 50); do
+        base=$((20000 + RANDOM % 9000))
+        if port_free $base && port_free $((base + 1)) && port_free $((base + 2)); then
+            echo $base
+            return 0
+        fi
+    done
+    fail "no free ports"
+}
+
+start_servers() {
+    local base
+    base=$(pick_ports)
+    export FONTE_INGRESS=tcp://127.0.0.1:$base
+    export FONTE_EGRESS=tcp://127.0.0.1:$((base + 1))
+    export FONTE_QUERY=tcp://127.0.0.1:$((base + 2))
+    export FONTE_LOG_LEVEL=warn
+    if [ "$servers" = up ]; then
+        "$bin/fonte" up --data "$tmp/data" >"$tmp/fonte-up.log" 2>&1 &
+        pids+=($!)
+        wait_for "$tmp/fonte-up.log" '^ready' 30 $!
+    else
+        "$bin/fonte-broker" >"$tmp/broker.log" 2>&1 &
+        pids+=($!)
+        local broker=$!
+        "$bin/fonte-listener" --data "$tmp/data" >"$tmp/listener.log" 2>&1 &
+        pids+=($!)
+        wait_until_bound $broker $!
+    fi
+}
+
+# The servers log at warn level (quiet), so readiness is a bound port.
+wait_until_bound() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        if ! port_free "${FONTE_INGRESS##*:}" && ! port_free "${FONTE_QUERY##*:}"; then
+            return 0
+        fi
+        kill -0 "$1" 2>/dev/null || fail "fonte-broker exited early"
+        kill -0 "$2" 2>/dev/null || fail "fonte-listener exited early"
+        sleep 0.05
+    done
+    fail "the servers did not bind in 30 s"
+}
+
+revenue_pid=
+start_revenue() { # start_revenue LOG [flags...]
+    local log=$1
+    shift
+    "$bin/shop-revenue" --artifact "$tmp/revenue.artifact" "$@" >"$log" 2>&1 &
+    revenue_pid=$!
+    pids+=($revenue_pid)
+}
+
+verify() { # verify OUTFILE: runs shop-verify, prints its output, returns its status
+    local rc=0
+    "$bin/shop-verify" --artifact "$tmp/revenue.artifact" --wait 30s >"$1" 2>&1 || rc=$?
+    sed 's/^/    /' "$1"
+    return $rc
+}
+
+say "fonte's broker and listener start on free ports (data in a temporary directory)"
+start_servers
+say "they listen: ingress $FONTE_INGRESS, egress $FONTE_EGRESS, query $FONTE_QUERY"
+
+if [ $bug = 1 ]; then
+    say "shop-revenue starts WITH AN INJECTED BUG: it ignores order.cancelled"
+    start_revenue "$tmp/revenue.log" --drop order.cancelled
+else
+    say "shop-revenue starts: it keeps revenue per user in its own artifact file"
+    start_revenue "$tmp/revenue.log"
+fi
+wait_for "$tmp/revenue.log" 'shop-revenue: ready' 30 $revenue_pid
+
+say "shop-driver feeds shop-users and shop-orders $users users and $orders orders (seed $seed)"
+"$bin/shop-driver" --users "$users" --orders "$orders" --seed "$seed" \
+    >"$tmp/driver.log" 2>&1 || fail "shop-driver failed"
+sed 's/^/    /' "$tmp/driver.log" | grep 'shop-driver:'
+
+say "shop-verify recomputes revenue from fonte's store and compares it with the artifact"
+if [ $bug = 1 ]; then
+    if verify "$tmp/verify1.out"; then
+        fail "verify did not catch the injected bug"
+    fi
+    grep -q '^verify: MISMATCH' "$tmp/verify1.out" || fail "verify failed without printing a mismatch"
+    say "verify caught the injected bug (exit 1, mismatches above)"
+    exit 0
+fi
+verify "$tmp/verify1.out" || fail "verify failed on the live artifact"
+grep -q "^verify: $users users" "$tmp/verify1.out" || fail "the store does not hold $users users"
+
+say "revenue stops; its artifact is deleted"
+stop_pid $revenue_pid
+rm -f "$tmp/revenue.artifact"
+[ ! -e "$tmp/revenue.artifact" ] || fail "the artifact is still there"
+
+say "revenue restarts with --rebuild: a targeted replay of every user and order, each with its dependencies"
+start_revenue "$tmp/revenue2.log" --rebuild
+wait_for "$tmp/revenue2.log" 'shop-revenue: rebuilt' 90 $revenue_pid
+grep 'shop-revenue: rebuilt' "$tmp/revenue2.log" | sed 's/^/    /'
+
+say "shop-verify again, on the rebuilt artifact"
+verify "$tmp/verify2.out" || fail "verify failed on the rebuilt artifact"
+# Same store figures as before: the rebuild created no user and no order.
+cmp -s "$tmp/verify1.out" "$tmp/verify2.out" || fail "the store changed during the rebuild"
+n=$(grep -c '^user ' "$tmp/revenue.artifact")
+[ "$n" = "$users" ] || fail "the rebuilt artifact has $n users, not $users"
+upserts=$(sed -n 's/.*(\([0-9]*\) replayed user.created upserted).*/\1/p' "$tmp/revenue2.log")
+[ "${upserts:-0}" -gt 0 ] || fail "no replayed user.created reached revenue"
+say "the rebuild created nothing: still $users users, each once; $upserts replayed user.created were upserts"
+
+say "done in $SECONDS s; stopping everything"
