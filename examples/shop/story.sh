@@ -31,33 +31,52 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 --bin DIR [--users N] [--orders M] [--seed S] [--inject-bug]" >&2; exit 2 ;;
     esac
 done
-[ -n "$bin" ] && [ -x "$bin/shop-revenue" ] || { echo "story: no shop programs in '$bin'" >&2; exit 2; }
+[ -n "$bin" ] && [ -x "$bin/shop-revenue" ] || { echo "shop: no shop programs in '$bin'" >&2; exit 2; }
 bin=$(cd "$bin" && pwd)
 
 # How fonte's servers run: "up" = one `fonte up` process (broker and
-# listener together); "split" = fonte-broker and fonte-listener.
-servers=split
+# listener together, ports chosen by the kernel); "split" =
+# fonte-broker and fonte-listener as two processes on ports picked here.
+servers=up
+[ -x "$bin/fonte" ] || servers=split
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fonte-shop.XXXXXX")
 pids=()
 SECONDS=0
 
-say() { printf 'story: %s\n' "$*"; }
+say() { printf 'shop: %s\n' "$*"; }
 
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local pid=$1 i
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do
+# stop_pid PID: SIGTERM, up to 10 s to exit, then SIGKILL. Returns the
+# process's exit status (every program here exits 0 on SIGTERM) and
+# forgets the pid.
+stop_pid() {
+    local pid=$1 i rc=0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || rc=$?
+    local keep=() p
+    for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    pids=("${keep[@]+"${keep[@]}"}")
+    return $rc
+}
+
+# Stops everything still running, newest first; fails if one did not
+# exit 0.
+stop_all() {
+    local i bad=0
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+        stop_pid "${pids[i]}" || bad=1
+    done
+    return $bad
 }
 
 cleanup() {
-    local rc=$? i
-    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
+    local rc=$?
+    stop_all || true
     if [ $rc -ne 0 ]; then
         for f in "$tmp"/*.log; do
             [ -f "$f" ] || continue
@@ -71,7 +90,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { echo "story: FAILED: $*" >&2; exit 1; }
+fail() { echo "shop: FAILED: $*" >&2; exit 1; }
 
 # wait_for FILE PATTERN SECONDS PID: until FILE has a line matching
 # PATTERN; fails if PID exits first or time runs out.
@@ -102,17 +121,22 @@ pick_ports() {
 }
 
 start_servers() {
-    local base
-    base=$(pick_ports)
-    export FONTE_INGRESS=tcp://127.0.0.1:$base
-    export FONTE_EGRESS=tcp://127.0.0.1:$((base + 1))
-    export FONTE_QUERY=tcp://127.0.0.1:$((base + 2))
+    local base any=tcp://127.0.0.1:*
     export FONTE_LOG_LEVEL=warn
     if [ "$servers" = up ]; then
-        "$bin/fonte" up --data "$tmp/data" >"$tmp/fonte-up.log" 2>&1 &
+        # Bound to port 0 ("*"): `fonte up` prints what it got, then "ready".
+        "$bin/fonte" up --data "$tmp/data" --ingress "$any" --egress "$any" \
+            --query "$any" >"$tmp/fonte-up.log" 2>&1 &
         pids+=($!)
         wait_for "$tmp/fonte-up.log" '^ready' 30 $!
+        export FONTE_INGRESS=$(sed -n 's/^ingress //p' "$tmp/fonte-up.log")
+        export FONTE_EGRESS=$(sed -n 's/^egress //p' "$tmp/fonte-up.log")
+        export FONTE_QUERY=$(sed -n 's/^query //p' "$tmp/fonte-up.log")
     else
+        base=$(pick_ports)
+        export FONTE_INGRESS=tcp://127.0.0.1:$base
+        export FONTE_EGRESS=tcp://127.0.0.1:$((base + 1))
+        export FONTE_QUERY=tcp://127.0.0.1:$((base + 2))
         "$bin/fonte-broker" >"$tmp/broker.log" 2>&1 &
         pids+=($!)
         local broker=$!
@@ -152,7 +176,11 @@ verify() { # verify OUTFILE: runs shop-verify, prints its output, returns its st
     return $rc
 }
 
-say "fonte's broker and listener start on free ports (data in a temporary directory)"
+if [ $servers = up ]; then
+    say "fonte up starts fonte's broker and listener on free ports, data in $tmp"
+else
+    say "fonte-broker and fonte-listener start on free ports, data in $tmp"
+fi
 start_servers
 say "they listen: ingress $FONTE_INGRESS, egress $FONTE_EGRESS, query $FONTE_QUERY"
 
@@ -168,7 +196,11 @@ wait_for "$tmp/revenue.log" 'shop-revenue: ready' 30 $revenue_pid
 say "shop-driver feeds shop-users and shop-orders $users users and $orders orders (seed $seed)"
 "$bin/shop-driver" --users "$users" --orders "$orders" --seed "$seed" \
     >"$tmp/driver.log" 2>&1 || fail "shop-driver failed"
-sed 's/^/    /' "$tmp/driver.log" | grep 'shop-driver:'
+grep -h -e '^shop-driver:' -e 'durable' "$tmp/driver.log" | sed 's/^/    /'
+if [ $servers = up ]; then
+    say "fonte status: what the source of truth holds now"
+    "$bin/fonte" status | grep -E '^(events|objects|sessions) ' | sed 's/^/    /'
+fi
 
 say "shop-verify recomputes revenue from fonte's store and compares it with the artifact"
 if [ $bug = 1 ]; then
@@ -177,13 +209,16 @@ if [ $bug = 1 ]; then
     fi
     grep -q '^verify: MISMATCH' "$tmp/verify1.out" || fail "verify failed without printing a mismatch"
     say "verify caught the injected bug (exit 1, mismatches above)"
+    stop_all || fail "a process did not exit cleanly"
+    ! grep -l -e 'Sanitizer' -e 'runtime error:' "$tmp"/*.log || fail "sanitizer reports above"
     exit 0
 fi
 verify "$tmp/verify1.out" || fail "verify failed on the live artifact"
 grep -q "^verify: $users users" "$tmp/verify1.out" || fail "the store does not hold $users users"
 
-say "revenue stops; its artifact is deleted"
-stop_pid $revenue_pid
+say "revenue stops; its counters, then its artifact is deleted"
+stop_pid $revenue_pid || fail "shop-revenue did not exit cleanly"
+grep -h '^shop-revenue: [0-9]' "$tmp/revenue.log" | sed 's/^/    /'
 rm -f "$tmp/revenue.artifact"
 [ ! -e "$tmp/revenue.artifact" ] || fail "the artifact is still there"
 
@@ -203,3 +238,5 @@ upserts=$(sed -n 's/.*(\([0-9]*\) replayed user.created upserted).*/\1/p' "$tmp/
 say "the rebuild created nothing: still $users users, each once; $upserts replayed user.created were upserts"
 
 say "done in $SECONDS s; stopping everything"
+stop_all || fail "a process did not exit cleanly"
+! grep -l -e 'Sanitizer' -e 'runtime error:' "$tmp"/*.log || fail "sanitizer reports above"
