@@ -94,6 +94,7 @@ typedef struct counters {
 /* One queued event: its view points into body. */
 typedef struct item {
     size_t len;
+    int64_t recv_us; /* when the receive thread took it off the socket */
     codec_view_t view;
     uint8_t body[];
 } item_t;
@@ -134,6 +135,8 @@ struct ingest {
     uint64_t round;
     double lat[LAT_SAMPLES];
     size_t n_lat;
+    double ack_lag[LAT_SAMPLES]; /* per batch: its oldest event's wait */
+    size_t n_ack_lag;
     uint64_t iv_batches, iv_events;
     int64_t next_stats_us;
     uint8_t *verdict; /* per taken event: KEEP, DUP, GAP */
@@ -206,6 +209,7 @@ item_new(const void *body, size_t len, const codec_view_t *view)
     if (it == NULL)
         return NULL;
     it->len = len;
+    it->recv_us = fonte_mono_us();
     memcpy(it->body, body, len);
     it->view = *view;
     codec_view_t *v = &it->view;
@@ -490,6 +494,9 @@ publish_stats(ingest_t *in, int64_t now)
                              : 0);
     add_gauge(s, "commit_p50_us", percentile(in->lat, in->n_lat, 50));
     add_gauge(s, "commit_p99_us", percentile(in->lat, in->n_lat, 99));
+    qsort(in->ack_lag, in->n_ack_lag, sizeof *in->ack_lag, cmp_double);
+    add_gauge(s, "ack_lag_p50_us", percentile(in->ack_lag, in->n_ack_lag, 50));
+    add_gauge(s, "ack_lag_p99_us", percentile(in->ack_lag, in->n_ack_lag, 99));
     add_gauge(s, "queue_depth", (double) c.queue_depth);
     add_gauge(s, "queue_bytes", (double) c.queue_bytes);
     add_gauge(s, "last_seq", (double) sc.last_seq);
@@ -498,6 +505,7 @@ publish_stats(ingest_t *in, int64_t now)
     add_gauge(s, "sessions", (double) sc.sessions);
     add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
     in->n_lat = 0;
+    in->n_ack_lag = 0;
     in->iv_batches = in->iv_events = 0;
 
     if (codec_pack(&s->msg.base, &buf) == FONTE_OK) {
@@ -622,6 +630,14 @@ write_batch(ingest_t *in, size_t n)
         ack_slot(in, s->producer, s->session)->dup_round = in->round;
     }
     int64_t now = fonte_mono_us();
+    /* ack lag: from the socket to the Ack, for the oldest event stored */
+    for (size_t i = 0; n_put > 0 && i < n; i++)
+        if (verdict[i] == KEEP) {
+            if (in->n_ack_lag < LAT_SAMPLES)
+                in->ack_lag[in->n_ack_lag++] =
+                    (double) (now - in->taken[i]->recv_us);
+            break;
+        }
     for (size_t i = 0; (n_dup || n_gap) && i < n; i++) {
         if (verdict[i] == KEEP)
             continue;

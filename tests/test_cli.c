@@ -861,8 +861,8 @@ Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
     cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
     static const char *const keys[] = {
         "time", "events_per_s", "stored_per_s", "commit_p50_us",
-        "commit_p99_us", "queue_depth", "store_bytes", "last_seq", "events",
-        "objects", "sessions", "publishers", "subscribers", "invalid",
+        "commit_p99_us", "ack_lag_p99_us", "queue_depth", "store_bytes",
+        "last_seq", "events", "objects", "sessions", "publishers", "subscribers", "invalid",
         "replays", "topics",
     };
     char *save = NULL;

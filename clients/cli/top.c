@@ -32,8 +32,8 @@ static const char usage[] =
     "usage: fonte top [--interval D] [--count N]\n"
     "\n"
     "A live dashboard of the broker's and listener's Stats: events/s\n"
-    "overall and per topic, commit latency, ack lag (events queued before\n"
-    "their commit), store size, producer sessions, replays in progress.\n"
+    "overall and per topic, commit latency, ack lag (socket to Ack) and\n"
+    "queue depth, store size, producer sessions, replays in progress.\n"
     "`q` quits. When stdout is not a terminal, prints one line of\n"
     "key=value pairs per refresh instead.\n";
 
@@ -171,13 +171,14 @@ draw_plain(const top_t *t, FILE *out)
 
     cli_format_time(fonte_wall_us(), now, sizeof now);
     fprintf(out, "time=%s events_per_s=%.1f stored_per_s=%.1f "
-            "commit_p50_us=%.0f commit_p99_us=%.0f queue_depth=%.0f "
-            "store_bytes=%.0f last_seq=%.0f events=%.0f objects=%.0f "
+            "commit_p50_us=%.0f commit_p99_us=%.0f ack_lag_p99_us=%.0f "
+            "queue_depth=%.0f store_bytes=%.0f last_seq=%.0f events=%.0f objects=%.0f "
             "sessions=%.0f publishers=%.0f subscribers=%.0f invalid=%.0f "
             "replays=%zu topics=",
             now, events_s, counter_rate(&t->listener, "events_stored"),
             num(l, "gauges", "commit_p50_us"),
             num(l, "gauges", "commit_p99_us"),
+            num(l, "gauges", "ack_lag_p99_us"),
             num(l, "gauges", "queue_depth"), num(l, "gauges", "store_bytes"),
             num(l, "gauges", "last_seq"), num(l, "gauges", "events"),
             num(l, "gauges", "objects"), num(l, "gauges", "sessions"),
@@ -225,7 +226,10 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
     fprintf(out, "commit        p50 %6.0f us   p99 %6.0f us\r\n",
             num(l, "gauges", "commit_p50_us"),
             num(l, "gauges", "commit_p99_us"));
-    fprintf(out, "ack lag       %10.0f events queued before their commit\r\n",
+    fprintf(out, "ack lag       p50 %6.0f us   p99 %6.0f us   queue %.0f "
+            "events\r\n",
+            num(l, "gauges", "ack_lag_p50_us"),
+            num(l, "gauges", "ack_lag_p99_us"),
             num(l, "gauges", "queue_depth"));
     fprintf(out, "store         %s   last_seq %.0f   events %.0f   "
             "objects %.0f\r\n", size, num(l, "gauges", "last_seq"),
