@@ -862,8 +862,8 @@ Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
     static const char *const keys[] = {
         "time", "events_per_s", "stored_per_s", "commit_p50_us",
         "commit_p99_us", "ack_lag_p99_us", "queue_depth", "store_bytes",
-        "last_seq", "events", "objects", "sessions", "publishers", "subscribers", "invalid",
-        "replays", "topics",
+        "last_seq", "events", "objects", "sessions", "publishers",
+        "subscribers", "invalid", "replays", "topics",
     };
     char *save = NULL;
     for (char *line = strtok_r(r.out, "\n", &save); line;
