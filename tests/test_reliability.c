@@ -342,6 +342,39 @@ Test(reliability, published_and_flushed_events_are_in_the_store)
     broker_destroy(&b);
 }
 
+Test(reliability, a_new_producers_first_burst_is_not_lost_to_the_connection)
+{
+    broker_t *b = start_broker(0);
+    listener_t *l = start_listener(broker_ingress_endpoint(b),
+                                   broker_egress_endpoint(b));
+    /* the listener's subscription is at the broker before the client
+     * connects: the client must then lose nothing while it connects */
+    broker_counters_t bc;
+    int64_t deadline = fonte_mono_us() + 5000000;
+    do {
+        broker_counters(b, &bc);
+        if (bc.subscriptions >= 1)
+            break;
+        usleep(1000);
+    } while (fonte_mono_us() < deadline);
+    cr_assert_geq(bc.subscriptions, 1);
+    fonte_client_t *c = start_client("shop", broker_ingress_endpoint(b),
+                                     broker_egress_endpoint(b),
+                                     listener_query_endpoint(l));
+    publish_n(c, "order.placed", 1000);
+    cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
+    fonte_client_stats_t cs;
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.acked, 1000);
+    cr_assert_eq(cs.sent, 1000, "sent %llu: some were resent",
+                 (unsigned long long) cs.sent);
+    cr_assert_eq(cs.resent, 0);
+    cr_assert_eq(cs.gap_acks, 0);
+    fonte_client_destroy(&c);
+    listener_destroy(&l);
+    broker_destroy(&b);
+}
+
 Test(reliability, squeezed_hwm_drops_are_resent_and_stored_exactly_once)
 {
     /* A broker queue of 100 messages per peer: its bursts of up to 1000

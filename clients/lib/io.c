@@ -16,6 +16,8 @@
  *  - When the oldest unacked event was last sent a resend timeout ago
  *    (a lost tail, a restarted broker or listener, an Ack lost), rewind
  *    next_send to it.
+ *  - Nothing is sent until the first subscription arrives on the
+ *    publisher socket (drain_pub), or a resend timeout has passed.
  *  - The publisher socket never drops: at its HWM a send fails (EAGAIN),
  *    the burst stops there and is retried 1 ms later. Without a
  *    connection (broker down) sends go nowhere, as with a PUB; the
@@ -44,6 +46,8 @@ typedef struct io_state {
     fonte_client_t *c;
     uint64_t next_send;
     bool blocked;         /* the publisher socket is at its HWM */
+    bool upstream;        /* a subscription has reached the publisher */
+    int64_t started_us;
     uint64_t gap_d;       /* D of the last gap-triggered resend */
     int64_t gap_us;       /* when it started */
     int64_t resend_us;    /* resend timeout, microseconds */
@@ -228,14 +232,23 @@ drain_ctrl(io_state_t *st)
     }
 }
 
-/* The broker's (un)subscriptions arriving on the XPUB: not needed. */
+/* The broker's (un)subscriptions arriving on the XPUB. The first one
+ * says the connection is up and the broker has told us what its
+ * subscribers want (the listener's "" among them, when it runs): only
+ * then is it worth sending, since an XPUB drops what nobody subscribed
+ * to. Without this a new producer's first burst went nowhere while the
+ * connection was being made, and was all sent again after a gap Ack. */
 static void
-drain_pub(fonte_client_t *c)
+drain_pub(io_state_t *st)
 {
     char buf[256];
-    for (int i = 0; i < IO_BURST; i++)
-        if (zmq_recv(c->pub, buf, sizeof buf, ZMQ_DONTWAIT) < 0)
+    for (int i = 0; i < IO_BURST; i++) {
+        int n = zmq_recv(st->c->pub, buf, sizeof buf, ZMQ_DONTWAIT);
+        if (n < 0)
             break;
+        if (n >= 1 && buf[0] == 1)
+            st->upstream = true;
+    }
 }
 
 static void
@@ -281,7 +294,8 @@ client_io_main(void *arg)
 {
     fonte_client_t *c = arg;
     io_state_t st = { .c = c, .next_send = 1, .gap_d = UINT64_MAX,
-                      .resend_us = (int64_t) c->opts.resend_timeout_ms * 1000 };
+                      .resend_us = (int64_t) c->opts.resend_timeout_ms * 1000,
+                      .started_us = fonte_mono_us() };
     zmq_pollitem_t items[4] = {
         { c->ctrl, 0, ZMQ_POLLIN, 0 },
         { c->user, 0, ZMQ_POLLIN, 0 },
@@ -294,14 +308,23 @@ client_io_main(void *arg)
         uint64_t acked = outbox_acked(c->outbox);
         if (st.next_send <= acked)
             st.next_send = acked + 1;
-        size_t sent = send_burst(&st, acked);
+        /* Hold back until the broker's subscriptions have arrived (or a
+         * resend timeout has passed, in case none ever will). */
+        if (!st.upstream && fonte_mono_us() - st.started_us >= st.resend_us)
+            st.upstream = true;
+        size_t sent = st.upstream ? send_burst(&st, acked) : 0;
         long timeout = check_resend(&st);
 
         bool window_full = c->opts.reliable &&
                            st.next_send >= acked + 1 + c->opts.window;
         /* An XPUB always reports POLLOUT (libzmq's dist has_out), so a
          * blocked socket is retried after a millisecond instead. */
-        if (st.blocked)
+        if (!st.upstream) {
+            /* woken by the subscription itself (the XPUB is polled) */
+            int64_t left = st.started_us + st.resend_us - fonte_mono_us();
+            long ms = left > 0 ? (long) ((left + 999) / 1000) : 0;
+            timeout = ms < IO_MAX_SLEEP_MS ? ms : IO_MAX_SLEEP_MS;
+        } else if (st.blocked)
             timeout = timeout < 1 ? timeout : 1;
         else if (sent == IO_BURST)
             timeout = 0;
@@ -321,7 +344,7 @@ client_io_main(void *arg)
         drain_ctrl(&st);
         drain_user(&st);
         if (items[3].revents & ZMQ_POLLIN)
-            drain_pub(c);
+            drain_pub(&st);
     }
     zmq_close(c->pub);
     zmq_close(c->ctrl);
