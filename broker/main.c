@@ -58,16 +58,11 @@ main(int argc, char **argv)
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 
-    switch (flags_parse(specs, argc, argv, "fonte-broker", usage, NULL,
-                        stdout, stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "fonte-broker", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     if (hwm > INT_MAX) {
         fprintf(stderr, "fonte-broker: --hwm=%llu is over %d\n",
                 (unsigned long long) hwm, INT_MAX);

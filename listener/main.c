@@ -87,16 +87,11 @@ main(int argc, char **argv)
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 
-    switch (flags_parse(specs, argc, argv, "fonte-listener", usage, NULL,
-                        stdout, stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "fonte-listener", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     if (batch_max == 0 || batch_max > 1000000 || queue_max == 0 ||
         queue_max > 100000000 || cache_mb > 1048576 || o.queue_bytes == 0 ||
         o.limits.max_msg == 0) {

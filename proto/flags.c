@@ -228,3 +228,18 @@ flags_parse(const flag_spec_t *specs, int argc, char **argv,
         *first_arg = i;
     return FLAGS_OK;
 }
+
+int
+flags_exit_code(flags_result r)
+{
+    switch (r) {
+    case FLAGS_OK:
+        return -1;
+    case FLAGS_HELP:
+    case FLAGS_VERSION:
+        return 0;
+    case FLAGS_ERROR:
+        break;
+    }
+    return 2;
+}

@@ -53,6 +53,10 @@ flags_result flags_parse(const flag_spec_t *specs, int argc, char **argv,
                          const char *prog, const char *usage, int *first_arg,
                          FILE *out, FILE *err);
 
+/* What a main() returns after flags_parse: -1 to carry on (FLAGS_OK),
+ * 0 after --help or --version, 2 after a usage error (already printed). */
+int flags_exit_code(flags_result r);
+
 /* Value parsers, exposed for tests and for callers with their own
  * syntax. False on malformed or out-of-range input. */
 bool flags_parse_size(const char *s, size_t *out);

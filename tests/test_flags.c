@@ -132,6 +132,14 @@ Test(flags, help_and_version)
     cr_assert_eq(parse(&c, 2, a2, NULL, e, sizeof e), FLAGS_VERSION);
 }
 
+Test(flags, exit_codes_for_mains)
+{
+    cr_assert_eq(flags_exit_code(FLAGS_OK), -1);
+    cr_assert_eq(flags_exit_code(FLAGS_HELP), 0);
+    cr_assert_eq(flags_exit_code(FLAGS_VERSION), 0);
+    cr_assert_eq(flags_exit_code(FLAGS_ERROR), 2);
+}
+
 Test(flags, value_parsers)
 {
     size_t sz;

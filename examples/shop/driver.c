@@ -141,16 +141,11 @@ main(int argc, char **argv)
     FILE *users, *orders;
     bool ok;
 
-    switch (flags_parse(specs, argc, argv, "shop-driver", usage, NULL, stdout,
-                        stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "shop-driver", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     if (n_users == 0 || cancel_pct > 100 || rename_pct > 100) {
         fprintf(stderr, "shop-driver: need --users >= 1 and percentages "
                         "up to 100\n");

@@ -503,16 +503,11 @@ main(int argc, char **argv)
     int status = 1;
     int64_t last_save = 0;
 
-    switch (flags_parse(specs, argc, argv, "shop-revenue", usage, NULL,
-                        stdout, stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "shop-revenue", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     if (r.drop != NULL && r.drop[0] == '\0')
         r.drop = NULL;
     sigemptyset(&sa.sa_mask);

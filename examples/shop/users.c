@@ -69,16 +69,11 @@ main(int argc, char **argv)
     fonte_client_t *c = NULL;
     int status;
 
-    switch (flags_parse(specs, argc, argv, "shop-users", usage, NULL, stdout,
-                        stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "shop-users", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     if (shop_connect("users", &c) != FONTE_OK)
         return 1;
     status = shop_command_loop(c, "shop-users", apply,

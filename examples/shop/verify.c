@@ -305,16 +305,11 @@ main(int argc, char **argv)
     char money[32];
     fonte_err rc;
 
-    switch (flags_parse(specs, argc, argv, "shop-verify", usage, NULL, stdout,
-                        stderr)) {
-    case FLAGS_OK:
-        break;
-    case FLAGS_HELP:
-    case FLAGS_VERSION:
-        return 0;
-    case FLAGS_ERROR:
-        return 2;
-    }
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, "shop-verify", usage, NULL, stdout,
+                    stderr));
+    if (exit_code >= 0)
+        return exit_code;
     t.users = shop_map_new(sizeof(shop_user_t));
     t.orders = shop_map_new(sizeof(truth_order_t));
     if (t.users == NULL || t.orders == NULL)
