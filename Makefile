@@ -35,7 +35,13 @@ fuzz: deps
 bench: build
 	@$(BUILD)/bin/fonte-bench
 
-demo: build
+# The demo narrates; the build's own output goes to a log.
+demo: deps
+	@echo "demo: building fonte into $(BUILD)/ (log: $(BUILD)/build.log)"
+	@mkdir -p $(BUILD)
+	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo && \
+	   cmake --build $(BUILD) -j $(JOBS); } > $(BUILD)/build.log 2>&1 || \
+	  { tail -30 $(BUILD)/build.log; echo "demo: the build failed; see $(BUILD)/build.log"; exit 1; }
 	@scripts/demo.sh $(BUILD)
 
 clean:
