@@ -52,10 +52,19 @@
 #define CURSOR_LEN (CURSOR_ID + 8)
 #define REPLAY_ID_LEN 19 /* "r-" + 16 hex + NUL */
 
-typedef struct cursor {
-    uint8_t id[CURSOR_ID];
+/* An ordered replay kept for its later pages. Counted references (under
+ * cursor_lock): the cursor table holds one, and each page being built
+ * holds one, so a page is built without the lock and an eviction meanwhile
+ * frees nothing under it. */
+typedef struct seqlist {
+    size_t refs;
     uint64_t *seqs;
     size_t n;
+} seqlist_t;
+
+typedef struct cursor {
+    uint8_t id[CURSOR_ID];
+    seqlist_t *list; /* NULL: a free slot */
     int64_t last_use_us;
 } cursor_t;
 
@@ -73,7 +82,7 @@ struct replay {
     store_t *store;
 
     pthread_mutex_t cursor_lock;
-    cursor_t *cursors; /* max_cursors slots; seqs == NULL when free */
+    cursor_t *cursors; /* max_cursors slots; list == NULL when free */
 
     pthread_mutex_t job_lock; /* jobs, n_jobs, stop */
     job_t *jobs, *jobs_tail;
@@ -700,23 +709,48 @@ page_size_of(const replay_t *rp, const Fonte__ReplayRequest *req)
     return n > 0 ? n : 1;
 }
 
-/* Keeps seqs under a new cursor (taking ownership); evicts the least
- * recently used or expired entries to make room. */
+/* Drops one reference; the last frees the list. cursor_lock held. */
 static void
+seqlist_unref_locked(seqlist_t *l)
+{
+    if (l != NULL && --l->refs == 0) {
+        free(l->seqs);
+        free(l);
+    }
+}
+
+/* Empties slot c (expired or evicted). cursor_lock held. */
+static void
+cursor_drop_locked(cursor_t *c)
+{
+    seqlist_unref_locked(c->list);
+    c->list = NULL;
+}
+
+/* Keeps seqs under a new cursor (taking ownership); evicts the least
+ * recently used or expired entries to make room. FONTE_ENOMEM (seqs is
+ * freed then). */
+static fonte_err
 cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
 {
     int64_t now = fonte_mono_us();
     size_t victim = 0;
+    seqlist_t *l = malloc(sizeof *l);
 
+    if (l == NULL) {
+        free(seqs);
+        return FONTE_ENOMEM;
+    }
+    l->refs = 1;
+    l->seqs = seqs;
+    l->n = n;
     random_bytes(id, CURSOR_ID);
     pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
         cursor_t *c = &rp->cursors[i];
-        if (c->seqs != NULL && now - c->last_use_us > rp->o.cursor_ttl_us) {
-            free(c->seqs);
-            c->seqs = NULL;
-        }
-        if (c->seqs == NULL) {
+        if (c->list != NULL && now - c->last_use_us > rp->o.cursor_ttl_us)
+            cursor_drop_locked(c);
+        if (c->list == NULL) {
             victim = i;
             break;
         }
@@ -724,16 +758,16 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
             victim = i;
     }
     cursor_t *c = &rp->cursors[victim];
-    free(c->seqs);
+    cursor_drop_locked(c);
     memcpy(c->id, id, CURSOR_ID);
-    c->seqs = seqs;
-    c->n = n;
+    c->list = l;
     c->last_use_us = now;
     pthread_mutex_unlock(&rp->cursor_lock);
+    return FONTE_OK;
 }
 
-/* A page of an open cursor. The lock is held while reading the page: the
- * seq list must not be evicted under us; pages are bounded and short. */
+/* A page of an open cursor: the list is found and referenced under the
+ * lock, the page built without it. */
 static void
 answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
 {
@@ -742,8 +776,8 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
     codec_writer_t w = { 0 };
     fonte_err rc = FONTE_OK;
     uint8_t next[CURSOR_LEN];
-    bool found = false, more = false;
-    size_t total = 0;
+    seqlist_t *l = NULL;
+    bool more = false;
 
     if (req->cursor.len != CURSOR_LEN) {
         atomic_fetch_add(&rp->refused, 1);
@@ -754,51 +788,53 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
     }
     uint64_t pos = get_be64(cur + CURSOR_ID);
     pthread_mutex_lock(&rp->cursor_lock);
-    for (size_t i = 0; i < rp->o.max_cursors && !found; i++) {
+    for (size_t i = 0; i < rp->o.max_cursors; i++) {
         cursor_t *c = &rp->cursors[i];
-        if (c->seqs == NULL || memcmp(c->id, cur, CURSOR_ID) != 0)
+        if (c->list == NULL || memcmp(c->id, cur, CURSOR_ID) != 0)
             continue;
         if (now - c->last_use_us > rp->o.cursor_ttl_us) {
-            free(c->seqs);
-            c->seqs = NULL;
-            break;
+            cursor_drop_locked(c);
+        } else {
+            c->last_use_us = now;
+            l = c->list;
+            l->refs++;
         }
-        found = true;
-        if (pos > c->n) {
-            rc = FONTE_EREQUEST;
-            break;
-        }
-        c->last_use_us = now;
-        total = c->n;
-        size_t k = write_events(rp, &w, c->seqs, c->n, (size_t) pos,
-                                page_size_of(rp, req), NULL, &rc);
-        more = pos + k < c->n;
-        memcpy(next, cur, CURSOR_ID);
-        put_be64(next + CURSOR_ID, pos + k);
+        break;
     }
     pthread_mutex_unlock(&rp->cursor_lock);
 
-    if (!found || rc == FONTE_EREQUEST) {
+    if (l == NULL || pos > l->n) {
         atomic_fetch_add(&rp->refused, 1);
-        codec_writer_fini(&w);
         reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
-                    !found ? "unknown or expired cursor: start the replay again"
-                           : "cursor position past the end of the replay",
+                    l == NULL ? "unknown or expired cursor: start the replay "
+                                "again"
+                              : "cursor position past the end of the replay",
                     out);
-        return;
+        goto done;
     }
+    size_t k = write_events(rp, &w, l->seqs, l->n, (size_t) pos,
+                            page_size_of(rp, req), NULL, &rc);
     if (rc != FONTE_OK) {
-        codec_writer_fini(&w);
         reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc), out);
-        return;
+        goto done;
     }
+    more = pos + k < l->n;
+    memcpy(next, cur, CURSOR_ID);
+    put_be64(next + CURSOR_ID, pos + k);
     if (more)
         codec_writer_bytes(&w, 2, next, CURSOR_LEN);
-    codec_writer_uint(&w, 3, total);
+    codec_writer_uint(&w, 3, l->n);
     if (reply_wrap(&w, out) != FONTE_OK)
         reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+    else
+        atomic_fetch_add(&rp->pages, 1);
+done:
     codec_writer_fini(&w);
-    atomic_fetch_add(&rp->pages, 1);
+    if (l != NULL) {
+        pthread_mutex_lock(&rp->cursor_lock);
+        seqlist_unref_locked(l);
+        pthread_mutex_unlock(&rp->cursor_lock);
+    }
 }
 
 /* The first page of a RETURN replay, from a fresh plan. */
@@ -818,8 +854,13 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     }
     if (k < p->n_out) {
         uint8_t cur[CURSOR_LEN];
-        cursor_put(rp, p->out_seq, p->n_out, cur);
-        p->out_seq = NULL; /* the cursor owns it now */
+        fonte_err prc = cursor_put(rp, p->out_seq, p->n_out, cur);
+        p->out_seq = NULL; /* the cursor owns it now (or freed it) */
+        if (prc != FONTE_OK) {
+            codec_writer_fini(&w);
+            reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+            return;
+        }
         put_be64(cur + CURSOR_ID, k);
         codec_writer_bytes(&w, 2, cur, CURSOR_LEN);
     }
@@ -1203,7 +1244,7 @@ replay_counters(replay_t *rp, replay_counters_t *out)
     out->running = atomic_load(&rp->running);
     pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++)
-        out->cursors += rp->cursors[i].seqs != NULL;
+        out->cursors += rp->cursors[i].list != NULL;
     pthread_mutex_unlock(&rp->cursor_lock);
 }
 
@@ -1273,7 +1314,7 @@ replay_destroy(replay_t **replay_p)
         free(rp->subs[i]);
     free(rp->subs);
     for (size_t i = 0; i < rp->o.max_cursors; i++)
-        free(rp->cursors[i].seqs);
+        cursor_drop_locked(&rp->cursors[i]);
     free(rp->cursors);
     pthread_mutex_destroy(&rp->cursor_lock);
     pthread_mutex_destroy(&rp->job_lock);
