@@ -750,12 +750,28 @@ fail:
 /* ------------------------------------------------------------------ */
 /* names                                                               */
 
+/* Names live in arena blocks that never move (so a returned name stays
+ * valid while the table grows), each as [uint32 len][bytes][NUL]. A slot
+ * holds the name's pointer, the high half of its hash and its id, so a
+ * lookup touches the slot and, only when the hash halves agree, the
+ * name itself: with a replay's names scattered by a million events
+ * between two uses, every touch is a cache miss, and this one table is
+ * most of the planning time. */
+#define NAMES_BLOCK 65536
+
+typedef struct name_slot {
+    const char *name; /* NULL = empty */
+    uint32_t tag;     /* hash >> 32 */
+    uint32_t id;
+} name_slot_t;
+
 struct order_names {
-    char **name;     /* by id */
-    size_t *len;
+    const char **name; /* by id */
     size_t n, cap;
-    uint32_t *slot;  /* open addressing: id + 1, 0 = empty */
-    size_t nslots;   /* power of two */
+    name_slot_t *slot;
+    size_t nslots;     /* power of two */
+    char **blocks;
+    size_t n_blocks, cap_blocks, block_used, block_size;
 };
 
 static uint64_t
@@ -766,7 +782,15 @@ hash_bytes(const char *s, size_t len)
         h ^= (uint8_t) s[i];
         h *= 1099511628211ULL;
     }
-    return h;
+    return h ^ (h >> 29); /* the low bits index the table: mix in the high */
+}
+
+static uint32_t
+name_len(const char *name)
+{
+    uint32_t len;
+    memcpy(&len, name - sizeof len, sizeof len);
+    return len;
 }
 
 order_names_t *
@@ -790,24 +814,26 @@ order_names_destroy(order_names_t **names_p)
     if (names_p == NULL || *names_p == NULL)
         return;
     order_names_t *t = *names_p;
-    for (size_t i = 0; i < t->n; i++)
-        free(t->name[i]);
+    for (size_t i = 0; i < t->n_blocks; i++)
+        free(t->blocks[i]);
+    free(t->blocks);
     free(t->name);
-    free(t->len);
     free(t->slot);
     free(t);
     *names_p = NULL;
 }
 
 static size_t
-find_slot(const order_names_t *t, const char *s, size_t len)
+find_slot(const order_names_t *t, const char *s, size_t len, uint64_t h)
 {
-    size_t mask = t->nslots - 1, i = (size_t) hash_bytes(s, len) & mask;
+    size_t mask = t->nslots - 1, i = (size_t) h & mask;
+    uint32_t tag = (uint32_t) (h >> 32);
     for (;;) {
-        uint32_t v = t->slot[i];
-        if (v == 0)
+        const name_slot_t *sl = &t->slot[i];
+        if (sl->name == NULL)
             return i;
-        if (t->len[v - 1] == len && memcmp(t->name[v - 1], s, len) == 0)
+        if (sl->tag == tag && name_len(sl->name) == len &&
+            memcmp(sl->name, s, len) == 0)
             return i;
         i = (i + 1) & mask;
     }
@@ -817,16 +843,53 @@ static bool
 grow_slots(order_names_t *t)
 {
     size_t nslots = t->nslots * 2;
-    uint32_t *slot = calloc(nslots, sizeof *slot);
+    name_slot_t *slot = calloc(nslots, sizeof *slot);
     if (slot == NULL)
         return false;
-    uint32_t *old = t->slot;
+    name_slot_t *old = t->slot;
+    size_t old_n = t->nslots;
     t->slot = slot;
     t->nslots = nslots;
-    for (size_t id = 0; id < t->n; id++)
-        t->slot[find_slot(t, t->name[id], t->len[id])] = (uint32_t) id + 1;
+    for (size_t i = 0; i < old_n; i++) {
+        if (old[i].name == NULL)
+            continue;
+        uint64_t h = hash_bytes(old[i].name, name_len(old[i].name));
+        t->slot[find_slot(t, old[i].name, name_len(old[i].name), h)] = old[i];
+    }
     free(old);
     return true;
+}
+
+/* Room for one name of len bytes in the arena: its bytes' address. */
+static char *
+arena_put(order_names_t *t, const char *s, size_t len)
+{
+    size_t need = sizeof(uint32_t) + len + 1;
+    if (t->n_blocks == 0 || t->block_used + need > t->block_size) {
+        if (t->n_blocks == t->cap_blocks) {
+            size_t cap = t->cap_blocks ? t->cap_blocks * 2 : 16;
+            char **b = realloc(t->blocks, cap * sizeof *b);
+            if (b == NULL)
+                return NULL;
+            t->blocks = b;
+            t->cap_blocks = cap;
+        }
+        size_t size = need > NAMES_BLOCK ? need : NAMES_BLOCK;
+        char *blk = malloc(size);
+        if (blk == NULL)
+            return NULL;
+        t->blocks[t->n_blocks++] = blk;
+        t->block_used = 0;
+        t->block_size = size;
+    }
+    char *at = t->blocks[t->n_blocks - 1] + t->block_used;
+    uint32_t l32 = (uint32_t) len;
+    memcpy(at, &l32, sizeof l32);
+    memcpy(at + sizeof l32, s, len);
+    at[sizeof l32 + len] = '\0';
+    /* keep the next length field 4-byte aligned */
+    t->block_used += (need + 3) & ~(size_t) 3;
+    return at + sizeof l32;
 }
 
 fonte_err
@@ -835,35 +898,34 @@ order_names_intern(order_names_t *t, const char *s, size_t len,
 {
     if (added)
         *added = 0;
-    if (t->n >= UINT32_MAX - 1)
+    if (t->n >= UINT32_MAX - 1 || len > UINT32_MAX / 2)
         return FONTE_ELIMIT;
-    if ((t->n + 1) * 2 > t->nslots && !grow_slots(t))
-        return FONTE_ENOMEM;
-    size_t i = find_slot(t, s, len);
-    if (t->slot[i] != 0) {
-        *id = t->slot[i] - 1;
+    uint64_t h = hash_bytes(s, len);
+    size_t i = find_slot(t, s, len, h);
+    if (t->slot[i].name != NULL) {
+        *id = t->slot[i].id;
         return FONTE_OK;
+    }
+    if ((t->n + 1) * 2 > t->nslots) {
+        if (!grow_slots(t))
+            return FONTE_ENOMEM;
+        i = find_slot(t, s, len, h);
     }
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 32;
-        char **name = realloc(t->name, cap * sizeof *name);
+        const char **name = realloc(t->name, cap * sizeof *name);
         if (name == NULL)
             return FONTE_ENOMEM;
         t->name = name;
-        size_t *l = realloc(t->len, cap * sizeof *l);
-        if (l == NULL)
-            return FONTE_ENOMEM;
-        t->len = l;
         t->cap = cap;
     }
-    char *copy = malloc(len + 1);
+    char *copy = arena_put(t, s, len);
     if (copy == NULL)
         return FONTE_ENOMEM;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
     t->name[t->n] = copy;
-    t->len[t->n] = len;
-    t->slot[i] = (uint32_t) t->n + 1;
+    t->slot[i].name = copy;
+    t->slot[i].tag = (uint32_t) (h >> 32);
+    t->slot[i].id = (uint32_t) t->n;
     *id = (uint32_t) t->n++;
     if (added)
         *added = 1;
@@ -874,10 +936,10 @@ fonte_err
 order_names_find(const order_names_t *t, const char *s, size_t len,
                  uint32_t *id)
 {
-    size_t i = find_slot(t, s, len);
-    if (t->slot[i] == 0)
+    size_t i = find_slot(t, s, len, hash_bytes(s, len));
+    if (t->slot[i].name == NULL)
         return FONTE_ENOTFOUND;
-    *id = t->slot[i] - 1;
+    *id = t->slot[i].id;
     return FONTE_OK;
 }
 
@@ -887,7 +949,7 @@ order_names_get(const order_names_t *t, uint32_t id, size_t *len)
     if (id >= t->n)
         return NULL;
     if (len)
-        *len = t->len[id];
+        *len = name_len(t->name[id]);
     return t->name[id];
 }
 
