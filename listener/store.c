@@ -232,7 +232,11 @@ store_opts_init(store_opts_t *o)
     o->write_buffer = (size_t) 4 << 20;
     o->sync = true;
     o->create = true;
-    o->max_open_files = 100;
+    /* LevelDB's floor (64 tables + 10). Each open table is an mmap()
+     * whose touched pages count in the listener's RSS (its C API cannot
+     * turn the mapping off): 74 instead of 100 took the file-backed part
+     * of a 2M-event ingest from ~65 to ~46 MiB. */
+    o->max_open_files = 74;
 }
 
 /* One line for a LevelDB open error: what it means, then its text. */
