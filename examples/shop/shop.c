@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "flags.h"
+
 fonte_err
 shop_connect(const char *service, fonte_client_t **client_p)
 {
@@ -471,4 +473,27 @@ shop_artifact_free(shop_artifact_t *a)
     free(a->orders);
     free(a->marks);
     memset(a, 0, sizeof *a);
+}
+
+int
+shop_producer_main(int argc, char **argv, const char *service,
+                   const char *prog, const char *usage, shop_command_fn apply)
+{
+    int64_t flush_us = 30000000;
+    const flag_spec_t specs[] = {
+        { "flush-timeout", "SHOP_FLUSH_TIMEOUT", FLAG_DURATION, &flush_us,
+          "how long the final flush may wait (30s)", NULL },
+        { NULL, NULL, 0, NULL, NULL, NULL },
+    };
+    fonte_client_t *c = NULL;
+
+    int exit_code = flags_exit_code(
+        flags_parse(specs, argc, argv, prog, usage, NULL, stdout, stderr));
+    if (exit_code >= 0)
+        return exit_code;
+    if (shop_connect(service, &c) != FONTE_OK)
+        return 1;
+    int status = shop_command_loop(c, prog, apply, (int) (flush_us / 1000));
+    fonte_client_destroy(&c);
+    return status;
 }

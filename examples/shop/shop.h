@@ -55,6 +55,13 @@ typedef fonte_err (*shop_command_fn)(fonte_client_t *c, char *line);
 int shop_command_loop(fonte_client_t *c, const char *prog,
                       shop_command_fn apply, int flush_ms);
 
+/* The whole main() of a command-driven producer: its one flag
+ * (--flush-timeout), the client for service, then shop_command_loop.
+ * prog is "shop-<service>". Returns the exit status. */
+int shop_producer_main(int argc, char **argv, const char *service,
+                       const char *prog, const char *usage,
+                       shop_command_fn apply);
+
 /* "<kind>:<id>" -> id. False if object is not of that kind or the id is
  * not a number. */
 bool shop_object_id(const char *object, const char *kind, uint64_t *id);

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "flags.h"
 #include "shop.h"
 #include "shop.pb-c.h"
 
@@ -60,24 +59,5 @@ apply(fonte_client_t *c, char *line)
 int
 main(int argc, char **argv)
 {
-    int64_t flush_us = 30000000;
-    const flag_spec_t specs[] = {
-        { "flush-timeout", "SHOP_FLUSH_TIMEOUT", FLAG_DURATION, &flush_us,
-          "how long the final flush may wait (30s)", NULL },
-        { NULL, NULL, 0, NULL, NULL, NULL },
-    };
-    fonte_client_t *c = NULL;
-    int status;
-
-    int exit_code = flags_exit_code(
-        flags_parse(specs, argc, argv, "shop-users", usage, NULL, stdout,
-                    stderr));
-    if (exit_code >= 0)
-        return exit_code;
-    if (shop_connect("users", &c) != FONTE_OK)
-        return 1;
-    status = shop_command_loop(c, "shop-users", apply,
-                               (int) (flush_us / 1000));
-    fonte_client_destroy(&c);
-    return status;
+    return shop_producer_main(argc, argv, "users", "shop-users", usage, apply);
 }
