@@ -2,7 +2,8 @@
 
 # fonte_test(NAME [SOURCES extra.c ...] [LIBS lib ...] [TIMEOUT s])
 #   Builds tests/test_NAME.c (plus SOURCES) as a Criterion binary
-#   build/bin/test_NAME, linked with LIBS, and registers it with ctest.
+#   build/bin/test_NAME, linked with LIBS (and fonte_testutil, when the
+#   tests folder defines it), and registers it with ctest.
 function(fonte_test name)
   cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LIBS" ${ARGN})
   if(NOT T_TIMEOUT)
@@ -10,6 +11,9 @@ function(fonte_test name)
   endif()
   add_executable(test_${name} test_${name}.c ${T_SOURCES})
   target_link_libraries(test_${name} PRIVATE PkgConfig::CRITERION ${T_LIBS})
+  if(TARGET fonte_testutil)
+    target_link_libraries(test_${name} PRIVATE fonte_testutil)
+  endif()
   target_include_directories(test_${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   # -j1: Criterion's workers share the 2-core machine with the servers
   # the integration tests start; --full-stats prints every assertion.

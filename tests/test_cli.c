@@ -7,11 +7,9 @@
  *
  * Every wait has a deadline; a child still running at teardown is killed.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,6 +22,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "testutil.h"
 
 #define FONTE FONTE_BIN_DIR "/fonte"
 #define WAIT_MS 20000 /* upper bound of every wait: a failure, not a hang */
@@ -211,15 +211,6 @@ free_port(void)
 static child_t up;
 static char data_dir[64], ingress[64], egress[64], query[64];
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb;
-    (void) flag;
-    (void) ftw;
-    return remove(path);
-}
-
 /* Reads the child's stdout until "ready\n"; false if it exited. */
 static bool
 wait_ready(child_t *c, char *out, size_t cap)
@@ -305,7 +296,7 @@ cli_teardown(void)
     unsetenv("FONTE_INGRESS");
     unsetenv("FONTE_EGRESS");
     unsetenv("FONTE_QUERY");
-    nftw(data_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(data_dir);
 }
 
 TestSuite(cli, .init = cli_setup, .fini = cli_teardown, .timeout = 90);
@@ -472,7 +463,7 @@ Test(usage, up_with_a_taken_port_exits_1_with_one_line)
     RUN(&r, "up", "--data", dir, "--ingress", in, "--egress", eg, "--query",
         q);
     close(fd);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
     snprintf(want, sizeof want,
              "fonte up: cannot bind ingress %s: Address already in use; is "
              "another fonte up, broker or listener running? choose free "

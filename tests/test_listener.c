@@ -8,10 +8,8 @@
  * Sizes: the SIGKILL burst is 200k events (FONTE_TEST_BURST overrides;
  * the sanitizer build compiles with FONTE_TEST_SCALE_DOWN and uses 50k).
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -54,13 +52,6 @@ static ack_log_t ack_logs[16];
 
 /* ------------------------------------------------------------------ */
 /* fixture */
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb, (void) flag, (void) ftw;
-    return remove(path);
-}
 
 static void
 start_broker(int hwm)
@@ -141,7 +132,7 @@ teardown(void)
     listener_destroy(&listener);
     broker_destroy(&broker);
     zmq_ctx_term(ctx);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
 }
 
 TestSuite(listener, .init = setup, .fini = teardown, .timeout = 110);

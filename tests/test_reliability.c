@@ -18,10 +18,8 @@
  * The replay tests need the listener's ReplayRequest; until it serves
  * one (Reply UNAVAILABLE) they skip with a message saying so.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -39,6 +37,7 @@
 #include "listener.h"
 #include "log.h"
 #include "store.h"
+#include "testutil.h"
 
 #ifdef FONTE_TEST_SMALL
 #define SCALE 5
@@ -53,13 +52,6 @@
 
 static char datadir[64];
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb, (void) flag, (void) ftw;
-    return remove(path);
-}
-
 static void
 setup(void)
 {
@@ -71,7 +63,7 @@ setup(void)
 static void
 teardown(void)
 {
-    nftw(datadir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(datadir);
 }
 
 TestSuite(reliability, .init = setup, .fini = teardown, .timeout = 110);

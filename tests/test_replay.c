@@ -4,9 +4,7 @@
  * through the broker with a raw PUB, are stored by the listener, and come
  * back through a REQ socket or, republished, through a SUB.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,13 +75,6 @@ env_start(env_t *e, size_t max_closure)
         e->seq[i] = 1;
 }
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb, (void) flag, (void) ftw;
-    return remove(path);
-}
-
 static void
 env_stop(env_t *e)
 {
@@ -98,7 +89,7 @@ env_stop(env_t *e)
     listener_destroy(&e->listener);
     broker_destroy(&e->broker);
     zmq_ctx_term(e->ctx);
-    nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(e->dir);
 }
 
 /* Sends producers[p]'s events from..to again (they were kept). */
@@ -736,5 +727,5 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     zmq_close(small);
     zmq_ctx_term(ctx);
     listener_destroy(&l);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
 }

@@ -3,11 +3,9 @@
  * watermarks, snapshots and iterators, and the data-dir errors, on a real
  * LevelDB in a temporary directory.
  */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +18,6 @@
 static char dir[64];
 static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
 
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void) sb, (void) flag, (void) ftw;
-    return remove(path);
-}
-
 static void
 setup(void)
 {
@@ -37,7 +28,7 @@ setup(void)
 static void
 teardown(void)
 {
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(dir);
 }
 
 TestSuite(store, .init = setup, .fini = teardown);

@@ -51,6 +51,10 @@ void tu_wire_free(tu_wire_t *w);
  * seq 1. */
 void tu_wire_event(tu_wire_t *w, const char *skip);
 
+/* Removes dir and everything below it (a test's temporary directory);
+ * errors are ignored. */
+void tu_rmtree(const char *dir);
+
 /* Checks a two-frame message made of topic and body. */
 fonte_err tu_check(const char *topic, const void *body, size_t len,
                    codec_class_t *cls);
