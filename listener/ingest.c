@@ -389,10 +389,11 @@ send_ack(ingest_t *in, codec_slice_t producer, uint64_t session,
         return; /* cannot happen: producer <= 64 bytes */
     size_t blen = fonte__ack__pack(&ack, buf);
     int tlen = snprintf(topic, sizeof topic, "%s%s", CODEC_TOPIC_ACK, prod);
-    publish(in, topic, (size_t) tlen, buf, blen);
+    /* counted before it leaves: whoever receives it then sees it counted */
     BUMP(in, acks_sent, 1);
     if (gap)
         BUMP(in, gap_acks_sent, 1);
+    publish(in, topic, (size_t) tlen, buf, blen);
 }
 
 static ack_slot_t *
