@@ -14,9 +14,6 @@
  * Sizes: the issue's (100k through a squeezed HWM, 500k from 4 producers
  * with 3 listener kills) in a normal build; a fifth of that under the
  * sanitizers (FONTE_TEST_SMALL), which are several times slower.
- *
- * The replay tests need the listener's ReplayRequest; until it serves
- * one (Reply UNAVAILABLE) they skip with a message saying so.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -535,16 +532,7 @@ Test(reliability, destroy_with_unacked_events_neither_hangs_nor_leaks)
 }
 
 /* ------------------------------------------------------------------ */
-/* replay (skipped until the listener serves ReplayRequest)            */
-
-static bool
-replay_available(fonte_client_t *c)
-{
-    fonte_event_list_t *l = NULL;
-    fonte_err rc = fonte_fetch(c, "order:0", NULL, &l);
-    fonte_event_list_destroy(&l);
-    return rc != FONTE_EUNAVAILABLE;
-}
+/* fetch and replay                                                    */
 
 typedef struct tally {
     int n, replays;
@@ -568,12 +556,6 @@ Test(reliability, fetch_of_an_unknown_object_is_not_found)
                                      listener_query_endpoint(l));
     fonte_event_list_t *list = NULL;
     fonte_err rc = fonte_fetch(c, "order:unknown", NULL, &list);
-    if (rc == FONTE_EUNAVAILABLE) {
-        fonte_client_destroy(&c);
-        listener_destroy(&l);
-        broker_destroy(&b);
-        cr_skip_test("replay not implemented by the listener yet");
-    }
     cr_assert_eq(rc, FONTE_ENOTFOUND);
     cr_assert_null(list);
     fonte_client_destroy(&c);
@@ -589,12 +571,6 @@ Test(reliability, fetch_returns_the_flushed_history_in_order)
     fonte_client_t *c = start_client("shop", broker_ingress_endpoint(b),
                                      broker_egress_endpoint(b),
                                      listener_query_endpoint(l));
-    if (!replay_available(c)) {
-        fonte_client_destroy(&c);
-        listener_destroy(&l);
-        broker_destroy(&b);
-        cr_skip_test("replay not implemented by the listener yet");
-    }
     publish_n(c, "order.placed", 2500); /* 1000 objects: 2 or 3 each */
     cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
     fonte_fetch_opts_t fo;
@@ -625,14 +601,6 @@ Test(reliability, targeted_replay_reaches_only_the_target_flagged)
     fonte_client_t *shop = start_client("shop", in, out, q);
     fonte_client_t *billing = start_client("billing", in, out, q);
     fonte_client_t *search = start_client("search", in, out, q);
-    if (!replay_available(shop)) {
-        fonte_client_destroy(&shop);
-        fonte_client_destroy(&billing);
-        fonte_client_destroy(&search);
-        listener_destroy(&l);
-        broker_destroy(&b);
-        cr_skip_test("replay not implemented by the listener yet");
-    }
     tally_t got = { 0 }, other = { 0 };
     cr_assert_eq(fonte_subscribe(billing, "order.", count, &got), FONTE_OK);
     cr_assert_eq(fonte_subscribe(search, "order.", count, &other), FONTE_OK);
