@@ -29,6 +29,8 @@ typedef struct env {
 
 static const char *const producers[] = { "orders", "users", "carts" };
 
+static size_t max_replay_events; /* 0: the default; set by a test */
+
 static void
 env_start(env_t *e, size_t max_closure)
 {
@@ -56,6 +58,8 @@ env_start(env_t *e, size_t max_closure)
     lo.stats_interval_us = 0;
     if (max_closure)
         lo.max_closure = max_closure;
+    if (max_replay_events)
+        lo.max_replay_events = max_replay_events;
     cr_assert_eq(listener_new(&lo, &e->listener, err, sizeof err), FONTE_OK,
                  "%s", err);
 
@@ -493,6 +497,55 @@ Test(replay, errors_have_clear_statuses)
     fonte__reply__free_unpacked(rep, NULL);
     zmq_msg_close(&m);
     env_stop(&e);
+}
+
+Test(replay, more_events_than_the_limit_is_refused_with_limit)
+{
+    env_t e;
+    max_replay_events = 3;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "x.a", "x:1", "" }, { 0, "x.b", "x:1", "" },
+        { 0, "x.c", "x:1", "" }, { 0, "y.a", "y:1", "" },
+    };
+    load(&e, s, 4);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "y:1";
+    expect_replay(&e, &r, "y.a@y:1");
+    r.object = "x:1";
+    expect_replay(&e, &r, "x.a@x:1 x.b@x:1 x.c@x:1");
+    r.object = "*"; /* 4 events > 3 */
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
+    cr_assert_str_eq(rep->error, "the replay of * has more than 3 events "
+                                 "(limit --max-replay-events)");
+    fonte__reply__free_unpacked(rep, NULL);
+    env_stop(&e);
+    max_replay_events = 0;
+}
+
+Test(replay, a_full_republish_queue_is_refused_with_limit)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = { { 0, "x.a", "x:1", "" }, { 0, "x.b", "x:1", "" } };
+    load(&e, s, 2);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "x:1";
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    r.rate = 1; /* each takes about two seconds: the queue fills */
+    for (int i = 0; i < 16; i++) {
+        Fonte__Reply *rep = ask(&e, &r);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "request %d: %s",
+                     i, rep->error);
+        fonte__reply__free_unpacked(rep, NULL);
+    }
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
+    cr_assert_str_eq(rep->error,
+                     "too many republishes queued: try again later");
+    fonte__reply__free_unpacked(rep, NULL);
+    env_stop(&e); /* abandons the running one, frees the queued ones */
 }
 
 /* Receives one two-frame message within timeout_ms: topic and event. */
