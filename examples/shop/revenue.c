@@ -60,7 +60,7 @@ typedef struct revenue {
     shop_map_t *orders; /* open order id -> shop_order_t */
     shop_map_t *marks;  /* producer session -> shop_mark_t */
     uint64_t events;    /* order events seen (applied or not) */
-    uint64_t user_events; /* user events received (not fetched) */
+    uint64_t user_events; /* user events received or fetched */
     uint64_t replayed;  /* replayed events received */
     uint64_t fetches, upserts, orphans, dropped, bad, duplicates, ahead;
     bool dirty;
@@ -155,6 +155,10 @@ ensure_user(revenue_t *r, uint64_t id)
     if (rc == FONTE_OK) {
         for (size_t i = 0; i < fonte_event_list_count(history); i++)
             apply_user(r, fonte_event_list_get(history, i));
+        /* learnt from the source of truth: seen, as far as verify's wait
+         * for revenue to catch up is concerned (a live copy arriving later
+         * counts again, which only makes that wait end sooner) */
+        r->user_events += fonte_event_list_count(history);
         fonte_event_list_destroy(&history);
     } else if (rc != FONTE_ENOTFOUND) {
         flog(FLOG_WARN, "revenue", "fetch %s: %s", object,

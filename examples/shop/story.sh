@@ -184,6 +184,14 @@ fi
 start_servers
 say "they listen: ingress $FONTE_INGRESS, egress $FONTE_EGRESS, query $FONTE_QUERY"
 
+# One user exists before revenue does: revenue never hears its
+# user.created, and must ask the source of truth when its first order
+# comes (fonte_fetch) - the seed's "ask for the customer's data".
+say "shop-users creates user 900001 before revenue is running"
+echo "create 900001 early@shop.example Early Bird" | "$bin/shop-users" \
+    >"$tmp/early-users.log" 2>&1 || fail "shop-users failed"
+total_users=$((users + 1))
+
 if [ $bug = 1 ]; then
     say "shop-revenue starts WITH AN INJECTED BUG: it ignores order.cancelled"
     start_revenue "$tmp/revenue.log" --drop order.cancelled
@@ -197,6 +205,9 @@ say "shop-driver feeds shop-users and shop-orders $users users and $orders order
 "$bin/shop-driver" --users "$users" --orders "$orders" --seed "$seed" \
     >"$tmp/driver.log" 2>&1 || fail "shop-driver failed"
 grep -h -e '^shop-driver:' -e 'durable' "$tmp/driver.log" | sed 's/^/    /'
+say "shop-orders places order 900001 for user 900001, whom revenue has never heard of"
+printf 'place 900001 900001\nline 900001 book 2 1250\nship 900001\n' |
+    "$bin/shop-orders" >"$tmp/early-orders.log" 2>&1 || fail "shop-orders failed"
 if [ $servers = up ]; then
     say "fonte status: what the source of truth holds now"
     "$bin/fonte" status | grep -E '^(events|objects|sessions) ' | sed 's/^/    /'
@@ -214,11 +225,13 @@ if [ $bug = 1 ]; then
     exit 0
 fi
 verify "$tmp/verify1.out" || fail "verify failed on the live artifact"
-grep -q "^verify: $users users" "$tmp/verify1.out" || fail "the store does not hold $users users"
+grep -q "^verify: $total_users users" "$tmp/verify1.out" || fail "the store does not hold $total_users users"
 
 say "revenue stops; its counters, then its artifact is deleted"
 stop_pid $revenue_pid || fail "shop-revenue did not exit cleanly"
 grep -h '^shop-revenue: [0-9]' "$tmp/revenue.log" | sed 's/^/    /'
+fetches=$(sed -n 's/.* \([0-9]*\) fetches,.*/\1/p' "$tmp/revenue.log")
+[ "${fetches:-0}" -ge 1 ] || fail "revenue never fetched the user it had not heard of"
 rm -f "$tmp/revenue.artifact"
 [ ! -e "$tmp/revenue.artifact" ] || fail "the artifact is still there"
 
@@ -232,10 +245,10 @@ verify "$tmp/verify2.out" || fail "verify failed on the rebuilt artifact"
 # Same store figures as before: the rebuild created no user and no order.
 cmp -s "$tmp/verify1.out" "$tmp/verify2.out" || fail "the store changed during the rebuild"
 n=$(grep -c '^user ' "$tmp/revenue.artifact")
-[ "$n" = "$users" ] || fail "the rebuilt artifact has $n users, not $users"
+[ "$n" = "$total_users" ] || fail "the rebuilt artifact has $n users, not $total_users"
 upserts=$(sed -n 's/.*(\([0-9]*\) replayed user.created upserted).*/\1/p' "$tmp/revenue2.log")
 [ "${upserts:-0}" -gt 0 ] || fail "no replayed user.created reached revenue"
-say "the rebuild created nothing: still $users users, each once; $upserts replayed user.created were upserts"
+say "the rebuild created nothing: still $total_users users, each once; $upserts replayed user.created were upserts"
 
 say "done in $SECONDS s; stopping everything"
 stop_all || fail "a process did not exit cleanly"
