@@ -154,6 +154,7 @@ listener_destroy(listener_t **listener_p)
     if (l == NULL)
         return;
     *listener_p = NULL;
+    replay_stop(l->replay); /* a big plan in a worker gives up */
     ingest_destroy(&l->ingest);
     query_destroy(&l->query);
     replay_destroy(&l->replay);

@@ -96,6 +96,7 @@ struct replay {
 
     _Atomic uint64_t requests, pages, not_found, refused, republished,
         running;
+    atomic_bool stopping; /* replay_stop: plans give up */
 };
 
 void
@@ -158,6 +159,7 @@ reply_wrap(codec_writer_t *inner, codec_buf_t *out)
 
 typedef struct plan {
     const replay_opts_t *o;
+    const atomic_bool *stopping; /* the listener is shutting down */
     const Fonte__ReplayRequest *req;
     store_snap_t *snap;
     order_names_t *names;
@@ -333,6 +335,11 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
     codec_view_t v;
     fonte_err rc;
 
+    if ((p->n_ev & 4095) == 0 && atomic_load(p->stopping)) {
+        store_free(body);
+        return plan_fail(p, FONTE__REPLY__STATUS__UNAVAILABLE, FONTE_ECLOSED,
+                         "the listener is shutting down");
+    }
     if (p->n_ev >= p->o->max_events) {
         store_free(body);
         return plan_fail(p, FONTE__REPLY__STATUS__LIMIT, FONTE_ELIMIT,
@@ -1207,6 +1214,7 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
 
     memset(&p, 0, sizeof p);
     p.o = &rp->o;
+    p.stopping = &rp->stopping;
     p.req = req;
     int64_t t0 = fonte_mono_us();
     rc = plan_build(&p, store);
@@ -1230,6 +1238,13 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
          (long long) (fonte_mono_us() - t0 - p.load_us - p.order_us));
     plan_fini(&p);
     return reply->data ? FONTE_OK : FONTE_ENOMEM;
+}
+
+void
+replay_stop(replay_t *rp)
+{
+    if (rp != NULL)
+        atomic_store(&rp->stopping, true);
 }
 
 void

@@ -72,6 +72,11 @@ typedef struct replay_counters {
 fonte_err replay_new(const replay_opts_t *o, store_t *store,
                      replay_t **replay_p, char *errbuf, size_t errlen);
 
+/* Makes replays being planned give up (UNAVAILABLE, "shutting down") so
+ * that a listener stopping does not wait for a big plan to finish. Any
+ * thread; call before stopping the query server. */
+void replay_stop(replay_t *replay);
+
 /* Stops the republish thread (a running replay is abandoned and
  * announced FAILED), frees every cursor. NULL-safe; nulls *replay_p. */
 void replay_destroy(replay_t **replay_p);

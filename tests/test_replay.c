@@ -782,3 +782,45 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     listener_destroy(&l);
     tu_rmtree(dir);
 }
+
+Test(replay, a_stopping_listener_gives_up_planning)
+{
+    char dir[] = "/tmp/fonte-test-stop-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    build_store(dir, 5000);
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    store_t *s = NULL;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    codec_buf_t out;
+    Fonte__Reply *rep = NULL;
+
+    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->replay->total, 5000);
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+
+    replay_stop(rp);
+    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE);
+    cr_assert_str_eq(rep->error, "the listener is shutting down");
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+
+    replay_destroy(&rp);
+    store_close(&s);
+    tu_rmtree(dir);
+}
