@@ -630,6 +630,19 @@ order_sequence(const order_graph_t *g, order_result_t *res)
     return FONTE_OK;
 }
 
+/* What the graph orders share: a cleared result, a checked graph, and
+ * each object's events in seq order. */
+static fonte_err
+order_begin(const order_graph_t *g, order_result_t *res, by_object_t *bo)
+{
+    fonte_err rc;
+
+    memset(res, 0, sizeof *res);
+    if ((rc = check_graph(g)) != FONTE_OK)
+        return rc;
+    return group_by_object(g, bo);
+}
+
 fonte_err
 order_causal(const order_graph_t *g, order_result_t *res)
 {
@@ -641,10 +654,7 @@ order_causal(const order_graph_t *g, order_result_t *res)
     cycles_t cyc = { 0 };
     fonte_err rc;
 
-    memset(res, 0, sizeof *res);
-    if ((rc = check_graph(g)) != FONTE_OK)
-        return rc;
-    if ((rc = group_by_object(g, &bo)) != FONTE_OK)
+    if ((rc = order_begin(g, res, &bo)) != FONTE_OK)
         return rc;
     rc = FONTE_ENOMEM;
     edges = malloc((n + g->n_deps + 1) * sizeof *edges);
@@ -696,10 +706,7 @@ order_objects(const order_graph_t *g, order_result_t *res)
     cycles_t cyc = { 0 };
     fonte_err rc;
 
-    memset(res, 0, sizeof *res);
-    if ((rc = check_graph(g)) != FONTE_OK)
-        return rc;
-    if ((rc = group_by_object(g, &bo)) != FONTE_OK)
+    if ((rc = order_begin(g, res, &bo)) != FONTE_OK)
         return rc;
     rc = FONTE_ENOMEM;
     edges = malloc((g->n_deps + 1) * sizeof *edges);
