@@ -174,9 +174,8 @@ ensure_user(revenue_t *r, uint64_t id)
 /* Whether to apply a live event now. A producer's events must be applied
  * in its order (a line before its order.placed would be an orphan), and
  * a subscriber may hear one twice or miss one: libfonte resends, go-back-N,
- * whatever the listener has not acknowledged (a new producer's first
- * events are typically dropped before its connection is complete, so the
- * listener asks for them again from 1). So, per producer session:
+ * whatever the listener has not acknowledged (after a broker restart, a
+ * drop at a high-water mark, a lost Ack). So, per producer session:
  *  - producer_seq == last + 1: apply;
  *  - <= last: a duplicate, skip;
  *  - > last + 1: missed some; skip and wait for the resend, which comes
