@@ -993,12 +993,19 @@ drain_subscriptions(replay_t *rp)
     }
 }
 
+/* True when a subscription other than the empty one covers topic. The
+ * empty subscription is the listener's own catch-all (and any tail's):
+ * it covers every topic, so counting it would make the wait below
+ * return at once and lose a target's first events to the slow-joiner
+ * race. A consumer of replays subscribes to a real prefix. */
 static bool
 subscribed(replay_t *rp, const char *topic)
 {
-    for (size_t i = 0; i < rp->n_subs; i++)
-        if (strncmp(topic, rp->subs[i], strlen(rp->subs[i])) == 0)
+    for (size_t i = 0; i < rp->n_subs; i++) {
+        size_t n = strlen(rp->subs[i]);
+        if (n > 0 && strncmp(topic, rp->subs[i], n) == 0)
             return true;
+    }
     return false;
 }
 

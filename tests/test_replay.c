@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -656,6 +657,55 @@ Test(replay, republish_reaches_only_the_target_flagged_and_is_not_stored)
     cr_assert_eq(c.last_seq, 3);
     zmq_close(revenue);
     zmq_close(users);
+    env_stop(&e);
+}
+
+/* The listener's own catch-all subscription reaches the republisher
+ * too; it must not count as the target's. A target that subscribes
+ * only after the request was accepted still gets the first event. */
+Test(replay, republish_waits_for_the_target_not_the_catch_all)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "order.placed", "order:1", "user:7" },
+        { 1, "user.created", "user:7", "" },
+    };
+    load(&e, s, 2);
+
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "order:1";
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    r.target = "late";
+    r.reason = "late joiner";
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    cr_assert_eq(rep->replay->total, 2);
+    fonte__reply__free_unpacked(rep, NULL);
+
+    /* The target joins 200 ms late: the scenario, not a synchronisation
+     * (the republisher starts within 50 ms and waits up to 1 s). */
+    struct timespec ts = { 0, 200 * 1000000L };
+    nanosleep(&ts, NULL);
+    void *late = zmq_socket(e.ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(late, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(late, ZMQ_SUBSCRIBE, "$replay.late.", 13);
+    cr_assert_eq(zmq_connect(late, broker_egress_endpoint(e.broker)), 0);
+
+    char topic[256];
+    Fonte__Event *ev;
+    Fonte__ReplayAudit *audit;
+    const char *want[] = { "$replay.late.user.created",
+                           "$replay.late.order.placed" };
+    for (int i = 0; i < 2; i++) {
+        cr_assert(recv_event(late, 5000, topic, sizeof topic, &ev, &audit),
+                  "replayed event %d did not arrive", i);
+        cr_assert_str_eq(topic, want[i]);
+        cr_assert_eq(ev->replay->index, (uint64_t) i + 1);
+        codec_event_free(&ev);
+    }
+    zmq_close(late);
     env_stop(&e);
 }
 
