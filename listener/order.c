@@ -33,64 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ */
-/* a binary min-heap of (key, node)                                    */
-
-typedef struct heap_item {
-    uint64_t key;
-    uint32_t node;
-} heap_item_t;
-
-typedef struct heap {
-    heap_item_t *v;
-    size_t n, cap;
-} heap_t;
-
-static bool
-heap_push(heap_t *h, uint64_t key, uint32_t node)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 64;
-        heap_item_t *v = realloc(h->v, cap * sizeof *v);
-        if (v == NULL)
-            return false;
-        h->v = v;
-        h->cap = cap;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (h->v[p].key <= key)
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i].key = key;
-    h->v[i].node = node;
-    return true;
-}
-
-static uint32_t
-heap_pop(heap_t *h)
-{
-    uint32_t top = h->v[0].node;
-    heap_item_t last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && h->v[c + 1].key < h->v[c].key)
-            c++;
-        if (last.key <= h->v[c].key)
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n > 0)
-        h->v[i] = last;
-    return top;
-}
+#include "heap.h"
 
 /* ------------------------------------------------------------------ */
 /* graphs in CSR form                                                  */

@@ -41,6 +41,7 @@
 #ifndef FONTE_ORDER_H
 #define FONTE_ORDER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -122,5 +123,80 @@ typedef fonte_err (*order_neighbors_fn)(void *arg, const char *object,
 fonte_err order_closure(order_names_t *names, uint32_t from,
                         order_neighbors_fn neighbors, void *arg,
                         size_t limit);
+
+/* --- the causal order of a whole log, streamed --- */
+
+/*
+ * order_stream produces the same order as order_causal for the events of
+ * a log fed one by one in seq order, without holding the log: an event
+ * is held only while something it needs has not come out yet (a
+ * dependency whose first event comes later in the log, or is itself
+ * held, or an earlier held event of its own object). In a store where
+ * dependencies are stored before their dependents (the common case)
+ * nothing is held and every event comes out as it is pushed; the cost is
+ * one name lookup per dependency entry.
+ *
+ * Why it is order_causal's order: order_causal releases the smallest
+ * ready event. When event s is pushed, every held event that became
+ * ready has come out already (the caller pops until nothing is left
+ * before pushing), so if s is ready it is the smallest ready event of
+ * the whole graph (every later event has a larger seq). Events released
+ * by s's coming out are all smaller than the next push and come out
+ * first, smallest first. Once the log is over (order_stream_finish)
+ * what is still held waits only on held events, i.e. on cycles: it is
+ * ordered by order_causal itself on that subgraph (each dependency kept
+ * only when its object's first event is held), which breaks the cycles
+ * exactly as it would have in the whole graph (no cycle runs through an
+ * event that came out, because everything such an event needs came out
+ * before it).
+ *
+ * The caller provides, through first(), the first seq of an object among
+ * the events it will push (0 when none); it is asked once per object
+ * named as a dependency, and the answer is cached.
+ *
+ * Use:  while (pop) emit; then push the next event, or finish at the end
+ *       of the log and pop the rest.
+ */
+typedef struct order_stream order_stream_t;
+
+typedef struct order_name {
+    const char *ptr;
+    size_t len;
+} order_name_t;
+
+/* The first seq of object among the events to be pushed, 0 if none. */
+typedef fonte_err (*order_first_fn)(void *arg, const char *object,
+                                    size_t len, uint64_t *first);
+
+/* At most max_held events are held at once (push says FONTE_ELIMIT
+ * beyond). FONTE_ENOMEM. */
+fonte_err order_stream_new(order_first_fn first, void *arg, size_t max_held,
+                           order_stream_t **s_p);
+void order_stream_destroy(order_stream_t **s_p);
+
+/* The next event of the log: seq greater than every seq pushed before,
+ * pushed only when order_stream_pop has nothing. A dependency on the
+ * event's own object is no edge. FONTE_ELIMIT (the event is not taken:
+ * too many held), FONTE_ENOMEM, or first()'s error; after an error the
+ * stream is unusable. FONTE_EINVAL when called out of turn. */
+fonte_err order_stream_push(order_stream_t *s, uint64_t seq,
+                            order_name_t object, const order_name_t *deps,
+                            size_t n_deps);
+
+/* The next event in order: true and its seq, or false when nothing can
+ * come out until more is pushed (or, after finish, when all has). */
+bool order_stream_pop(order_stream_t *s, uint64_t *seq);
+
+/* The log is over: what is held is ordered (cycles broken) and comes out
+ * through order_stream_pop. Call when pop has nothing. FONTE_ENOMEM. */
+fonte_err order_stream_finish(order_stream_t *s);
+
+/* Events held now (not yet out). */
+size_t order_stream_held(const order_stream_t *s);
+
+/* After finish: the cycles broken, as object ids of *names (each
+ * cycle's ids ascending; see order_result_t). */
+const order_result_t *order_stream_cycles(const order_stream_t *s,
+                                          const order_names_t **names);
 
 #endif

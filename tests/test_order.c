@@ -635,3 +635,187 @@ Test(order, closure_over_the_limit_is_elimit)
     cr_assert_eq(order_names_count(n), 4);
     order_names_destroy(&n);
 }
+
+/* ------------------------------------------------------------------ */
+/* the streamed causal order                                           */
+
+static const char *const obj_name[] = { "a", "b", "c", "d", "e", "f",
+                                        "g", "h", "i", "j", "k", "l" };
+
+/* first(): the smallest seq of an object in the graph, 0 if none. */
+static fonte_err
+graph_first(void *arg, const char *object, size_t len, uint64_t *first)
+{
+    const tgraph_t *t = arg;
+    *first = 0;
+    cr_assert_eq(len, 1);
+    for (size_t i = 0; i < t->n_ev; i++)
+        if (t->ev[i].object == (uint32_t) (object[0] - 'a') &&
+            (*first == 0 || t->ev[i].seq < *first))
+            *first = t->ev[i].seq;
+    return FONTE_OK;
+}
+
+static int
+cmp_by_seq(const void *a, const void *b)
+{
+    const order_event_t *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Cycle c of a result as its object letters, ascending. */
+static void
+cycle_letters(const order_result_t *r, size_t c, const order_names_t *names,
+              char *out)
+{
+    size_t k = 0;
+    for (size_t i = r->cycle_off[c]; i < r->cycle_off[c + 1]; i++)
+        out[k++] = names ? order_names_get(names, r->cycle_objects[i], NULL)[0]
+                         : (char) ('a' + r->cycle_objects[i]);
+    out[k] = '\0';
+    for (size_t i = 1; i < k; i++) /* insertion sort */
+        for (size_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+            char x = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = x;
+        }
+}
+
+/* Streams t (pushing in seq order, popping whenever possible) and checks
+ * the result equals order_causal's, cycles included. Returns the largest
+ * number held at once. */
+static size_t
+check_stream(const tgraph_t *t, uint64_t seed)
+{
+    order_graph_t g = graph(t);
+    order_result_t r;
+    cr_assert_eq(order_causal(&g, &r), FONTE_OK);
+    uint64_t want[512];
+    seqs(t, &r, want);
+
+    order_event_t *ev = malloc(t->n_ev * sizeof *ev + 1);
+    memcpy(ev, t->ev, t->n_ev * sizeof *ev);
+    qsort(ev, t->n_ev, sizeof *ev, cmp_by_seq);
+    order_stream_t *s = NULL;
+    cr_assert_eq(order_stream_new(graph_first, (void *) t, 512, &s), FONTE_OK);
+    size_t got = 0, max_held = 0;
+    uint64_t seq;
+    for (size_t i = 0; i < t->n_ev; i++) {
+        while (order_stream_pop(s, &seq)) {
+            cr_assert_lt(got, t->n_ev);
+            cr_assert_eq(seq, want[got], "seed %llu position %zu",
+                         (unsigned long long) seed, got);
+            got++;
+        }
+        order_name_t deps[8];
+        for (uint32_t d = 0; d < ev[i].n_deps; d++) {
+            deps[d].ptr = obj_name[t->deps[ev[i].deps_off + d]];
+            deps[d].len = 1;
+        }
+        order_name_t o = { obj_name[ev[i].object], 1 };
+        cr_assert_eq(order_stream_push(s, ev[i].seq, o, deps, ev[i].n_deps),
+                     FONTE_OK);
+        if (order_stream_held(s) > max_held)
+            max_held = order_stream_held(s);
+    }
+    while (order_stream_pop(s, &seq)) {
+        cr_assert_eq(seq, want[got], "seed %llu position %zu",
+                     (unsigned long long) seed, got);
+        got++;
+    }
+    cr_assert_eq(order_stream_finish(s), FONTE_OK);
+    while (order_stream_pop(s, &seq)) {
+        cr_assert_lt(got, t->n_ev);
+        cr_assert_eq(seq, want[got], "seed %llu position %zu (after finish)",
+                     (unsigned long long) seed, got);
+        got++;
+    }
+    cr_assert_eq(got, t->n_ev, "seed %llu", (unsigned long long) seed);
+
+    const order_names_t *names;
+    const order_result_t *sc = order_stream_cycles(s, &names);
+    cr_assert_eq(sc->n_cycles, r.n_cycles, "seed %llu",
+                 (unsigned long long) seed);
+    for (size_t c = 0; c < r.n_cycles; c++) {
+        char a[16], b[16];
+        cycle_letters(&r, c, NULL, a);
+        cycle_letters(sc, c, names, b);
+        cr_assert_str_eq(b, a, "seed %llu cycle %zu", (unsigned long long) seed,
+                         c);
+    }
+    order_stream_destroy(&s);
+    order_result_fini(&r);
+    free(ev);
+    return max_held;
+}
+
+Test(order, stream_equals_causal_on_1000_random_graphs)
+{
+    size_t held_some = 0;
+    for (uint64_t seed = 1; seed <= 1000; seed++) {
+        rng = seed * 0xd1b54a32d192ed03ULL;
+        size_t n = 1 + rnd(seed % 10 == 0 ? 200 : 20);
+        tgraph_t *t = malloc(sizeof *t);
+        random_graph(t, n, 1 + rnd(seed % 7 == 0 ? 12 : 6), seed % 3 == 0);
+        held_some += check_stream(t, seed) > 0;
+        free(t);
+    }
+    /* the graphs exercise holding, not only the pass-through path */
+    cr_assert_gt(held_some, 300);
+}
+
+Test(order, stream_holds_nothing_when_dependencies_come_first)
+{
+    tgraph_t t = { 0 };
+    add(&t, 1, A, "");
+    add(&t, 2, B, "a");
+    add(&t, 3, C, "ab");
+    add(&t, 4, A, "c");
+    cr_assert_eq(check_stream(&t, 0), 0);
+}
+
+Test(order, stream_holds_a_resend_until_its_dependency)
+{
+    /* the seed's case: order:1 (a) stored before the user (b) it needs */
+    tgraph_t t = { 0 };
+    add(&t, 1, A, "b");
+    add(&t, 2, C, "");
+    add(&t, 3, A, "");
+    add(&t, 4, B, "");
+    cr_assert_eq(check_stream(&t, 0), 2); /* 1 and 3 wait for 4 */
+}
+
+Test(order, stream_breaks_a_cycle_at_the_end_and_reports_it)
+{
+    tgraph_t t = { 0 };
+    add(&t, 1, A, "b");
+    add(&t, 2, B, "a");
+    add(&t, 3, C, "");
+    add(&t, 4, A, "");
+    check_stream(&t, 0);
+}
+
+Test(order, stream_over_max_held_is_elimit_and_out_of_turn_is_einval)
+{
+    tgraph_t t = { 0 };
+    add(&t, 1, A, "b");
+    add(&t, 2, A, "");
+    add(&t, 3, B, "");
+    order_stream_t *s = NULL;
+    cr_assert_eq(order_stream_new(graph_first, &t, 1, &s), FONTE_OK);
+    order_name_t a = { "a", 1 }, b = { "b", 1 };
+    cr_assert_eq(order_stream_push(s, 1, a, &b, 1), FONTE_OK);
+    cr_assert_eq(order_stream_held(s), 1);
+    cr_assert_eq(order_stream_push(s, 1, a, NULL, 0), FONTE_EINVAL,
+                 "a seq not above the last one");
+    cr_assert_eq(order_stream_push(s, 2, a, NULL, 0), FONTE_ELIMIT);
+    uint64_t seq;
+    cr_assert_not(order_stream_pop(s, &seq), "a failed stream gives nothing");
+    order_stream_destroy(&s);
+
+    cr_assert_eq(order_stream_new(graph_first, &t, 8, &s), FONTE_OK);
+    cr_assert_eq(order_stream_push(s, 3, b, NULL, 0), FONTE_OK);
+    cr_assert_eq(order_stream_push(s, 4, b, NULL, 0), FONTE_EINVAL,
+                 "push while an event is ready to come out");
+    order_stream_destroy(&s);
+}
