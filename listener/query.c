@@ -251,6 +251,15 @@ answer(query_t *q, zmq_msg_t *env, size_t n_env, zmq_msg_t *body,
     protobuf_c_message_free_unpacked(&req->base, NULL);
 }
 
+/* zmq_free_fn for a reply handed over to ZeroMQ: hint is the start of
+ * its allocation. */
+static void
+free_reply(void *data, void *hint)
+{
+    (void) data;
+    free(hint);
+}
+
 /* Sends envelope + reply on the ROUTER (query thread only). A reply that
  * could not be built still gets an answer: Reply{status: INTERNAL}. */
 static void
@@ -261,10 +270,23 @@ send_reply(query_t *q, const codec_buf_t *env, size_t n_env,
     for (size_t i = 0; i < n_env; i++)
         zmq_send(q->router, env[i].data, env[i].len,
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
-    if (reply->data != NULL)
+    zmq_msg_t m;
+    void *base = reply->base != NULL ? reply->base : reply->data;
+    if (reply->data != NULL &&
+        zmq_msg_init_data(&m, reply->data, reply->len, free_reply, base) ==
+            0) {
+        /* zero-copy: the message owns the bytes now (even if the send
+         * fails: zmq_msg_close frees them) */
+        reply->data = NULL;
+        reply->base = NULL;
+        reply->len = 0;
+        if (zmq_msg_send(&m, q->router, ZMQ_DONTWAIT) < 0)
+            zmq_msg_close(&m);
+    } else if (reply->data != NULL) {
         zmq_send(q->router, reply->data, reply->len, ZMQ_DONTWAIT);
-    else
+    } else {
         zmq_send(q->router, oom, sizeof oom, ZMQ_DONTWAIT);
+    }
     atomic_fetch_add(&q->requests, 1);
 }
 

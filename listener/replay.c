@@ -29,6 +29,7 @@
  * thread polls the XPUB (50 ms) while idle, to keep the subscription list
  * current, and picks up queued jobs between polls.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "replay.h"
 
 #include <errno.h>
@@ -56,10 +57,15 @@
  * cursor_lock): the cursor table holds one, and each page being built
  * holds one, so a page is built without the lock and an eviction meanwhile
  * frees nothing under it. */
+typedef struct logstream logstream_t;
+
 typedef struct seqlist {
     size_t refs;
     uint64_t *seqs;
     size_t n;
+    logstream_t *stream; /* instead of seqs: a streamed replay of "*" */
+    struct seqlist *pf_next; /* prefetch queue (pf_lock) */
+    bool pf_queued;
 } seqlist_t;
 
 typedef struct cursor {
@@ -93,6 +99,13 @@ struct replay {
     void *xpub;
     char **subs; /* subscriptions seen on the XPUB (republish thread) */
     size_t n_subs, cap_subs;
+
+    pthread_mutex_t pf_lock; /* the prefetch queue and pf_stop */
+    pthread_cond_t pf_cond;
+    seqlist_t *pf_head, *pf_tail;
+    bool pf_stop, pf_started;
+    pthread_t pf_thread;
+    atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
 
     _Atomic uint64_t requests, pages, not_found, refused, republished,
         running;
@@ -136,21 +149,46 @@ reply_error(Fonte__Reply__Status status, const char *error, codec_buf_t *out)
     }
 }
 
-/* Wraps a ReplayReply's bytes as Reply.replay (field 3) with status OK. */
+/* Replies are built in a writer that begins with REPLY_HEADROOM spare
+ * bytes (reply_writer): the Reply envelope (tag and length of field 3)
+ * is then written in place in front of the ReplayReply, and the buffer
+ * handed over as it is (codec_buf_t.base) - a page is never copied to be
+ * wrapped (query.c hands it to ZeroMQ without a copy either). */
+#define REPLY_HEADROOM 8
+
+static void
+reply_writer(codec_writer_t *w)
+{
+    static const uint8_t room[REPLY_HEADROOM];
+    w->len = 0;
+    w->failed = false;
+    codec_writer_raw(w, room, sizeof room);
+}
+
+/* Wraps the ReplayReply in w (after its headroom) as Reply.replay (field
+ * 3) with status OK, taking w's buffer. */
 static fonte_err
 reply_wrap(codec_writer_t *inner, codec_buf_t *out)
 {
-    codec_writer_t w = { 0 };
+    codec_writer_t head = { 0 };
 
-    if (inner->failed)
+    if (inner->failed || inner->len < REPLY_HEADROOM)
         return FONTE_ENOMEM;
-    codec_writer_bytes(&w, 3, inner->data, inner->len);
-    if (w.failed) {
-        codec_writer_fini(&w);
+    size_t n = inner->len - REPLY_HEADROOM;
+    codec_writer_tag(&head, 3, 2 /* length-delimited */);
+    codec_writer_varint(&head, n);
+    if (head.failed || head.len > REPLY_HEADROOM) {
+        codec_writer_fini(&head);
         return FONTE_ENOMEM;
     }
-    out->data = w.data;
-    out->len = w.len;
+    uint8_t *at = inner->data + REPLY_HEADROOM - head.len;
+    memcpy(at, head.data, head.len);
+    out->base = inner->data;
+    out->data = at;
+    out->len = head.len + n;
+    codec_writer_fini(&head);
+    inner->data = NULL; /* out owns it now */
+    inner->len = inner->cap = 0;
     return FONTE_OK;
 }
 
@@ -186,6 +224,14 @@ typedef struct plan {
 } plan_t;
 
 static void
+free_cycles(char **cycles, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(cycles[i]);
+    free(cycles);
+}
+
+static void
 plan_fini(plan_t *p)
 {
     for (size_t i = 0; i < p->n_ev; i++)
@@ -197,9 +243,7 @@ plan_fini(plan_t *p)
     free(p->deps);
     free(p->out_seq);
     free(p->out_idx);
-    for (size_t i = 0; i < p->n_cycles; i++)
-        free(p->cycles[i]);
-    free(p->cycles);
+    free_cycles(p->cycles, p->n_cycles);
     order_names_destroy(&p->names);
     store_snap_destroy(&p->snap);
 }
@@ -496,44 +540,49 @@ cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *) a, *(const char *const *) b);
 }
 
-/* Each broken cycle as its object names, sorted and joined by ",". */
+/* Each broken cycle of r as its object names (ids of names), sorted and
+ * joined by ",", into a new array *out of *n_out strings. */
 static fonte_err
-name_cycles(plan_t *p, const order_result_t *r)
+format_cycles(const order_names_t *names_of, const order_result_t *r,
+              char ***out, size_t *n_out)
 {
+    *out = NULL;
+    *n_out = 0;
     if (r->n_cycles == 0)
         return FONTE_OK;
-    p->cycles = calloc(r->n_cycles, sizeof *p->cycles);
-    if (p->cycles == NULL)
+    char **cycles = calloc(r->n_cycles, sizeof *cycles);
+    if (cycles == NULL)
         return FONTE_ENOMEM;
+    *out = cycles;
     for (size_t c = 0; c < r->n_cycles; c++) {
         size_t k = r->cycle_off[c + 1] - r->cycle_off[c], total = 0;
         const char **names = malloc((k ? k : 1) * sizeof *names);
         if (names == NULL)
             return FONTE_ENOMEM;
         for (size_t i = 0; i < k; i++) {
-            names[i] = order_names_get(p->names,
+            names[i] = order_names_get(names_of,
                                        r->cycle_objects[r->cycle_off[c] + i],
                                        NULL);
             total += strlen(names[i]) + 1;
         }
         qsort(names, k, sizeof *names, cmp_str);
-        char *s = malloc(total ? total : 1);
-        if (s == NULL) {
+        char *str = malloc(total ? total : 1);
+        if (str == NULL) {
             free(names);
             return FONTE_ENOMEM;
         }
-        s[0] = '\0';
+        str[0] = '\0';
         size_t at = 0;
         for (size_t i = 0; i < k; i++) {
             size_t n = strlen(names[i]);
             if (i > 0)
-                s[at++] = ',';
-            memcpy(s + at, names[i], n);
+                str[at++] = ',';
+            memcpy(str + at, names[i], n);
             at += n;
-            s[at] = '\0';
+            str[at] = '\0';
         }
         free(names);
-        p->cycles[p->n_cycles++] = s;
+        cycles[(*n_out)++] = str;
     }
     return FONTE_OK;
 }
@@ -619,7 +668,7 @@ plan_build(plan_t *p, store_t *store)
         p->out_seq[p->n_out] = p->ev[e].seq;
         p->out_idx[p->n_out++] = e;
     }
-    rc = name_cycles(p, &r);
+    rc = format_cycles(p->names, &r, &p->cycles, &p->n_cycles);
     order_result_fini(&r);
     return rc;
 
@@ -717,11 +766,14 @@ page_size_of(const replay_t *rp, const Fonte__ReplayRequest *req)
 }
 
 /* Drops one reference; the last frees the list. cursor_lock held. */
+static void logstream_free(logstream_t *ls);
+
 static void
 seqlist_unref_locked(seqlist_t *l)
 {
     if (l != NULL && --l->refs == 0) {
         free(l->seqs);
+        logstream_free(l->stream);
         free(l);
     }
 }
@@ -734,11 +786,12 @@ cursor_drop_locked(cursor_t *c)
     c->list = NULL;
 }
 
-/* Keeps seqs under a new cursor (taking ownership); evicts the least
- * recently used or expired entries to make room. FONTE_ENOMEM (seqs is
- * freed then). */
+/* Keeps seqs, or a stream, under a new cursor (taking ownership); evicts
+ * the least recently used or expired entries to make room. FONTE_ENOMEM
+ * (seqs or stream is freed then). */
 static fonte_err
-cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
+cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
+           uint8_t id[CURSOR_ID], seqlist_t **ref)
 {
     int64_t now = fonte_mono_us();
     size_t victim = 0;
@@ -746,11 +799,15 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
 
     if (l == NULL) {
         free(seqs);
+        logstream_free(stream);
         return FONTE_ENOMEM;
     }
     l->refs = 1;
     l->seqs = seqs;
     l->n = n;
+    l->stream = stream;
+    l->pf_next = NULL;
+    l->pf_queued = false;
     random_bytes(id, CURSOR_ID);
     pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
@@ -769,8 +826,496 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, uint8_t id[CURSOR_ID])
     memcpy(c->id, id, CURSOR_ID);
     c->list = l;
     c->last_use_us = now;
+    if (ref != NULL) {
+        l->refs++;
+        *ref = l;
+    }
     pthread_mutex_unlock(&rp->cursor_lock);
     return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* streamed whole-store replays                                        */
+
+/* A RETURN replay of "*" in causal or sequence order without a types
+ * filter is not planned: each page is cut from the log as it is read,
+ * through order_stream (order.h), so the first page comes at once,
+ * memory does not grow with the store, and no limit applies to the
+ * number of events (only to how many wait for a dependency at once:
+ * max_events). total is known up front because seqs are contiguous.
+ * Cycles are found only at the end of the log: they are reported on the
+ * page where they were broken (protocol.md §6.2).
+ *
+ * Pages ahead: once a page is answered, the prefetch thread cuts the
+ * next one (while the client reads this one), unless AHEAD_BUDGET bytes
+ * of such pages are waiting already. A stream is used by one thread at a
+ * time (lock). The seqs of the page answered last are kept, so that a
+ * retry of it (the same cursor) gets the same page. A read error or a
+ * limit fails the stream for good: every later page gets that answer. */
+#define AHEAD_BUDGET ((size_t) 32 << 20)
+
+typedef struct page {
+    uint64_t pos; /* where it begins in the replay */
+    uint64_t *seqs;
+    size_t n, cap;
+    codec_writer_t w; /* its events, encoded (until answered) */
+    bool valid;
+} page_t;
+
+struct logstream {
+    pthread_mutex_t lock;
+    store_t *store;
+    const replay_opts_t *o;
+    const atomic_bool *stopping;
+    atomic_size_t *ahead_bytes;
+    order_stream_t *os;
+    bool causal;
+    uint64_t after, hi, next; /* the window (after, hi]; next seq to read */
+    uint64_t total, pos;      /* events in the window; cut so far */
+    size_t page_size;         /* of the last request */
+    bool log_done, finished;
+    bool carry; /* carry_seq came out but did not fit the page before */
+    uint64_t carry_seq;
+    page_t sent;  /* answered last: for a retry */
+    page_t ahead; /* cut ahead, not asked for yet */
+    char **cycles; /* reported on the page that begins at cycles_pos */
+    size_t n_cycles;
+    uint64_t cycles_pos;
+    Fonte__Reply__Status fail_status; /* OK while the stream is good */
+    char fail[256];
+    store_snap_t *snap; /* while a page is cut: for stream_first */
+    order_name_t *deps; /* scratch */
+    size_t cap_deps;
+};
+
+static void
+page_fini(page_t *pg)
+{
+    free(pg->seqs);
+    codec_writer_fini(&pg->w);
+    memset(pg, 0, sizeof *pg);
+}
+
+static void
+logstream_free(logstream_t *ls)
+{
+    if (ls == NULL)
+        return;
+    if (ls->ahead.valid)
+        atomic_fetch_sub(ls->ahead_bytes, ls->ahead.w.cap);
+    order_stream_destroy(&ls->os);
+    page_fini(&ls->sent);
+    page_fini(&ls->ahead);
+    free_cycles(ls->cycles, ls->n_cycles);
+    free(ls->deps);
+    pthread_mutex_destroy(&ls->lock);
+    free(ls);
+}
+
+/* order_first_fn: the object's first seq in the window, from its `o`
+ * keys (one seek, asked once per object named as a dependency). */
+static fonte_err
+stream_first(void *arg, const char *object, size_t len, uint64_t *first)
+{
+    logstream_t *ls = arg;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    fonte_err rc;
+
+    *first = 0;
+    if ((rc = store_iter_object(ls->snap, object, len, ls->after, &it)))
+        return rc;
+    if (store_iter_next(it, &item) && item.seq <= ls->hi)
+        *first = item.seq;
+    rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return rc;
+}
+
+static fonte_err
+stream_fail(logstream_t *ls, Fonte__Reply__Status status, fonte_err rc,
+            const char *fmt, ...) FLOG_PRINTF_(4, 5);
+
+static fonte_err
+stream_fail(logstream_t *ls, Fonte__Reply__Status status, fonte_err rc,
+            const char *fmt, ...)
+{
+    va_list ap;
+
+    ls->fail_status = status;
+    va_start(ap, fmt);
+    vsnprintf(ls->fail, sizeof ls->fail, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* A new stream over the window (after, hi], hi > after. NULL: no memory. */
+static logstream_t *
+logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
+{
+    logstream_t *ls = calloc(1, sizeof *ls);
+    if (ls == NULL)
+        return NULL;
+    pthread_mutex_init(&ls->lock, NULL);
+    ls->store = rp->store;
+    ls->o = &rp->o;
+    ls->stopping = &rp->stopping;
+    ls->ahead_bytes = &rp->ahead_bytes;
+    ls->causal = req->order != FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
+    ls->after = req->after_seq;
+    ls->hi = hi;
+    ls->next = req->after_seq + 1;
+    ls->total = hi - req->after_seq;
+    ls->fail_status = FONTE__REPLY__STATUS__OK;
+    if (order_stream_new(stream_first, ls, rp->o.max_events, &ls->os) !=
+        FONTE_OK) {
+        logstream_free(ls);
+        return NULL;
+    }
+    return ls;
+}
+
+/* Reads the next log event into the order. */
+static fonte_err
+stream_push(logstream_t *ls, const store_item_t *item)
+{
+    codec_view_t v;
+    size_t nd = 0;
+    fonte_err rc;
+
+    if (item->seq != ls->next)
+        return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                           "event %llu is missing from the log",
+                           (unsigned long long) ls->next);
+    if (codec_event_fields(item->value.ptr, item->value.len, &v) != FONTE_OK)
+        return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                           "stored event %llu does not decode",
+                           (unsigned long long) item->seq);
+    if (ls->causal && v.n_deps > 0) {
+        if (!grow((void **) &ls->deps, &ls->cap_deps, v.n_deps,
+                  sizeof *ls->deps))
+            return FONTE_ENOMEM;
+        size_t pos = 0;
+        codec_slice_t dep;
+        while (nd < v.n_deps && codec_view_next_dep(&v, &pos, &dep)) {
+            ls->deps[nd].ptr = dep.ptr;
+            ls->deps[nd++].len = dep.len;
+        }
+    }
+    order_name_t object = { v.object.ptr, v.object.len };
+    rc = order_stream_push(ls->os, item->seq, object, ls->deps, nd);
+    if (rc == FONTE_ELIMIT)
+        return stream_fail(ls, FONTE__REPLY__STATUS__LIMIT, rc,
+                           "the replay of %s has more than %zu events waiting "
+                           "for a dependency (limit --max-replay-events)",
+                           REPLAY_ALL, ls->o->max_events);
+    if (rc != FONTE_OK)
+        return rc;
+    if (ls->next++ == ls->hi)
+        ls->log_done = true;
+    if ((ls->next & 4095) == 0 && atomic_load(ls->stopping))
+        return stream_fail(ls, FONTE__REPLY__STATUS__UNAVAILABLE,
+                           FONTE_ECLOSED, "the listener is shutting down");
+    return FONTE_OK;
+}
+
+/* Adds one event to a page. */
+static fonte_err
+page_add(page_t *pg, uint64_t seq, const void *body, size_t len)
+{
+    if (!grow((void **) &pg->seqs, &pg->cap, pg->n + 1, sizeof *pg->seqs))
+        return FONTE_ENOMEM;
+    codec_writer_event(&pg->w, 1, body, len, seq, NULL);
+    if (pg->w.failed)
+        return FONTE_ENOMEM;
+    pg->seqs[pg->n++] = seq;
+    return FONTE_OK;
+}
+
+/* Cuts the next page of the stream into pg (emptied first): at most
+ * page_size events and page_bytes, at least one unless none are left.
+ * On an error the stream is failed (ls->fail says what to answer). */
+static fonte_err
+stream_page(logstream_t *ls, size_t page_size, page_t *pg)
+{
+    store_iter_t *it = NULL;
+    store_reader_t *reader = NULL;
+    store_item_t item;
+    const void *now_body = NULL; /* the event just pushed, from the log */
+    size_t now_len = 0;
+    uint64_t now_seq = 0;
+    fonte_err rc;
+
+    pg->pos = ls->pos;
+    pg->n = 0;
+    reply_writer(&pg->w);
+    pg->valid = false;
+    if (atomic_load(ls->stopping))
+        return stream_fail(ls, FONTE__REPLY__STATUS__UNAVAILABLE,
+                           FONTE_ECLOSED, "the listener is shutting down");
+    if ((rc = store_snap_new(ls->store, &ls->snap)) != FONTE_OK)
+        goto out;
+    while (pg->n < page_size) {
+        uint64_t seq;
+        if (ls->carry || order_stream_pop(ls->os, &seq)) {
+            if (ls->carry) {
+                seq = ls->carry_seq;
+                ls->carry = false;
+            }
+            const void *body = now_body;
+            size_t len = now_len;
+            if (seq != now_seq || body == NULL) {
+                if (reader == NULL &&
+                    (rc = store_reader_new(ls->snap, &reader)) != FONTE_OK)
+                    break;
+                if ((rc = store_reader_get(reader, seq, &body, &len))) {
+                    if (rc == FONTE_ENOTFOUND)
+                        rc = stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL,
+                                         FONTE_ESTORE,
+                                         "event %llu is missing from the log",
+                                         (unsigned long long) seq);
+                    break;
+                }
+            }
+            if (pg->n > 0 && pg->w.len + len + 32 > ls->o->page_bytes) {
+                ls->carry = true; /* the next page begins with it */
+                ls->carry_seq = seq;
+                break;
+            }
+            if ((rc = page_add(pg, seq, body, len)) != FONTE_OK)
+                break;
+            continue;
+        }
+        if (!ls->log_done) {
+            if (it == NULL &&
+                (rc = store_iter_events(ls->snap, ls->next - 1, &it)))
+                break;
+            if (!store_iter_next(it, &item)) {
+                if ((rc = store_iter_error(it)) == FONTE_OK)
+                    rc = stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL,
+                                     FONTE_ESTORE,
+                                     "event %llu is missing from the log",
+                                     (unsigned long long) ls->next);
+                break;
+            }
+            if ((rc = stream_push(ls, &item)) != FONTE_OK)
+                break;
+            now_seq = item.seq;
+            now_body = item.value.ptr;
+            now_len = item.value.len;
+            continue;
+        }
+        if (!ls->finished) {
+            if ((rc = order_stream_finish(ls->os)) != FONTE_OK)
+                break;
+            ls->finished = true;
+            const order_names_t *names;
+            const order_result_t *r = order_stream_cycles(ls->os, &names);
+            if ((rc = format_cycles(names, r, &ls->cycles, &ls->n_cycles)))
+                break;
+            ls->cycles_pos = pg->pos;
+            continue;
+        }
+        break; /* everything is out */
+    }
+    if (rc == FONTE_OK && ls->finished && !ls->carry && pg->n < page_size &&
+        pg->pos + pg->n != ls->total)
+        rc = stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                         "the replay of %s gave %llu events of %llu",
+                         REPLAY_ALL, (unsigned long long) (pg->pos + pg->n),
+                         (unsigned long long) ls->total);
+out:
+    store_iter_destroy(&it);
+    store_reader_destroy(&reader);
+    store_snap_destroy(&ls->snap);
+    if (rc == FONTE_OK) {
+        ls->pos = pg->pos + pg->n;
+        pg->valid = true;
+    } else if (ls->fail_status == FONTE__REPLY__STATUS__OK) {
+        stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, rc,
+                    "the replay of %s failed: %s", REPLAY_ALL,
+                    fonte_strerror(rc));
+    }
+    return rc;
+}
+
+/* Queues l's stream for a page cut ahead, taking a reference. */
+static void
+prefetch(replay_t *rp, seqlist_t *l)
+{
+    bool queued = false;
+
+    pthread_mutex_lock(&rp->cursor_lock);
+    l->refs++;
+    pthread_mutex_unlock(&rp->cursor_lock);
+    pthread_mutex_lock(&rp->pf_lock);
+    if (rp->pf_started && !rp->pf_stop && !l->pf_queued) {
+        l->pf_queued = true;
+        l->pf_next = NULL;
+        if (rp->pf_tail)
+            rp->pf_tail->pf_next = l;
+        else
+            rp->pf_head = l;
+        rp->pf_tail = l;
+        queued = true;
+        pthread_cond_signal(&rp->pf_cond);
+    }
+    pthread_mutex_unlock(&rp->pf_lock);
+    if (!queued) {
+        pthread_mutex_lock(&rp->cursor_lock);
+        seqlist_unref_locked(l);
+        pthread_mutex_unlock(&rp->cursor_lock);
+    }
+}
+
+static void *
+prefetch_main(void *arg)
+{
+    replay_t *rp = arg;
+
+    pthread_setname_np(pthread_self(), "fonte-prefetch");
+    pthread_mutex_lock(&rp->pf_lock);
+    for (;;) {
+        while (rp->pf_head == NULL && !rp->pf_stop)
+            pthread_cond_wait(&rp->pf_cond, &rp->pf_lock);
+        if (rp->pf_stop)
+            break;
+        seqlist_t *l = rp->pf_head;
+        rp->pf_head = l->pf_next;
+        if (rp->pf_head == NULL)
+            rp->pf_tail = NULL;
+        l->pf_queued = false;
+        pthread_mutex_unlock(&rp->pf_lock);
+
+        logstream_t *ls = l->stream;
+        pthread_mutex_lock(&ls->lock);
+        if (ls->fail_status == FONTE__REPLY__STATUS__OK && !ls->ahead.valid &&
+            ls->pos < ls->total &&
+            atomic_load(&rp->ahead_bytes) < AHEAD_BUDGET) {
+            int64_t t0 = fonte_mono_us();
+            if (stream_page(ls, ls->page_size, &ls->ahead) == FONTE_OK)
+                atomic_fetch_add(&rp->ahead_bytes, ls->ahead.w.cap);
+            flog(FLOG_DEBUG, "replay", "%s: page at %llu of %llu cut ahead: "
+                 "%zu events, %zu held, %lld us", REPLAY_ALL,
+                 (unsigned long long) ls->ahead.pos,
+                 (unsigned long long) ls->total, ls->ahead.n,
+                 order_stream_held(ls->os),
+                 (long long) (fonte_mono_us() - t0));
+        }
+        pthread_mutex_unlock(&ls->lock);
+        pthread_mutex_lock(&rp->cursor_lock);
+        seqlist_unref_locked(l);
+        pthread_mutex_unlock(&rp->cursor_lock);
+        pthread_mutex_lock(&rp->pf_lock);
+    }
+    pthread_mutex_unlock(&rp->pf_lock);
+    return NULL;
+}
+
+/* One page of a stream: the next one (pos == ls->pos, or the page cut
+ * ahead), or the one answered last again (a retry). l is the stream's
+ * cursor list, or NULL for the first page (l then takes ownership of ls,
+ * and makes a cursor if there is more). */
+static void
+answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
+              uint64_t pos, size_t page_size, codec_buf_t *out)
+{
+    codec_writer_t w = { 0 };
+    uint8_t cur[CURSOR_LEN];
+    size_t k = 0;
+    fonte_err rc = FONTE_OK;
+    seqlist_t *ref = NULL;
+
+    pthread_mutex_lock(&ls->lock);
+    ls->page_size = page_size;
+    if (ls->fail_status != FONTE__REPLY__STATUS__OK) {
+        reply_error(ls->fail_status, ls->fail, out);
+        goto done;
+    }
+    if (l != NULL && ls->sent.valid && pos == ls->sent.pos &&
+        pos != ls->pos && !(ls->ahead.valid && pos == ls->ahead.pos)) {
+        /* a retry of the page answered last */
+        reply_writer(&w);
+        k = write_events(rp, &w, ls->sent.seqs, ls->sent.n, 0, ls->sent.n,
+                         NULL, &rc);
+    } else if (ls->ahead.valid && pos == ls->ahead.pos) {
+        page_t t = ls->sent;
+        ls->sent = ls->ahead;
+        ls->ahead = t;
+        ls->ahead.valid = false;
+        atomic_fetch_sub(&rp->ahead_bytes, ls->sent.w.cap);
+        w = ls->sent.w;
+        ls->sent.w = ls->ahead.w;
+        ls->ahead.w = (codec_writer_t) { 0 };
+        ls->sent.w.len = 0;
+        k = ls->sent.n;
+    } else if (pos == ls->pos && (l == NULL || pos < ls->total)) {
+        int64_t t0 = fonte_mono_us();
+        rc = stream_page(ls, page_size, &ls->sent);
+        w = ls->sent.w;
+        ls->sent.w = (codec_writer_t) { 0 };
+        k = ls->sent.n;
+        flog(FLOG_DEBUG, "replay", "%s: page at %llu of %llu: %zu events, "
+             "%zu held, %lld us", REPLAY_ALL, (unsigned long long) pos,
+             (unsigned long long) ls->total, k, order_stream_held(ls->os),
+             (long long) (fonte_mono_us() - t0));
+    } else {
+        atomic_fetch_add(&rp->refused, 1);
+        reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
+                    "cursor position is neither the next page nor the last "
+                    "one: pass back the cursor of the previous page",
+                    out);
+        goto done;
+    }
+    if (rc != FONTE_OK) {
+        if (ls->fail_status != FONTE__REPLY__STATUS__OK)
+            reply_error(ls->fail_status, ls->fail, out);
+        else
+            reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc),
+                        out);
+        goto done;
+    }
+    /* cycles and total first: once a first page's stream is under a
+     * cursor, another thread may take it */
+    if (ls->n_cycles > 0 && ls->cycles_pos == pos)
+        for (size_t i = 0; i < ls->n_cycles; i++)
+            codec_writer_bytes(&w, 4, ls->cycles[i], strlen(ls->cycles[i]));
+    codec_writer_uint(&w, 3, ls->total);
+    bool more = pos + k < ls->total;
+    if (more) {
+        if (l == NULL) {
+            pthread_mutex_unlock(&ls->lock);
+            rc = cursor_put(rp, NULL, 0, ls, cur, &ref); /* owns ls now */
+            ls = NULL;
+            if (rc != FONTE_OK) {
+                reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory",
+                            out);
+                goto done;
+            }
+        } else {
+            memcpy(cur, id, CURSOR_ID);
+        }
+        put_be64(cur + CURSOR_ID, pos + k);
+        codec_writer_bytes(&w, 2, cur, CURSOR_LEN);
+    }
+    if (reply_wrap(&w, out) != FONTE_OK)
+        reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
+    else
+        atomic_fetch_add(&rp->pages, 1);
+    if (more && out->data != NULL)
+        prefetch(rp, ref != NULL ? ref : l);
+done:
+    codec_writer_fini(&w);
+    if (ref != NULL) {
+        pthread_mutex_lock(&rp->cursor_lock);
+        seqlist_unref_locked(ref);
+        pthread_mutex_unlock(&rp->cursor_lock);
+    }
+    if (ls != NULL) {
+        pthread_mutex_unlock(&ls->lock);
+        if (l == NULL)
+            logstream_free(ls); /* the first page was all of it */
+    }
 }
 
 /* A page of an open cursor: the list is found and referenced under the
@@ -793,6 +1338,7 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
                     "page unchanged", out);
         return;
     }
+    reply_writer(&w);
     uint64_t pos = get_be64(cur + CURSOR_ID);
     pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
@@ -810,6 +1356,11 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
     }
     pthread_mutex_unlock(&rp->cursor_lock);
 
+    if (l != NULL && l->stream != NULL) {
+        answer_stream(rp, l, l->stream, cur, pos, page_size_of(rp, req),
+                      out);
+        goto done;
+    }
     if (l == NULL || pos > l->n) {
         atomic_fetch_add(&rp->refused, 1);
         reply_error(FONTE__REPLY__STATUS__BAD_REQUEST,
@@ -852,6 +1403,7 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     codec_writer_t w = { 0 };
     fonte_err rc;
 
+    reply_writer(&w);
     size_t k = write_events(rp, &w, p->out_seq, p->n_out, 0,
                             page_size_of(rp, req), p, &rc);
     if (rc != FONTE_OK) {
@@ -861,7 +1413,7 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     }
     if (k < p->n_out) {
         uint8_t cur[CURSOR_LEN];
-        fonte_err prc = cursor_put(rp, p->out_seq, p->n_out, cur);
+        fonte_err prc = cursor_put(rp, p->out_seq, p->n_out, NULL, cur, NULL);
         p->out_seq = NULL; /* the cursor owns it now (or freed it) */
         if (prc != FONTE_OK) {
             codec_writer_fini(&w);
@@ -946,6 +1498,7 @@ answer_republish(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     p->out_seq = NULL; /* the job owns it now */
 
     codec_writer_t w = { 0 };
+    reply_writer(&w);
     codec_writer_uint(&w, 3, j->n);
     for (size_t i = 0; i < p->n_cycles; i++)
         codec_writer_bytes(&w, 4, p->cycles[i], strlen(p->cycles[i]));
@@ -1199,6 +1752,7 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     fonte_err rc;
 
     reply->data = NULL;
+    reply->base = NULL;
     reply->len = 0;
     atomic_fetch_add(&rp->requests, 1);
     if (req->cursor.len > 0) {
@@ -1217,6 +1771,28 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
                     "republish is not available: the listener has no "
                     "broker ingress", reply);
         return reply->data ? FONTE_OK : FONTE_ENOMEM;
+    }
+
+    if (!republish && req->n_types == 0 &&
+        req->order != FONTE__REPLAY_REQUEST__ORDER__OBJECTS &&
+        strcmp(req->object, REPLAY_ALL) == 0 &&
+        (req->until_seq == 0 || req->until_seq > req->after_seq)) {
+        /* the whole store, streamed (when there is anything to stream) */
+        store_counts_t c;
+        store_counts(store, &c);
+        uint64_t last = c.last_seq;
+        uint64_t hi = req->until_seq && req->until_seq < last
+                          ? req->until_seq : last;
+        if (hi > req->after_seq) {
+            logstream_t *ls = logstream_new(rp, req, hi);
+            if (ls == NULL)
+                reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory",
+                            reply);
+            else
+                answer_stream(rp, NULL, ls, NULL, 0, page_size_of(rp, req),
+                              reply);
+            return reply->data ? FONTE_OK : FONTE_ENOMEM;
+        }
     }
 
     memset(&p, 0, sizeof p);
@@ -1290,6 +1866,14 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     }
     pthread_mutex_init(&rp->cursor_lock, NULL);
     pthread_mutex_init(&rp->job_lock, NULL);
+    pthread_mutex_init(&rp->pf_lock, NULL);
+    pthread_cond_init(&rp->pf_cond, NULL);
+    if (pthread_create(&rp->pf_thread, NULL, prefetch_main, rp) != 0) {
+        snprintf(errbuf, errlen, "replay: cannot start its prefetch thread");
+        replay_destroy(&rp);
+        return FONTE_EIO;
+    }
+    rp->pf_started = true;
 
     if (o->ingress != NULL && o->zmq_ctx != NULL) {
         int linger = 200, hwm = 1000000;
@@ -1320,6 +1904,18 @@ replay_destroy(replay_t **replay_p)
     if (replay_p == NULL || *replay_p == NULL)
         return;
     replay_t *rp = *replay_p;
+    atomic_store(&rp->stopping, true); /* a page being cut gives up */
+    pthread_mutex_lock(&rp->pf_lock);
+    rp->pf_stop = true;
+    pthread_cond_broadcast(&rp->pf_cond);
+    pthread_mutex_unlock(&rp->pf_lock);
+    if (rp->pf_started)
+        pthread_join(rp->pf_thread, NULL);
+    while (rp->pf_head != NULL) {
+        seqlist_t *l = rp->pf_head;
+        rp->pf_head = l->pf_next;
+        seqlist_unref_locked(l);
+    }
     pthread_mutex_lock(&rp->job_lock);
     rp->stop = true;
     pthread_mutex_unlock(&rp->job_lock);
@@ -1340,6 +1936,8 @@ replay_destroy(replay_t **replay_p)
     free(rp->cursors);
     pthread_mutex_destroy(&rp->cursor_lock);
     pthread_mutex_destroy(&rp->job_lock);
+    pthread_mutex_destroy(&rp->pf_lock);
+    pthread_cond_destroy(&rp->pf_cond);
     free(rp);
     *replay_p = NULL;
 }

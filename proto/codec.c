@@ -35,8 +35,9 @@ codec_buf_free(codec_buf_t *buf)
 {
     if (buf == NULL)
         return;
-    free(buf->data);
+    free(buf->base != NULL ? buf->base : buf->data);
     buf->data = NULL;
+    buf->base = NULL;
     buf->len = 0;
 }
 
@@ -820,6 +821,7 @@ codec_pack(const ProtobufCMessage *msg, codec_buf_t *out)
     size_t n = protobuf_c_message_get_packed_size(msg);
 
     out->data = malloc(n > 0 ? n : 1);
+    out->base = NULL;
     out->len = 0;
     if (out->data == NULL)
         return FONTE_ENOMEM;
@@ -894,6 +896,7 @@ codec_event_encode(const Fonte__Event *ev, const codec_limits_t *lim,
     fonte_err rc;
 
     topic->data = body->data = NULL;
+    topic->base = body->base = NULL;
     topic->len = body->len = 0;
     if ((rc = codec_event_validate(ev, lim)) != FONTE_OK)
         return rc;

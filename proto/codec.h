@@ -81,6 +81,8 @@ typedef struct codec_frame {
 typedef struct codec_buf {
     uint8_t *data;
     size_t len;
+    void *base; /* what to free when data is not the allocation's start
+                   (a reply built with headroom), else NULL */
 } codec_buf_t;
 
 void codec_buf_free(codec_buf_t *buf);

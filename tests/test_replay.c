@@ -515,12 +515,48 @@ Test(replay, more_events_than_the_limit_is_refused_with_limit)
     expect_replay(&e, &r, "y.a@y:1");
     r.object = "x:1";
     expect_replay(&e, &r, "x.a@x:1 x.b@x:1 x.c@x:1");
-    r.object = "*"; /* 4 events > 3 */
+    r.object = "*"; /* 4 events > 3, planned (objects order) */
+    r.order = FONTE__REPLAY_REQUEST__ORDER__OBJECTS;
     Fonte__Reply *rep = ask(&e, &r);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
     cr_assert_str_eq(rep->error, "the replay of * has more than 3 events "
                                  "(limit --max-replay-events)");
     fonte__reply__free_unpacked(rep, NULL);
+    /* streamed (causal): the limit is on events waiting, not on all */
+    r.order = FONTE__REPLAY_REQUEST__ORDER__CAUSAL;
+    expect_replay(&e, &r, "x.a@x:1 x.b@x:1 x.c@x:1 y.a@y:1");
+    env_stop(&e);
+    max_replay_events = 0;
+}
+
+Test(replay, a_stream_with_too_many_events_waiting_is_refused_with_limit)
+{
+    env_t e;
+    max_replay_events = 3;
+    env_start(&e, 0);
+    /* x:1's first three events wait for u:1, stored after them (3 wait:
+     * within the limit); its next four wait for u:2 (4: over it) */
+    ev_spec_t s[] = {
+        { 0, "x.a", "x:1", "u:1" }, { 0, "x.b", "x:1", "" },
+        { 0, "x.c", "x:1", "" },    { 1, "u.created", "u:1", "" },
+        { 0, "x.d", "x:1", "u:2" }, { 0, "x.e", "x:1", "" },
+        { 0, "x.f", "x:1", "" },    { 0, "x.g", "x:1", "" },
+        { 1, "u.created", "u:2", "" },
+    };
+    load(&e, s, 9);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    Fonte__Reply *rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
+    cr_assert_str_eq(rep->error,
+                     "the replay of * has more than 3 events waiting for a "
+                     "dependency (limit --max-replay-events)");
+    fonte__reply__free_unpacked(rep, NULL);
+    /* without u:2 in the window nothing waits for it */
+    r.until_seq = 8;
+    expect_replay(&e, &r,
+                  "u.created@u:1 x.a@x:1 x.b@x:1 x.c@x:1 x.d@x:1 x.e@x:1 "
+                  "x.f@x:1 x.g@x:1");
     env_stop(&e);
     max_replay_events = 0;
 }
