@@ -432,6 +432,159 @@ Test(replay, a_cursor_asked_twice_gives_the_same_page)
     env_stop(&e);
 }
 
+/* Every page of a replay with cursor-following; seqs into got (cap),
+ * cycles joined by ";" into cyc. Returns the number of pages. */
+static size_t
+fetch_all(env_t *e, Fonte__ReplayRequest *r, uint64_t *got, size_t cap,
+          size_t *n, char *cyc, size_t cyc_cap)
+{
+    uint8_t cursor[64];
+    size_t cursor_len = 0, pages = 0;
+    uint64_t total = 0;
+    *n = 0;
+    cyc[0] = '\0';
+    do {
+        r->cursor.data = cursor;
+        r->cursor.len = cursor_len;
+        Fonte__Reply *p = ask(e, r);
+        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
+        if (pages == 0)
+            total = p->replay->total;
+        cr_assert_eq(p->replay->total, total, "total changed between pages");
+        for (size_t i = 0; i < p->replay->n_events; i++) {
+            cr_assert_lt(*n, cap);
+            got[(*n)++] = p->replay->events[i]->seq;
+        }
+        for (size_t i = 0; i < p->replay->n_cycles; i++) {
+            if (cyc[0] != '\0')
+                strncat(cyc, ";", cyc_cap - strlen(cyc) - 1);
+            strncat(cyc, p->replay->cycles[i], cyc_cap - strlen(cyc) - 1);
+        }
+        cursor_len = p->replay->cursor.len;
+        cr_assert_leq(cursor_len, sizeof cursor);
+        if (cursor_len > 0)
+            memcpy(cursor, p->replay->cursor.data, cursor_len);
+        fonte__reply__free_unpacked(p, NULL);
+        pages++;
+    } while (cursor_len > 0);
+    r->cursor.len = 0;
+    cr_assert_eq(*n, total);
+    return pages;
+}
+
+/* "*" without types is streamed from the log; with a types filter that
+ * keeps everything it is planned. Both must give the same order and
+ * cycles, whatever the page size. */
+Test(replay, whole_store_stream_equals_the_planned_order)
+{
+    env_t e;
+    env_start(&e, 0);
+    /* 60 events over 6 objects: dependencies stored late (resends), a
+     * 2-cycle (o:0 <-> o:1 on their first events), chains behind them */
+    static ev_spec_t s[60];
+    static char objs[60][16], deps[60][16];
+    for (int i = 0; i < 60; i++) {
+        snprintf(objs[i], sizeof objs[i], "o:%d", (i * 7) % 6);
+        snprintf(deps[i], sizeof deps[i], "o:%d", (i * 5 + 1) % 6);
+        s[i] = (ev_spec_t) { (size_t) (i % 3), "thing.changed", objs[i],
+                             i % 4 == 0 ? deps[i] : "" };
+    }
+    /* o:0's first event (i 0) needs o:1; o:1's first (i 1) needs o:0 */
+    snprintf(deps[0], sizeof deps[0], "o:1");
+    snprintf(deps[1], sizeof deps[1], "o:0");
+    s[1].deps = deps[1];
+    load(&e, s, 60);
+
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    char *types[] = { "thing.changed" };
+    r.object = "*";
+    r.types = types;
+    r.n_types = 1;
+    r.page_size = 1000;
+    uint64_t want[64], got[64];
+    size_t nw, ng;
+    char cw[256], cg[256];
+    cr_assert_eq(fetch_all(&e, &r, want, 64, &nw, cw, sizeof cw), 1);
+    cr_assert_eq(nw, 60);
+    cr_assert_str_eq(cw, "o:0,o:1");
+    int moved = 0;
+    for (size_t i = 0; i < nw; i++)
+        moved += want[i] != i + 1;
+    cr_assert_gt(moved, 0, "the graph must change the store order");
+
+    r.n_types = 0; /* streamed */
+    uint32_t sizes[] = { 1000, 7, 1 };
+    for (size_t z = 0; z < 3; z++) {
+        r.page_size = sizes[z];
+        size_t pages = fetch_all(&e, &r, got, 64, &ng, cg, sizeof cg);
+        cr_assert_eq(pages, (60 + sizes[z] - 1) / sizes[z]);
+        cr_assert_eq(ng, nw);
+        for (size_t i = 0; i < nw; i++)
+            cr_assert_eq(got[i], want[i], "page size %u, item %zu", sizes[z],
+                         i);
+        cr_assert_str_eq(cg, cw);
+    }
+    /* a window and sequence order stream too */
+    r.after_seq = 10;
+    r.until_seq = 20;
+    r.order = FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
+    r.page_size = 3;
+    fetch_all(&e, &r, got, 64, &ng, cg, sizeof cg);
+    cr_assert_eq(ng, 10);
+    for (size_t i = 0; i < ng; i++)
+        cr_assert_eq(got[i], 11 + i);
+    env_stop(&e);
+}
+
+Test(replay, whole_store_stream_retry_gives_the_same_page_and_old_cursors_fail)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "x.a", "x:1", "" }, { 0, "x.b", "x:2", "" },
+        { 0, "x.c", "x:3", "" }, { 0, "x.d", "x:4", "" },
+        { 0, "x.e", "x:5", "" },
+    };
+    load(&e, s, 5);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 2;
+    Fonte__Reply *p1 = ask(&e, &r);
+    cr_assert_eq(p1->status, FONTE__REPLY__STATUS__OK, "%s", p1->error);
+    cr_assert_eq(p1->replay->total, 5);
+    char a[128], b[128];
+    describe(p1, a, sizeof a);
+    cr_assert_str_eq(a, "x.a@x:1 x.b@x:2");
+    r.cursor = p1->replay->cursor;
+    Fonte__Reply *p2 = ask(&e, &r);
+    Fonte__Reply *p2again = ask(&e, &r); /* a retry */
+    describe(p2, a, sizeof a);
+    describe(p2again, b, sizeof b);
+    cr_assert_str_eq(a, "x.c@x:3 x.d@x:4");
+    cr_assert_str_eq(b, a);
+    cr_assert_eq(p2again->replay->cursor.len, p2->replay->cursor.len);
+    cr_assert_eq(memcmp(p2again->replay->cursor.data, p2->replay->cursor.data,
+                        p2->replay->cursor.len), 0);
+    r.cursor = p2->replay->cursor;
+    Fonte__Reply *p3 = ask(&e, &r);
+    describe(p3, a, sizeof a);
+    cr_assert_str_eq(a, "x.e@x:5");
+    cr_assert_eq(p3->replay->cursor.len, 0);
+    /* page 1's cursor is two pages back: gone */
+    r.cursor = p1->replay->cursor;
+    Fonte__Reply *old = ask(&e, &r);
+    cr_assert_eq(old->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_str_eq(old->error,
+                     "cursor position is neither the next page nor the last "
+                     "one: pass back the cursor of the previous page");
+    fonte__reply__free_unpacked(old, NULL);
+    fonte__reply__free_unpacked(p3, NULL);
+    fonte__reply__free_unpacked(p2, NULL);
+    fonte__reply__free_unpacked(p2again, NULL);
+    fonte__reply__free_unpacked(p1, NULL);
+    env_stop(&e);
+}
+
 Test(replay, errors_have_clear_statuses)
 {
     env_t e;
