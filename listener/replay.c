@@ -883,7 +883,8 @@ struct logstream {
     uint64_t cycles_pos;
     Fonte__Reply__Status fail_status; /* OK while the stream is good */
     char fail[256];
-    store_snap_t *snap; /* while a page is cut: for stream_first */
+    store_snap_t *snap;     /* while a page is cut: for stream_first */
+    store_reader_t *probe;  /* its reader, made on first use */
     order_name_t *deps; /* scratch */
     size_t cap_deps;
 };
@@ -918,18 +919,17 @@ static fonte_err
 stream_first(void *arg, const char *object, size_t len, uint64_t *first)
 {
     logstream_t *ls = arg;
-    store_iter_t *it = NULL;
-    store_item_t item;
     fonte_err rc;
 
     *first = 0;
-    if ((rc = store_iter_object(ls->snap, object, len, ls->after, &it)))
+    if (ls->probe == NULL &&
+        (rc = store_reader_new(ls->snap, &ls->probe)) != FONTE_OK)
         return rc;
-    if (store_iter_next(it, &item) && item.seq <= ls->hi)
-        *first = item.seq;
-    rc = store_iter_error(it);
-    store_iter_destroy(&it);
-    return rc;
+    if ((rc = store_reader_first(ls->probe, object, len, ls->after, first)))
+        return rc;
+    if (*first > ls->hi)
+        *first = 0;
+    return FONTE_OK;
 }
 
 static fonte_err
@@ -1127,6 +1127,7 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
 out:
     store_iter_destroy(&it);
     store_reader_destroy(&reader);
+    store_reader_destroy(&ls->probe);
     store_snap_destroy(&ls->snap);
     if (rc == FONTE_OK) {
         ls->pos = pg->pos + pg->n;

@@ -1123,6 +1123,8 @@ store_free(void *p)
     leveldb_free(p);
 }
 
+static size_t after_tail(char *be, uint64_t after_seq);
+
 struct store_reader {
     leveldb_iterator_t *it;
     uint64_t at; /* seq under the iterator; 0 = none */
@@ -1193,6 +1195,32 @@ store_reader_get(store_reader_t *r, uint64_t seq, const void **data,
     }
     *data = leveldb_iter_value(r->it, len);
     return FONTE_OK;
+}
+
+fonte_err
+store_reader_first(store_reader_t *r, const char *object, size_t len,
+                   uint64_t after_seq, uint64_t *seq)
+{
+    char key[KEY_MAX + 8], be[8];
+
+    *seq = 0;
+    if (len > 1024)
+        return FONTE_ELIMIT;
+    size_t kl = name_key(key, 'o', object, len, be, after_tail(be, after_seq));
+    r->at = 0; /* the iterator leaves the `e` keys */
+    leveldb_iter_seek(r->it, key, kl);
+    if (leveldb_iter_valid(r->it)) {
+        size_t l;
+        const char *k = leveldb_iter_key(r->it, &l);
+        if (l == kl && memcmp(k, key, kl - 8) == 0)
+            *seq = get_be64(k + kl - 8);
+        return FONTE_OK;
+    }
+    char *err = NULL;
+    leveldb_iter_get_error(r->it, &err);
+    bool failed = err != NULL;
+    leveldb_free(err);
+    return failed ? FONTE_ESTORE : FONTE_OK;
 }
 
 /* An iterator over keys starting with prefix, first seeking to

@@ -197,6 +197,13 @@ void store_reader_destroy(store_reader_t **reader_p);
 fonte_err store_reader_get(store_reader_t *r, uint64_t seq, const void **data,
                            size_t *len);
 
+/* The first seq of object's events after after_seq (its first `o` key
+ * past it), 0 if none: one seek of the reader's iterator, which then
+ * seeks again for its next get. FONTE_ESTORE, FONTE_ELIMIT (a name over
+ * 1024 bytes). */
+fonte_err store_reader_first(store_reader_t *r, const char *object,
+                             size_t len, uint64_t after_seq, uint64_t *seq);
+
 /* One position of an iterator. Slices are borrowed until the next
  * store_iter_next or store_iter_destroy. */
 typedef struct store_item {

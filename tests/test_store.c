@@ -223,6 +223,48 @@ Test(store, iterators_start_after_seq)
     store_close(&s);
 }
 
+Test(store, reader_finds_an_objects_first_seq_and_still_gets_events)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    /* x:1 at 2 and 4; x:10 (x:1 is its prefix) at 1 and 3 */
+    put(b, "a.b", "x:10", "p", 1, 1, NULL, NULL);
+    put(b, "a.b", "x:1", "p", 1, 2, NULL, NULL);
+    put(b, "a.b", "x:10", "p", 1, 3, NULL, NULL);
+    put(b, "a.b", "x:1", "p", 1, 4, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_snap_t *snap = NULL;
+    store_reader_t *r = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_reader_new(snap, &r), FONTE_OK);
+    uint64_t first = 99;
+    const void *data;
+    size_t len;
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 0, &first), FONTE_OK);
+    cr_assert_eq(first, 2);
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 2, &first), FONTE_OK);
+    cr_assert_eq(first, 4);
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 4, &first), FONTE_OK);
+    cr_assert_eq(first, 0, "nothing after the last one");
+    cr_assert_eq(store_reader_first(r, "x:10", 4, 0, &first), FONTE_OK);
+    cr_assert_eq(first, 1);
+    cr_assert_eq(store_reader_first(r, "x:", 2, 0, &first), FONTE_OK);
+    cr_assert_eq(first, 0, "a prefix of names is not an object");
+    cr_assert_eq(store_reader_first(r, "zz", 2, 0, &first), FONTE_OK);
+    cr_assert_eq(first, 0, "past the last key");
+    /* the reader still reads events after a lookup */
+    cr_assert_eq(store_reader_get(r, 3, &data, &len), FONTE_OK);
+    cr_assert_gt(len, 0);
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 0, &first), FONTE_OK);
+    cr_assert_eq(store_reader_get(r, 4, &data, &len), FONTE_OK);
+    cr_assert_eq(store_reader_get(r, 5, &data, &len), FONTE_ENOTFOUND);
+    store_reader_destroy(&r);
+    store_snap_destroy(&snap);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
 Test(store, counters_count_objects_and_sessions_once_and_survive_reopen)
 {
     store_t *s = open_at(sub("db"));
