@@ -873,6 +873,7 @@ struct logstream {
     uint64_t after, hi, next; /* the window (after, hi]; next seq to read */
     uint64_t total, pos;      /* events in the window; cut so far */
     size_t page_size;         /* of the last request */
+    size_t last_bytes;        /* the size of the last page cut */
     bool log_done, finished;
     bool carry; /* carry_seq came out but did not fit the page before */
     uint64_t carry_seq;
@@ -1055,6 +1056,11 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
                            FONTE_ECLOSED, "the listener is shutting down");
     if ((rc = store_snap_new(ls->store, &ls->snap)) != FONTE_OK)
         goto out;
+    store_snap_bulk(ls->snap);
+    /* room for a page like the last one, so the buffer is not grown and
+     * copied on the way */
+    if (ls->last_bytes > pg->w.len)
+        codec_writer_reserve(&pg->w, ls->last_bytes - pg->w.len);
     while (pg->n < page_size) {
         uint64_t seq;
         if (ls->carry || order_stream_pop(ls->os, &seq)) {
@@ -1131,6 +1137,7 @@ out:
     store_snap_destroy(&ls->snap);
     if (rc == FONTE_OK) {
         ls->pos = pg->pos + pg->n;
+        ls->last_bytes = pg->w.len + 64; /* + what the answer adds */
         pg->valid = true;
     } else if (ls->fail_status == FONTE__REPLY__STATUS__OK) {
         stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, rc,

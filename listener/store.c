@@ -1081,6 +1081,12 @@ store_snap_new(store_t *s, store_snap_t **snap_p)
 }
 
 void
+store_snap_bulk(store_snap_t *snap)
+{
+    leveldb_readoptions_set_fill_cache(snap->ropts, 0);
+}
+
+void
 store_snap_destroy(store_snap_t **snap_p)
 {
     store_snap_t *snap = *snap_p;

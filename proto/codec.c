@@ -995,11 +995,11 @@ codec_writer_fini(codec_writer_t *w)
     memset(w, 0, sizeof *w);
 }
 
-void
-codec_writer_raw(codec_writer_t *w, const void *p, size_t n)
+bool
+codec_writer_reserve(codec_writer_t *w, size_t n)
 {
     if (w->failed)
-        return;
+        return false;
     if (w->len + n > w->cap) {
         size_t cap = w->cap ? w->cap : 256;
         while (cap < w->len + n)
@@ -1007,11 +1007,19 @@ codec_writer_raw(codec_writer_t *w, const void *p, size_t n)
         uint8_t *d = realloc(w->data, cap);
         if (d == NULL) {
             w->failed = true;
-            return;
+            return false;
         }
         w->data = d;
         w->cap = cap;
     }
+    return true;
+}
+
+void
+codec_writer_raw(codec_writer_t *w, const void *p, size_t n)
+{
+    if (!codec_writer_reserve(w, n))
+        return;
     if (n > 0)
         memcpy(w->data + w->len, p, n);
     w->len += n;
@@ -1025,6 +1033,19 @@ varint_len(uint64_t v)
         v >>= 7;
         n++;
     }
+    return n;
+}
+
+/* v as a varint at p (room for 10 bytes); returns its length. */
+static size_t
+put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t) v;
     return n;
 }
 
@@ -1070,12 +1091,26 @@ codec_writer_event(codec_writer_t *w, uint32_t as_field, const void *body,
     size_t tail = 1 + varint_len(seq);
     if (replay)
         tail += 1 + varint_len(rlen) + rlen;
-    if (as_field != 0) {
-        codec_writer_tag(w, as_field, WT_LEN);
-        codec_writer_varint(w, len + tail);
+    /* the common case in one go: tag, length, bytes, seq (one-byte tags) */
+    _Static_assert(EV_SEQ < 16, "seq's tag is one byte");
+    if (as_field != 0 && as_field < 16 &&
+        codec_writer_reserve(w, 1 + 10 + len + 1 + 10)) {
+        uint8_t *p = w->data + w->len;
+        *p++ = (uint8_t) (as_field << 3 | WT_LEN);
+        p += put_varint(p, len + tail);
+        memcpy(p, body, len);
+        p += len;
+        *p++ = (uint8_t) (EV_SEQ << 3 | WT_VARINT);
+        p += put_varint(p, seq);
+        w->len = (size_t) (p - w->data);
+    } else {
+        if (as_field != 0) {
+            codec_writer_tag(w, as_field, WT_LEN);
+            codec_writer_varint(w, len + tail);
+        }
+        codec_writer_raw(w, body, len);
+        codec_writer_uint(w, EV_SEQ, seq);
     }
-    codec_writer_raw(w, body, len);
-    codec_writer_uint(w, EV_SEQ, seq);
     if (replay != NULL) {
         codec_writer_tag(w, EV_REPLAY, WT_LEN);
         codec_writer_varint(w, rlen);

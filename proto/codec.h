@@ -248,6 +248,9 @@ typedef struct codec_writer {
 
 void codec_writer_fini(codec_writer_t *w);
 void codec_writer_raw(codec_writer_t *w, const void *p, size_t n);
+/* Room for n more bytes (len unchanged); false (and failed) when out of
+ * memory. */
+bool codec_writer_reserve(codec_writer_t *w, size_t n);
 void codec_writer_varint(codec_writer_t *w, uint64_t v);
 void codec_writer_tag(codec_writer_t *w, uint32_t field, int wire_type);
 /* A length-delimited field (string, bytes, embedded message). */
