@@ -83,6 +83,11 @@ struct order_stream {
     uint64_t *waits; /* scratch: the seqs one pushed event waits for */
     size_t cap_waits;
 
+    uint64_t held_filter;  /* bit name_bit() of every object with held
+                              events since the last reset */
+    uint64_t wait_lo, wait_hi; /* the range of seqs waited for (marks
+                                  with waiters), lo > hi when none */
+
     uint64_t last; /* the last seq pushed */
     uint64_t now;  /* pushed and ready: comes out next */
     bool have_now, finished, failed;
@@ -106,6 +111,19 @@ grow(void **p, size_t *cap, size_t need, size_t elem)
     *p = q;
     *cap = c;
     return true;
+}
+
+/* A cheap one-of-64 signature of a name (length and three bytes): an
+ * object whose bit is not in held_filter has no held events, so most
+ * events skip the name lookup while something is held. */
+static uint64_t
+name_bit(const char *p, size_t len)
+{
+    if (len == 0)
+        return 1;
+    unsigned h = (unsigned) len * 31u + (uint8_t) p[0] * 7u +
+                 (uint8_t) p[len / 2] * 3u + (uint8_t) p[len - 1];
+    return (uint64_t) 1 << (h & 63);
 }
 
 /* ------------------------------------------------------------------ */
@@ -182,6 +200,7 @@ order_stream_new(order_first_fn first, void *arg, size_t max_held,
     s->first_fn = first;
     s->arg = arg;
     s->max_held = max_held;
+    s->wait_lo = UINT64_MAX;
     *s_p = s;
     return FONTE_OK;
 }
@@ -238,6 +257,9 @@ reset_held(order_stream_t *s)
     s->n_held = 0;
     s->n_dep_ids = 0;
     s->n_wn = 0;
+    s->held_filter = 0;
+    s->wait_lo = UINT64_MAX;
+    s->wait_hi = 0;
     if (s->n_marks > 0) {
         if (s->cap_marks > 4096) {
             free(s->marks);
@@ -268,6 +290,8 @@ wake(order_stream_t *s, uint32_t h)
 static void
 release(order_stream_t *s, uint64_t seq)
 {
+    if (seq < s->wait_lo || seq > s->wait_hi)
+        return; /* nobody waits for it */
     mark_t *m = mark_find(s, seq);
     if (m == NULL)
         return;
@@ -295,7 +319,8 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
         seq <= s->last)
         return FONTE_EINVAL;
     s->last = seq;
-    if (s->live > 0 &&
+    uint64_t obit = name_bit(object.ptr, object.len);
+    if (s->live > 0 && (s->held_filter & obit) &&
         order_names_find(s->names, object.ptr, object.len, &oid) ==
             FONTE_OK &&
         s->obj[oid].tail != NONE)
@@ -369,6 +394,7 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
     if (s->obj[oid].tail != NONE)
         s->held[s->obj[oid].tail].next = h;
     s->obj[oid].tail = h;
+    s->held_filter |= obit;
     mark_t *m = mark_get(s, seq);
     if (m == NULL) {
         s->failed = true;
@@ -383,6 +409,10 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
         s->wn[s->n_wn].held = h;
         s->wn[s->n_wn].next = m->waiters;
         m->waiters = (uint32_t) s->n_wn++;
+        if (s->waits[i] < s->wait_lo)
+            s->wait_lo = s->waits[i];
+        if (s->waits[i] > s->wait_hi)
+            s->wait_hi = s->waits[i];
     }
     s->live++;
     return FONTE_OK;
