@@ -45,6 +45,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "fonte/errors.h"
 
 typedef struct order_event {
@@ -159,10 +160,8 @@ fonte_err order_closure(order_names_t *names, uint32_t from,
  */
 typedef struct order_stream order_stream_t;
 
-typedef struct order_name {
-    const char *ptr;
-    size_t len;
-} order_name_t;
+/* A name as bytes (not NUL-terminated), as the codec hands them out. */
+typedef codec_slice_t order_name_t;
 
 /* The first seq of object among the events to be pushed, 0 if none. */
 typedef fonte_err (*order_first_fn)(void *arg, const char *object,

@@ -980,7 +980,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
 static fonte_err
 stream_push(logstream_t *ls, const store_item_t *item)
 {
-    codec_view_t v;
+    codec_slice_t object;
     size_t nd = 0;
     fonte_err rc;
 
@@ -988,22 +988,23 @@ stream_push(logstream_t *ls, const store_item_t *item)
         return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                            "event %llu is missing from the log",
                            (unsigned long long) ls->next);
-    if (codec_event_fields(item->value.ptr, item->value.len, &v) != FONTE_OK)
+    if (ls->cap_deps < 64 &&
+        !grow((void **) &ls->deps, &ls->cap_deps, 64, sizeof *ls->deps))
+        return FONTE_ENOMEM;
+    rc = codec_event_graph(item->value.ptr, item->value.len, &object,
+                           ls->deps, ls->cap_deps, &nd);
+    if (rc == FONTE_OK && nd > ls->cap_deps) { /* more than 64: again */
+        if (!grow((void **) &ls->deps, &ls->cap_deps, nd, sizeof *ls->deps))
+            return FONTE_ENOMEM;
+        rc = codec_event_graph(item->value.ptr, item->value.len, &object,
+                               ls->deps, ls->cap_deps, &nd);
+    }
+    if (rc != FONTE_OK)
         return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                            "stored event %llu does not decode",
                            (unsigned long long) item->seq);
-    if (ls->causal && v.n_deps > 0) {
-        if (!grow((void **) &ls->deps, &ls->cap_deps, v.n_deps,
-                  sizeof *ls->deps))
-            return FONTE_ENOMEM;
-        size_t pos = 0;
-        codec_slice_t dep;
-        while (nd < v.n_deps && codec_view_next_dep(&v, &pos, &dep)) {
-            ls->deps[nd].ptr = dep.ptr;
-            ls->deps[nd++].len = dep.len;
-        }
-    }
-    order_name_t object = { v.object.ptr, v.object.len };
+    if (!ls->causal)
+        nd = 0; /* sequence order: dependencies impose nothing */
     rc = order_stream_push(ls->os, item->seq, object, ls->deps, nd);
     if (rc == FONTE_ELIMIT)
         return stream_fail(ls, FONTE__REPLY__STATUS__LIMIT, rc,

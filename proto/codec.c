@@ -536,6 +536,69 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
     return check_replay(&ef, lim);
 }
 
+fonte_err
+codec_event_graph(const void *body, size_t len, codec_slice_t *object,
+                  codec_slice_t *deps, size_t cap, size_t *n_deps)
+{
+    reader_t r = { body, (const uint8_t *) body + len };
+    field_t f;
+
+    object->ptr = "";
+    object->len = 0;
+    *n_deps = 0;
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return FONTE_EDECODE;
+        int want;
+        switch (f.num) {
+        case EV_OBJECT:
+            if (f.wt != WT_LEN)
+                return FONTE_EDECODE;
+            object->ptr = f.s.ptr;
+            object->len = f.s.len;
+            continue;
+        case EV_DEPENDS_ON:
+            if (f.wt != WT_LEN)
+                return FONTE_EDECODE;
+            if (*n_deps < cap)
+                deps[*n_deps] = f.s;
+            (*n_deps)++;
+            continue;
+        case EV_SESSION:
+            want = WT_I64;
+            break;
+        case EV_PRODUCER_SEQ:
+        case EV_TIME_US:
+        case EV_SEQ:
+            want = WT_VARINT;
+            break;
+        case EV_ID:
+        case EV_TYPE:
+        case EV_PRODUCER:
+        case EV_PAYLOAD_TYPE:
+        case EV_PAYLOAD:
+        case EV_META:
+            want = WT_LEN;
+            break;
+        case EV_REPLAY: {
+            /* the same nested walk as codec_event_fields, results unused */
+            event_fields_t ef;
+            fonte_err rc;
+            if (f.wt == WT_LEN && (rc = scan_replay(f.s, &ef)) != FONTE_OK)
+                return rc;
+            want = WT_LEN;
+            break;
+        }
+        default:
+            want = f.wt; /* unknown: skipped */
+            break;
+        }
+        if (f.wt != want)
+            return FONTE_EDECODE;
+    }
+    return FONTE_OK;
+}
+
 bool
 codec_view_next_dep(const codec_view_t *view, size_t *pos, codec_slice_t *dep)
 {

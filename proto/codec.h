@@ -141,6 +141,16 @@ fonte_err codec_event_scan(const void *body, size_t len,
  * applied at ingest and re-applying them is wasted work. */
 fonte_err codec_event_fields(const void *body, size_t len, codec_view_t *view);
 
+/* What ordering a stored event needs, and nothing else, in one walk:
+ * its object, and its depends_on entries in order (the first cap of them
+ * into deps; *n_deps is their count, which may be larger). The same
+ * structure checks as codec_event_fields (FONTE_EDECODE), and on
+ * FONTE_OK the same object and dependencies; about twice as fast, for
+ * the whole-store replay that walks every event. */
+fonte_err codec_event_graph(const void *body, size_t len,
+                            codec_slice_t *object, codec_slice_t *deps,
+                            size_t cap, size_t *n_deps);
+
 /* Iterates the depends_on entries of a scanned event: start with
  * *pos = 0; returns false when there are no more. */
 bool codec_view_next_dep(const codec_view_t *view, size_t *pos,

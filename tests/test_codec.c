@@ -1095,6 +1095,35 @@ Test(codec, fields_walk_checks_structure_only)
     codec_event_free(&ev);
 }
 
+Test(codec, graph_walk_gives_object_and_deps_like_the_fields_walk)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_add_dep(ev, "user:7");
+    tu_event_add_dep(ev, "shop:1");
+    tu_event_add_dep(ev, "user:9");
+    codec_buf_t b = tu_pack(&ev->base);
+    codec_slice_t object, deps[2];
+    size_t n = 99;
+    cr_assert_eq(codec_event_graph(b.data, b.len, &object, deps, 2, &n),
+                 FONTE_OK);
+    cr_assert_eq(object.len, strlen(ev->object));
+    cr_assert_eq(memcmp(object.ptr, ev->object, object.len), 0);
+    cr_assert_eq(n, 3, "the count, beyond the room given");
+    cr_assert_eq(deps[0].len, 6);
+    cr_assert_eq(memcmp(deps[0].ptr, "user:7", 6), 0);
+    cr_assert_eq(memcmp(deps[1].ptr, "shop:1", 6), 0);
+    /* structure errors as the fields walk: truncated, wrong wire type */
+    cr_assert_eq(codec_event_graph(b.data, b.len - 1, &object, deps, 2, &n),
+                 FONTE_EDECODE);
+    uint8_t bad[] = { 0x19, 1, 2, 3, 4, 5, 6, 7, 8 }; /* object as fixed64 */
+    codec_view_t v;
+    cr_assert_eq(codec_event_fields(bad, sizeof bad, &v), FONTE_EDECODE);
+    cr_assert_eq(codec_event_graph(bad, sizeof bad, &object, deps, 2, &n),
+                 FONTE_EDECODE);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
 Test(codec, utf8_validator)
 {
     cr_assert(codec_utf8_valid("", 0));

@@ -3,7 +3,8 @@
  *
  * Input: first byte picks the topic class, the rest is the body. Asserts
  * that the zero-copy scanner and protobuf-c agree: whatever codec_check
- * accepts, codec_event_decode unpacks and codec_event_validate accepts.
+ * accepts, codec_event_decode unpacks and codec_event_validate accepts;
+ * and that the two structure-only walks (fields, graph) agree.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,8 +28,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     codec_frame_t f[2] = { { topic, strlen(topic) }, { data + 1, size - 1 } };
     codec_class_t cls;
     codec_view_t view;
-    /* the structure-only walk must be safe on anything */
-    (void) codec_event_fields(data + 1, size - 1, &view);
+    /* the structure-only walks must be safe on anything, and agree */
+    fonte_err frc = codec_event_fields(data + 1, size - 1, &view);
+    codec_slice_t object, deps[4];
+    size_t nd;
+    if (codec_event_graph(data + 1, size - 1, &object, deps, 4, &nd) != frc)
+        abort();
+    if (frc == FONTE_OK) {
+        size_t pos = 0, k = 0;
+        codec_slice_t dep;
+        if (object.len != view.object.len ||
+            (object.len && memcmp(object.ptr, view.object.ptr, object.len)) ||
+            nd != view.n_deps)
+            abort();
+        while (k < 4 && codec_view_next_dep(&view, &pos, &dep)) {
+            if (dep.ptr != deps[k].ptr || dep.len != deps[k].len)
+                abort();
+            k++;
+        }
+    }
     fonte_err rc = codec_check(f, 2, lim, &cls, &view);
     if (rc == FONTE_OK && (cls == CODEC_EVENT || cls == CODEC_REPLAY)) {
         Fonte__Event *ev = NULL;
