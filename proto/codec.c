@@ -536,65 +536,81 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
     return check_replay(&ef, lim);
 }
 
+/* The wire type each Event field must have (-1: unknown, any). */
+static const int8_t ev_wire_type[16] = {
+    -1,      WT_LEN,    WT_LEN, WT_LEN, WT_LEN, WT_LEN, WT_I64, WT_VARINT,
+    WT_VARINT, WT_LEN, WT_LEN, WT_LEN, WT_VARINT, WT_LEN, -1, -1,
+};
+
 fonte_err
 codec_event_graph(const void *body, size_t len, codec_slice_t *object,
                   codec_slice_t *deps, size_t cap, size_t *n_deps)
 {
-    reader_t r = { body, (const uint8_t *) body + len };
-    field_t f;
+    const uint8_t *p = body, *end = p + len;
+    codec_slice_t s;
 
+    _Static_assert(EV_REPLAY == 13, "ev_wire_type follows fonte.proto");
     object->ptr = "";
     object->len = 0;
     *n_deps = 0;
-    while (r.p < r.end) {
+    while (p < end) {
+        uint8_t t = *p;
+        int want = t < 0x80 ? ev_wire_type[t >> 3] : -1;
+        /* Fast path: a one-byte tag of a known field and, for bytes, a
+         * one-byte length - nearly every field of an event. */
+        if (t < 0x80 && want >= 0) {
+            if ((t & 7) != want)
+                return FONTE_EDECODE;
+            if (want == WT_LEN && end - p >= 2 && p[1] < 0x80) {
+                size_t n = p[1];
+                if (n > (size_t) (end - p - 2))
+                    return FONTE_EDECODE;
+                s.ptr = (const char *) p + 2;
+                s.len = n;
+                p += 2 + n;
+                goto got_bytes;
+            }
+            if (want == WT_I64) {
+                if (end - p < 9)
+                    return FONTE_EDECODE;
+                p += 9;
+                continue;
+            }
+        }
+        /* Anything else: the general reader. */
+        reader_t r = { p, end };
+        field_t f;
         if (!read_field(&r, &f))
             return FONTE_EDECODE;
-        int want;
-        switch (f.num) {
+        p = r.p;
+        want = f.num < 16 ? ev_wire_type[f.num] : -1;
+        if (want >= 0 && f.wt != want)
+            return FONTE_EDECODE;
+        if (f.wt != WT_LEN || f.num >= 16)
+            continue;
+        s = f.s;
+        t = (uint8_t) (f.num << 3 | WT_LEN);
+    got_bytes:
+        switch (t >> 3) {
         case EV_OBJECT:
-            if (f.wt != WT_LEN)
-                return FONTE_EDECODE;
-            object->ptr = f.s.ptr;
-            object->len = f.s.len;
-            continue;
+            *object = s;
+            break;
         case EV_DEPENDS_ON:
-            if (f.wt != WT_LEN)
-                return FONTE_EDECODE;
             if (*n_deps < cap)
-                deps[*n_deps] = f.s;
+                deps[*n_deps] = s;
             (*n_deps)++;
-            continue;
-        case EV_SESSION:
-            want = WT_I64;
-            break;
-        case EV_PRODUCER_SEQ:
-        case EV_TIME_US:
-        case EV_SEQ:
-            want = WT_VARINT;
-            break;
-        case EV_ID:
-        case EV_TYPE:
-        case EV_PRODUCER:
-        case EV_PAYLOAD_TYPE:
-        case EV_PAYLOAD:
-        case EV_META:
-            want = WT_LEN;
             break;
         case EV_REPLAY: {
             /* the same nested walk as codec_event_fields, results unused */
             event_fields_t ef;
             fonte_err rc;
-            if (f.wt == WT_LEN && (rc = scan_replay(f.s, &ef)) != FONTE_OK)
+            if ((rc = scan_replay(s, &ef)) != FONTE_OK)
                 return rc;
-            want = WT_LEN;
             break;
         }
         default:
-            want = f.wt; /* unknown: skipped */
             break;
         }
-        if (f.wt != want)
-            return FONTE_EDECODE;
     }
     return FONTE_OK;
 }

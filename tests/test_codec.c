@@ -1121,6 +1121,31 @@ Test(codec, graph_walk_gives_object_and_deps_like_the_fields_walk)
     cr_assert_eq(codec_event_graph(bad, sizeof bad, &object, deps, 2, &n),
                  FONTE_EDECODE);
     codec_buf_free(&b);
+
+    /* the general path: a 200-byte dependency (two-byte length) and an
+     * unknown field 20 (two-byte tag) after it */
+    char longdep[201];
+    memset(longdep, 'd', 200);
+    memcpy(longdep, "user:", 5);
+    longdep[200] = '\0';
+    tu_event_add_dep(ev, longdep);
+    b = tu_pack(&ev->base);
+    uint8_t *ext = malloc(b.len + 3);
+    memcpy(ext, b.data, b.len);
+    ext[b.len] = 0xa2; /* field 20, bytes */
+    ext[b.len + 1] = 0x01;
+    ext[b.len + 2] = 0x00; /* empty */
+    cr_assert_eq(codec_event_fields(ext, b.len + 3, &v), FONTE_OK);
+    codec_slice_t all[8];
+    cr_assert_eq(codec_event_graph(ext, b.len + 3, &object, all, 8, &n),
+                 FONTE_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(n, v.n_deps);
+    cr_assert_eq(all[3].len, 200);
+    cr_assert_eq(memcmp(all[3].ptr, longdep, 200), 0);
+    cr_assert_eq(object.ptr, v.object.ptr);
+    free(ext);
+    codec_buf_free(&b);
     codec_event_free(&ev);
 }
 
