@@ -17,7 +17,7 @@
 #include "store.h"
 
 #define INGEST_BATCH_MAX_DEFAULT 2000
-#define INGEST_BATCH_DELAY_US_DEFAULT 200
+#define INGEST_BATCH_DELAY_US_DEFAULT 0 /* group commit batches already */
 #define INGEST_QUEUE_MAX_DEFAULT 100000 /* events */
 #define INGEST_QUEUE_BYTES_DEFAULT ((size_t) 16 << 20) /* bodies + item headers */
 #define INGEST_RCVHWM_DEFAULT 20000 /* SUB socket, messages */
