@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "heap.h"
 
 /* ------------------------------------------------------------------ */
@@ -119,22 +120,6 @@ typedef struct topo {
     uint32_t *out;
     size_t emitted;
 } topo_t;
-
-static bool
-grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (q == NULL)
-        return false;
-    *p = q;
-    *cap = c;
-    return true;
-}
 
 static bool
 new_comp(topo_t *t, uint32_t *id)

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "heap.h"
 
 #define NONE UINT32_MAX
@@ -96,22 +97,6 @@ struct order_stream {
     uint32_t *end_held; /* end.order's indexes -> held indexes */
     size_t end_pos;
 };
-
-static bool
-grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 64;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*p, c * elem);
-    if (q == NULL)
-        return false;
-    *p = q;
-    *cap = c;
-    return true;
-}
 
 /* A cheap one-of-64 signature of a name (length and three bytes): an
  * object whose bit is not in held_filter has no held events, so most

@@ -44,6 +44,7 @@
 
 #include <zmq.h>
 
+#include "array.h"
 #include "log.h"
 #include "order.h"
 #include "query.h"
@@ -248,22 +249,28 @@ plan_fini(plan_t *p)
     store_snap_destroy(&p->snap);
 }
 
-static fonte_err plan_fail(plan_t *p, Fonte__Reply__Status status,
-                           fonte_err rc, const char *fmt, ...)
-    FLOG_PRINTF_(4, 5);
+/* Records why a request (or a stream) fails: the status to answer and
+ * its text; returns rc. */
+static fonte_err set_fail(Fonte__Reply__Status *status_out, char *text,
+                          size_t cap, Fonte__Reply__Status status,
+                          fonte_err rc, const char *fmt, ...)
+    FLOG_PRINTF_(6, 7);
 
 static fonte_err
-plan_fail(plan_t *p, Fonte__Reply__Status status, fonte_err rc,
-          const char *fmt, ...)
+set_fail(Fonte__Reply__Status *status_out, char *text, size_t cap,
+         Fonte__Reply__Status status, fonte_err rc, const char *fmt, ...)
 {
     va_list ap;
 
-    p->status = status;
+    *status_out = status;
     va_start(ap, fmt);
-    vsnprintf(p->error, sizeof p->error, fmt, ap);
+    vsnprintf(text, cap, fmt, ap);
     va_end(ap);
     return rc;
 }
+
+#define plan_fail(p, st, rc, ...)                                            \
+    set_fail(&(p)->status, (p)->error, sizeof (p)->error, st, rc, __VA_ARGS__)
 
 typedef fonte_err (*edge_iter_fn)(store_snap_t *snap, const char *object,
                                   size_t len, store_iter_t **it_p);
@@ -301,22 +308,6 @@ walk_dependents(void *arg, const char *object, size_t len,
                 order_names_t *names)
 {
     return walk_edges(arg, store_iter_dependents, object, len, names);
-}
-
-static bool
-grow(void **ptr, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return true;
-    size_t c = *cap ? *cap : 256;
-    while (c < need)
-        c *= 2;
-    void *q = realloc(*ptr, c * elem);
-    if (q == NULL)
-        return false;
-    *ptr = q;
-    *cap = c;
-    return true;
 }
 
 /* Room for cap events in ev, body, len and send (one capacity). */
@@ -933,22 +924,9 @@ stream_first(void *arg, const char *object, size_t len, uint64_t *first)
     return FONTE_OK;
 }
 
-static fonte_err
-stream_fail(logstream_t *ls, Fonte__Reply__Status status, fonte_err rc,
-            const char *fmt, ...) FLOG_PRINTF_(4, 5);
-
-static fonte_err
-stream_fail(logstream_t *ls, Fonte__Reply__Status status, fonte_err rc,
-            const char *fmt, ...)
-{
-    va_list ap;
-
-    ls->fail_status = status;
-    va_start(ap, fmt);
-    vsnprintf(ls->fail, sizeof ls->fail, fmt, ap);
-    va_end(ap);
-    return rc;
-}
+#define stream_fail(ls, st, rc, ...)                                         \
+    set_fail(&(ls)->fail_status, (ls)->fail, sizeof (ls)->fail, st, rc,       \
+             __VA_ARGS__)
 
 /* A new stream over the window (after, hi], hi > after. NULL: no memory. */
 static logstream_t *
@@ -1258,7 +1236,8 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
         ls->ahead.w = (codec_writer_t) { 0 };
         ls->sent.w.len = 0;
         k = ls->sent.n;
-    } else if (pos == ls->pos && (l == NULL || pos < ls->total)) {
+    } else if (pos == ls->pos && !ls->ahead.valid &&
+               (l == NULL || pos < ls->total)) {
         int64_t t0 = fonte_mono_us();
         rc = stream_page(ls, page_size, &ls->sent);
         w = ls->sent.w;

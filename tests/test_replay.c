@@ -349,6 +349,48 @@ Test(replay, cycle_is_reported_and_broken_at_smallest_seq)
     env_stop(&e);
 }
 
+/* Every page of a replay with cursor-following; seqs into got (cap),
+ * cycles joined by ";" into cyc. Returns the number of pages. */
+static size_t
+fetch_all(env_t *e, Fonte__ReplayRequest *r, uint64_t *got, size_t cap,
+          size_t *n, char *cyc, size_t cyc_cap)
+{
+    uint8_t cursor[64];
+    size_t cursor_len = 0, pages = 0;
+    uint64_t total = 0;
+    *n = 0;
+    cyc[0] = '\0';
+    do {
+        r->cursor.data = cursor;
+        r->cursor.len = cursor_len;
+        Fonte__Reply *p = ask(e, r);
+        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
+        if (r->page_size > 0)
+            cr_assert_leq(p->replay->n_events, r->page_size);
+        if (pages == 0)
+            total = p->replay->total;
+        cr_assert_eq(p->replay->total, total, "total changed between pages");
+        for (size_t i = 0; i < p->replay->n_events; i++) {
+            cr_assert_lt(*n, cap);
+            got[(*n)++] = p->replay->events[i]->seq;
+        }
+        for (size_t i = 0; i < p->replay->n_cycles; i++) {
+            if (cyc[0] != '\0')
+                strncat(cyc, ";", cyc_cap - strlen(cyc) - 1);
+            strncat(cyc, p->replay->cycles[i], cyc_cap - strlen(cyc) - 1);
+        }
+        cursor_len = p->replay->cursor.len;
+        cr_assert_leq(cursor_len, sizeof cursor);
+        if (cursor_len > 0)
+            memcpy(cursor, p->replay->cursor.data, cursor_len);
+        fonte__reply__free_unpacked(p, NULL);
+        pages++;
+    } while (cursor_len > 0);
+    r->cursor.len = 0;
+    cr_assert_eq(*n, total);
+    return pages;
+}
+
 Test(replay, pages_concatenated_equal_the_one_shot_result)
 {
     env_t e;
@@ -374,27 +416,10 @@ Test(replay, pages_concatenated_equal_the_one_shot_result)
     cr_assert_gt(n, 10);
 
     uint64_t got[100];
-    size_t k = 0, pages = 0;
+    size_t k;
+    char cyc[64];
     r.page_size = (uint32_t) ((n + 9) / 10);
-    uint8_t cursor[64];
-    size_t cursor_len = 0;
-    do {
-        r.cursor.data = cursor;
-        r.cursor.len = cursor_len;
-        Fonte__Reply *p = ask(&e, &r);
-        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
-        cr_assert_leq(p->replay->n_events, r.page_size);
-        cr_assert_eq(p->replay->total, n);
-        for (size_t i = 0; i < p->replay->n_events; i++)
-            got[k++] = p->replay->events[i]->seq;
-        cursor_len = p->replay->cursor.len;
-        cr_assert_leq(cursor_len, sizeof cursor);
-        if (cursor_len > 0)
-            memcpy(cursor, p->replay->cursor.data, cursor_len);
-        fonte__reply__free_unpacked(p, NULL);
-        pages++;
-    } while (cursor_len > 0);
-    cr_assert_eq(pages, 10);
+    cr_assert_eq(fetch_all(&e, &r, got, 100, &k, cyc, sizeof cyc), 10);
     cr_assert_eq(k, n);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(got[i], whole->replay->events[i]->seq, "page item %zu", i);
@@ -430,46 +455,6 @@ Test(replay, a_cursor_asked_twice_gives_the_same_page)
     fonte__reply__free_unpacked(p2again, NULL);
     fonte__reply__free_unpacked(p1, NULL);
     env_stop(&e);
-}
-
-/* Every page of a replay with cursor-following; seqs into got (cap),
- * cycles joined by ";" into cyc. Returns the number of pages. */
-static size_t
-fetch_all(env_t *e, Fonte__ReplayRequest *r, uint64_t *got, size_t cap,
-          size_t *n, char *cyc, size_t cyc_cap)
-{
-    uint8_t cursor[64];
-    size_t cursor_len = 0, pages = 0;
-    uint64_t total = 0;
-    *n = 0;
-    cyc[0] = '\0';
-    do {
-        r->cursor.data = cursor;
-        r->cursor.len = cursor_len;
-        Fonte__Reply *p = ask(e, r);
-        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
-        if (pages == 0)
-            total = p->replay->total;
-        cr_assert_eq(p->replay->total, total, "total changed between pages");
-        for (size_t i = 0; i < p->replay->n_events; i++) {
-            cr_assert_lt(*n, cap);
-            got[(*n)++] = p->replay->events[i]->seq;
-        }
-        for (size_t i = 0; i < p->replay->n_cycles; i++) {
-            if (cyc[0] != '\0')
-                strncat(cyc, ";", cyc_cap - strlen(cyc) - 1);
-            strncat(cyc, p->replay->cycles[i], cyc_cap - strlen(cyc) - 1);
-        }
-        cursor_len = p->replay->cursor.len;
-        cr_assert_leq(cursor_len, sizeof cursor);
-        if (cursor_len > 0)
-            memcpy(cursor, p->replay->cursor.data, cursor_len);
-        fonte__reply__free_unpacked(p, NULL);
-        pages++;
-    } while (cursor_len > 0);
-    r->cursor.len = 0;
-    cr_assert_eq(*n, total);
-    return pages;
 }
 
 /* "*" without types is streamed from the log; with a types filter that
