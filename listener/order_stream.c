@@ -61,6 +61,9 @@ typedef struct wnode {
 typedef struct obj_info {
     uint64_t first; /* first seq of the object, 0 none, UNKNOWN not asked */
     uint32_t tail;  /* its last held event, or NONE */
+    uint8_t bit;    /* name_bit() of its name, while it has a tail */
+    bool first_out; /* its first event is known to have come out (for
+                       good: then no mark lookup is needed) */
 } obj_info_t;
 
 struct order_stream {
@@ -84,10 +87,13 @@ struct order_stream {
     uint64_t *waits; /* scratch: the seqs one pushed event waits for */
     size_t cap_waits;
 
-    uint64_t held_filter;  /* bit name_bit() of every object with held
-                              events since the last reset */
-    uint64_t wait_lo, wait_hi; /* the range of seqs waited for (marks
-                                  with waiters), lo > hi when none */
+    /* Two exact 64-bit filters, each bit backed by a count: bit b of
+     * held_filter is set while some object whose name_bit() is b has
+     * held events; bit (seq & 63) of wait_filter while some seq with
+     * that bit is waited for. Most events then skip the name lookup, and
+     * most events coming out skip the mark lookup. */
+    uint64_t held_filter, wait_filter;
+    uint32_t held_bits[64], wait_bits[64];
 
     uint64_t last; /* the last seq pushed */
     uint64_t now;  /* pushed and ready: comes out next */
@@ -98,17 +104,29 @@ struct order_stream {
     size_t end_pos;
 };
 
-/* A cheap one-of-64 signature of a name (length and three bytes): an
- * object whose bit is not in held_filter has no held events, so most
- * events skip the name lookup while something is held. */
-static uint64_t
+/* A cheap one-of-64 signature of a name (length and three bytes). */
+static unsigned
 name_bit(const char *p, size_t len)
 {
     if (len == 0)
-        return 1;
+        return 0;
     unsigned h = (unsigned) len * 31u + (uint8_t) p[0] * 7u +
                  (uint8_t) p[len / 2] * 3u + (uint8_t) p[len - 1];
-    return (uint64_t) 1 << (h & 63);
+    return h & 63;
+}
+
+static void
+filter_add(uint64_t *filter, uint32_t *bits, unsigned b)
+{
+    if (bits[b]++ == 0)
+        *filter |= (uint64_t) 1 << b;
+}
+
+static void
+filter_remove(uint64_t *filter, uint32_t *bits, unsigned b)
+{
+    if (--bits[b] == 0)
+        *filter &= ~((uint64_t) 1 << b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -185,7 +203,6 @@ order_stream_new(order_first_fn first, void *arg, size_t max_held,
     s->first_fn = first;
     s->arg = arg;
     s->max_held = max_held;
-    s->wait_lo = UINT64_MAX;
     *s_p = s;
     return FONTE_OK;
 }
@@ -231,6 +248,7 @@ intern(order_stream_t *s, order_name_t name, uint32_t *id)
             return FONTE_ENOMEM;
         s->obj[*id].first = UNKNOWN;
         s->obj[*id].tail = NONE;
+        s->obj[*id].first_out = false;
     }
     return FONTE_OK;
 }
@@ -242,9 +260,7 @@ reset_held(order_stream_t *s)
     s->n_held = 0;
     s->n_dep_ids = 0;
     s->n_wn = 0;
-    s->held_filter = 0;
-    s->wait_lo = UINT64_MAX;
-    s->wait_hi = 0;
+    /* nothing held, nothing waited for: the filters are empty already */
     if (s->n_marks > 0) {
         if (s->cap_marks > 4096) {
             free(s->marks);
@@ -275,14 +291,15 @@ wake(order_stream_t *s, uint32_t h)
 static void
 release(order_stream_t *s, uint64_t seq)
 {
-    if (seq < s->wait_lo || seq > s->wait_hi)
+    if (!(s->wait_filter >> (seq & 63) & 1))
         return; /* nobody waits for it */
     mark_t *m = mark_find(s, seq);
-    if (m == NULL)
+    if (m == NULL || m->waiters == NONE)
         return;
     for (uint32_t w = m->waiters; w != NONE; w = s->wn[w].next)
         wake(s, s->wn[w].held);
     m->waiters = NONE;
+    filter_remove(&s->wait_filter, s->wait_bits, (unsigned) (seq & 63));
 }
 
 static bool
@@ -304,8 +321,8 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
         seq <= s->last)
         return FONTE_EINVAL;
     s->last = seq;
-    uint64_t obit = name_bit(object.ptr, object.len);
-    if (s->live > 0 && (s->held_filter & obit) &&
+    unsigned obit = name_bit(object.ptr, object.len);
+    if (s->live > 0 && (s->held_filter >> obit & 1) &&
         order_names_find(s->names, object.ptr, object.len, &oid) ==
             FONTE_OK &&
         s->obj[oid].tail != NONE)
@@ -338,8 +355,14 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
         s->dep_ids[s->n_dep_ids++] = id;
         if (f == 0 || f == seq)
             continue;
-        if (f > seq || (s->live > 0 && still_held(s, f)))
+        if (f > seq) {
             s->waits[n_waits++] = f;
+        } else if (!s->obj[id].first_out) {
+            if (s->live > 0 && still_held(s, f))
+                s->waits[n_waits++] = f;
+            else
+                s->obj[id].first_out = true; /* f < seq, out: for good */
+        }
     }
     pending += (uint32_t) n_waits;
     if (pending == 0) {
@@ -376,10 +399,13 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
     e->deps_off = (uint32_t) dep_base;
     e->n_deps = (uint32_t) (s->n_dep_ids - dep_base);
     e->out = false;
-    if (s->obj[oid].tail != NONE)
+    if (s->obj[oid].tail != NONE) {
         s->held[s->obj[oid].tail].next = h;
+    } else {
+        s->obj[oid].bit = (uint8_t) obit;
+        filter_add(&s->held_filter, s->held_bits, obit);
+    }
     s->obj[oid].tail = h;
-    s->held_filter |= obit;
     mark_t *m = mark_get(s, seq);
     if (m == NULL) {
         s->failed = true;
@@ -391,13 +417,12 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
             s->failed = true;
             return FONTE_ENOMEM;
         }
+        if (m->waiters == NONE)
+            filter_add(&s->wait_filter, s->wait_bits,
+                       (unsigned) (s->waits[i] & 63));
         s->wn[s->n_wn].held = h;
         s->wn[s->n_wn].next = m->waiters;
         m->waiters = (uint32_t) s->n_wn++;
-        if (s->waits[i] < s->wait_lo)
-            s->wait_lo = s->waits[i];
-        if (s->waits[i] > s->wait_hi)
-            s->wait_hi = s->waits[i];
     }
     s->live++;
     return FONTE_OK;
@@ -420,8 +445,11 @@ order_stream_pop(order_stream_t *s, uint64_t *seq)
         *seq = e->seq;
         e->out = true;
         s->live--;
-        if (s->obj[e->object].tail == h)
+        if (s->obj[e->object].tail == h) {
             s->obj[e->object].tail = NONE;
+            filter_remove(&s->held_filter, s->held_bits,
+                          s->obj[e->object].bit);
+        }
         if (e->next != NONE)
             wake(s, e->next);
         release(s, *seq);

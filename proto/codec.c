@@ -576,6 +576,16 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
                 p += 9;
                 continue;
             }
+            if (want == WT_VARINT) { /* skipped as read_varint reads it */
+                const uint8_t *q = p + 1;
+                size_t i = 0;
+                while (q + i < end && i < 10 && (q[i] & 0x80))
+                    i++;
+                if (q + i >= end || i == 10 || (i == 9 && q[9] > 1))
+                    return FONTE_EDECODE;
+                p = q + i + 1;
+                continue;
+            }
         }
         /* Anything else: the general reader. */
         reader_t r = { p, end };

@@ -1145,6 +1145,23 @@ Test(codec, graph_walk_gives_object_and_deps_like_the_fields_walk)
     cr_assert_eq(memcmp(all[3].ptr, longdep, 200), 0);
     cr_assert_eq(object.ptr, v.object.ptr);
     free(ext);
+
+    /* varints (producer_seq, field 7): 10 bytes ending in 1 is 64 bits,
+     * ending in 2 is more; a truncated one is an error too */
+    uint8_t ok10[] = { 0x38, 0xff, 0xff, 0xff, 0xff, 0xff,
+                       0xff, 0xff, 0xff, 0xff, 0x01 };
+    uint8_t big10[] = { 0x38, 0xff, 0xff, 0xff, 0xff, 0xff,
+                        0xff, 0xff, 0xff, 0xff, 0x02 };
+    uint8_t cut[] = { 0x38, 0xff, 0xff };
+    cr_assert_eq(codec_event_fields(ok10, sizeof ok10, &v), FONTE_OK);
+    cr_assert_eq(codec_event_graph(ok10, sizeof ok10, &object, all, 8, &n),
+                 FONTE_OK);
+    cr_assert_eq(codec_event_fields(big10, sizeof big10, &v), FONTE_EDECODE);
+    cr_assert_eq(codec_event_graph(big10, sizeof big10, &object, all, 8, &n),
+                 FONTE_EDECODE);
+    cr_assert_eq(codec_event_fields(cut, sizeof cut, &v), FONTE_EDECODE);
+    cr_assert_eq(codec_event_graph(cut, sizeof cut, &object, all, 8, &n),
+                 FONTE_EDECODE);
     codec_buf_free(&b);
     codec_event_free(&ev);
 }
