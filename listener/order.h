@@ -168,7 +168,8 @@ typedef fonte_err (*order_first_fn)(void *arg, const char *object,
                                     size_t len, uint64_t *first);
 
 /* At most max_held events are held at once (push says FONTE_ELIMIT
- * beyond). FONTE_ENOMEM. */
+ * beyond); memory follows that number, not the log (records of events
+ * that came out are compacted away). FONTE_ENOMEM. */
 fonte_err order_stream_new(order_first_fn first, void *arg, size_t max_held,
                            order_stream_t **s_p);
 void order_stream_destroy(order_stream_t **s_p);
@@ -189,6 +190,11 @@ bool order_stream_pop(order_stream_t *s, uint64_t *seq);
 /* The log is over: what is held is ordered (cycles broken) and comes out
  * through order_stream_pop. Call when pop has nothing. FONTE_ENOMEM. */
 fonte_err order_stream_finish(order_stream_t *s);
+
+/* For tests: compact the held records from n of them on (default 1024;
+ * the records of events that came out are dropped once they are at
+ * least half of all). */
+void order_stream_tune(order_stream_t *s, size_t compact_min);
 
 /* Events held now (not yet out). */
 size_t order_stream_held(const order_stream_t *s);

@@ -15,10 +15,13 @@
  *    Its capacity is kept at least the number held, so releasing (inside
  *    pop, which cannot fail) never allocates.
  *
- * Whenever nothing is held, held[], marks and waiter lists are emptied,
- * so their size follows the longest stretch during which something was
- * held, not the log. Names are kept (their first seqs stay true for the
- * whole log) unless there are more than NAMES_RESET of them.
+ * Whenever nothing is held, held[], marks and waiter lists are emptied;
+ * while something stays held (a cycle early in the log holds its events
+ * to the end), compact() drops the records of events that came out once
+ * they are half of held[] (and at least compact_min). So memory follows
+ * how many events are held at once, never the log. Names are kept
+ * (their first seqs stay true for the whole log) unless there are more
+ * than NAMES_RESET of them.
  *
  * Invariant between calls: an event that is out never waits; an event
  * held waits for exactly `pending` things, each of which is a held event
@@ -70,6 +73,7 @@ struct order_stream {
     order_first_fn first_fn;
     void *arg;
     size_t max_held;
+    size_t compact_min; /* compact held[] from this many records on */
 
     order_names_t *names;
     obj_info_t *obj;
@@ -203,6 +207,7 @@ order_stream_new(order_first_fn first, void *arg, size_t max_held,
     s->first_fn = first;
     s->arg = arg;
     s->max_held = max_held;
+    s->compact_min = 1024;
     *s_p = s;
     return FONTE_OK;
 }
@@ -309,6 +314,93 @@ still_held(order_stream_t *s, uint64_t seq)
     return m != NULL && m->held != NONE && !s->held[m->held].out;
 }
 
+void
+order_stream_tune(order_stream_t *s, size_t compact_min)
+{
+    s->compact_min = compact_min ? compact_min : 1;
+}
+
+/* Drops the records of events that came out while others stayed held
+ * (held[] is otherwise emptied only when nothing at all is held, so a
+ * cycle early in the log would make it grow with every event held and
+ * released after it). Every index into held[] is renumbered: objects'
+ * tails, records' next, marks, waiter lists. false when
+ * out of memory (nothing changed). */
+static bool
+compact(order_stream_t *s, size_t *dep_base)
+{
+    size_t wn_cap = s->n_wn ? s->n_wn : 1;
+    uint32_t *map = malloc((s->n_held ? s->n_held : 1) * sizeof *map);
+    mark_t *marks = s->cap_marks ? calloc(s->cap_marks, sizeof *marks) : NULL;
+    wnode_t *wn = malloc(wn_cap * sizeof *wn);
+    if (map == NULL || (s->cap_marks && marks == NULL) || wn == NULL) {
+        free(map);
+        free(marks);
+        free(wn);
+        return false;
+    }
+    size_t k = 0, nd = 0, n_wn = 0, n_marks = 0;
+    for (size_t h = 0; h < s->n_held; h++) {
+        held_t e = s->held[h];
+        if (e.out) {
+            map[h] = NONE;
+            continue;
+        }
+        memmove(s->dep_ids + nd, s->dep_ids + e.deps_off,
+                e.n_deps * sizeof *s->dep_ids);
+        e.deps_off = (uint32_t) nd;
+        nd += e.n_deps;
+        map[h] = (uint32_t) k;
+        s->held[k++] = e;
+    }
+    /* the dependencies of the event being pushed follow */
+    size_t mine = s->n_dep_ids - *dep_base;
+    memmove(s->dep_ids + nd, s->dep_ids + *dep_base, mine * sizeof *s->dep_ids);
+    *dep_base = nd;
+    nd += mine;
+    for (size_t i = 0; i < k; i++) {
+        held_t *e = &s->held[i];
+        if (e->next != NONE)
+            e->next = map[e->next]; /* the next of one held is held */
+        else if (s->obj[e->object].tail != NONE)
+            s->obj[e->object].tail = (uint32_t) i; /* the last is the tail */
+    }
+    /* marks: keep those of held events and those waited for */
+    for (size_t i = 0; i < s->cap_marks; i++) {
+        mark_t m = s->marks[i];
+        if (m.seq == 0)
+            continue;
+        m.held = m.held != NONE ? map[m.held] : NONE;
+        uint32_t first = NONE, *link = &first;
+        for (uint32_t w = m.waiters; w != NONE; w = s->wn[w].next) {
+            wn[n_wn].held = map[s->wn[w].held]; /* a waiter is held */
+            wn[n_wn].next = NONE;
+            *link = (uint32_t) n_wn;
+            link = &wn[n_wn++].next;
+        }
+        m.waiters = first;
+        if (m.held == NONE && m.waiters == NONE)
+            continue;
+        size_t j = mark_slot(m.seq, s->cap_marks);
+        while (marks[j].seq != 0)
+            j = (j + 1) & (s->cap_marks - 1);
+        marks[j] = m;
+        n_marks++;
+    }
+    /* the ready heap is empty: push runs only when pop has nothing */
+    free(s->marks);
+    free(s->wn);
+    free(map);
+    s->marks = marks;
+    s->n_marks = n_marks;
+    s->wn = wn;
+    s->n_wn = n_wn;
+    s->cap_wn = wn_cap;
+    s->n_held = k;
+    s->n_dep_ids = nd;
+    return true;
+}
+
 fonte_err
 order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
                   const order_name_t *deps, size_t n_deps)
@@ -373,9 +465,14 @@ order_stream_push(order_stream_t *s, uint64_t seq, order_name_t object,
     }
 
     /* held */
-    if (s->n_held >= s->max_held) {
+    if (s->live >= s->max_held) {
         s->failed = true;
         return FONTE_ELIMIT;
+    }
+    if (s->n_held >= s->compact_min && s->n_held >= 2 * s->live &&
+        !compact(s, &dep_base)) {
+        s->failed = true;
+        return FONTE_ENOMEM;
     }
     if (oid == NONE && (rc = intern(s, object, &oid)) != FONTE_OK) {
         s->failed = true;

@@ -639,8 +639,10 @@ Test(order, closure_over_the_limit_is_elimit)
 /* ------------------------------------------------------------------ */
 /* the streamed causal order                                           */
 
-static const char *const obj_name[] = { "a", "b", "c", "d", "e", "f",
-                                        "g", "h", "i", "j", "k", "l" };
+static const char *const obj_name[] = {
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m",
+    "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z"
+};
 
 /* first(): the smallest seq of an object in the graph, 0 if none. */
 static fonte_err
@@ -684,6 +686,8 @@ cycle_letters(const order_result_t *r, size_t c, const order_names_t *names,
 /* Streams t (pushing in seq order, popping whenever possible) and checks
  * the result equals order_causal's, cycles included. Returns the largest
  * number held at once. */
+static size_t compact_min_for_tests; /* 0: the default */
+
 static size_t
 check_stream(const tgraph_t *t, uint64_t seed)
 {
@@ -698,6 +702,8 @@ check_stream(const tgraph_t *t, uint64_t seed)
     qsort(ev, t->n_ev, sizeof *ev, cmp_by_seq);
     order_stream_t *s = NULL;
     cr_assert_eq(order_stream_new(graph_first, (void *) t, 512, &s), FONTE_OK);
+    if (compact_min_for_tests)
+        order_stream_tune(s, compact_min_for_tests);
     size_t got = 0, max_held = 0;
     uint64_t seq;
     for (size_t i = 0; i < t->n_ev; i++) {
@@ -762,6 +768,77 @@ Test(order, stream_equals_causal_on_1000_random_graphs)
     }
     /* the graphs exercise holding, not only the pass-through path */
     cr_assert_gt(held_some, 300);
+}
+
+Test(order, stream_compacting_at_every_hold_still_equals_causal)
+{
+    compact_min_for_tests = 1;
+    for (uint64_t seed = 1; seed <= 1000; seed++) {
+        rng = seed * 0xa0761d6478bd642fULL;
+        size_t n = 1 + rnd(seed % 10 == 0 ? 200 : 20);
+        tgraph_t *t = malloc(sizeof *t);
+        random_graph(t, n, 1 + rnd(seed % 7 == 0 ? 12 : 6), seed % 3 == 0);
+        check_stream(t, seed);
+        free(t);
+    }
+    compact_min_for_tests = 0;
+}
+
+/* A cycle at the start holds its events to the end of the log; behind
+ * it, 23 episodes each hold 6 events until the dependency they wait for
+ * is stored (138 held and released in all, at most 8 at once). With
+ * compaction the records follow what is held, so a limit of 8 is enough;
+ * the order is still order_causal's. */
+Test(order, stream_memory_follows_what_is_held_not_the_log)
+{
+    tgraph_t *t = calloc(1, sizeof *t);
+    add(t, 1, A, "b");
+    add(t, 2, B, "a");
+    uint64_t seq = 3;
+    for (uint32_t k = 3; k < 26; k++) {
+        /* object k-1 needs k, first stored after 6 events of k-1 */
+        char dep[2] = { (char) ('a' + k), 0 };
+        add(t, seq++, k - 1, dep);
+        for (int j = 0; j < 5; j++)
+            add(t, seq++, k - 1, "");
+        add(t, seq++, k, "");
+    }
+    t->n_obj = 26;
+    order_graph_t g = graph(t);
+    order_result_t r;
+    cr_assert_eq(order_causal(&g, &r), FONTE_OK);
+    cr_assert_eq(r.n_cycles, 1);
+    order_result_fini(&r);
+    compact_min_for_tests = 2;
+    check_stream(t, 0);
+    compact_min_for_tests = 0;
+    /* max_held 8: 2 for the cycle, 6 per episode */
+    order_stream_t *s = NULL;
+    cr_assert_eq(order_stream_new(graph_first, t, 8, &s), FONTE_OK);
+    order_stream_tune(s, 2);
+    uint64_t out, n_out = 0;
+    for (size_t i = 0; i < t->n_ev; i++) {
+        while (order_stream_pop(s, &out))
+            n_out++;
+        order_name_t deps[2];
+        for (uint32_t d = 0; d < t->ev[i].n_deps; d++) {
+            deps[d].ptr = obj_name[t->deps[t->ev[i].deps_off + d]];
+            deps[d].len = 1;
+        }
+        order_name_t o = { obj_name[t->ev[i].object], 1 };
+        cr_assert_eq(order_stream_push(s, t->ev[i].seq, o, deps,
+                                       t->ev[i].n_deps),
+                     FONTE_OK, "event %zu", i);
+        cr_assert_leq(order_stream_held(s), 8);
+    }
+    while (order_stream_pop(s, &out))
+        n_out++;
+    cr_assert_eq(order_stream_finish(s), FONTE_OK);
+    while (order_stream_pop(s, &out))
+        n_out++;
+    cr_assert_eq(n_out, t->n_ev);
+    order_stream_destroy(&s);
+    free(t);
 }
 
 Test(order, stream_holds_nothing_when_dependencies_come_first)
