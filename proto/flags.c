@@ -7,16 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The decimal number s starts with (digits only: no sign, no space);
+ * *end is what follows it. false if s does not start with a digit or the
+ * number overflows. */
+static bool
+leading_number(const char *s, unsigned long long *v, char **end)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    *v = strtoull(s, end, 10);
+    return errno == 0;
+}
+
 bool
 flags_parse_uint(const char *s, uint64_t *out)
 {
     char *end;
+    unsigned long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0')
+    if (!leading_number(s, &v, &end) || *end != '\0')
         return false;
     *out = v;
     return true;
@@ -26,12 +36,9 @@ bool
 flags_parse_size(const char *s, size_t *out)
 {
     char *end;
+    unsigned long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
+    if (!leading_number(s, &v, &end))
         return false;
     unsigned shift = 0;
     if (*end == 'k' || *end == 'K')
@@ -54,12 +61,9 @@ bool
 flags_parse_duration(const char *s, int64_t *out_us)
 {
     char *end;
+    unsigned long long v;
 
-    if (s == NULL || *s < '0' || *s > '9')
-        return false;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
+    if (!leading_number(s, &v, &end))
         return false;
     unsigned long long mult;
     if (strcmp(end, "us") == 0)
