@@ -29,8 +29,6 @@ int
 main(int argc, char **argv)
 {
     static const char *const validate_choices[] = { "full", "frames", NULL };
-    static const char *const level_choices[] = { "error", "warn", "info",
-                                                 "debug", NULL };
     broker_opts_t o;
     broker_opts_init(&o);
     uint64_t hwm = (uint64_t) o.hwm;
@@ -54,7 +52,7 @@ main(int argc, char **argv)
           &o.stats_interval_us, "Stats on $sys.broker every; 0 = never (1s)",
           NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
-          "log threshold (info)", level_choices },
+          "log threshold (info)", flog_level_names },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

@@ -33,8 +33,6 @@ int
 main(int argc, char **argv)
 {
     static const char *const sync_choices[] = { "batch", "none", NULL };
-    static const char *const level_choices[] = { "error", "warn", "info",
-                                                 "debug", NULL };
     listener_opts_t o;
     listener_opts_init(&o);
     const char *sync = "batch", *level = "info";
@@ -83,7 +81,7 @@ main(int argc, char **argv)
         { "repair", NULL, FLAG_BOOL, &repair,
           "run LevelDB's repair on --data, say what it did, exit", NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
-          "log threshold (info)", level_choices },
+          "log threshold (info)", flog_level_names },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

@@ -10,7 +10,8 @@
 #include <time.h>
 
 static _Atomic int current_level = FLOG_INFO;
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+const char *const flog_level_names[] = { "error", "warn", "info", "debug",
+                                          NULL };
 
 void
 flog_set_level(flog_level level)
@@ -29,7 +30,7 @@ bool
 flog_parse_level(const char *s, flog_level *level)
 {
     for (int i = 0; i <= FLOG_DEBUG; i++) {
-        if (strcmp(s, level_names[i]) == 0) {
+        if (strcmp(s, flog_level_names[i]) == 0) {
             *level = (flog_level) i;
             return true;
         }
@@ -69,7 +70,7 @@ vlog(flog_level level, const char *part, const char *suffix, const char *fmt,
     gmtime_r(&ts.tv_sec, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
     fprintf(stderr, "%s.%03ldZ %s %s: %s%s\n", when, ts.tv_nsec / 1000000,
-            level_names[level], part, msg, suffix);
+            flog_level_names[level], part, msg, suffix);
 }
 
 void

@@ -30,6 +30,9 @@ flog_level flog_get_level(void);
 /* "error", "warn", "info", "debug" -> level. False if unknown. */
 bool flog_parse_level(const char *s, flog_level *level);
 
+/* The levels' names by flog_level, NULL-terminated (a flag's choices). */
+extern const char *const flog_level_names[];
+
 #if defined(__GNUC__)
 #define FLOG_PRINTF_(a, b) __attribute__((format(printf, a, b)))
 #else

@@ -37,8 +37,6 @@ int
 cmd_up(int argc, char **argv)
 {
     static const char *const sync_choices[] = { "batch", "none", NULL };
-    static const char *const level_choices[] = { "error", "warn", "info",
-                                                 "debug", NULL };
     cli_endpoints_t ep;
     const char *data = LISTENER_DATA_DEFAULT, *sync = "batch",
                *level = "warn";
@@ -59,7 +57,7 @@ cmd_up(int argc, char **argv)
           "Stats on $sys.broker and $sys.listener every; 0 = never (1s)",
           NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
-          "log threshold, logs go to stderr (warn)", level_choices },
+          "log threshold, logs go to stderr (warn)", flog_level_names },
         CLI_FLAGS_END,
     };
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 0, NULL, NULL);
