@@ -189,22 +189,6 @@ count_lines(const char *s)
     return n;
 }
 
-/* A TCP port nobody listens on now: bind 0, read it, close. */
-static int
-free_port(void)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* ------------------------------------------------------------------ */
 /* a `fonte up` per test                                               */
 
@@ -240,9 +224,12 @@ up_start(void)
     strcpy(data_dir, "/tmp/fonte-cli-XXXXXX");
     cr_assert_not_null(mkdtemp(data_dir));
     for (int attempt = 0; attempt < 5; attempt++) {
-        snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%d", free_port());
-        snprintf(egress, sizeof egress, "tcp://127.0.0.1:%d", free_port());
-        snprintf(query, sizeof query, "tcp://127.0.0.1:%d", free_port());
+        snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u",
+                 tu_free_port());
+        snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u",
+                 tu_free_port());
+        snprintf(query, sizeof query, "tcp://127.0.0.1:%u",
+                 tu_free_port());
         char *const av[] = { "fonte", "up", "--data", data_dir, "--ingress",
                              ingress, "--egress", egress, "--query", query,
                              "--stats-interval", "200ms", "--sync", "none",
@@ -422,7 +409,7 @@ Test(usage, status_against_a_dead_listener_exits_1_with_one_line)
     char q[64], want[256];
     run_t r;
 
-    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%u", tu_free_port());
     RUN(&r, "status", "--query", q, "--timeout", "300ms");
     snprintf(want, sizeof want,
              "fonte status: the listener at %s did not answer within 300 ms;"
@@ -457,8 +444,8 @@ Test(usage, up_with_a_taken_port_exits_1_with_one_line)
     cr_assert_eq(listen(fd, 1), 0);
     cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
     snprintf(in, sizeof in, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
-    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%d", free_port());
-    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%u", tu_free_port());
     cr_assert_not_null(mkdtemp(dir));
     RUN(&r, "up", "--data", dir, "--ingress", in, "--egress", eg, "--query",
         q);
@@ -482,9 +469,9 @@ Test(cli, up_refuses_a_locked_data_dir_and_stops_cleanly_on_sigterm)
     char in[64], eg[64], q[64];
     run_t r;
 
-    snprintf(in, sizeof in, "tcp://127.0.0.1:%d", free_port());
-    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%d", free_port());
-    snprintf(q, sizeof q, "tcp://127.0.0.1:%d", free_port());
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%u", tu_free_port());
     RUN(&r, "up", "--data", data_dir, "--ingress", in, "--egress", eg,
         "--query", q);
     cr_assert_eq(r.rc, 2);
@@ -706,7 +693,7 @@ Test(cli, publish_times_out_with_exit_1_without_a_listener)
     char in[64], want[256];
     run_t r;
 
-    snprintf(in, sizeof in, "tcp://127.0.0.1:%d", free_port());
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
     RUN(&r, "publish", "--type", "a.b", "--object", "o:1", "--ingress", in,
         "--timeout", "300ms");
     snprintf(want, sizeof want,

@@ -10,13 +10,11 @@
  * Every wait has a deadline; nothing sleeps to synchronise.
  */
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -24,6 +22,7 @@
 #include "codec.h"
 #include "fonte/fonte.h"
 #include "log.h"
+#include "testutil.h"
 
 #define WAIT_MS 10000 /* upper bound of every wait: a failure, not a hang */
 
@@ -56,20 +55,11 @@ teardown(void)
 
 TestSuite(client, .init = setup, .fini = teardown, .timeout = 60);
 
-/* An endpoint nobody listens on: bind port 0, read it, close. */
+/* An endpoint nobody listens on. */
 static void
 dead_endpoint(char *buf, size_t cap)
 {
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-    snprintf(buf, cap, "tcp://127.0.0.1:%u", (unsigned) ntohs(a.sin_port));
-    close(fd);
+    snprintf(buf, cap, "tcp://127.0.0.1:%u", tu_free_port());
 }
 
 static char dead_query[64];

@@ -17,14 +17,12 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,23 +192,6 @@ verify_dir(const uint64_t *sessions, const uint64_t *expect, size_t n)
     cr_assert_eq(store_open(&so, &st, err, sizeof err), FONTE_OK, "%s", err);
     verify_store(st, sessions, expect, n);
     store_close(&st);
-}
-
-/* A free TCP port on 127.0.0.1 (bind 0, read, close: a small race that
- * the caller tolerates by retrying the child's start). */
-static unsigned
-free_port(void)
-{
-    struct sockaddr_in a = { .sin_family = AF_INET,
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    cr_assert_geq(fd, 0);
-    cr_assert_eq(bind(fd, (struct sockaddr *) &a, sizeof a), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *) &a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static pid_t
@@ -399,8 +380,8 @@ Test(reliability, squeezed_hwm_drops_are_resent_and_stored_exactly_once)
 Test(reliability, broker_killed_and_restarted_mid_stream_loses_nothing)
 {
     char ingress[64], egress[64];
-    snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u", free_port());
-    snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u", free_port());
+    snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u", tu_free_port());
     pid_t broker = start_broker_child(ingress, egress);
     listener_t *l = start_listener(ingress, egress);
     fonte_client_t *c = start_client("shop", ingress, egress,
@@ -468,7 +449,7 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
 {
     broker_t *b = start_broker(0);
     char query[64];
-    snprintf(query, sizeof query, "tcp://127.0.0.1:%u", free_port());
+    snprintf(query, sizeof query, "tcp://127.0.0.1:%u", tu_free_port());
     const char *in = broker_ingress_endpoint(b), *out = broker_egress_endpoint(b);
     pid_t listener = start_listener_child(in, out, query);
 
@@ -519,8 +500,8 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
 Test(reliability, destroy_with_unacked_events_neither_hangs_nor_leaks)
 {
     char ingress[64], egress[64];
-    snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u", free_port());
-    snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u", free_port());
+    snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u", tu_free_port());
     pid_t broker = start_broker_child(ingress, egress);
     fonte_client_t *c = start_client("shop", ingress, egress, ingress);
     publish_n(c, "order.placed", 20000); /* no listener: nothing acked */

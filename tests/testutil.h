@@ -51,6 +51,12 @@ void tu_wire_free(tu_wire_t *w);
  * seq 1. */
 void tu_wire_event(tu_wire_t *w, const char *skip);
 
+/* A TCP port on 127.0.0.1 that nobody listens on now (bind 0, read it,
+ * close): for a child that must be told its ports, or an endpoint that
+ * must refuse. Someone else may take it meanwhile; callers that start a
+ * child retry. Aborts if there is no loopback. */
+unsigned tu_free_port(void);
+
 /* Removes dir and everything below it (a test's temporary directory);
  * errors are ignored. */
 void tu_rmtree(const char *dir);

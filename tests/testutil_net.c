@@ -1,0 +1,25 @@
+/*
+ * testutil_net.c - loopback ports for tests (testutil.h).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+unsigned
+tu_free_port(void)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *) &a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *) &a, &len) != 0)
+        abort(); /* no loopback: nothing a test could do */
+    close(fd);
+    return ntohs(a.sin_port);
+}
