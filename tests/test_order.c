@@ -894,5 +894,13 @@ Test(order, stream_over_max_held_is_elimit_and_out_of_turn_is_einval)
     cr_assert_eq(order_stream_push(s, 3, b, NULL, 0), FONTE_OK);
     cr_assert_eq(order_stream_push(s, 4, b, NULL, 0), FONTE_EINVAL,
                  "push while an event is ready to come out");
+    cr_assert_eq(order_stream_finish(s), FONTE_EINVAL,
+                 "finish while an event is ready to come out");
+    cr_assert(order_stream_pop(s, &seq));
+    cr_assert_eq(seq, 3);
+    cr_assert_eq(order_stream_finish(s), FONTE_OK);
+    cr_assert_eq(order_stream_finish(s), FONTE_EINVAL, "finished already");
+    cr_assert_eq(order_stream_push(s, 5, b, NULL, 0), FONTE_EINVAL,
+                 "push after finish");
     order_stream_destroy(&s);
 }

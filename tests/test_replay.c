@@ -555,6 +555,20 @@ Test(replay, whole_store_stream_retry_gives_the_same_page_and_old_cursors_fail)
     describe(p3, a, sizeof a);
     cr_assert_str_eq(a, "x.e@x:5");
     cr_assert_eq(p3->replay->cursor.len, 0);
+    /* a cursor forged to start mid-page (position 3 of 5) */
+    uint8_t forged[64];
+    size_t fl = p2->replay->cursor.len;
+    cr_assert(fl >= 8 && fl <= sizeof forged);
+    memcpy(forged, p2->replay->cursor.data, fl);
+    forged[fl - 1] = 3;
+    r.cursor.data = forged;
+    r.cursor.len = fl;
+    Fonte__Reply *skip = ask(&e, &r);
+    cr_assert_eq(skip->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_str_eq(skip->error,
+                     "cursor position is neither the next page nor the last "
+                     "one: pass back the cursor of the previous page");
+    fonte__reply__free_unpacked(skip, NULL);
     /* page 1's cursor is two pages back: gone */
     r.cursor = p1->replay->cursor;
     Fonte__Reply *old = ask(&e, &r);
@@ -1004,6 +1018,73 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     zmq_close(small);
     zmq_ctx_term(ctx);
     listener_destroy(&l);
+    tu_rmtree(dir);
+}
+
+/* A log with a hole (event 4 gone, 5 there: damage that only a repair or
+ * a hand-edited store could leave): the stream says which event is
+ * missing, INTERNAL, and keeps saying it. */
+Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
+{
+    char dir[] = "/tmp/fonte-test-hole-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    build_store(dir, 3);
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    store_t *s = NULL;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    store_snap_t *snap = NULL;
+    void *body = NULL;
+    size_t len = 0;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_get_event(snap, 3, &body, &len), FONTE_OK);
+    store_snap_destroy(&snap);
+    uint8_t five[8] = { 0, 0, 0, 0, 0, 0, 0, 5 };
+    uint8_t e5[9] = { 'e', 0, 0, 0, 0, 0, 0, 0, 5 };
+    store_kv_t kv[2] = { { e5, 9, body, len }, { "mlast_seq", 9, five, 8 } };
+    cr_assert_eq(store_write_raw(s, kv, 2), FONTE_OK);
+    store_free(body);
+    store_close(&s);
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 2;
+    codec_buf_t out;
+    Fonte__Reply *rep = NULL;
+
+    /* the first page (1, 2) is whole; the second reaches the hole */
+    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->replay->total, 5);
+    cr_assert_eq(rep->replay->n_events, 2);
+    uint8_t cur[64];
+    size_t cur_len = rep->replay->cursor.len;
+    cr_assert(cur_len > 0 && cur_len <= sizeof cur);
+    memcpy(cur, rep->replay->cursor.data, cur_len);
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+    r.cursor.data = cur;
+    r.cursor.len = cur_len;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+        cr_assert_eq(codec_reply_decode(out.data, out.len,
+                                        &codec_limits_default, &rep),
+                     FONTE_OK);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__INTERNAL);
+        cr_assert_str_eq(rep->error, "event 4 is missing from the log");
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_buf_free(&out);
+    }
+    replay_destroy(&rp);
+    store_close(&s);
     tu_rmtree(dir);
 }
 

@@ -253,6 +253,10 @@ Test(store, reader_finds_an_objects_first_seq_and_still_gets_events)
     cr_assert_eq(first, 0, "a prefix of names is not an object");
     cr_assert_eq(store_reader_first(r, "zz", 2, 0, &first), FONTE_OK);
     cr_assert_eq(first, 0, "past the last key");
+    static char huge[1100];
+    memset(huge, 'x', sizeof huge);
+    cr_assert_eq(store_reader_first(r, huge, sizeof huge, 0, &first),
+                 FONTE_ELIMIT);
     /* the reader still reads events after a lookup */
     cr_assert_eq(store_reader_get(r, 3, &data, &len), FONTE_OK);
     cr_assert_gt(len, 0);
