@@ -75,7 +75,9 @@ main(int argc, char **argv)
         { "max-closure", "FONTE_MAX_CLOSURE", FLAG_UINT, &max_closure,
           "objects in one replay's closure (100000)", NULL },
         { "max-replay-events", "FONTE_MAX_REPLAY_EVENTS", FLAG_UINT,
-          &max_replay_events, "events in one replay (10000000)", NULL },
+          &max_replay_events,
+          "events in one replay; for a streamed whole-store replay, events "
+          "waiting at once (10000000)", NULL },
         { "query-workers", "FONTE_QUERY_WORKERS", FLAG_UINT, &workers,
           "threads answering replay requests (4)", NULL },
         { "repair", NULL, FLAG_BOOL, &repair,
