@@ -1239,15 +1239,15 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
         k = write_events(rp, &w, ls->sent.seqs, ls->sent.n, 0, ls->sent.n,
                          NULL, &rc);
     } else if (ls->ahead.valid && pos == ls->ahead.pos) {
-        page_t t = ls->sent;
+        /* the page cut ahead: its bytes are answered, its seqs kept for a
+         * retry; the old sent page's seq buffer is reused for the next */
+        page_t old = ls->sent; /* its bytes went out with its answer */
+        atomic_fetch_sub(&rp->ahead_bytes, ls->ahead.w.cap);
         ls->sent = ls->ahead;
-        ls->ahead = t;
-        ls->ahead.valid = false;
-        atomic_fetch_sub(&rp->ahead_bytes, ls->sent.w.cap);
         w = ls->sent.w;
-        ls->sent.w = ls->ahead.w;
-        ls->ahead.w = (codec_writer_t) { 0 };
-        ls->sent.w.len = 0;
+        ls->sent.w = (codec_writer_t) { 0 };
+        ls->ahead = old;
+        ls->ahead.valid = false;
         k = ls->sent.n;
     } else if (pos == ls->pos && !ls->ahead.valid &&
                (l == NULL || pos < ls->total)) {
