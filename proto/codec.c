@@ -272,6 +272,8 @@ typedef struct reader {
     const uint8_t *p, *end;
 } reader_t;
 
+/* read_field sets only what the wire type carries, so every field_t is
+ * zeroed where it is declared (GCC -O3 otherwise warns, -Werror). */
 typedef struct field {
     uint32_t num;
     int wt;
@@ -353,7 +355,7 @@ scan_meta_entry(codec_slice_t entry)
     reader_t r = { (const uint8_t *) entry.ptr,
                    (const uint8_t *) entry.ptr + entry.len };
     codec_slice_t key = { "", 0 }, value = { "", 0 };
-    field_t f;
+    field_t f = { 0 };
 
     while (r.p < r.end) {
         if (!read_field(&r, &f))
@@ -372,7 +374,7 @@ scan_replay(codec_slice_t msg, event_fields_t *ef)
 {
     reader_t r = { (const uint8_t *) msg.ptr,
                    (const uint8_t *) msg.ptr + msg.len };
-    field_t f;
+    field_t f = { 0 };
 
     while (r.p < r.end) {
         if (!read_field(&r, &f))
@@ -410,7 +412,7 @@ walk_event(const void *body, size_t len, event_fields_t *efp,
     static const codec_view_t zero_view;
     reader_t r = { body, (const uint8_t *) body + len };
     event_fields_t ef;
-    field_t f;
+    field_t f = { 0 };
     fonte_err rc;
 
     /* Copies of zeroes, and ef field by field: small memsets compile to
@@ -507,7 +509,7 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
 {
     event_fields_t ef;
     reader_t r = { body, (const uint8_t *) body + len };
-    field_t f;
+    field_t f = { 0 };
     fonte_err rc;
 
     if (len > lim->max_msg)
@@ -589,7 +591,7 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
         }
         /* Anything else: the general reader. */
         reader_t r = { p, end };
-        field_t f;
+        field_t f = { 0 };
         if (!read_field(&r, &f))
             return FONTE_EDECODE;
         p = r.p;
@@ -629,7 +631,7 @@ bool
 codec_view_next_dep(const codec_view_t *view, size_t *pos, codec_slice_t *dep)
 {
     reader_t r = { view->body + *pos, view->body + view->body_len };
-    field_t f;
+    field_t f = { 0 };
 
     while (r.p < r.end) {
         if (!read_field(&r, &f))
@@ -846,7 +848,7 @@ wire_check(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
            size_t len, int depth)
 {
     reader_t r = { p, p + len };
-    field_t f;
+    field_t f = { 0 };
     fonte_err rc;
 
     if (depth > 8)
@@ -1014,7 +1016,7 @@ codec_reply_scan(const void *data, size_t len, const codec_limits_t *lim,
                  codec_reply_view_t *v)
 {
     reader_t r = { data, (const uint8_t *) data + len };
-    field_t f;
+    field_t f = { 0 };
 
     memset(v, 0, sizeof *v);
     v->error.ptr = v->cursor.ptr = "";
@@ -1059,7 +1061,7 @@ codec_reply_next_event(const codec_reply_view_t *v, size_t *pos,
                        codec_slice_t *event)
 {
     reader_t r = { v->replay + *pos, v->replay + v->replay_len };
-    field_t f;
+    field_t f = { 0 };
 
     while (v->has_replay && r.p < r.end) {
         if (!read_field(&r, &f))
