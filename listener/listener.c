@@ -142,6 +142,12 @@ listener_counters(listener_t *l, ingest_counters_t *out)
 }
 
 void
+listener_replay_counters(listener_t *l, replay_counters_t *out)
+{
+    replay_counters(l->replay, out);
+}
+
+void
 listener_hold_writer(listener_t *l, bool hold)
 {
     ingest_hold(l->ingest, hold);

@@ -73,6 +73,9 @@ store_t *listener_store(listener_t *l);
 /* Ingest counters (thread-safe copy). */
 void listener_counters(listener_t *l, ingest_counters_t *out);
 
+/* Replay counters (thread-safe copy). */
+void listener_replay_counters(listener_t *l, replay_counters_t *out);
+
 /* Holds or releases the ingest writer (ingest_hold): tests use it to
  * stand for a LevelDB stall. Thread-safe. */
 void listener_hold_writer(listener_t *l, bool hold);

@@ -108,8 +108,8 @@ struct replay {
     pthread_t pf_thread;
     atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
 
-    _Atomic uint64_t requests, pages, not_found, refused, republished,
-        running;
+    _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
+        republished, running;
     atomic_bool stopping; /* replay_stop: plans give up */
 };
 
@@ -838,12 +838,25 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
  * page where they were broken (protocol.md §6.2).
  *
  * Pages ahead: once a page is answered, the prefetch thread cuts the
- * next one (while the client reads this one), unless AHEAD_BUDGET bytes
- * of such pages are waiting already. A stream is used by one thread at a
- * time (lock). The seqs of the page answered last are kept, so that a
- * retry of it (the same cursor) gets the same page. A read error or a
- * limit fails the stream for good: every later page gets that answer. */
+ * pages after it while the client reads this one, up to AHEAD_PAGES
+ * waiting, and unless AHEAD_BUDGET bytes of such pages (all streams) are
+ * waiting already. It goes on to the second without waiting to be asked
+ * for the first, so a client that keeps up never waits for a hand-over
+ * (one was 110-190 us a page: 5% of a replay of the whole store).
+ *
+ * Locking. lock guards the stream, except that while `cutting` is set
+ * the prefetch thread cuts a page WITHOUT the lock: the cutter's state
+ * (snapshot, iterator, order stream, pos, carry, log_done, finished,
+ * cycles, last_bytes, fail_status, fail) is then its own, and a request
+ * may only take a page from ahead[], retry `sent`, or wait on cut_done.
+ * Setting `cutting` and publishing the page are done under the lock, so
+ * whatever the cutter wrote is seen by the next holder. A request cuts
+ * synchronously (under the lock) only when nothing is cut ahead or being
+ * cut. The seqs of the page answered last are kept, so that a retry of
+ * it (the same cursor) gets the same page. A read error or a limit fails
+ * the stream for good: every later request gets that answer. */
 #define AHEAD_BUDGET ((size_t) 32 << 20)
+#define AHEAD_PAGES 2
 
 typedef struct page {
     uint64_t pos; /* where it begins in the replay */
@@ -851,10 +864,13 @@ typedef struct page {
     size_t n, cap;
     codec_writer_t w; /* its events, encoded (until answered) */
     bool valid;
+    bool cycles; /* the stream's cycles are reported on this page */
 } page_t;
 
 struct logstream {
     pthread_mutex_t lock;
+    pthread_cond_t cut_done; /* signalled when `cutting` is cleared */
+    bool cutting;            /* the prefetch thread cuts without the lock */
     store_t *store;
     const replay_opts_t *o;
     const atomic_bool *stopping;
@@ -868,11 +884,12 @@ struct logstream {
     bool log_done, finished;
     bool carry; /* carry_seq came out but did not fit the page before */
     uint64_t carry_seq;
-    page_t sent;  /* answered last: for a retry */
-    page_t ahead; /* cut ahead, not asked for yet */
-    char **cycles; /* reported on the page that begins at cycles_pos */
+    page_t sent;                /* answered last: for a retry */
+    page_t ahead[AHEAD_PAGES];  /* cut ahead, not asked for yet, in order */
+    size_t n_ahead;
+    page_t spare;               /* a seqs buffer for the next page cut */
+    char **cycles; /* reported on the page whose `cycles` is set */
     size_t n_cycles;
-    uint64_t cycles_pos;
     Fonte__Reply__Status fail_status; /* OK while the stream is good */
     char fail[256];
     /* Kept from page to page while the stream lives (setting them up
@@ -909,13 +926,16 @@ logstream_free(logstream_t *ls)
     if (ls == NULL)
         return;
     stream_release(ls);
-    if (ls->ahead.valid)
-        atomic_fetch_sub(ls->ahead_bytes, ls->ahead.w.cap);
+    for (size_t i = 0; i < ls->n_ahead; i++) {
+        atomic_fetch_sub(ls->ahead_bytes, ls->ahead[i].w.cap);
+        page_fini(&ls->ahead[i]);
+    }
     order_stream_destroy(&ls->os);
     page_fini(&ls->sent);
-    page_fini(&ls->ahead);
+    page_fini(&ls->spare);
     free_cycles(ls->cycles, ls->n_cycles);
     free(ls->deps);
+    pthread_cond_destroy(&ls->cut_done);
     pthread_mutex_destroy(&ls->lock);
     free(ls);
 }
@@ -951,6 +971,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     if (ls == NULL)
         return NULL;
     pthread_mutex_init(&ls->lock, NULL);
+    pthread_cond_init(&ls->cut_done, NULL);
     ls->store = rp->store;
     ls->o = &rp->o;
     ls->stopping = &rp->stopping;
@@ -1043,6 +1064,7 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
     pg->n = 0;
     reply_writer(&pg->w);
     pg->valid = false;
+    pg->cycles = false;
     if (atomic_load(ls->stopping))
         return stream_fail(ls, FONTE__REPLY__STATUS__UNAVAILABLE,
                            FONTE_ECLOSED, "the listener is shutting down");
@@ -1113,7 +1135,7 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             const order_result_t *r = order_stream_cycles(ls->os, &names);
             if ((rc = format_cycles(names, r, &ls->cycles, &ls->n_cycles)))
                 break;
-            ls->cycles_pos = pg->pos;
+            pg->cycles = true;
             continue;
         }
         break; /* everything is out */
@@ -1168,6 +1190,48 @@ prefetch(replay_t *rp, seqlist_t *l)
     }
 }
 
+/* Cuts ls's next page ahead if there is room (the stream's AHEAD_PAGES
+ * and the AHEAD_BUDGET), without holding ls->lock while cutting (see
+ * "Locking" above). True if another page could be cut after it. */
+static bool
+cut_ahead(replay_t *rp, logstream_t *ls)
+{
+    bool more = false;
+
+    pthread_mutex_lock(&ls->lock);
+    if (ls->fail_status == FONTE__REPLY__STATUS__OK && !ls->cutting &&
+        ls->n_ahead < AHEAD_PAGES && ls->pos < ls->total &&
+        atomic_load(&rp->ahead_bytes) < AHEAD_BUDGET) {
+        size_t page_size = ls->page_size;
+        page_t pg = ls->spare;
+        ls->spare = (page_t) { 0 };
+        ls->cutting = true;
+        pthread_mutex_unlock(&ls->lock);
+
+        int64_t t0 = fonte_mono_us();
+        fonte_err rc = stream_page(ls, page_size, &pg);
+        flog(FLOG_DEBUG, "replay", "%s: page at %llu of %llu cut ahead: "
+             "%zu events, %zu held, %lld us", REPLAY_ALL,
+             (unsigned long long) pg.pos, (unsigned long long) ls->total,
+             pg.n, order_stream_held(ls->os),
+             (long long) (fonte_mono_us() - t0));
+
+        pthread_mutex_lock(&ls->lock);
+        ls->cutting = false;
+        if (rc == FONTE_OK) {
+            atomic_fetch_add(&rp->ahead_bytes, pg.w.cap);
+            atomic_fetch_add(&rp->cut_ahead, 1);
+            ls->ahead[ls->n_ahead++] = pg;
+            more = ls->n_ahead < AHEAD_PAGES && ls->pos < ls->total;
+        } else {
+            page_fini(&pg);
+        }
+        pthread_cond_broadcast(&ls->cut_done);
+    }
+    pthread_mutex_unlock(&ls->lock);
+    return more;
+}
+
 static void *
 prefetch_main(void *arg)
 {
@@ -1187,22 +1251,8 @@ prefetch_main(void *arg)
         l->pf_queued = false;
         pthread_mutex_unlock(&rp->pf_lock);
 
-        logstream_t *ls = l->stream;
-        pthread_mutex_lock(&ls->lock);
-        if (ls->fail_status == FONTE__REPLY__STATUS__OK && !ls->ahead.valid &&
-            ls->pos < ls->total &&
-            atomic_load(&rp->ahead_bytes) < AHEAD_BUDGET) {
-            int64_t t0 = fonte_mono_us();
-            if (stream_page(ls, ls->page_size, &ls->ahead) == FONTE_OK)
-                atomic_fetch_add(&rp->ahead_bytes, ls->ahead.w.cap);
-            flog(FLOG_DEBUG, "replay", "%s: page at %llu of %llu cut ahead: "
-                 "%zu events, %zu held, %lld us", REPLAY_ALL,
-                 (unsigned long long) ls->ahead.pos,
-                 (unsigned long long) ls->total, ls->ahead.n,
-                 order_stream_held(ls->os),
-                 (long long) (fonte_mono_us() - t0));
-        }
-        pthread_mutex_unlock(&ls->lock);
+        if (cut_ahead(rp, l->stream))
+            prefetch(rp, l); /* room for one more: on with the next */
         pthread_mutex_lock(&rp->cursor_lock);
         seqlist_unref_locked(l);
         pthread_mutex_unlock(&rp->cursor_lock);
@@ -1228,28 +1278,36 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
 
     pthread_mutex_lock(&ls->lock);
     ls->page_size = page_size;
-    if (ls->fail_status != FONTE__REPLY__STATUS__OK) {
+    /* a page being cut ahead may be the one asked for */
+    while (ls->cutting && !(ls->n_ahead > 0 && pos == ls->ahead[0].pos) &&
+           !(l != NULL && ls->sent.valid && pos == ls->sent.pos))
+        pthread_cond_wait(&ls->cut_done, &ls->lock);
+    if (!ls->cutting && ls->fail_status != FONTE__REPLY__STATUS__OK) {
         reply_error(ls->fail_status, ls->fail, out);
         goto done;
     }
-    if (l != NULL && ls->sent.valid && pos == ls->sent.pos &&
-        pos != ls->pos && !(ls->ahead.valid && pos == ls->ahead.pos)) {
-        /* a retry of the page answered last */
+    if (ls->n_ahead > 0 && pos == ls->ahead[0].pos) {
+        /* the page cut ahead: its bytes are answered, its seqs kept for a
+         * retry; the old sent page's seqs buffer is reused for the next */
+        page_t old = ls->sent; /* its bytes went out with its answer */
+        atomic_fetch_sub(&rp->ahead_bytes, ls->ahead[0].w.cap);
+        ls->sent = ls->ahead[0];
+        w = ls->sent.w;
+        ls->sent.w = (codec_writer_t) { 0 };
+        memmove(&ls->ahead[0], &ls->ahead[1],
+                (--ls->n_ahead) * sizeof ls->ahead[0]);
+        ls->ahead[ls->n_ahead] = (page_t) { 0 };
+        page_fini(&ls->spare);
+        ls->spare = old;
+        ls->spare.valid = false;
+        k = ls->sent.n;
+    } else if (l != NULL && ls->sent.valid && pos == ls->sent.pos) {
+        /* a retry of the page answered last (pages are never empty, so
+         * it is neither the next page nor one cut ahead) */
         reply_writer(&w);
         k = write_events(rp, &w, ls->sent.seqs, ls->sent.n, 0, ls->sent.n,
                          NULL, &rc);
-    } else if (ls->ahead.valid && pos == ls->ahead.pos) {
-        /* the page cut ahead: its bytes are answered, its seqs kept for a
-         * retry; the old sent page's seq buffer is reused for the next */
-        page_t old = ls->sent; /* its bytes went out with its answer */
-        atomic_fetch_sub(&rp->ahead_bytes, ls->ahead.w.cap);
-        ls->sent = ls->ahead;
-        w = ls->sent.w;
-        ls->sent.w = (codec_writer_t) { 0 };
-        ls->ahead = old;
-        ls->ahead.valid = false;
-        k = ls->sent.n;
-    } else if (pos == ls->pos && !ls->ahead.valid &&
+    } else if (pos == ls->pos && ls->n_ahead == 0 &&
                (l == NULL || pos < ls->total)) {
         int64_t t0 = fonte_mono_us();
         rc = stream_page(ls, page_size, &ls->sent);
@@ -1278,7 +1336,7 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
     }
     /* cycles and total first: once a first page's stream is under a
      * cursor, another thread may take it */
-    if (ls->n_cycles > 0 && ls->cycles_pos == pos)
+    if (ls->sent.cycles)
         for (size_t i = 0; i < ls->n_cycles; i++)
             codec_writer_bytes(&w, 4, ls->cycles[i], strlen(ls->cycles[i]));
     codec_writer_uint(&w, 3, ls->total);
@@ -1837,6 +1895,7 @@ replay_counters(replay_t *rp, replay_counters_t *out)
     memset(out, 0, sizeof *out);
     out->requests = atomic_load(&rp->requests);
     out->pages = atomic_load(&rp->pages);
+    out->cut_ahead = atomic_load(&rp->cut_ahead);
     out->not_found = atomic_load(&rp->not_found);
     out->refused = atomic_load(&rp->refused);
     out->republished = atomic_load(&rp->republished);

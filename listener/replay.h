@@ -59,6 +59,7 @@ void replay_opts_init(replay_opts_t *o);
 typedef struct replay_counters {
     uint64_t requests;    /* ReplayRequests handled */
     uint64_t pages;       /* pages returned */
+    uint64_t cut_ahead;   /* pages of streamed replays cut before asked for */
     uint64_t not_found;
     uint64_t refused;     /* BAD_REQUEST and LIMIT answers */
     uint64_t republished; /* events published by finished republishes */

@@ -584,6 +584,83 @@ Test(replay, whole_store_stream_retry_gives_the_same_page_and_old_cursors_fail)
     env_stop(&e);
 }
 
+/* Waits (5 s at most) until the listener has cut `want` pages ahead. */
+static uint64_t
+wait_cut_ahead(env_t *e, uint64_t want)
+{
+    replay_counters_t c;
+    for (int i = 0; i < 5000; i++) {
+        listener_replay_counters(e->listener, &c);
+        if (c.cut_ahead >= want)
+            return c.cut_ahead;
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL);
+    }
+    return c.cut_ahead;
+}
+
+Test(replay, whole_store_stream_cuts_two_pages_ahead_and_answers_only_the_next)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 0, "x.a", "x:1", "" }, { 0, "x.b", "x:2", "" },
+        { 0, "x.c", "x:3", "" }, { 0, "x.d", "x:4", "" },
+        { 0, "x.e", "x:5", "" }, { 0, "x.f", "x:6", "" },
+    };
+    load(&e, s, 6);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 1;
+    Fonte__Reply *p1 = ask(&e, &r);
+    cr_assert_eq(p1->status, FONTE__REPLY__STATUS__OK, "%s", p1->error);
+    /* pages 2 and 3 are cut without being asked for; no more (two ahead) */
+    cr_assert_eq(wait_cut_ahead(&e, 2), 2);
+
+    /* a cursor to page 3 (position 2), cut ahead but not the next page */
+    uint8_t forged[64];
+    size_t fl = p1->replay->cursor.len;
+    cr_assert(fl >= 8 && fl <= sizeof forged);
+    memcpy(forged, p1->replay->cursor.data, fl);
+    forged[fl - 1] = 2;
+    r.cursor.data = forged;
+    r.cursor.len = fl;
+    Fonte__Reply *skip = ask(&e, &r);
+    cr_assert_eq(skip->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(skip, NULL);
+
+    /* page 1 again (a retry), then every page in turn */
+    r.cursor.data = NULL;
+    r.cursor.len = 0;
+    r.cursor = p1->replay->cursor;
+    Fonte__Reply *again = ask(&e, &r);
+    char got[256] = "", one[64];
+    describe(again, one, sizeof one);
+    cr_assert_str_eq(one, "x.b@x:2");
+    r.cursor = again->replay->cursor;
+    Fonte__Reply *prev = again;
+    for (int k = 3; k <= 6; k++) {
+        Fonte__Reply *p = ask(&e, &r);
+        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
+        describe(p, one, sizeof one);
+        strcat(got, one);
+        strcat(got, k < 6 ? " " : "");
+        cr_assert_eq(p->replay->cursor.len == 0, k == 6);
+        r.cursor = p->replay->cursor;
+        fonte__reply__free_unpacked(prev, NULL);
+        prev = p;
+    }
+    cr_assert_str_eq(got, "x.c@x:3 x.d@x:4 x.e@x:5 x.f@x:6");
+    /* 2..6 at most: a page the client asks for before the prefetch thread
+     * gets to it is cut while the client waits */
+    replay_counters_t c;
+    listener_replay_counters(e.listener, &c);
+    cr_assert_leq(c.cut_ahead, 5);
+    fonte__reply__free_unpacked(prev, NULL);
+    fonte__reply__free_unpacked(p1, NULL);
+    env_stop(&e);
+}
+
 Test(replay, errors_have_clear_statuses)
 {
     env_t e;
