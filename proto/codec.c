@@ -80,23 +80,50 @@ codec_utf8_valid(const char *s, size_t len)
     return true;
 }
 
-/* Text without NUL, valid UTF-8, at most max bytes. */
+/* Text without NUL, valid UTF-8, at most max bytes. One pass: eight
+ * bytes at a time while they are ASCII without NUL (nearly all text),
+ * byte by byte from the first that is not. */
 static bool
 text_ok(const char *s, size_t len, size_t max)
 {
-    return len <= max && memchr(s, 0, len) == NULL && codec_utf8_valid(s, len);
+    const uint64_t ones = 0x0101010101010101ULL, highs = ones << 7;
+    size_t i = 0;
+    uint64_t w;
+
+    if (len > max)
+        return false;
+    for (; i + 8 <= len; i += 8) {
+        memcpy(&w, s + i, 8);
+        if ((w & highs) != 0 || ((w - ones) & ~w & highs) != 0)
+            break; /* a byte >= 0x80, or a NUL */
+    }
+    return memchr(s + i, 0, len - i) == NULL &&
+           codec_utf8_valid(s + i, len - i);
 }
+
+/* name_class[c]: NAME_CHAR for [a-z0-9_-], NAME_DOT for '.'. */
+enum { NAME_CHAR = 1, NAME_DOT = 2 };
+static const uint8_t name_class[256] = {
+    ['-'] = NAME_CHAR, ['.'] = NAME_DOT, ['_'] = NAME_CHAR,
+    ['0'] = NAME_CHAR, ['1'] = NAME_CHAR, ['2'] = NAME_CHAR, ['3'] = NAME_CHAR,
+    ['4'] = NAME_CHAR, ['5'] = NAME_CHAR, ['6'] = NAME_CHAR, ['7'] = NAME_CHAR,
+    ['8'] = NAME_CHAR, ['9'] = NAME_CHAR,
+    ['a'] = NAME_CHAR, ['b'] = NAME_CHAR, ['c'] = NAME_CHAR, ['d'] = NAME_CHAR,
+    ['e'] = NAME_CHAR, ['f'] = NAME_CHAR, ['g'] = NAME_CHAR, ['h'] = NAME_CHAR,
+    ['i'] = NAME_CHAR, ['j'] = NAME_CHAR, ['k'] = NAME_CHAR, ['l'] = NAME_CHAR,
+    ['m'] = NAME_CHAR, ['n'] = NAME_CHAR, ['o'] = NAME_CHAR, ['p'] = NAME_CHAR,
+    ['q'] = NAME_CHAR, ['r'] = NAME_CHAR, ['s'] = NAME_CHAR, ['t'] = NAME_CHAR,
+    ['u'] = NAME_CHAR, ['v'] = NAME_CHAR, ['w'] = NAME_CHAR, ['x'] = NAME_CHAR,
+    ['y'] = NAME_CHAR, ['z'] = NAME_CHAR,
+};
 
 static bool
 name_chars_ok(const char *s, size_t len, bool allow_dot)
 {
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-            c == '-' || (allow_dot && c == '.'))
-            continue;
-        return false;
-    }
+    const uint8_t ok = NAME_CHAR | (allow_dot ? NAME_DOT : 0);
+    for (size_t i = 0; i < len; i++)
+        if (!(name_class[(uint8_t) s[i]] & ok))
+            return false;
     return true;
 }
 
@@ -187,12 +214,22 @@ check_dep(codec_slice_t dep, const codec_limits_t *lim)
  * (at most CODEC_PRODUCER_MAX bytes: checked before), session and seq,
  * compared in place: this runs for every event the broker forwards, and
  * formatting with snprintf was a third of the whole scan. */
+/* hex2 + 2 * b: byte b as two lowercase hex digits */
+static const char hex2[513] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
 static bool
 id_matches(codec_slice_t id, codec_slice_t producer, uint64_t session,
            uint64_t seq)
 {
-    static const char hex[] = "0123456789abcdef";
-    char digits[20];
+    char want[16 + 1 + 20], digits[20];
     size_t nd = 0;
 
     do {
@@ -202,20 +239,16 @@ id_matches(codec_slice_t id, codec_slice_t producer, uint64_t session,
     if (id.len != producer.len + 1 + 16 + 1 + nd)
         return false;
     const char *p = id.ptr;
-    if (memcmp(p, producer.ptr, producer.len) != 0)
+    if (memcmp(p, producer.ptr, producer.len) != 0 || p[producer.len] != '/')
         return false;
-    p += producer.len;
-    if (*p++ != '/')
-        return false;
-    for (int shift = 60; shift >= 0; shift -= 4)
-        if (*p++ != hex[(session >> shift) & 0xf])
-            return false;
-    if (*p++ != '/')
-        return false;
-    while (nd > 0)
-        if (*p++ != digits[--nd])
-            return false;
-    return true;
+    p += producer.len + 1;
+    /* the rest, "<16 hex>/<digits>", built and compared in one go */
+    for (int i = 14; i >= 0; i -= 2, session >>= 8)
+        memcpy(want + i, hex2 + 2 * (session & 0xff), 2);
+    want[16] = '/';
+    for (size_t i = 0; i < nd; i++)
+        want[17 + i] = digits[nd - 1 - i];
+    return memcmp(p, want, 17 + nd) == 0;
 }
 
 static fonte_err
@@ -310,8 +343,12 @@ read_fixed(reader_t *r, size_t n, uint64_t *v)
     if ((size_t) (r->end - r->p) < n)
         return false;
     uint64_t x = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&x, r->p, n); /* n is 4 or 8: little-endian on the wire too */
+#else
     for (size_t i = 0; i < n; i++)
         x |= (uint64_t) r->p[i] << (8 * i);
+#endif
     r->p += n;
     *v = x;
     return true;
@@ -405,58 +442,83 @@ scan_replay(codec_slice_t msg, event_fields_t *ef)
 /* The walk of codec_event_scan without its rules: structure only (wire
  * types, lengths, the replay submessage's structure). Fills ef and view. */
 static fonte_err
-walk_event(const void *body, size_t len, event_fields_t *efp,
+walk_event(const void *body, size_t len, event_fields_t *ef,
            codec_view_t *view)
 {
     static const codec_slice_t empty = { "", 0 };
     static const codec_view_t zero_view;
     reader_t r = { body, (const uint8_t *) body + len };
-    event_fields_t ef;
     field_t f = { 0 };
     fonte_err rc;
 
     /* Copies of zeroes, and ef field by field: small memsets compile to
      * `rep stos`, whose start-up cost was a third of this scan. */
     *view = zero_view;
-    ef.id = ef.type = ef.object = ef.producer = ef.payload_type = empty;
-    ef.replay_id = ef.replay_root = ef.replay_target = ef.replay_reason = empty;
-    ef.session = ef.producer_seq = 0;
-    ef.n_deps = ef.n_meta = 0;
-    ef.has_replay = false;
+    ef->id = ef->type = ef->object = ef->producer = ef->payload_type = empty;
+    ef->replay_id = ef->replay_root = empty;
+    ef->replay_target = ef->replay_reason = empty;
+    ef->session = ef->producer_seq = 0;
+    ef->n_deps = ef->n_meta = 0;
+    ef->has_replay = false;
     view->payload = empty;
     view->body = body;
     view->body_len = len;
 
     while (r.p < r.end) {
-        if (!read_field(&r, &f))
+        const uint8_t *at = r.p;
+        uint8_t t = *r.p;
+        /* Fast path: a one-byte tag (fields 1..15: every field of an
+         * event) read here, with what follows it read as read_field
+         * reads it; anything else goes to read_field. */
+        if (t >= 8 && t < 0x80 && (t & 7) <= WT_LEN) {
+            uint64_t n;
+            r.p++;
+            f.num = t >> 3;
+            f.wt = t & 7;
+            if (f.wt == WT_VARINT) {
+                if (!read_varint(&r, &f.u))
+                    return FONTE_EDECODE;
+            } else if (f.wt == WT_I64) {
+                if (!read_fixed(&r, 8, &f.u))
+                    return FONTE_EDECODE;
+            } else {
+                if (!read_varint(&r, &n) || n > (uint64_t) (r.end - r.p))
+                    return FONTE_EDECODE;
+                f.s.ptr = (const char *) r.p;
+                f.s.len = (size_t) n;
+                r.p += n;
+            }
+        } else if (!read_field(&r, &f)) {
             return FONTE_EDECODE;
+        }
         codec_slice_t *dst = NULL;
         int want = WT_LEN;
         switch (f.num) {
-        case EV_ID: dst = &ef.id; break;
-        case EV_TYPE: dst = &ef.type; break;
-        case EV_OBJECT: dst = &ef.object; break;
-        case EV_PRODUCER: dst = &ef.producer; break;
-        case EV_PAYLOAD_TYPE: dst = &ef.payload_type; break;
+        case EV_ID: dst = &ef->id; break;
+        case EV_TYPE: dst = &ef->type; break;
+        case EV_OBJECT: dst = &ef->object; break;
+        case EV_PRODUCER: dst = &ef->producer; break;
+        case EV_PAYLOAD_TYPE: dst = &ef->payload_type; break;
         case EV_PAYLOAD: dst = &view->payload; break;
         case EV_DEPENDS_ON:
-            ef.n_deps++;
+            if (ef->n_deps++ == 0)
+                view->deps_at = (size_t) (at - (const uint8_t *) body);
             break;
         case EV_META:
-            ef.n_meta++;
+            ef->n_meta++;
             break;
         case EV_REPLAY:
-            ef.has_replay = true;
-            if (f.wt == WT_LEN && (rc = scan_replay(f.s, &ef)) != FONTE_OK)
+            ef->has_replay = true;
+            if (f.wt == WT_LEN && (rc = scan_replay(f.s, ef)) != FONTE_OK)
                 return rc;
             break;
         case EV_SESSION:
             want = WT_I64;
-            ef.session = f.u;
+            ef->session = f.u;
             break;
         case EV_PRODUCER_SEQ:
             want = WT_VARINT;
-            ef.producer_seq = f.u;
+            ef->producer_seq = f.u;
             break;
         case EV_TIME_US:
             want = WT_VARINT;
@@ -480,19 +542,18 @@ walk_event(const void *body, size_t len, event_fields_t *efp,
         }
     }
 
-    view->id = ef.id;
-    view->type = ef.type;
-    view->object = ef.object;
-    view->producer = ef.producer;
-    view->payload_type = ef.payload_type;
-    view->session = ef.session;
-    view->producer_seq = ef.producer_seq;
-    view->n_deps = ef.n_deps;
-    view->n_meta = ef.n_meta;
-    view->has_replay = ef.has_replay;
-    view->replay_target = ef.replay_target;
-    view->replay_root = ef.replay_root;
-    *efp = ef;
+    view->id = ef->id;
+    view->type = ef->type;
+    view->object = ef->object;
+    view->producer = ef->producer;
+    view->payload_type = ef->payload_type;
+    view->session = ef->session;
+    view->producer_seq = ef->producer_seq;
+    view->n_deps = ef->n_deps;
+    view->n_meta = ef->n_meta;
+    view->has_replay = ef->has_replay;
+    view->replay_target = ef->replay_target;
+    view->replay_root = ef->replay_root;
     return FONTE_OK;
 }
 
@@ -630,7 +691,9 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
 bool
 codec_view_next_dep(const codec_view_t *view, size_t *pos, codec_slice_t *dep)
 {
-    reader_t r = { view->body + *pos, view->body + view->body_len };
+    /* no dependency lies before the first (the walk noted where it is) */
+    size_t from = *pos < view->deps_at ? view->deps_at : *pos;
+    reader_t r = { view->body + from, view->body + view->body_len };
     field_t f = { 0 };
 
     while (r.p < r.end) {

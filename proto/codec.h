@@ -107,6 +107,7 @@ typedef struct codec_view {
     codec_slice_t replay_target, replay_root;
     const uint8_t *body; /* the scanned bytes, for codec_view_next_dep */
     size_t body_len;
+    size_t deps_at; /* where the first depends_on begins in body (or 0) */
 } codec_view_t;
 
 /* --- rules on byte slices (each returns its own error code) --- */

@@ -3,8 +3,9 @@
  *
  * Input: first byte picks the topic class, the rest is the body. Asserts
  * that the zero-copy scanner and protobuf-c agree: whatever codec_check
- * accepts, codec_event_decode unpacks and codec_event_validate accepts;
- * and that the two structure-only walks (fields, graph) agree.
+ * accepts, codec_event_decode unpacks and codec_event_validate accepts,
+ * with every field the view reads equal to protobuf-c's; and that the two
+ * structure-only walks (fields, graph) agree.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,41 @@
 #include "codec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+same(codec_slice_t a, const char *b)
+{
+    if (a.len != strlen(b) || memcmp(a.ptr, b, a.len) != 0)
+        abort();
+}
+
+/* The scanner's view against protobuf-c's unpacking of the same bytes. */
+static void
+same_event(const codec_view_t *v, const Fonte__Event *ev)
+{
+    same(v->id, ev->id);
+    same(v->type, ev->type);
+    same(v->object, ev->object);
+    same(v->producer, ev->producer);
+    same(v->payload_type, ev->payload_type);
+    if (v->session != ev->session || v->producer_seq != ev->producer_seq ||
+        v->seq != ev->seq || v->time_us != ev->time_us ||
+        v->n_deps != ev->n_depends_on || v->has_replay != (ev->replay != NULL))
+        abort();
+    if (v->payload.len != ev->payload.len ||
+        (v->payload.len &&
+         memcmp(v->payload.ptr, ev->payload.data, v->payload.len) != 0))
+        abort();
+    size_t pos = 0;
+    codec_slice_t dep;
+    for (size_t i = 0; i < ev->n_depends_on; i++) {
+        if (!codec_view_next_dep(v, &pos, &dep))
+            abort();
+        same(dep, ev->depends_on[i]);
+    }
+    if (codec_view_next_dep(v, &pos, &dep))
+        abort();
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -54,6 +90,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (codec_event_validate(ev, lim) != FONTE_OK)
             abort();
+        same_event(&view, ev);
         /* and what we accept survives our own encoder */
         codec_buf_t t, b;
         if (codec_event_encode(ev, lim, &t, &b) != FONTE_OK)
