@@ -84,9 +84,32 @@ typedef struct job {
     size_t n;
 } job_t;
 
+/* First seqs of objects named as dependencies, shared by every streamed
+ * replay (a direct-mapped cache, names of up to FIRST_NAME_MAX bytes).
+ * An object's first seq never changes once it has an event: nothing is
+ * deleted and seqs only grow. Asking the store costs a LevelDB seek of
+ * 7-10 us, and a replay of the whole store asks once for every object
+ * named as a dependency: 2 500 of them took 25 ms, a tenth of a replay
+ * of 1M events, all before its first page. Only true first seqs (asked
+ * with no after_seq) are kept, never "none" (the object may come). */
+#define FIRST_SLOTS 16384u /* a power of two: 1 MiB */
+#define FIRST_NAME_MAX 55
+
+typedef struct first_slot {
+    uint64_t first; /* 0: empty */
+    uint8_t len;
+    char name[FIRST_NAME_MAX];
+} first_slot_t;
+
+typedef struct first_cache {
+    pthread_mutex_t lock;
+    first_slot_t *slot; /* FIRST_SLOTS, allocated on first use */
+} first_cache_t;
+
 struct replay {
     replay_opts_t o;
     store_t *store;
+    first_cache_t firsts;
 
     pthread_mutex_t cursor_lock;
     cursor_t *cursors; /* max_cursors slots; list == NULL when free */
@@ -826,6 +849,53 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
 }
 
 /* ------------------------------------------------------------------ */
+/* the first-seq cache                                                 */
+
+static first_slot_t *
+first_slot(first_cache_t *c, const char *name, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t) name[i]) * 1099511628211ULL;
+    return &c->slot[(h ^ h >> 32) & (FIRST_SLOTS - 1)];
+}
+
+/* The first seq of name if cached (0 if not). */
+static uint64_t
+first_get(first_cache_t *c, const char *name, size_t len)
+{
+    uint64_t first = 0;
+
+    if (len == 0 || len > FIRST_NAME_MAX)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    if (c->slot != NULL) {
+        const first_slot_t *e = first_slot(c, name, len);
+        if (e->first != 0 && e->len == len && memcmp(e->name, name, len) == 0)
+            first = e->first;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return first;
+}
+
+static void
+first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
+{
+    if (len == 0 || len > FIRST_NAME_MAX || first == 0)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if (c->slot == NULL)
+        c->slot = calloc(FIRST_SLOTS, sizeof *c->slot); /* NULL: no cache */
+    if (c->slot != NULL) {
+        first_slot_t *e = first_slot(c, name, len);
+        e->first = first;
+        e->len = (uint8_t) len;
+        memcpy(e->name, name, len);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* ------------------------------------------------------------------ */
 /* streamed whole-store replays                                        */
 
 /* A RETURN replay of "*" in causal or sequence order without a types
@@ -875,6 +945,7 @@ struct logstream {
     const replay_opts_t *o;
     const atomic_bool *stopping;
     atomic_size_t *ahead_bytes;
+    first_cache_t *firsts;
     order_stream_t *os;
     bool causal;
     uint64_t after, hi, next; /* the window (after, hi]; next seq to read */
@@ -940,20 +1011,28 @@ logstream_free(logstream_t *ls)
     free(ls);
 }
 
-/* order_first_fn: the object's first seq in the window, from its `o`
- * keys (one seek, asked once per object named as a dependency). */
+/* order_first_fn: the object's first seq in the window, from the
+ * first-seq cache or its `o` keys (one seek; order_stream asks once per
+ * object named as a dependency). */
 static fonte_err
 stream_first(void *arg, const char *object, size_t len, uint64_t *first)
 {
     logstream_t *ls = arg;
     fonte_err rc;
 
-    *first = 0;
-    if (ls->probe == NULL &&
-        (rc = store_reader_new(ls->snap, &ls->probe)) != FONTE_OK)
-        return rc;
-    if ((rc = store_reader_first(ls->probe, object, len, ls->after, first)))
-        return rc;
+    *first = first_get(ls->firsts, object, len);
+    if (*first > ls->after) {
+        /* the object's first seq, and so its first in the window */
+    } else {
+        if (ls->probe == NULL &&
+            (rc = store_reader_new(ls->snap, &ls->probe)) != FONTE_OK)
+            return rc;
+        if ((rc = store_reader_first(ls->probe, object, len, ls->after,
+                                     first)))
+            return rc;
+        if (ls->after == 0)
+            first_put(ls->firsts, object, len, *first);
+    }
     if (*first > ls->hi)
         *first = 0;
     return FONTE_OK;
@@ -976,6 +1055,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     ls->o = &rp->o;
     ls->stopping = &rp->stopping;
     ls->ahead_bytes = &rp->ahead_bytes;
+    ls->firsts = &rp->firsts;
     ls->causal = req->order != FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
     ls->after = req->after_seq;
     ls->hi = hi;
@@ -1073,10 +1153,15 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             goto out;
         store_snap_bulk(ls->snap);
     }
-    /* room for a page like the last one, so the buffer is not grown and
-     * copied on the way */
-    if (ls->last_bytes > pg->w.len)
-        codec_writer_reserve(&pg->w, ls->last_bytes - pg->w.len);
+    /* room for a page like the last one (the first: 256 bytes an event,
+     * within page_bytes), so the buffer is not grown and copied on the
+     * way; what is reserved and not written is never touched */
+    size_t want = ls->last_bytes;
+    if (want == 0)
+        want = page_size < ls->o->page_bytes / 256 ? page_size * 256
+                                                    : ls->o->page_bytes;
+    if (want > pg->w.len)
+        codec_writer_reserve(&pg->w, want - pg->w.len);
     while (pg->n < page_size) {
         uint64_t seq;
         if (ls->carry || order_stream_pop(ls->os, &seq)) {
@@ -1924,6 +2009,7 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
         free(rp);
         return FONTE_ENOMEM;
     }
+    pthread_mutex_init(&rp->firsts.lock, NULL);
     pthread_mutex_init(&rp->cursor_lock, NULL);
     pthread_mutex_init(&rp->job_lock, NULL);
     pthread_mutex_init(&rp->pf_lock, NULL);
@@ -1994,6 +2080,8 @@ replay_destroy(replay_t **replay_p)
     for (size_t i = 0; i < rp->o.max_cursors; i++)
         cursor_drop_locked(&rp->cursors[i]);
     free(rp->cursors);
+    free(rp->firsts.slot);
+    pthread_mutex_destroy(&rp->firsts.lock);
     pthread_mutex_destroy(&rp->cursor_lock);
     pthread_mutex_destroy(&rp->job_lock);
     pthread_mutex_destroy(&rp->pf_lock);

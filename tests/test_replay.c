@@ -584,6 +584,34 @@ Test(replay, whole_store_stream_retry_gives_the_same_page_and_old_cursors_fail)
     env_stop(&e);
 }
 
+Test(replay, whole_store_stream_remembers_first_seqs_only_where_they_hold)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[] = {
+        { 1, "user.created", "user:9", "" },
+        { 0, "order.placed", "order:1", "user:9" },
+        { 1, "user.changed", "user:9", "" },
+    };
+    load(&e, s, 3);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    /* twice: the second run takes user:9's first seq (1) from the cache */
+    for (int k = 0; k < 2; k++)
+        expect_replay(&e, &r, "user.created@user:9 order.placed@order:1 "
+                              "user.changed@user:9");
+    /* after seq 1, user:9 begins at 3 in the window: the cached 1 does not
+     * hold there, and the order waits for 3 */
+    r.after_seq = 1;
+    expect_replay(&e, &r, "user.changed@user:9 order.placed@order:1");
+    /* the same window planned (types: every type), for the same answer */
+    char *types[] = { "order.placed", "user.changed", "user.created" };
+    r.types = types;
+    r.n_types = 3;
+    expect_replay(&e, &r, "user.changed@user:9 order.placed@order:1");
+    env_stop(&e);
+}
+
 /* Waits (5 s at most) until the listener has cut `want` pages ahead. */
 static uint64_t
 wait_cut_ahead(env_t *e, uint64_t want)
