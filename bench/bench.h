@@ -35,6 +35,11 @@ void bench_report_absolute(const char *metric, double value,
 /* Peak resident set of this process (VmHWM), MiB; or of process pid. */
 double bench_peak_rss_mb(int pid);
 
+/* Waits until the files in dir (names and sizes) have not changed for a
+ * second - LevelDB's background compactions there are done - or 120 s
+ * have passed. Returns the seconds waited. */
+double bench_settle_dir(const char *dir);
+
 /* Percentile (0..100) of n values; sorts v in place. */
 double bench_percentile(double *v, size_t n, double pct);
 

@@ -1,11 +1,16 @@
 /*
  * util.c - reporting and measuring helpers for fonte-bench (bench.h).
  */
+#include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 #include "bench.h"
+#include "log.h"
 
 void
 bench_report(const char *metric, double value, const char *unit,
@@ -41,6 +46,50 @@ bench_peak_rss_mb(int pid)
             mb = strtod(line + 6, NULL) / 1024.0;
     fclose(f);
     return mb;
+}
+
+/* A digest of dir's entries: names and sizes. */
+static uint64_t
+dir_digest(const char *dir)
+{
+    uint64_t h = 1469598103934665603ULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[1024];
+    struct stat st;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        uint64_t size = stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
+        uint64_t x = size; /* order-free: entries are summed */
+        for (const char *p = e->d_name; *p; p++)
+            x = (x ^ (uint8_t) *p) * 1099511628211ULL;
+        h += x;
+    }
+    closedir(d);
+    return h;
+}
+
+double
+bench_settle_dir(const char *dir)
+{
+    int64_t t0 = fonte_mono_us(), quiet_since = t0;
+    uint64_t last = dir_digest(dir);
+
+    while (fonte_mono_us() - t0 < 120 * 1000000LL) {
+        struct timespec ts = { 0, 250 * 1000000L };
+        nanosleep(&ts, NULL);
+        uint64_t now = dir_digest(dir);
+        if (now != last) {
+            last = now;
+            quiet_since = fonte_mono_us();
+        } else if (fonte_mono_us() - quiet_since >= 1000000) {
+            break;
+        }
+    }
+    return (double) (fonte_mono_us() - t0) / 1e6;
 }
 
 static int
