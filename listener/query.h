@@ -24,18 +24,23 @@
 #define QUERY_FRAMES_MAX 16 /* routing frames + delimiter + body */
 #define QUERY_WORKERS_DEFAULT 4 /* replay worker threads */
 #define QUERY_PENDING_MAX 64    /* replays queued or running, then "busy" */
+#define QUERY_INLINE_US 2000    /* a replay tried on the query thread */
 
 typedef struct query query_t;
 
 /* Answers one ReplayRequest: fills *reply with a packed Reply (allocated
  * with malloc; query.c frees it with codec_buf_free after sending).
  * Called on a worker thread (several at once: it must be thread-safe),
- * with the store to read through snapshots (store_snap_new). A non-OK
- * return without a reply makes query.c answer INTERNAL with the error's
- * text. */
+ * with the store to read through snapshots (store_snap_new), and
+ * deadline_us 0. The query thread first calls it itself with deadline_us
+ * a fonte_mono_us() time QUERY_INLINE_US away: a handler that cannot
+ * answer by then (or would rather not try) returns FONTE_ETIMEOUT without
+ * a reply, having changed nothing, and the request goes to a worker. Any
+ * other non-OK return without a reply makes query.c answer INTERNAL with
+ * the error's text. */
 typedef fonte_err (*query_replay_fn)(void *arg, store_t *store,
                                      const Fonte__ReplayRequest *req,
-                                     codec_buf_t *reply);
+                                     int64_t deadline_us, codec_buf_t *reply);
 
 typedef struct query_opts {
     void *zmq_ctx;        /* borrowed */

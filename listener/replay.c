@@ -243,6 +243,7 @@ typedef struct plan {
     size_t n_cycles;
 
     int64_t load_us, order_us;   /* for the debug log */
+    int64_t deadline_us; /* 0, or give up with FONTE_ETIMEOUT after it */
     Fonte__Reply__Status status; /* when planning fails */
     char error[256];
 } plan_t;
@@ -298,6 +299,13 @@ set_fail(Fonte__Reply__Status *status_out, char *text, size_t cap,
 typedef fonte_err (*edge_iter_fn)(store_snap_t *snap, const char *object,
                                   size_t len, store_iter_t **it_p);
 
+/* True once a plan tried on the query thread is past its deadline. */
+static bool
+plan_late(const plan_t *p)
+{
+    return p->deadline_us != 0 && fonte_mono_us() > p->deadline_us;
+}
+
 /* Interns every object named by one object's `d` or `r` keys. */
 static fonte_err
 walk_edges(plan_t *p, edge_iter_fn open_iter, const char *object, size_t len,
@@ -308,6 +316,8 @@ walk_edges(plan_t *p, edge_iter_fn open_iter, const char *object, size_t len,
     uint32_t id;
     fonte_err rc;
 
+    if (plan_late(p))
+        return FONTE_ETIMEOUT;
     if ((rc = open_iter(p->snap, object, len, &it)) != FONTE_OK)
         return rc;
     while (store_iter_next(it, &item))
@@ -397,6 +407,10 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
         store_free(body);
         return plan_fail(p, FONTE__REPLY__STATUS__UNAVAILABLE, FONTE_ECLOSED,
                          "the listener is shutting down");
+    }
+    if ((p->n_ev & 15) == 0 && plan_late(p)) {
+        store_free(body);
+        return FONTE_ETIMEOUT; /* the request goes to a worker */
     }
     if (p->n_ev >= p->o->max_events) {
         store_free(body);
@@ -1889,7 +1903,7 @@ republish_main(void *arg)
 
 fonte_err
 replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
-              codec_buf_t *reply)
+              int64_t deadline_us, codec_buf_t *reply)
 {
     replay_t *rp = arg;
     plan_t p;
@@ -1898,6 +1912,13 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     reply->data = NULL;
     reply->base = NULL;
     reply->len = 0;
+    /* On the query thread (a deadline) only what is planned and returned
+     * is tried: a page of a cursor may wait for a page being cut, the
+     * whole store is big, and a republish queues work. */
+    if (deadline_us != 0 &&
+        (req->cursor.len > 0 || strcmp(req->object, REPLAY_ALL) == 0 ||
+         req->mode == FONTE__REPLAY_REQUEST__MODE__REPUBLISH))
+        return FONTE_ETIMEOUT;
     atomic_fetch_add(&rp->requests, 1);
     if (req->cursor.len > 0) {
         answer_cursor(rp, req, reply);
@@ -1943,8 +1964,14 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     p.o = &rp->o;
     p.stopping = &rp->stopping;
     p.req = req;
+    p.deadline_us = deadline_us;
     int64_t t0 = fonte_mono_us();
     rc = plan_build(&p, store);
+    if (rc == FONTE_ETIMEOUT && deadline_us != 0) {
+        plan_fini(&p); /* a worker plans it again, from the start */
+        atomic_fetch_sub(&rp->requests, 1);
+        return FONTE_ETIMEOUT;
+    }
     if (rc != FONTE_OK) {
         if (p.error[0] == '\0')
             snprintf(p.error, sizeof p.error, "replay of %s failed: %s",

@@ -88,9 +88,13 @@ void replay_destroy(replay_t **replay_p);
  * (unknown or expired cursor, until_seq <= after_seq, a target without
  * republish); LIMIT (closure or event count over the limit, republish
  * queue full); UNAVAILABLE (republish without an ingress); INTERNAL (a
- * store read error). Returns FONTE_OK whenever *reply was written. */
+ * store read error). Returns FONTE_OK whenever *reply was written. With
+ * deadline_us (the query thread's try, query.h): FONTE_ETIMEOUT and no
+ * reply for a cursor, "*" or a republish at once, and for a planned
+ * replay still loading at the deadline. */
 fonte_err replay_handle(void *replay, store_t *store,
-                        const Fonte__ReplayRequest *req, codec_buf_t *reply);
+                        const Fonte__ReplayRequest *req, int64_t deadline_us,
+                        codec_buf_t *reply);
 
 void replay_counters(replay_t *r, replay_counters_t *out);
 

@@ -1164,7 +1164,7 @@ Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
     Fonte__Reply *rep = NULL;
 
     /* the first page (1, 2) is whole; the second reaches the hole */
-    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
     cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
                                     &rep), FONTE_OK);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
@@ -1179,7 +1179,7 @@ Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
     r.cursor.data = cur;
     r.cursor.len = cur_len;
     for (int i = 0; i < 2; i++) {
-        cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
         cr_assert_eq(codec_reply_decode(out.data, out.len,
                                         &codec_limits_default, &rep),
                      FONTE_OK);
@@ -1188,6 +1188,79 @@ Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
         fonte__reply__free_unpacked(rep, NULL);
         codec_buf_free(&out);
     }
+    replay_destroy(&rp);
+    store_close(&s);
+    tu_rmtree(dir);
+}
+
+/* The query thread's try (a deadline): a planned object replay answers
+ * if it can by then and gives the request up, unanswered and uncounted,
+ * if it cannot; "*", cursors and republishes are given up at once. */
+Test(replay, a_replay_tried_with_a_deadline_answers_or_gives_up_unanswered)
+{
+    char dir[] = "/tmp/fonte-test-deadline-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    build_store(dir, 3000);
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    store_t *s = NULL;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "obj:7";
+    codec_buf_t out;
+    Fonte__Reply *rep = NULL;
+    replay_counters_t c;
+
+    /* past its deadline before the first event: given up, nothing counted */
+    cr_assert_eq(replay_handle(rp, s, &r, fonte_mono_us() - 1, &out),
+                 FONTE_ETIMEOUT);
+    cr_assert_null(out.data);
+    replay_counters(rp, &c);
+    cr_assert_eq(c.requests, 0);
+
+    /* with time enough: the same answer as a worker's */
+    cr_assert_eq(replay_handle(rp, s, &r, fonte_mono_us() + 60000000, &out),
+                 FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    size_t inline_n = rep->replay->n_events;
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->replay->n_events, inline_n);
+    cr_assert_gt(inline_n, 3); /* obj:7's 3 events and its dependencies' */
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+    replay_counters(rp, &c);
+    cr_assert_eq(c.requests, 2);
+
+    /* never tried on the query thread */
+    r.object = "*";
+    cr_assert_eq(replay_handle(rp, s, &r, fonte_mono_us() + 60000000, &out),
+                 FONTE_ETIMEOUT);
+    cr_assert_null(out.data);
+    r.object = "obj:7";
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    cr_assert_eq(replay_handle(rp, s, &r, fonte_mono_us() + 60000000, &out),
+                 FONTE_ETIMEOUT);
+    r.mode = FONTE__REPLAY_REQUEST__MODE__RETURN;
+    uint8_t cur[24] = { 1 };
+    r.cursor.data = cur;
+    r.cursor.len = sizeof cur;
+    cr_assert_eq(replay_handle(rp, s, &r, fonte_mono_us() + 60000000, &out),
+                 FONTE_ETIMEOUT);
+    replay_counters(rp, &c);
+    cr_assert_eq(c.requests, 2);
+
     replay_destroy(&rp);
     store_close(&s);
     tu_rmtree(dir);
@@ -1213,7 +1286,7 @@ Test(replay, a_stopping_listener_gives_up_planning)
     codec_buf_t out;
     Fonte__Reply *rep = NULL;
 
-    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
     cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
                                     &rep), FONTE_OK);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
@@ -1222,7 +1295,7 @@ Test(replay, a_stopping_listener_gives_up_planning)
     codec_buf_free(&out);
 
     replay_stop(rp);
-    cr_assert_eq(replay_handle(rp, s, &r, &out), FONTE_OK);
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
     cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
                                     &rep), FONTE_OK);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE);
