@@ -688,6 +688,27 @@ Test(cli, a_bad_jsonl_line_publishes_nothing)
     run_free(&r);
 }
 
+Test(usage, tail_with_a_count_gives_up_at_its_timeout_with_exit_1)
+{
+    char eg[64], want[256];
+    run_t r;
+
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    RUN(&r, "tail", "--count", "2", "--timeout", "300ms", "--egress", eg);
+    snprintf(want, sizeof want,
+             "fonte tail: 0 of 2 lines within 300 ms; is the broker at %s "
+             "sending any? (--egress, --timeout)\n", eg);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    RUN(&r, "tail", "--timeout", "300ms", "--egress", eg);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte tail: --timeout needs --count and a "
+                            "duration over 0 (try --help)\n");
+    run_free(&r);
+}
+
 Test(cli, publish_times_out_with_exit_1_without_a_listener)
 {
     char in[64], want[256];

@@ -193,8 +193,8 @@ cli_client(const char *cmd, const cli_endpoints_t *ep, const char *service,
                                                        : CLI_EXIT_REFUSED;
 }
 
-static void
-format_duration(int64_t us, char *buf, size_t cap)
+void
+cli_format_duration(int64_t us, char *buf, size_t cap)
 {
     if (us % 1000000 == 0)
         snprintf(buf, cap, "%lld s", (long long) (us / 1000000));
@@ -212,7 +212,7 @@ cli_query_failed(const char *cmd, const cli_endpoints_t *ep, fonte_err rc,
 
     switch (rc) {
     case FONTE_ETIMEOUT:
-        format_duration(timeout_us, d, sizeof d);
+        cli_format_duration(timeout_us, d, sizeof d);
         cli_error(cmd, "the listener at %s did not answer within %s; is "
                   "`fonte up` running? (--query, FONTE_QUERY)", ep->query, d);
         return CLI_EXIT_REFUSED;

@@ -103,6 +103,9 @@ void *cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
 int cli_recv(void *sock, void *msgs, int max_frames);
 void cli_msgs_close(void *msgs, int n);
 
+/* A duration as it was most likely written: "3 s", "300 ms", "50 us". */
+void cli_format_duration(int64_t us, char *buf, size_t cap);
+
 /* "2024-05-01T12:00:00.123456Z" (UTC) into buf (>= 32 bytes). */
 void cli_format_time(int64_t us, char *buf, size_t cap);
 

@@ -20,12 +20,14 @@
 #include "log.h"
 
 static const char usage[] =
-    "usage: fonte tail [PREFIX] [--json] [--count N] [--sys]\n"
+    "usage: fonte tail [PREFIX] [--json] [--count N [--timeout D]] [--sys]\n"
     "\n"
     "Prints the live feed from the broker's egress: every event whose topic\n"
     "(its type) starts with PREFIX, one line each (time, topic, object,\n"
     "producer/seq, payload), or JSON lines with --json. --sys adds fonte's\n"
-    "own $sys. topics (Stats, replay audits) as JSON. Ctrl-C stops it.\n";
+    "own $sys. topics (Stats, replay audits) as JSON. Ctrl-C stops it;\n"
+    "--count N exits 0 after N lines, or 1 if they have not all come\n"
+    "within --timeout.\n";
 
 static volatile sig_atomic_t stopping;
 
@@ -122,6 +124,7 @@ cmd_tail(int argc, char **argv)
     cli_endpoints_t ep;
     bool json = false, sys = false;
     uint64_t count = 0, lines = 0, bad = 0;
+    int64_t timeout_us = 0;
     const char *pos[1] = { "" };
     int n_pos = 0;
     void *ctx = NULL, *sub = NULL;
@@ -132,6 +135,9 @@ cmd_tail(int argc, char **argv)
         { "json", NULL, FLAG_BOOL, &json, "one JSON object per line", NULL },
         { "count", NULL, FLAG_UINT, &count, "exit after N lines (0 = never)",
           NULL },
+        { "timeout", NULL, FLAG_DURATION, &timeout_us,
+          "with --count: exit 1 if the N lines have not come by then "
+          "(0 = wait)", NULL },
         { "sys", NULL, FLAG_BOOL, &sys,
           "also fonte's $sys. topics: Stats and replay audits", NULL },
         CLI_FLAGS_END,
@@ -139,6 +145,11 @@ cmd_tail(int argc, char **argv)
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 1, pos, &n_pos);
     if (rc != CLI_CONTINUE)
         return rc;
+    if (timeout_us < 0 || (timeout_us > 0 && count == 0)) {
+        cli_error(argv[0], "--timeout needs --count and a duration over 0 "
+                  "(try --help)");
+        return CLI_EXIT_USAGE;
+    }
     const char *prefix = pos[0];
     bool dollar = prefix[0] == '$';
     const char *subs[2] = { prefix, CODEC_TOPIC_SYS };
@@ -161,9 +172,26 @@ cmd_tail(int argc, char **argv)
         goto out;
     }
     rc = CLI_EXIT_OK;
+    int64_t deadline = timeout_us > 0 ? fonte_mono_us() + timeout_us : 0;
     while (!stopping && (count == 0 || lines < count)) {
+        long wait_ms = 500;
+        if (deadline != 0) {
+            int64_t left = deadline - fonte_mono_us();
+            if (left <= 0) {
+                char d[32];
+                cli_format_duration(timeout_us, d, sizeof d);
+                cli_error(argv[0], "%llu of %llu lines within %s; is the "
+                          "broker at %s sending any? (--egress, --timeout)",
+                          (unsigned long long) lines,
+                          (unsigned long long) count, d, ep.egress);
+                rc = CLI_EXIT_REFUSED;
+                break;
+            }
+            if (left / 1000 + 1 < wait_ms)
+                wait_ms = (long) (left / 1000 + 1);
+        }
         zmq_pollitem_t pi = { sub, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll(&pi, 1, 500) <= 0)
+        if (zmq_poll(&pi, 1, wait_ms) <= 0)
             continue;
         zmq_msg_t m[2];
         int n = cli_recv(sub, m, 2);
