@@ -186,18 +186,19 @@ load(env_t *e, const ev_spec_t *spec, size_t n)
     }
 }
 
+/* One ReplayRequest on a REQ socket, its Reply decoded. */
 static Fonte__Reply *
-ask(env_t *e, Fonte__ReplayRequest *r)
+ask_on(void *req, Fonte__ReplayRequest *r)
 {
     Fonte__Request q = FONTE__REQUEST__INIT;
     q.body_case = FONTE__REQUEST__BODY_REPLAY;
     q.replay = r;
     codec_buf_t b = tu_pack(&q.base);
-    cr_assert_eq(zmq_send(e->req, b.data, b.len, 0), (int) b.len);
+    cr_assert_eq(zmq_send(req, b.data, b.len, 0), (int) b.len);
     codec_buf_free(&b);
     zmq_msg_t m;
     zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, e->req, 0), 0, "no reply: %s",
+    cr_assert_geq(zmq_msg_recv(&m, req, 0), 0, "no reply: %s",
                   zmq_strerror(zmq_errno()));
     Fonte__Reply *rep = NULL;
     fonte_err rc = codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
@@ -205,6 +206,12 @@ ask(env_t *e, Fonte__ReplayRequest *r)
     cr_assert_eq(rc, FONTE_OK, "%s", fonte_strerror(rc));
     zmq_msg_close(&m);
     return rep;
+}
+
+static Fonte__Reply *
+ask(env_t *e, Fonte__ReplayRequest *r)
+{
+    return ask_on(e->req, r);
 }
 
 /* "type@object" of each returned event, joined by spaces. */
@@ -460,12 +467,11 @@ Test(replay, a_cursor_asked_twice_gives_the_same_page)
 /* "*" without types is streamed from the log; with a types filter that
  * keeps everything it is planned. Both must give the same order and
  * cycles, whatever the page size. */
-Test(replay, whole_store_stream_equals_the_planned_order)
+/* 60 events over 6 objects: dependencies stored late (resends), a
+ * 2-cycle (o:0 <-> o:1 on their first events), chains behind them. */
+static void
+load_graph60(env_t *e)
 {
-    env_t e;
-    env_start(&e, 0);
-    /* 60 events over 6 objects: dependencies stored late (resends), a
-     * 2-cycle (o:0 <-> o:1 on their first events), chains behind them */
     static ev_spec_t s[60];
     static char objs[60][16], deps[60][16];
     for (int i = 0; i < 60; i++) {
@@ -478,7 +484,14 @@ Test(replay, whole_store_stream_equals_the_planned_order)
     snprintf(deps[0], sizeof deps[0], "o:1");
     snprintf(deps[1], sizeof deps[1], "o:0");
     s[1].deps = deps[1];
-    load(&e, s, 60);
+    load(e, s, 60);
+}
+
+Test(replay, whole_store_stream_equals_the_planned_order)
+{
+    env_t e;
+    env_start(&e, 0);
+    load_graph60(&e);
 
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     char *types[] = { "thing.changed" };
@@ -518,6 +531,80 @@ Test(replay, whole_store_stream_equals_the_planned_order)
     cr_assert_eq(ng, 10);
     for (size_t i = 0; i < ng; i++)
         cr_assert_eq(got[i], 11 + i);
+    env_stop(&e);
+}
+
+/* Three clients stream the whole store at once, a page each in turn, at
+ * page sizes 1, 2 and 5: the prefetch thread cuts ahead for all three,
+ * and each gets exactly the planned order, its cycle reported once. */
+Test(replay, whole_store_streams_of_three_clients_at_once_each_get_the_order)
+{
+    env_t e;
+    env_start(&e, 0);
+    load_graph60(&e);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    char *types[] = { "thing.changed" };
+    r.object = "*";
+    r.types = types;
+    r.n_types = 1;
+    uint64_t want[64];
+    size_t nw;
+    char cw[256];
+    fetch_all(&e, &r, want, 64, &nw, cw, sizeof cw);
+    cr_assert_eq(nw, 60);
+
+    enum { N = 3 };
+    void *req[N];
+    uint32_t size[N] = { 1, 2, 5 };
+    uint64_t got[N][64];
+    size_t n[N] = { 0 }, cycles[N] = { 0 }, cur_len[N] = { 0 };
+    uint8_t cur[N][64];
+    bool done[N] = { false };
+    int timeout = 5000, linger = 0;
+    for (int k = 0; k < N; k++) {
+        req[k] = zmq_socket(e.ctx, ZMQ_REQ);
+        zmq_setsockopt(req[k], ZMQ_LINGER, &linger, sizeof linger);
+        zmq_setsockopt(req[k], ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+        cr_assert_eq(zmq_connect(req[k], listener_query_endpoint(e.listener)),
+                     0);
+    }
+    r.n_types = 0; /* streamed */
+    for (int left = N; left > 0;) {
+        for (int k = 0; k < N; k++) {
+            if (done[k])
+                continue;
+            r.page_size = size[k];
+            r.cursor.data = cur[k];
+            r.cursor.len = cur_len[k];
+            Fonte__Reply *p = ask_on(req[k], &r);
+            cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK, "%s", p->error);
+            cr_assert_leq(p->replay->n_events, size[k]);
+            for (size_t i = 0; i < p->replay->n_events; i++) {
+                cr_assert_lt(n[k], 64);
+                got[k][n[k]++] = p->replay->events[i]->seq;
+            }
+            cycles[k] += p->replay->n_cycles;
+            cur_len[k] = p->replay->cursor.len;
+            cr_assert_leq(cur_len[k], sizeof cur[k]);
+            if (cur_len[k] > 0)
+                memcpy(cur[k], p->replay->cursor.data, cur_len[k]);
+            fonte__reply__free_unpacked(p, NULL);
+            if (cur_len[k] == 0) {
+                done[k] = true;
+                left--;
+            }
+        }
+    }
+    for (int k = 0; k < N; k++) {
+        cr_assert_eq(n[k], nw, "client %d", k);
+        for (size_t i = 0; i < nw; i++)
+            cr_assert_eq(got[k][i], want[i], "client %d, item %zu", k, i);
+        cr_assert_eq(cycles[k], 1, "client %d", k);
+        zmq_close(req[k]);
+    }
+    replay_counters_t c;
+    listener_replay_counters(e.listener, &c);
+    cr_assert_gt(c.cut_ahead, 0);
     env_stop(&e);
 }
 
