@@ -1280,24 +1280,33 @@ Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
     tu_rmtree(dir);
 }
 
+/* A replay service over a store of n events (build_store) in a new
+ * directory made from the template dir (mkdtemp). */
+static void
+replay_on_store(char *dir, size_t n, store_t **s, replay_t **rp)
+{
+    char err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    build_store(dir, n);
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    cr_assert_eq(store_open(&so, s, err, sizeof err), FONTE_OK, "%s", err);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    cr_assert_eq(replay_new(&ro, *s, rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+}
+
 /* The query thread's try (a deadline): a planned object replay answers
  * if it can by then and gives the request up, unanswered and uncounted,
  * if it cannot; "*", cursors and republishes are given up at once. */
 Test(replay, a_replay_tried_with_a_deadline_answers_or_gives_up_unanswered)
 {
-    char dir[] = "/tmp/fonte-test-deadline-XXXXXX", err[256] = "";
-    cr_assert_not_null(mkdtemp(dir));
-    build_store(dir, 3000);
-    store_opts_t so;
-    store_opts_init(&so);
-    so.dir = dir;
+    char dir[] = "/tmp/fonte-test-deadline-XXXXXX";
     store_t *s = NULL;
-    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
-    replay_opts_t ro;
-    replay_opts_init(&ro);
     replay_t *rp = NULL;
-    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
-                 err);
+    replay_on_store(dir, 3000, &s, &rp);
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     r.object = "obj:7";
     codec_buf_t out;
@@ -1355,19 +1364,10 @@ Test(replay, a_replay_tried_with_a_deadline_answers_or_gives_up_unanswered)
 
 Test(replay, a_stopping_listener_gives_up_planning)
 {
-    char dir[] = "/tmp/fonte-test-stop-XXXXXX", err[256] = "";
-    cr_assert_not_null(mkdtemp(dir));
-    build_store(dir, 5000);
-    store_opts_t so;
-    store_opts_init(&so);
-    so.dir = dir;
+    char dir[] = "/tmp/fonte-test-stop-XXXXXX";
     store_t *s = NULL;
-    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
-    replay_opts_t ro;
-    replay_opts_init(&ro);
     replay_t *rp = NULL;
-    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
-                 err);
+    replay_on_store(dir, 5000, &s, &rp);
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     r.object = "*";
     codec_buf_t out;
