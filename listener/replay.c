@@ -234,6 +234,8 @@ typedef struct plan {
     size_t n_ev, cap_ev;
     uint32_t *deps;
     size_t n_deps, cap_deps;
+    codec_slice_t *dep_names; /* scratch: one event's dependencies */
+    size_t cap_dep_names;
     size_t kept;
 
     uint64_t *out_seq; /* the answer: ordered, filtered */
@@ -266,6 +268,7 @@ plan_fini(plan_t *p)
     free(p->len);
     free(p->send);
     free(p->deps);
+    free(p->dep_names);
     free(p->out_seq);
     free(p->out_idx);
     free_cycles(p->cycles, p->n_cycles);
@@ -420,16 +423,40 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
                          p->o->max_events);
     }
     /* Stored events passed the rules at ingest (and limits lowered since
-     * must not make them unreadable): only their structure is walked. */
-    if ((rc = codec_event_fields(bytes, len, &v)) != FONTE_OK) {
+     * must not make them unreadable): only their structure is walked,
+     * object and dependencies in one pass (codec_event_graph), the type
+     * too only for a types filter. */
+    codec_slice_t obj, type = { "", 0 };
+    size_t nd = 0;
+    if (p->cap_dep_names < 64 &&
+        !grow((void **) &p->dep_names, &p->cap_dep_names, 64,
+              sizeof *p->dep_names)) {
+        store_free(body);
+        return FONTE_ENOMEM;
+    }
+    rc = codec_event_graph(bytes, len, &obj, p->dep_names, p->cap_dep_names,
+                           &nd);
+    if (rc == FONTE_OK && nd > p->cap_dep_names) { /* more than 64: again */
+        if (!grow((void **) &p->dep_names, &p->cap_dep_names, nd,
+                  sizeof *p->dep_names)) {
+            store_free(body);
+            return FONTE_ENOMEM;
+        }
+        rc = codec_event_graph(bytes, len, &obj, p->dep_names,
+                               p->cap_dep_names, &nd);
+    }
+    if (rc == FONTE_OK && p->req->n_types > 0 &&
+        (rc = codec_event_fields(bytes, len, &v)) == FONTE_OK)
+        type = v.type;
+    if (rc != FONTE_OK) {
         store_free(body);
         return plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                          "stored event %llu does not decode",
                          (unsigned long long) seq);
     }
     if (object == UINT32_MAX &&
-        (rc = order_names_intern(p->names, v.object.ptr, v.object.len,
-                                 &object, NULL)) != FONTE_OK) {
+        (rc = order_names_intern(p->names, obj.ptr, obj.len, &object,
+                                 NULL)) != FONTE_OK) {
         store_free(body);
         return rc;
     }
@@ -438,7 +465,7 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
         store_free(body);
         return rc;
     }
-    if (!grow((void **) &p->deps, &p->cap_deps, p->n_deps + v.n_deps,
+    if (!grow((void **) &p->deps, &p->cap_deps, p->n_deps + nd,
               sizeof *p->deps)) {
         store_free(body);
         return FONTE_ENOMEM;
@@ -449,10 +476,9 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
     e->object = object;
     e->deps_off = (uint32_t) p->n_deps;
     e->n_deps = 0;
-    size_t pos = 0;
-    codec_slice_t dep;
-    while (codec_view_next_dep(&v, &pos, &dep)) {
+    for (size_t i = 0; i < nd; i++) {
         uint32_t id;
+        codec_slice_t dep = p->dep_names[i];
         if ((rc = order_names_intern(p->names, dep.ptr, dep.len, &id, NULL)) !=
             FONTE_OK) {
             store_free(body);
@@ -461,7 +487,7 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
         p->deps[p->n_deps++] = id;
         e->n_deps++;
     }
-    p->send[p->n_ev] = type_wanted(p->req, v.type);
+    p->send[p->n_ev] = type_wanted(p->req, type);
     if (body != NULL && p->kept + len <= KEEP_BYTES) {
         p->body[p->n_ev] = body;
         p->len[p->n_ev] = len;
