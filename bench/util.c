@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "hash.h"
 #include "log.h"
 
 void
@@ -52,7 +53,7 @@ bench_peak_rss_mb(int pid)
 static uint64_t
 dir_digest(const char *dir)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 0;
     DIR *d = opendir(dir);
     struct dirent *e;
     char path[1024];
@@ -63,10 +64,8 @@ dir_digest(const char *dir)
     while ((e = readdir(d)) != NULL) {
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         uint64_t size = stat(path, &st) == 0 ? (uint64_t) st.st_size : 0;
-        uint64_t x = size; /* order-free: entries are summed */
-        for (const char *p = e->d_name; *p; p++)
-            x = (x ^ (uint8_t) *p) * 1099511628211ULL;
-        h += x;
+        /* order-free: entries are summed */
+        h += fonte_fnv1a(e->d_name, strlen(e->d_name), FONTE_FNV_BASIS ^ size);
     }
     closedir(d);
     return h;

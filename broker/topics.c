@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 typedef struct slot {
     uint64_t hash;
     char *key; /* NULL: empty slot */
@@ -23,17 +25,6 @@ struct topics {
     size_t mask;  /* capacity - 1 */
     size_t size, max;
 };
-
-static uint64_t
-fnv1a(const unsigned char *p, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 topics_t *
 topics_new(size_t max)
@@ -72,7 +63,7 @@ topics_destroy(topics_t **topics_p)
 bool
 topics_add(topics_t *t, const void *topic, size_t len, uint64_t n)
 {
-    uint64_t h = fnv1a(topic, len);
+    uint64_t h = fonte_fnv1a(topic, len, FONTE_FNV_BASIS);
     size_t i = (size_t) h & t->mask;
 
     for (;; i = (i + 1) & t->mask) {

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "array.h"
+#include "hash.h"
 #include "heap.h"
 
 /* ------------------------------------------------------------------ */
@@ -712,11 +713,7 @@ struct order_names {
 static uint64_t
 hash_bytes(const char *s, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (uint8_t) s[i];
-        h *= 1099511628211ULL;
-    }
+    uint64_t h = fonte_fnv1a(s, len, FONTE_FNV_BASIS);
     return h ^ (h >> 29); /* the low bits index the table: mix in the high */
 }
 

@@ -45,6 +45,7 @@
 #include <zmq.h>
 
 #include "array.h"
+#include "hash.h"
 #include "log.h"
 #include "order.h"
 #include "query.h"
@@ -894,9 +895,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
 static first_slot_t *
 first_slot(first_cache_t *c, const char *name, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (uint8_t) name[i]) * 1099511628211ULL;
+    uint64_t h = fonte_fnv1a(name, len, FONTE_FNV_BASIS);
     return &c->slot[(h ^ h >> 32) & (FIRST_SLOTS - 1)];
 }
 

@@ -59,6 +59,8 @@
 
 #include <leveldb/c.h>
 
+#include "hash.h"
+
 #define OBJ_CACHE_SLOTS 65536u
 #define SES_CACHE_SLOTS 4096u
 #define KEY_MAX (1 + 1024 + 1 + 1024) /* longest key: d/r with two names */
@@ -171,19 +173,9 @@ name_key(char *buf, char fam, const char *name, size_t len,
 }
 
 static uint64_t
-hash_bytes(const char *p, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++) {
-        h ^= (uint8_t) p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static uint64_t
 hash_session(codec_slice_t producer, uint64_t session)
 {
-    uint64_t h = hash_bytes(producer.ptr, producer.len, 0xcbf29ce484222325ull);
+    uint64_t h = fonte_fnv1a(producer.ptr, producer.len, FONTE_FNV_BASIS);
     h ^= session;
     h *= 0x9e3779b97f4a7c15ull;
     return h ^ (h >> 29);
@@ -535,7 +527,7 @@ store_disk_bytes(const store_t *s)
 static obj_slot_t *
 obj_slot(store_t *s, const char *name, size_t len)
 {
-    uint64_t h = hash_bytes(name, len, 0xcbf29ce484222325ull);
+    uint64_t h = fonte_fnv1a(name, len, FONTE_FNV_BASIS);
     return &s->obj_cache[(h ^ (h >> 32)) & (OBJ_CACHE_SLOTS - 1)];
 }
 
@@ -832,7 +824,7 @@ static uint64_t
 obj_hash(const void *arg, size_t i)
 {
     const store_batch_t *b = arg;
-    return hash_bytes(b->new_objs[i], b->new_lens[i], 0xcbf29ce484222325ull);
+    return fonte_fnv1a(b->new_objs[i], b->new_lens[i], FONTE_FNV_BASIS);
 }
 
 /* Is object already in the store (committed)? Seeks the per-batch probe
@@ -874,7 +866,7 @@ static fonte_err
 note_new_object(store_batch_t *b, codec_slice_t obj, bool *is_new)
 {
     obj_key_t k = { b, obj };
-    uint64_t h = hash_bytes(obj.ptr, obj.len, 0xcbf29ce484222325ull);
+    uint64_t h = fonte_fnv1a(obj.ptr, obj.len, FONTE_FNV_BASIS);
     *is_new = false;
     if (b->n_new && *tab_find(b->obj_tab, b->obj_tab_cap, h, obj_eq, &k))
         return FONTE_OK;
