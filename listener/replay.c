@@ -303,6 +303,24 @@ set_fail(Fonte__Reply__Status *status_out, char *text, size_t cap,
 typedef fonte_err (*edge_iter_fn)(store_snap_t *snap, const char *object,
                                   size_t len, store_iter_t **it_p);
 
+/* An event's object and dependencies (codec_event_graph) into *deps,
+ * grown as needed (64 at first; a second walk for more). FONTE_ENOMEM,
+ * or codec_event_graph's code for bytes that do not decode. */
+static fonte_err
+event_graph(const void *body, size_t len, codec_slice_t *object,
+            codec_slice_t **deps, size_t *cap, size_t *n_deps)
+{
+    if (*cap < 64 && !grow((void **) deps, cap, 64, sizeof **deps))
+        return FONTE_ENOMEM;
+    fonte_err rc = codec_event_graph(body, len, object, *deps, *cap, n_deps);
+    if (rc == FONTE_OK && *n_deps > *cap) {
+        if (!grow((void **) deps, cap, *n_deps, sizeof **deps))
+            return FONTE_ENOMEM;
+        rc = codec_event_graph(body, len, object, *deps, *cap, n_deps);
+    }
+    return rc;
+}
+
 /* True once a plan tried on the query thread is past its deadline. */
 static bool
 plan_late(const plan_t *p)
@@ -429,22 +447,10 @@ add_event(plan_t *p, uint64_t seq, uint32_t object, const void *data,
      * too only for a types filter. */
     codec_slice_t obj, type = { "", 0 };
     size_t nd = 0;
-    if (p->cap_dep_names < 64 &&
-        !grow((void **) &p->dep_names, &p->cap_dep_names, 64,
-              sizeof *p->dep_names)) {
+    rc = event_graph(bytes, len, &obj, &p->dep_names, &p->cap_dep_names, &nd);
+    if (rc == FONTE_ENOMEM) {
         store_free(body);
-        return FONTE_ENOMEM;
-    }
-    rc = codec_event_graph(bytes, len, &obj, p->dep_names, p->cap_dep_names,
-                           &nd);
-    if (rc == FONTE_OK && nd > p->cap_dep_names) { /* more than 64: again */
-        if (!grow((void **) &p->dep_names, &p->cap_dep_names, nd,
-                  sizeof *p->dep_names)) {
-            store_free(body);
-            return FONTE_ENOMEM;
-        }
-        rc = codec_event_graph(bytes, len, &obj, p->dep_names,
-                               p->cap_dep_names, &nd);
+        return rc;
     }
     if (rc == FONTE_OK && p->req->n_types > 0 &&
         (rc = codec_event_fields(bytes, len, &v)) == FONTE_OK)
@@ -1059,10 +1065,9 @@ stream_first(void *arg, const char *object, size_t len, uint64_t *first)
     logstream_t *ls = arg;
     fonte_err rc;
 
+    /* a cached first seq after the window's start is its first in it */
     *first = first_get(ls->firsts, object, len);
-    if (*first > ls->after) {
-        /* the object's first seq, and so its first in the window */
-    } else {
+    if (*first <= ls->after) {
         if (ls->probe == NULL &&
             (rc = store_reader_new(ls->snap, &ls->probe)) != FONTE_OK)
             return rc;
@@ -1121,17 +1126,10 @@ stream_push(logstream_t *ls, const store_item_t *item)
         return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                            "event %llu is missing from the log",
                            (unsigned long long) ls->next);
-    if (ls->cap_deps < 64 &&
-        !grow((void **) &ls->deps, &ls->cap_deps, 64, sizeof *ls->deps))
-        return FONTE_ENOMEM;
-    rc = codec_event_graph(item->value.ptr, item->value.len, &object,
-                           ls->deps, ls->cap_deps, &nd);
-    if (rc == FONTE_OK && nd > ls->cap_deps) { /* more than 64: again */
-        if (!grow((void **) &ls->deps, &ls->cap_deps, nd, sizeof *ls->deps))
-            return FONTE_ENOMEM;
-        rc = codec_event_graph(item->value.ptr, item->value.len, &object,
-                               ls->deps, ls->cap_deps, &nd);
-    }
+    rc = event_graph(item->value.ptr, item->value.len, &object, &ls->deps,
+                     &ls->cap_deps, &nd);
+    if (rc == FONTE_ENOMEM)
+        return rc;
     if (rc != FONTE_OK)
         return stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
                            "stored event %llu does not decode",
