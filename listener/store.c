@@ -51,6 +51,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,10 @@
 #include <leveldb/c.h>
 
 #include "hash.h"
+
+#ifndef FONTE_TABLE_PREAD
+#define FONTE_TABLE_PREAD 0
+#endif
 
 #define OBJ_CACHE_SLOTS 65536u
 #define SES_CACHE_SLOTS 4096u
@@ -213,6 +218,55 @@ event_keys(uint64_t seq, const codec_view_t *v, const void *body, size_t len,
 }
 
 /* ------------------------------------------------------------------ */
+/* table reads */
+
+/*
+ * LevelDB 1.23 reads table files through mmap() (up to 1000 of them on a
+ * 64-bit machine). Every page a read or a compaction touches then stays
+ * in the listener's RSS until the table is closed: a 2M-event ingest
+ * peaked at 40-50 MiB of them, in compactions of 20 and more tables
+ * (docs/performance.md). With pread(), what RocksDB does by default, the
+ * table bytes stay in the kernel's page cache and the listener's memory
+ * is its own: the block cache, the memtables, the ingest queue.
+ *
+ * LevelDB's only switch for it is EnvPosixTestHelper::SetReadOnlyMMapLimit,
+ * a static C++ member taking an int, exported by Debian's libleveldb.a
+ * (not by the shared library). It must run before LevelDB creates its
+ * default Env, which the first leveldb_options_create() does: every path
+ * here to LevelDB goes through table_reads_init() first. CMake defines
+ * FONTE_TABLE_PREAD when the symbol links (cmake/FonteDeps.cmake).
+ */
+#if FONTE_TABLE_PREAD
+void leveldb_set_mmap_limit(int limit) __asm__(
+    "_ZN7leveldb18EnvPosixTestHelper20SetReadOnlyMMapLimitEi");
+
+static void
+table_reads_once(void)
+{
+    leveldb_set_mmap_limit(0);
+}
+#else
+static void
+table_reads_once(void)
+{
+}
+#endif
+
+static pthread_once_t table_reads_done = PTHREAD_ONCE_INIT;
+
+static void
+table_reads_init(void)
+{
+    pthread_once(&table_reads_done, table_reads_once);
+}
+
+const char *
+store_table_reads(void)
+{
+    return FONTE_TABLE_PREAD ? "pread" : "mmap";
+}
+
+/* ------------------------------------------------------------------ */
 /* open, close, repair */
 
 void
@@ -222,12 +276,14 @@ store_opts_init(store_opts_t *o)
     o->dir = "./fonte-data";
     o->cache_bytes = (size_t) 8 << 20;
     o->write_buffer = (size_t) 4 << 20;
+    o->block_size = (size_t) 16 << 10;
     o->sync = true;
     o->create = true;
-    /* LevelDB's floor (64 tables + 10). Each open table is an mmap()
-     * whose touched pages count in the listener's RSS (its C API cannot
-     * turn the mapping off): 74 instead of 100 took the file-backed part
-     * of a 2M-event ingest from ~65 to ~46 MiB. */
+    /* LevelDB's floor (64 tables + 10). Each open table holds a file
+     * descriptor and its index and bloom blocks in memory (or, where
+     * tables are mmapped, every page of it that was touched): 74 instead
+     * of 100 took the mmapped part of a 2M-event ingest from ~65 to ~46
+     * MiB. */
     o->max_open_files = 74;
 }
 
@@ -365,6 +421,7 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
         rc = FONTE_ESTORE;
         goto fail;
     }
+    table_reads_init();
     s->options = leveldb_options_create();
     s->cache = leveldb_cache_create_lru(o->cache_bytes ? o->cache_bytes : 1);
     s->filter = leveldb_filterpolicy_create_bloom(10);
@@ -378,6 +435,8 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
         leveldb_options_set_write_buffer_size(s->options, o->write_buffer);
     if (o->max_open_files > 0)
         leveldb_options_set_max_open_files(s->options, o->max_open_files);
+    if (o->block_size)
+        leveldb_options_set_block_size(s->options, o->block_size);
     leveldb_writeoptions_set_sync(s->wopts, o->sync);
 
     s->db = leveldb_open(s->options, o->dir, &err);
@@ -455,6 +514,7 @@ store_repair(const char *dir, char *msg, size_t msglen)
         return FONTE_ESTORE;
     }
     count_files(dir, &t0, &l0);
+    table_reads_init();
     leveldb_options_t *opt = leveldb_options_create();
     leveldb_repair_db(opt, dir, &err);
     leveldb_options_destroy(opt);
@@ -524,24 +584,45 @@ store_disk_bytes(const store_t *s)
 /* ------------------------------------------------------------------ */
 /* caches (writer thread) */
 
+/* The object cache is 4-way set associative: a name lives in one of the
+ * 4 slots of its set. Direct-mapped, 10 000 objects in 65 536 slots left
+ * ~14% of them sharing a slot with another; two such objects evicted
+ * each other on every event, and each miss is a LevelDB seek of the "o"
+ * keys. */
+#define OBJ_WAYS 4u
+
 static obj_slot_t *
-obj_slot(store_t *s, const char *name, size_t len)
+obj_set(store_t *s, const char *name, size_t len, uint64_t *hp)
 {
     uint64_t h = fonte_fnv1a(name, len, FONTE_FNV_BASIS);
-    return &s->obj_cache[(h ^ (h >> 32)) & (OBJ_CACHE_SLOTS - 1)];
+    h ^= h >> 32;
+    *hp = h;
+    return &s->obj_cache[(h & (OBJ_CACHE_SLOTS / OBJ_WAYS - 1)) * OBJ_WAYS];
 }
 
 static bool
 obj_cached(store_t *s, const char *name, size_t len)
 {
-    obj_slot_t *sl = obj_slot(s, name, len);
-    return sl->name && sl->len == len && memcmp(sl->name, name, len) == 0;
+    uint64_t h;
+    obj_slot_t *set = obj_set(s, name, len, &h);
+    for (unsigned w = 0; w < OBJ_WAYS; w++)
+        if (set[w].name && set[w].len == len &&
+            memcmp(set[w].name, name, len) == 0)
+            return true;
+    return false;
 }
 
 static void
 obj_cache_put(store_t *s, const char *name, size_t len)
 {
-    obj_slot_t *sl = obj_slot(s, name, len);
+    uint64_t h;
+    obj_slot_t *set = obj_set(s, name, len, &h);
+    obj_slot_t *sl = &set[(h >> 20) & (OBJ_WAYS - 1)]; /* victim if full */
+    for (unsigned w = 0; w < OBJ_WAYS; w++)
+        if (set[w].name == NULL) {
+            sl = &set[w];
+            break;
+        }
     char *copy = malloc(len ? len : 1);
     if (copy == NULL)
         return; /* a cache: forgetting is always safe */

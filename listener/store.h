@@ -41,12 +41,22 @@ typedef struct store_opts {
     bool sync;           /* fsync every committed batch; default true */
     bool create;         /* create the database if missing; default true */
     int max_open_files;  /* LevelDB table cache: bounds the memory of open
-                            tables' index and bloom blocks, and of their
-                            mmaps; default 100 (LevelDB's minimum is 74) */
+                            tables' index and bloom blocks (and of their
+                            mmaps where tables are mmapped); default 74,
+                            LevelDB's minimum */
+    size_t block_size;   /* LevelDB block size (uncompressed); default
+                            16 KiB: a whole-store scan reads a quarter of
+                            the blocks 4 KiB would need, each one pread() */
 } store_opts_t;
 
 /* Defaults as above, dir "./fonte-data". */
 void store_opts_init(store_opts_t *o);
+
+/* How this build's LevelDB reads table files: "pread" (the default: the
+ * listener's RSS does not grow with the tables it reads) or "mmap" (a
+ * build without Debian's static libleveldb.a, or FONTE_TABLE_READS=mmap).
+ * See cmake/FonteDeps.cmake and docs/architecture.md. */
+const char *store_table_reads(void);
 
 /* Opens (creating dir and database if allowed) and loads the counters.
  * Errors: FONTE_ESTORE for a locked, corrupt, unreadable or unwritable

@@ -522,3 +522,87 @@ Test(store, repair_rebuilds_a_lost_manifest)
     cr_assert_eq(store_repair(sub("nothing"), msg, sizeof msg), FONTE_ESTORE);
     cr_assert_not_null(strstr(msg, sub("nothing")), "%s", msg);
 }
+
+/* Mappings of the store's table files in this process (/proc/self/maps). */
+static int
+table_mappings(const char *path)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    int n = 0;
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, path) != NULL && strstr(line, ".ldb") != NULL)
+            n++;
+    fclose(f);
+    return n;
+}
+
+static int
+table_files(const char *path)
+{
+    char cmd[256], out[32] = "";
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c '\\.ldb$'", path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    cr_assert_not_null(fgets(out, sizeof out, p));
+    pclose(p);
+    return atoi(out);
+}
+
+Test(store, tables_are_read_with_pread_not_mmapped)
+{
+    /* a 64 KiB memtable (LevelDB's least) makes tables of 4 000 events */
+    store_opts_t o;
+    store_t *s = NULL;
+    char err[512];
+    store_opts_init(&o);
+    o.dir = sub("db");
+    o.sync = false;
+    o.write_buffer = 64 << 10;
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    for (uint64_t k = 0; k < 8; k++) {
+        store_batch_t *b = NULL;
+        cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+        for (uint64_t i = 1; i <= 500; i++) {
+            char obj[32];
+            snprintf(obj, sizeof obj, "order:%llu",
+                     (unsigned long long) (i % 37));
+            put(b, "order.placed", obj, "p", 1, k * 500 + i, "user:1", NULL);
+        }
+        cr_assert_eq(store_batch_commit(b), FONTE_OK);
+        store_batch_destroy(&b);
+    }
+    store_close(&s);
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_gt(table_files(o.dir), 0, "the events are in table files");
+
+    /* read every event back, by a scan and by gets */
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    size_t n = 0;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
+    while (store_iter_next(it, &item))
+        n += item.value.len > 0;
+    cr_assert_eq(store_iter_error(it), FONTE_OK);
+    store_iter_destroy(&it);
+    cr_assert_eq(n, 4000);
+    for (uint64_t seq = 1; seq <= 4000; seq += 397) {
+        void *data = NULL;
+        size_t len = 0;
+        cr_assert_eq(store_get_event(snap, seq, &data, &len), FONTE_OK);
+        cr_assert_gt(len, 0);
+        store_free(data);
+    }
+
+    if (strcmp(store_table_reads(), "pread") == 0)
+        cr_assert_eq(table_mappings(o.dir), 0,
+                     "no table file is mapped into the process");
+    else
+        cr_assert_gt(table_mappings(o.dir), 0,
+                     "an mmap build maps the tables it read");
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
