@@ -60,6 +60,8 @@ typedef struct replay_counters {
     uint64_t requests;    /* ReplayRequests handled */
     uint64_t pages;       /* pages returned */
     uint64_t cut_ahead;   /* pages of streamed replays cut before asked for */
+    uint64_t first_lookups; /* first seqs streamed replays asked the store
+                               (not found in the first-seq cache) */
     uint64_t not_found;
     uint64_t refused;     /* BAD_REQUEST and LIMIT answers */
     uint64_t republished; /* events published by finished republishes */

@@ -1394,3 +1394,43 @@ Test(replay, a_stopping_listener_gives_up_planning)
     store_close(&s);
     tu_rmtree(dir);
 }
+
+/* The first seq of every object named as a dependency is asked of the
+ * store once, by the first whole-store replay; the second takes all of
+ * them from the cache (direct-mapped, some evicted each other and were
+ * asked again on every replay). */
+Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
+{
+    char dir[] = "/tmp/fonte-test-firsts-XXXXXX";
+    store_t *s = NULL;
+    replay_t *rp = NULL;
+    replay_on_store(dir, 3000, &s, &rp); /* 1 000 objects named as deps */
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 5000;
+    replay_counters_t c;
+    uint64_t asked[2];
+    for (int k = 0; k < 2; k++) {
+        codec_buf_t out;
+        Fonte__Reply *rep = NULL;
+        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+        cr_assert_eq(codec_reply_decode(out.data, out.len,
+                                        &codec_limits_default, &rep),
+                     FONTE_OK);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+        cr_assert_eq(rep->replay->n_events, 3000);
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_buf_free(&out);
+        replay_counters(rp, &c);
+        asked[k] = c.first_lookups;
+    }
+    /* 1 000 names, but obj:0 and obj:500 are named only by their own
+     * events (i = 0, 1500: no edge, nothing to ask) */
+    cr_assert_eq(asked[0], 998, "one lookup per object named as a dep, "
+                 "not %llu", (unsigned long long) asked[0]);
+    cr_assert_eq(asked[1], 998, "the second replay asked %llu again",
+                 (unsigned long long) (asked[1] - asked[0]));
+    replay_destroy(&rp);
+    store_close(&s);
+    tu_rmtree(dir);
+}
