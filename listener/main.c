@@ -141,8 +141,9 @@ main(int argc, char **argv)
     store_counts_t c;
     store_counts(listener_store(l), &c);
     flog(FLOG_INFO, "listener",
-         "storing into %s (last_seq %llu), query on %s, subscribed to %s",
-         o.data, (unsigned long long) c.last_seq,
+         "storing into %s (last_seq %llu, tables read with %s), query on "
+         "%s, subscribed to %s",
+         o.data, (unsigned long long) c.last_seq, store_table_reads(),
          listener_query_endpoint(l), o.egress);
 
     int sig = 0;
