@@ -237,13 +237,13 @@ event_keys(uint64_t seq, const codec_view_t *v, const void *body, size_t len,
  * FONTE_TABLE_PREAD when the symbol links (cmake/FonteDeps.cmake).
  */
 #if FONTE_TABLE_PREAD
-void leveldb_set_mmap_limit(int limit) __asm__(
+void fonte_leveldb_mmap_limit(int limit) __asm__(
     "_ZN7leveldb18EnvPosixTestHelper20SetReadOnlyMMapLimitEi");
 
 static void
 table_reads_once(void)
 {
-    leveldb_set_mmap_limit(0);
+    fonte_leveldb_mmap_limit(0);
 }
 #else
 static void
