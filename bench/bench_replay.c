@@ -12,6 +12,13 @@
  *     prefix scans and a get of each `e` key - through store.h (only
  *     store.c may include leveldb/c.h; store.h is a thin layer over
  *     LevelDB's iterators and gets).
+ *   replay_object_floor_us: what the same REQ round trip costs when the
+ *     server does nothing but the baseline's raw reads and replies with
+ *     as many bytes as the replay did - a ROUTER in a context of its own
+ *     (as the listener's is), on the listener's store handle. Baseline:
+ *     the raw reads again. Its ratio is the best any server behind
+ *     ZeroMQ could get on this machine: what the replay's ratio is made
+ *     of beyond planning.
  *   replay_all_throughput: a causal replay of the whole store ("*"),
  *     every page (10 000 events) fetched and checked the same way,
  *     events/s. Baseline: a raw full scan of the `e` keys, with the read
@@ -40,6 +47,8 @@
  *
  * Sizes: 1 000 000 events, --quick 50 000 (and 100 requests).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,7 +196,8 @@ raw_object_read(store_t *s)
  * the cursor for the next page is copied into cur (len 0 on the last). */
 static long
 ask(void *req, const char *object, uint32_t page_size,
-    ProtobufCBinaryData *cur, uint8_t *curbuf, size_t curcap)
+    ProtobufCBinaryData *cur, uint8_t *curbuf, size_t curcap,
+    size_t *reply_len)
 {
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     Fonte__Request q = FONTE__REQUEST__INIT;
@@ -210,6 +220,8 @@ ask(void *req, const char *object, uint32_t page_size,
         codec_reply_scan(zmq_msg_data(&m), zmq_msg_size(&m), &lim, &v) ==
             FONTE_OK &&
         v.status == FONTE__REPLY__STATUS__OK) {
+        if (reply_len != NULL)
+            *reply_len = zmq_msg_size(&m);
         size_t pos = 0;
         codec_slice_t e;
         codec_view_t ev;
@@ -259,7 +271,7 @@ replay_all(void *req, size_t n)
     int64_t t0 = fonte_mono_us();
 
     do {
-        long k = ask(req, "*", 10000, &cur, curbuf, sizeof curbuf);
+        long k = ask(req, "*", 10000, &cur, curbuf, sizeof curbuf, NULL);
         if (k < 0) {
             fprintf(stderr, "bench replay: full replay failed\n");
             return -1;
@@ -273,6 +285,97 @@ replay_all(void *req, size_t n)
         return -1;
     }
     return rate;
+}
+
+/* The floor server: a ROUTER in its own ZeroMQ context that answers each
+ * request with the raw reads of the baseline and `reply_len` bytes. */
+typedef struct floor_srv {
+    store_t *store;
+    size_t reply_len;
+    void *zctx, *router;
+    char endpoint[64];
+    atomic_bool stop;
+} floor_srv_t;
+
+static void *
+floor_main(void *arg)
+{
+    floor_srv_t *f = arg;
+    uint8_t *reply = calloc(1, f->reply_len ? f->reply_len : 1);
+    zmq_pollitem_t pi = { f->router, 0, ZMQ_POLLIN, 0 };
+    while (reply != NULL && !atomic_load(&f->stop)) {
+        if (zmq_poll(&pi, 1, 100) <= 0)
+            continue;
+        zmq_msg_t id, delim, body;
+        zmq_msg_init(&id);
+        zmq_msg_init(&delim);
+        zmq_msg_init(&body);
+        if (zmq_msg_recv(&id, f->router, 0) >= 0 &&
+            zmq_msg_recv(&delim, f->router, 0) >= 0 &&
+            zmq_msg_recv(&body, f->router, 0) >= 0) {
+            raw_object_read(f->store);
+            zmq_msg_send(&id, f->router, ZMQ_SNDMORE);
+            zmq_msg_send(&delim, f->router, ZMQ_SNDMORE);
+            zmq_send(f->router, reply, f->reply_len, 0);
+        }
+        zmq_msg_close(&id);
+        zmq_msg_close(&delim);
+        zmq_msg_close(&body);
+    }
+    free(reply);
+    return NULL;
+}
+
+/* p50 of `requests` round trips to a floor server, or -1. */
+static double
+floor_p50(store_t *s, size_t reply_len, size_t requests)
+{
+    floor_srv_t f = { .store = s, .reply_len = reply_len };
+    pthread_t th;
+    size_t len = sizeof f.endpoint;
+    double p50 = -1, *rtt = calloc(requests, sizeof *rtt);
+    int linger = 0, timeout = 10000;
+
+    atomic_init(&f.stop, false);
+    f.zctx = zmq_ctx_new();
+    f.router = zmq_socket(f.zctx, ZMQ_ROUTER);
+    zmq_setsockopt(f.router, ZMQ_LINGER, &linger, sizeof linger);
+    if (rtt == NULL || zmq_bind(f.router, "tcp://127.0.0.1:*") != 0 ||
+        zmq_getsockopt(f.router, ZMQ_LAST_ENDPOINT, f.endpoint, &len) != 0 ||
+        pthread_create(&th, NULL, floor_main, &f) != 0) {
+        zmq_close(f.router);
+        zmq_ctx_term(f.zctx);
+        free(rtt);
+        return -1;
+    }
+    void *cctx = zmq_ctx_new();
+    void *req = zmq_socket(cctx, ZMQ_REQ);
+    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(req, f.endpoint);
+    size_t ok = 0;
+    for (size_t i = 0; i <= requests; i++) { /* the first is a warm-up */
+        int64_t t0 = fonte_mono_us();
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        bool got = zmq_send(req, "r", 1, 0) == 1 &&
+                   zmq_msg_recv(&m, req, 0) == (int) reply_len;
+        zmq_msg_close(&m);
+        if (!got)
+            break;
+        if (i > 0)
+            rtt[ok++] = (double) (fonte_mono_us() - t0);
+    }
+    if (ok == requests)
+        p50 = bench_percentile(rtt, requests, 50);
+    zmq_close(req);
+    zmq_ctx_term(cctx);
+    atomic_store(&f.stop, true);
+    pthread_join(th, NULL);
+    zmq_close(f.router);
+    zmq_ctx_term(f.zctx);
+    free(rtt);
+    return p50;
 }
 
 int bench_replay(const bench_ctx_t *ctx);
@@ -325,13 +428,14 @@ bench_replay(const bench_ctx_t *ctx)
         raw_object_read(s);
         base[i] = (double) (fonte_mono_us() - t0);
     }
-    if (rc == 0 && ask(req, ROOT, 1000, NULL, NULL, 0) != 300) {
+    size_t reply_len = 0;
+    if (rc == 0 && ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300) {
         fprintf(stderr, "bench replay: warm-up replay failed\n");
         rc = 1;
     }
     for (size_t i = 0; i < l.requests && rc == 0; i++) {
         int64_t t = fonte_mono_us();
-        long n = ask(req, ROOT, 1000, NULL, NULL, 0);
+        long n = ask(req, ROOT, 1000, NULL, NULL, 0, NULL);
         ours[i] = (double) (fonte_mono_us() - t);
         if (n != 300)
             rc = 1;
@@ -343,6 +447,13 @@ bench_replay(const bench_ctx_t *ctx)
                      bench_percentile(ours, l.requests, 50), "us", b50);
         bench_report("replay_object_p99_us",
                      bench_percentile(ours, l.requests, 99), "us", b99);
+        double floor = floor_p50(s, reply_len, l.requests);
+        if (floor < 0) {
+            fprintf(stderr, "bench replay: the floor server failed\n");
+            rc = 1;
+        } else {
+            bench_report("replay_object_floor_us", floor, "us", b50);
+        }
     }
 
     /* the whole store: one untimed scan, then the two sides in turns */
