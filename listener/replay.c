@@ -902,27 +902,26 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
 /* ------------------------------------------------------------------ */
 /* the first-seq cache                                                 */
 
-/* The set of FIRST_WAYS slots name may live in (*hp: its hash). */
+/* The FIRST_WAYS slots name may live in; *victim: the one to evict. */
 static first_slot_t *
-first_set(first_cache_t *c, const char *name, size_t len, uint64_t *hp)
+first_set(first_cache_t *c, const char *name, size_t len, unsigned *victim)
 {
     uint64_t h = fonte_fnv1a(name, len, FONTE_FNV_BASIS);
-    h ^= h >> 32;
-    *hp = h;
-    return &c->slot[(h & (FIRST_SLOTS / FIRST_WAYS - 1)) * FIRST_WAYS];
+    return &c->slot[fonte_hash_set(h, FIRST_SLOTS, FIRST_WAYS, victim)];
 }
 
 /* The first seq of name if cached (0 if not). */
 static uint64_t
 first_get(first_cache_t *c, const char *name, size_t len)
 {
-    uint64_t first = 0, h;
+    uint64_t first = 0;
+    unsigned victim;
 
     if (len == 0 || len > FIRST_NAME_MAX)
         return 0;
     pthread_mutex_lock(&c->lock);
     if (c->slot != NULL) {
-        const first_slot_t *set = first_set(c, name, len, &h);
+        const first_slot_t *set = first_set(c, name, len, &victim);
         for (unsigned w = 0; w < FIRST_WAYS && first == 0; w++)
             if (set[w].first != 0 && set[w].len == len &&
                 memcmp(set[w].name, name, len) == 0)
@@ -935,7 +934,7 @@ first_get(first_cache_t *c, const char *name, size_t len)
 static void
 first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
 {
-    uint64_t h;
+    unsigned victim;
 
     if (len == 0 || len > FIRST_NAME_MAX || first == 0)
         return;
@@ -943,8 +942,8 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
     if (c->slot == NULL)
         c->slot = calloc(FIRST_SLOTS, sizeof *c->slot); /* NULL: no cache */
     if (c->slot != NULL) {
-        first_slot_t *set = first_set(c, name, len, &h);
-        first_slot_t *e = &set[(h >> 24) & (FIRST_WAYS - 1)]; /* if full */
+        first_slot_t *set = first_set(c, name, len, &victim);
+        first_slot_t *e = &set[victim]; /* if the set is full */
         for (unsigned w = 0; w < FIRST_WAYS; w++)
             if (set[w].first == 0 ||
                 (set[w].len == len && memcmp(set[w].name, name, len) == 0)) {

@@ -591,20 +591,20 @@ store_disk_bytes(const store_t *s)
  * keys. */
 #define OBJ_WAYS 4u
 
+/* The OBJ_WAYS slots name may live in; *victim: the one to evict. */
 static obj_slot_t *
-obj_set(store_t *s, const char *name, size_t len, uint64_t *hp)
+obj_set(store_t *s, const char *name, size_t len, unsigned *victim)
 {
     uint64_t h = fonte_fnv1a(name, len, FONTE_FNV_BASIS);
-    h ^= h >> 32;
-    *hp = h;
-    return &s->obj_cache[(h & (OBJ_CACHE_SLOTS / OBJ_WAYS - 1)) * OBJ_WAYS];
+    return &s->obj_cache[fonte_hash_set(h, OBJ_CACHE_SLOTS, OBJ_WAYS,
+                                        victim)];
 }
 
 static bool
 obj_cached(store_t *s, const char *name, size_t len)
 {
-    uint64_t h;
-    obj_slot_t *set = obj_set(s, name, len, &h);
+    unsigned victim;
+    obj_slot_t *set = obj_set(s, name, len, &victim);
     for (unsigned w = 0; w < OBJ_WAYS; w++)
         if (set[w].name && set[w].len == len &&
             memcmp(set[w].name, name, len) == 0)
@@ -615,9 +615,9 @@ obj_cached(store_t *s, const char *name, size_t len)
 static void
 obj_cache_put(store_t *s, const char *name, size_t len)
 {
-    uint64_t h;
-    obj_slot_t *set = obj_set(s, name, len, &h);
-    obj_slot_t *sl = &set[(h >> 20) & (OBJ_WAYS - 1)]; /* victim if full */
+    unsigned victim;
+    obj_slot_t *set = obj_set(s, name, len, &victim);
+    obj_slot_t *sl = &set[victim]; /* if the set is full */
     for (unsigned w = 0; w < OBJ_WAYS; w++)
         if (set[w].name == NULL) {
             sl = &set[w];

@@ -21,4 +21,16 @@ fonte_fnv1a(const void *p, size_t n, uint64_t h)
     return h;
 }
 
+/* For a cache of `slots` slots in sets of `ways` (both powers of two):
+ * the first slot of the set of hash h, and in *victim the way to evict
+ * when that set is full (other bits of h). The store's object cache and
+ * the replay's first-seq cache are both laid out this way. */
+static inline size_t
+fonte_hash_set(uint64_t h, size_t slots, size_t ways, unsigned *victim)
+{
+    h ^= h >> 32;
+    *victim = (unsigned) (h >> 20) & (unsigned) (ways - 1);
+    return (size_t) (h & (slots / ways - 1)) * ways;
+}
+
 #endif
