@@ -1,14 +1,18 @@
 /*
- * listener.c - the listener actor (listener.h): one ZeroMQ context, the
- * store, the ingest (receive + writer threads) and the query server
- * (query thread and its replay workers), and the replay service behind
- * it. Start order is store -> replay -> query -> ingest, so that a bad
+ * listener.c - the listener actor (listener.h): two ZeroMQ contexts
+ * (ingest and republishing in one; the query ROUTER alone in the other,
+ * so that its I/O thread serves only queries and can be pinned with the
+ * query thread, --query-cpu), the store, the ingest (receive + writer
+ * threads) and the query server (query thread and its replay workers),
+ * and the replay service behind it. Start order is store -> replay -> query -> ingest, so that a bad
  * data dir or a taken port fails before anything is received; stop order
  * is the reverse, so that the writer commits what is queued while the
  * store is still open, and no replay reads a closed store.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "listener.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +20,8 @@
 #include <zmq.h>
 
 struct listener {
-    void *ctx;
+    void *ctx;  /* ingest, acks, stats, republishing */
+    void *qctx; /* the query ROUTER alone: its own I/O thread */
     store_t *store;
     replay_t *replay;
     query_t *query;
@@ -45,6 +50,25 @@ listener_opts_init(listener_opts_t *o)
     o->max_closure = ro.max_closure;
     o->max_replay_events = ro.max_events;
     o->query_workers = QUERY_WORKERS_DEFAULT;
+    o->query_cpu = -1;
+}
+
+/* 0 if this process may run on `cpu`, else -1 with errbuf set. */
+static int
+check_cpu(int cpu, char *errbuf, size_t errlen)
+{
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (cpu >= CPU_SETSIZE ||
+        sched_getaffinity(0, sizeof mine, &mine) != 0 ||
+        !CPU_ISSET(cpu, &mine)) {
+        snprintf(errbuf, errlen,
+                 "listener: query CPU %d is not one this process may run "
+                 "on (it may run on %d CPUs; see taskset -p)",
+                 cpu, CPU_COUNT(&mine));
+        return -1;
+    }
+    return 0;
 }
 
 fonte_err
@@ -56,15 +80,29 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
 
     *listener_p = NULL;
     if (o->egress == NULL || o->ingress == NULL || o->query == NULL ||
-        o->data == NULL || o->cache_mb > ((size_t) 1 << 20)) {
+        o->data == NULL || o->cache_mb > ((size_t) 1 << 20) ||
+        o->query_cpu < -1) {
         snprintf(errbuf, errlen, "listener: invalid options");
         return FONTE_EINVAL;
     }
+    if (o->query_cpu >= 0 && check_cpu(o->query_cpu, errbuf, errlen) != 0)
+        return FONTE_EINVAL;
     if ((l = calloc(1, sizeof *l)) == NULL ||
-        (l->ctx = zmq_ctx_new()) == NULL) {
+        (l->ctx = zmq_ctx_new()) == NULL ||
+        (l->qctx = zmq_ctx_new()) == NULL) {
         snprintf(errbuf, errlen, "listener: out of memory");
+        if (l != NULL && l->ctx != NULL)
+            zmq_ctx_term(l->ctx);
         free(l);
         return FONTE_ENOMEM;
+    }
+    /* before the context's first socket, which starts its I/O thread */
+    if (o->query_cpu >= 0 &&
+        zmq_ctx_set(l->qctx, ZMQ_THREAD_AFFINITY_CPU_ADD, o->query_cpu) != 0) {
+        snprintf(errbuf, errlen, "listener: cannot pin the query I/O thread "
+                 "to CPU %d: %s", o->query_cpu, zmq_strerror(zmq_errno()));
+        rc = FONTE_EINVAL;
+        goto fail;
     }
 
     store_opts_t so;
@@ -90,7 +128,8 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
 
     query_opts_t qo;
     query_opts_init(&qo);
-    qo.zmq_ctx = l->ctx;
+    qo.zmq_ctx = l->qctx;
+    qo.cpu = o->query_cpu;
     qo.endpoint = o->query;
     qo.store = l->store;
     qo.limits = o->limits;
@@ -167,5 +206,7 @@ listener_destroy(listener_t **listener_p)
     store_close(&l->store);
     if (l->ctx)
         zmq_ctx_term(l->ctx);
+    if (l->qctx)
+        zmq_ctx_term(l->qctx);
     free(l);
 }

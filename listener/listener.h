@@ -47,6 +47,9 @@ typedef struct listener_opts {
     size_t max_closure;        /* objects in a replay's closure (100 000) */
     size_t max_replay_events;  /* events in one replay (10 000 000) */
     size_t query_workers;      /* replay worker threads (4) */
+    int query_cpu;             /* run the query thread and its ZeroMQ I/O
+                                  thread on this CPU only; -1 (default) =
+                                  not pinned. See docs/operations.md. */
 } listener_opts_t;
 
 /* Fills *o with the defaults above. */
@@ -57,8 +60,11 @@ void listener_opts_init(listener_opts_t *o);
  * locked/corrupt/unwritable data dir with one line in errbuf naming the
  * directory and the cause; FONTE_EIO for a bind failure; FONTE_EINVAL
  * for bad options or endpoints; FONTE_ENOMEM. On error *listener_p is
- * NULL. The strings in *o are copied. The listener owns its own ZeroMQ
- * context. */
+ * NULL. The strings in *o are copied. The listener owns two ZeroMQ
+ * contexts: one for ingest and republishing, one (with its own I/O
+ * thread) for the query endpoint, so that a replay request does not
+ * queue behind ingest traffic. A query_cpu the process may not run on is
+ * FONTE_EINVAL, named in errbuf. */
 fonte_err listener_new(const listener_opts_t *o, listener_t **listener_p,
                        char *errbuf, size_t errlen);
 

@@ -10,9 +10,13 @@
  * that is locked, corrupt or unwritable (one line naming it and why), or
  * a failed repair.
  */
+#define _GNU_SOURCE /* CPU_SETSIZE */
+#include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "flags.h"
@@ -35,7 +39,7 @@ main(int argc, char **argv)
     static const char *const sync_choices[] = { "batch", "none", NULL };
     listener_opts_t o;
     listener_opts_init(&o);
-    const char *sync = "batch", *level = "info";
+    const char *sync = "batch", *level = "info", *query_cpu = "none";
     uint64_t batch_max = o.batch_max, queue_max = o.queue_max,
              cache_mb = o.cache_mb, max_closure = o.max_closure,
              max_replay_events = o.max_replay_events,
@@ -80,6 +84,9 @@ main(int argc, char **argv)
           "waiting at once (10000000)", NULL },
         { "query-workers", "FONTE_QUERY_WORKERS", FLAG_UINT, &workers,
           "threads answering replay requests (4)", NULL },
+        { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
+          "run the query thread and its ZeroMQ I/O thread on this CPU "
+          "only, or none (none)", NULL },
         { "repair", NULL, FLAG_BOOL, &repair,
           "run LevelDB's repair on --data, say what it did, exit", NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
@@ -106,6 +113,19 @@ main(int argc, char **argv)
                         "--max-replay-events must be at least 1, "
                         "--query-workers 1..64\n");
         return 2;
+    }
+    if (strcmp(query_cpu, "none") != 0) {
+        char *end = NULL;
+        errno = 0;
+        long cpu = strtol(query_cpu, &end, 10);
+        if (errno != 0 || end == query_cpu || *end != '\0' || cpu < 0 ||
+            cpu >= CPU_SETSIZE) {
+            fprintf(stderr, "fonte-listener: --query-cpu must be a CPU "
+                            "number (0, 1, ...) or none, not '%s'\n",
+                    query_cpu);
+            return 2;
+        }
+        o.query_cpu = (int) cpu;
     }
     o.max_closure = (size_t) max_closure;
     o.max_replay_events = (size_t) max_replay_events;

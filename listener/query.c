@@ -29,8 +29,10 @@
  * it; the job and done queues are under one mutex (workers wait on its
  * condition variable); counters are relaxed atomics.
  */
+#define _GNU_SOURCE /* pthread_attr_setaffinity_np */
 #include "query.h"
 
+#include <sched.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -81,6 +83,7 @@ query_opts_init(query_opts_t *o)
     o->endpoint = QUERY_ENDPOINT_DEFAULT;
     o->limits = codec_limits_default;
     o->workers = QUERY_WORKERS_DEFAULT;
+    o->cpu = -1;
 }
 
 const char *
@@ -533,10 +536,22 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
             q->n_workers++;
         }
     }
-    if (pthread_create(&q->thread, NULL, query_main, q) != 0) {
-        snprintf(errbuf, errlen, "query: cannot start its thread");
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (o->cpu >= 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(o->cpu, &one);
+        pthread_attr_setaffinity_np(&attr, sizeof one, &one);
+    }
+    int e = pthread_create(&q->thread, &attr, query_main, q);
+    pthread_attr_destroy(&attr);
+    if (e != 0) {
+        snprintf(errbuf, errlen, "query: cannot start its thread%s: %s",
+                 o->cpu >= 0 ? " on that CPU" : "", strerror(e));
         goto fail;
     }
+    pthread_setname_np(q->thread, "fonte-query");
     q->started = true;
     *query_p = q;
     return FONTE_OK;

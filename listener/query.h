@@ -51,6 +51,8 @@ typedef struct query_opts {
     void *replay_arg;
     size_t workers;         /* replay worker threads; 0 = on the query
                                thread itself (for tests) */
+    int cpu;                /* run the query thread on this CPU only;
+                               -1 (default) = wherever the OS puts it */
 } query_opts_t;
 
 /* Counters since start (thread-safe copies). */

@@ -8,7 +8,10 @@
  * Sizes: the SIGKILL burst is 200k events (FONTE_TEST_BURST overrides;
  * the sanitizer build compiles with FONTE_TEST_SCALE_DOWN and uses 50k).
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <sched.h>
 
 #include <signal.h>
 #include <spawn.h>
@@ -971,6 +974,132 @@ Test(listener, taken_query_port_is_an_io_error)
     cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
     cr_assert_null(second);
     cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
+}
+
+/* How many of this process's threads are named `comm`, and how many of
+ * those may run on exactly the CPUs `cpus` (a Cpus_allowed_list). */
+static void
+threads_named(const char *comm, const char *cpus, int *n, int *on_cpus)
+{
+    char path[300], line[256];
+    *n = *on_cpus = 0;
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    struct dirent *t;
+    while ((t = readdir(d)) != NULL) {
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", t->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread ended meanwhile */
+        bool named = fgets(line, sizeof line, f) != NULL &&
+                     strncmp(line, comm, strlen(comm)) == 0 &&
+                     line[strlen(comm)] == '\n';
+        fclose(f);
+        if (!named)
+            continue;
+        (*n)++;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", t->d_name);
+        if ((f = fopen(path, "r")) == NULL)
+            continue;
+        while (fgets(line, sizeof line, f) != NULL)
+            if (strncmp(line, "Cpus_allowed_list:\t", 19) == 0) {
+                line[strcspn(line, "\n")] = '\0';
+                *on_cpus += strcmp(line + 19, cpus) == 0;
+            }
+        fclose(f);
+    }
+    closedir(d);
+}
+
+/* This process's Cpus_allowed_list, and its last CPU. */
+static int
+my_cpus(char *list, size_t cap)
+{
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert_not_null(f);
+    list[0] = '\0';
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "Cpus_allowed_list:\t", 19) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(list, cap, "%s", line + 19);
+        }
+    fclose(f);
+    cr_assert_neq(list[0], '\0');
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    cr_assert_eq(sched_getaffinity(0, sizeof mine, &mine), 0);
+    for (int c = CPU_SETSIZE - 1; c >= 0; c--)
+        if (CPU_ISSET(c, &mine))
+            return c;
+    cr_assert_fail("no CPU");
+    return -1;
+}
+
+Test(listener, query_cpu_pins_the_query_thread_and_its_io_thread_only)
+{
+    char all[256], one[16];
+    int cpu = my_cpus(all, sizeof all), n, on;
+    snprintf(one, sizeof one, "%d", cpu);
+    start_broker(100000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.query_cpu = cpu;
+    start_listener_with(&o);
+
+    threads_named("fonte-query", one, &n, &on);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(on, 1, "the query thread is not on CPU %d alone", cpu);
+    if (strcmp(all, one) != 0) { /* else pinned and free look the same */
+        /* the broker's and the ingest context's I/O threads stay free */
+        threads_named("ZMQbg/IO/0", one, &n, &on);
+        cr_assert_geq(n, 3, "the broker's, the ingest's, the query's");
+        cr_assert_eq(on, 1, "%d I/O threads on CPU %d alone", on, cpu);
+        threads_named("fonte-prefetch", all, &n, &on);
+        cr_assert_eq(n, 1);
+        cr_assert_eq(on, 1, "the replay prefetch thread was pinned too");
+    }
+
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Reply *rep = status(req);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+}
+
+Test(listener, by_default_no_thread_is_pinned)
+{
+    char all[256];
+    int n, on;
+    my_cpus(all, sizeof all);
+    start_broker(100000);
+    start_listener();
+    threads_named("fonte-query", all, &n, &on);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(on, 1);
+    threads_named("ZMQbg/IO/0", all, &n, &on);
+    cr_assert_geq(n, 3);
+    cr_assert_eq(on, n);
+}
+
+Test(listener, a_query_cpu_the_process_may_not_use_is_invalid)
+{
+    start_broker(100000);
+    listener_opts_t o;
+    listener_t *l = NULL;
+    char err[512], want[64];
+    listener_defaults(&o);
+    o.query_cpu = CPU_SETSIZE - 1;
+    cr_assert_eq(listener_new(&o, &l, err, sizeof err), FONTE_EINVAL);
+    cr_assert_null(l);
+    snprintf(want, sizeof want, "query CPU %d is not one", CPU_SETSIZE - 1);
+    cr_assert_not_null(strstr(err, want), "%s", err);
+    o.query_cpu = -2;
+    cr_assert_eq(listener_new(&o, &l, err, sizeof err), FONTE_EINVAL);
+    cr_assert_null(l);
+    cr_assert_str_eq(err, "listener: invalid options");
 }
 
 /* ------------------------------------------------------------------ */
