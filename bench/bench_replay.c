@@ -5,20 +5,32 @@
  *   replay_object_p50_us / _p99_us: REQ round trips replaying one object
  *     of 200 events that depends on 2 objects of 50 events each, in a
  *     store of 1M events over 10 000 objects (causal order, one page),
- *     1000 requests. The client walks each reply zero-copy and checks
- *     every event with codec_event_scan: it ends up with the bytes of
- *     each event, validated, as the baseline ends up with raw bytes. Baseline in the same run:
- *     the same keys read straight from LevelDB - the three objects' `o`
- *     prefix scans and a get of each `e` key - through store.h (only
- *     store.c may include leveldb/c.h; store.h is a thin layer over
- *     LevelDB's iterators and gets).
+ *     1000 requests, to a listener with default options. The client
+ *     walks each reply zero-copy and checks every event with
+ *     codec_event_scan: it ends up with the bytes of each event,
+ *     validated, as the baseline ends up with raw bytes. Baseline in the
+ *     same run: the same keys read straight from LevelDB - the three
+ *     objects' `o` prefix scans and a get of each `e` key - through
+ *     store.h (only store.c may include leveldb/c.h; store.h is a thin
+ *     layer over LevelDB's iterators and gets).
+ *   replay_object_pinned_p50_us: the same, to a second listener on an
+ *     identical copy of the store, run with --query-cpu (its query thread
+ *     and query I/O thread on this process's last CPU): what that option
+ *     buys (docs/operations.md).
  *   replay_object_floor_us: what the same REQ round trip costs when the
  *     server does nothing but the baseline's raw reads and replies with
  *     as many bytes as the replay did - a ROUTER in a context of its own
- *     (as the listener's is), on the listener's store handle. Baseline:
- *     the raw reads again. Its ratio is the best any server behind
- *     ZeroMQ could get on this machine: what the replay's ratio is made
- *     of beyond planning.
+ *     (as the listener's is), not pinned, on the listener's store handle.
+ *     Baseline: the raw reads again. Its ratio is the best a server
+ *     behind ZeroMQ with default scheduling could get on this machine:
+ *     what the default replay's ratio is made of beyond planning.
+ *   The four take turns in blocks of TURN requests (raw reads, default
+ *     replays, pinned replays, floor), so that all four see the same
+ *     phases of a shared machine, which last seconds; within a block
+ *     each runs back to back, as it would alone. (Turns of one request
+ *     each were tried: every raw read then ran right after a round trip
+ *     and took 20-50% longer than back to back, which flattered every
+ *     ratio.)
  *   replay_all_throughput: a causal replay of the whole store ("*"),
  *     every page (10 000 events) fetched and checked the same way,
  *     events/s. Baseline: a raw full scan of the `e` keys, with the read
@@ -47,11 +59,15 @@
  *
  * Sizes: 1 000 000 events, --quick 50 000 (and 100 requests).
  */
+#define _GNU_SOURCE /* sched_getaffinity */
+#include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <zmq.h>
 
@@ -68,6 +84,7 @@
 static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
 
 #define ALL_RUNS 5
+#define TURN 50 /* object requests per turn of each side */
 
 typedef struct layout {
     size_t n, objects, requests;
@@ -239,6 +256,20 @@ ask(void *req, const char *object, uint32_t page_size,
     return n;
 }
 
+/* One replay of the root object: microseconds, or -1 (a line on stderr)
+ * unless it gave the 300 events. */
+static double
+timed_ask(void *req)
+{
+    int64_t t0 = fonte_mono_us();
+    long n = ask(req, ROOT, 1000, NULL, NULL, 0, NULL);
+    if (n != 300) {
+        fprintf(stderr, "bench replay: a replay gave %ld events\n", n);
+        return -1;
+    }
+    return (double) (fonte_mono_us() - t0);
+}
+
 /* A raw full scan of the `e` keys, with the replay's read options:
  * events/s. */
 static double
@@ -288,12 +319,15 @@ replay_all(void *req, size_t n)
 }
 
 /* The floor server: a ROUTER in its own ZeroMQ context that answers each
- * request with the raw reads of the baseline and `reply_len` bytes. */
+ * request with the raw reads of the baseline and `reply_len` bytes (not
+ * pinned, as the default listener's query pair); and a REQ in another
+ * context to ask it. */
 typedef struct floor_srv {
     store_t *store;
     size_t reply_len;
-    void *zctx, *router;
+    void *zctx, *router, *cctx, *req;
     char endpoint[64];
+    pthread_t thread;
     atomic_bool stop;
 } floor_srv_t;
 
@@ -326,56 +360,160 @@ floor_main(void *arg)
     return NULL;
 }
 
-/* p50 of `requests` round trips to a floor server, or -1. */
-static double
-floor_p50(store_t *s, size_t reply_len, size_t requests)
+static void
+floor_stop(floor_srv_t *f)
 {
-    floor_srv_t f = { .store = s, .reply_len = reply_len };
-    pthread_t th;
-    size_t len = sizeof f.endpoint;
-    double p50 = -1, *rtt = calloc(requests, sizeof *rtt);
+    if (f->req != NULL)
+        zmq_close(f->req);
+    if (f->cctx != NULL)
+        zmq_ctx_term(f->cctx);
+    if (f->thread) {
+        atomic_store(&f->stop, true);
+        pthread_join(f->thread, NULL);
+    }
+    if (f->router != NULL)
+        zmq_close(f->router);
+    if (f->zctx != NULL)
+        zmq_ctx_term(f->zctx);
+}
+
+/* 0 when the floor server is up and its REQ connected, else -1. */
+static int
+floor_start(floor_srv_t *f, store_t *s, size_t reply_len)
+{
+    size_t len = sizeof f->endpoint;
     int linger = 0, timeout = 10000;
 
-    atomic_init(&f.stop, false);
-    f.zctx = zmq_ctx_new();
-    f.router = zmq_socket(f.zctx, ZMQ_ROUTER);
-    zmq_setsockopt(f.router, ZMQ_LINGER, &linger, sizeof linger);
-    if (rtt == NULL || zmq_bind(f.router, "tcp://127.0.0.1:*") != 0 ||
-        zmq_getsockopt(f.router, ZMQ_LAST_ENDPOINT, f.endpoint, &len) != 0 ||
-        pthread_create(&th, NULL, floor_main, &f) != 0) {
-        zmq_close(f.router);
-        zmq_ctx_term(f.zctx);
-        free(rtt);
+    memset(f, 0, sizeof *f);
+    f->store = s;
+    f->reply_len = reply_len;
+    atomic_init(&f->stop, false);
+    f->zctx = zmq_ctx_new();
+    f->router = zmq_socket(f->zctx, ZMQ_ROUTER);
+    zmq_setsockopt(f->router, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_bind(f->router, "tcp://127.0.0.1:*") != 0 ||
+        zmq_getsockopt(f->router, ZMQ_LAST_ENDPOINT, f->endpoint, &len)) {
+        floor_stop(f);
         return -1;
     }
-    void *cctx = zmq_ctx_new();
-    void *req = zmq_socket(cctx, ZMQ_REQ);
-    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    zmq_connect(req, f.endpoint);
-    size_t ok = 0;
-    for (size_t i = 0; i <= requests; i++) { /* the first is a warm-up */
-        int64_t t0 = fonte_mono_us();
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        bool got = zmq_send(req, "r", 1, 0) == 1 &&
-                   zmq_msg_recv(&m, req, 0) == (int) reply_len;
-        zmq_msg_close(&m);
-        if (!got)
-            break;
-        if (i > 0)
-            rtt[ok++] = (double) (fonte_mono_us() - t0);
+    if (pthread_create(&f->thread, NULL, floor_main, f) != 0) {
+        f->thread = 0;
+        floor_stop(f);
+        return -1;
     }
-    if (ok == requests)
-        p50 = bench_percentile(rtt, requests, 50);
-    zmq_close(req);
-    zmq_ctx_term(cctx);
-    atomic_store(&f.stop, true);
-    pthread_join(th, NULL);
-    zmq_close(f.router);
-    zmq_ctx_term(f.zctx);
-    free(rtt);
-    return p50;
+    f->cctx = zmq_ctx_new();
+    f->req = zmq_socket(f->cctx, ZMQ_REQ);
+    zmq_setsockopt(f->req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(f->req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(f->req, f->endpoint);
+    return 0;
+}
+
+/* One round trip to the floor server: microseconds, or -1. */
+static double
+floor_ask(floor_srv_t *f)
+{
+    int64_t t0 = fonte_mono_us();
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    bool got = zmq_send(f->req, "r", 1, 0) == 1 &&
+               zmq_msg_recv(&m, f->req, 0) == (int) f->reply_len;
+    zmq_msg_close(&m);
+    return got ? (double) (fonte_mono_us() - t0) : -1;
+}
+
+/* The pinned listener's --query-cpu: the last CPU this process may run
+ * on (the first is where the kernel and most threads start). */
+static int
+last_cpu(void)
+{
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0)
+        return -1;
+    for (int c = CPU_SETSIZE - 1; c >= 0; c--)
+        if (CPU_ISSET(c, &mine))
+            return c;
+    return -1;
+}
+
+/* A copy of the store directory src (its plain files) at dst: the pinned
+ * listener's store, identical to the default one's. 0 or -1. */
+static int
+copy_dir(const char *src, const char *dst)
+{
+    char from[1024], to[1024];
+    DIR *d = opendir(src);
+    struct dirent *e;
+    int rc = d != NULL && mkdir(dst, 0755) == 0 ? 0 : -1;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        snprintf(from, sizeof from, "%s/%s", src, e->d_name);
+        snprintf(to, sizeof to, "%s/%s", dst, e->d_name);
+        struct stat st;
+        if (stat(from, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+        char buf[1 << 16];
+        size_t n;
+        while (in != NULL && out != NULL &&
+               (n = fread(buf, 1, sizeof buf, in)) > 0)
+            if (fwrite(buf, 1, n, out) != n)
+                rc = -1;
+        if (in == NULL || out == NULL || ferror(in))
+            rc = -1;
+        if (in != NULL)
+            fclose(in);
+        if (out != NULL && fclose(out) != 0)
+            rc = -1;
+    }
+    if (d != NULL)
+        closedir(d);
+    return rc;
+}
+
+/* A listener on dir (its query pair on cpu, or not pinned: -1) and a REQ
+ * connected to it. */
+typedef struct side {
+    listener_t *l;
+    void *zctx, *req;
+} side_t;
+
+static int
+side_open(side_t *sd, const char *dir, int cpu)
+{
+    listener_opts_t lo;
+    char err[256] = "";
+    int linger = 0, timeout = 60000, maxmsg = 64 << 20;
+
+    memset(sd, 0, sizeof *sd);
+    listener_opts_init(&lo);
+    lo.data = dir;
+    lo.query = "tcp://127.0.0.1:*";
+    lo.egress = "tcp://127.0.0.1:9"; /* nowhere: replays need no broker */
+    lo.ingress = "tcp://127.0.0.1:9";
+    lo.stats_interval_us = 0;
+    lo.query_cpu = cpu;
+    if (listener_new(&lo, &sd->l, err, sizeof err) != FONTE_OK) {
+        fprintf(stderr, "bench replay: %s\n", err);
+        return -1;
+    }
+    sd->zctx = zmq_ctx_new();
+    sd->req = zmq_socket(sd->zctx, ZMQ_REQ);
+    zmq_setsockopt(sd->req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sd->req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sd->req, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_connect(sd->req, listener_query_endpoint(sd->l));
+    return 0;
+}
+
+static void
+side_close(side_t *sd)
+{
+    if (sd->req != NULL)
+        zmq_close(sd->req);
+    if (sd->zctx != NULL)
+        zmq_ctx_term(sd->zctx);
+    listener_destroy(&sd->l);
 }
 
 int bench_replay(const bench_ctx_t *ctx);
@@ -385,60 +523,74 @@ bench_replay(const bench_ctx_t *ctx)
 {
     layout_t l = { ctx->quick ? 50000 : 1000000, ctx->quick ? 1000 : 10000,
                    ctx->quick ? 100 : 1000 };
-    char dir[512], err[256] = "";
+    char dir[512], pdir[512];
     snprintf(dir, sizeof dir, "%s/replay-store", ctx->tmpdir);
+    snprintf(pdir, sizeof pdir, "%s/replay-store-pinned", ctx->tmpdir);
     if (build_store(&l, dir) != 0)
         return 1;
-
-    /* the listener on that store; the baselines use its LevelDB handle */
-    listener_opts_t lo;
-    listener_opts_init(&lo);
-    lo.data = dir;
-    lo.query = "tcp://127.0.0.1:*";
-    lo.egress = "tcp://127.0.0.1:9"; /* nowhere: replays need no broker */
-    lo.ingress = "tcp://127.0.0.1:9";
-    lo.stats_interval_us = 0;
-    listener_t *lst = NULL;
-    if (listener_new(&lo, &lst, err, sizeof err) != FONTE_OK) {
-        fprintf(stderr, "bench replay: %s\n", err);
+    if (copy_dir(dir, pdir) != 0) {
+        fprintf(stderr, "bench replay: cannot copy the store to %s\n", pdir);
         return 1;
     }
-    store_t *s = listener_store(lst);
-    bench_settle_dir(dir);
-    void *zctx = zmq_ctx_new();
-    void *req = zmq_socket(zctx, ZMQ_REQ);
-    int linger = 0, timeout = 60000, maxmsg = 64 << 20;
-    zmq_setsockopt(req, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    zmq_setsockopt(req, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_connect(req, listener_query_endpoint(lst));
 
-    /* one object: the raw reads, then the replays, each warmed once */
+    /* two listeners on identical stores: the default one (its LevelDB
+     * handle serves the baselines too) and one with --query-cpu */
+    side_t dflt, pinned;
+    int cpu = last_cpu();
+    if (side_open(&dflt, dir, -1) != 0)
+        return 1;
+    if (side_open(&pinned, pdir, cpu) != 0) {
+        side_close(&dflt);
+        return 1;
+    }
+    store_t *s = listener_store(dflt.l);
+    void *req = dflt.req;
+    bench_settle_dir(dir);
+    bench_settle_dir(pdir);
+
+    /* one object: the raw reads, the two replays and the floor take turns
+     * in blocks of TURN requests (each warmed once) */
     double *base = calloc(l.requests, sizeof *base);
     double *ours = calloc(l.requests, sizeof *ours);
-    int rc = 0;
-    size_t expect = raw_object_read(s);
+    double *pin = calloc(l.requests, sizeof *pin);
+    double *flr = calloc(l.requests, sizeof *flr);
+    int rc = base == NULL || ours == NULL || pin == NULL || flr == NULL;
+    size_t expect = raw_object_read(s), reply_len = 0;
     if (expect != 300) {
         fprintf(stderr, "bench replay: layout gave %zu events, not 300\n",
                 expect);
         rc = 1;
     }
-    for (size_t i = 0; i < l.requests && rc == 0; i++) {
-        int64_t t0 = fonte_mono_us();
-        raw_object_read(s);
-        base[i] = (double) (fonte_mono_us() - t0);
-    }
-    size_t reply_len = 0;
-    if (rc == 0 && ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300) {
+    if (rc == 0 &&
+        (ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300 ||
+         ask(pinned.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300)) {
         fprintf(stderr, "bench replay: warm-up replay failed\n");
         rc = 1;
     }
-    for (size_t i = 0; i < l.requests && rc == 0; i++) {
-        int64_t t = fonte_mono_us();
-        long n = ask(req, ROOT, 1000, NULL, NULL, 0, NULL);
-        ours[i] = (double) (fonte_mono_us() - t);
-        if (n != 300)
-            rc = 1;
+    floor_srv_t fl;
+    bool fl_up = rc == 0 && floor_start(&fl, s, reply_len) == 0;
+    if (rc == 0 && (!fl_up || floor_ask(&fl) < 0)) {
+        fprintf(stderr, "bench replay: the floor server failed\n");
+        rc = 1;
+    }
+    for (size_t at = 0; at < l.requests && rc == 0; at += TURN) {
+        size_t end = at + TURN < l.requests ? at + TURN : l.requests;
+        for (size_t i = at; i < end; i++) {
+            int64_t t0 = fonte_mono_us();
+            raw_object_read(s);
+            base[i] = (double) (fonte_mono_us() - t0);
+        }
+        for (size_t i = at; i < end && rc == 0; i++)
+            if ((ours[i] = timed_ask(req)) < 0)
+                rc = 1;
+        for (size_t i = at; i < end && rc == 0; i++)
+            if ((pin[i] = timed_ask(pinned.req)) < 0)
+                rc = 1;
+        for (size_t i = at; i < end && rc == 0; i++)
+            if ((flr[i] = floor_ask(&fl)) < 0)
+                rc = 1;
+        if (rc != 0)
+            fprintf(stderr, "bench replay: a request failed\n");
     }
     if (rc == 0) {
         double b50 = bench_percentile(base, l.requests, 50);
@@ -447,14 +599,14 @@ bench_replay(const bench_ctx_t *ctx)
                      bench_percentile(ours, l.requests, 50), "us", b50);
         bench_report("replay_object_p99_us",
                      bench_percentile(ours, l.requests, 99), "us", b99);
-        double floor = floor_p50(s, reply_len, l.requests);
-        if (floor < 0) {
-            fprintf(stderr, "bench replay: the floor server failed\n");
-            rc = 1;
-        } else {
-            bench_report("replay_object_floor_us", floor, "us", b50);
-        }
+        bench_report("replay_object_pinned_p50_us",
+                     bench_percentile(pin, l.requests, 50), "us", b50);
+        bench_report("replay_object_floor_us",
+                     bench_percentile(flr, l.requests, 50), "us", b50);
     }
+    if (fl_up)
+        floor_stop(&fl);
+    side_close(&pinned);
 
     /* the whole store: one untimed scan, then the two sides in turns */
     double scan_rate[ALL_RUNS], all_rate[ALL_RUNS];
@@ -474,10 +626,10 @@ bench_replay(const bench_ctx_t *ctx)
                      bench_percentile(all_rate, ALL_RUNS, 50), "events/s",
                      bench_percentile(scan_rate, ALL_RUNS, 50));
 
-    zmq_close(req);
-    zmq_ctx_term(zctx);
-    listener_destroy(&lst);
+    side_close(&dflt);
     free(base);
     free(ours);
+    free(pin);
+    free(flr);
     return rc;
 }
