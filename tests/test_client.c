@@ -641,7 +641,25 @@ typedef struct server {
     Fonte__Reply__Status status;
     int pages;           /* replay replies: this many pages of 2 events */
     char cursors[8][16]; /* cursor of each request received */
+    uint8_t peers[16][16]; /* distinct routing ids seen: one a connection */
+    int n_peers;
 } server_t;
+
+/* Counts id among the server's distinct peers. */
+static void
+note_peer(server_t *sv, zmq_msg_t *id)
+{
+    size_t n = zmq_msg_size(id) < 15 ? zmq_msg_size(id) : 15;
+    for (int i = 0; i < sv->n_peers; i++)
+        if (sv->peers[i][0] == n && memcmp(sv->peers[i] + 1,
+                                           zmq_msg_data(id), n) == 0)
+            return;
+    if (sv->n_peers < 16) {
+        sv->peers[sv->n_peers][0] = (uint8_t) n;
+        memcpy(sv->peers[sv->n_peers] + 1, zmq_msg_data(id), n);
+    }
+    sv->n_peers++;
+}
 
 static void
 reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
@@ -703,6 +721,7 @@ server_main(void *arg)
         zmq_msg_recv(&id, sv->router, 0);
         zmq_msg_recv(&empty, sv->router, 0);
         zmq_msg_recv(&body, sv->router, 0);
+        note_peer(sv, &id);
         Fonte__Request *rq = NULL;
         fonte_err rc = codec_request_decode(zmq_msg_data(&body),
                                             zmq_msg_size(&body),
@@ -952,6 +971,105 @@ Test(client, reply_statuses_map_to_error_codes)
         fonte_client_destroy(&c);
         server_stop(&sv);
     }
+}
+
+Test(client, queries_reuse_one_connected_socket)
+{
+    server_t sv;
+    fonte_event_list_t *l = NULL;
+    fonte_status_t st;
+    fonte_client_stats_t cs;
+
+    server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 2);
+    fonte_client_t *c = query_client(sv.endpoint);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_OK);
+        cr_assert_eq(fonte_event_list_count(l), 4);
+        fonte_event_list_destroy(&l);
+    }
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL), FONTE_OK);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.query_connects, 1);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 8); /* 3 fetches of 2 pages, 2 more */
+    cr_assert_eq(sv.n_peers, 1);
+}
+
+Test(client, a_timed_out_query_closes_its_socket)
+{
+    server_t sv;
+    fonte_status_t st;
+    fonte_client_stats_t cs;
+
+    server_start(&sv, 1, FONTE__REPLY__STATUS__OK, 1);
+    fonte_client_t *c = query_client(sv.endpoint);
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    /* silent from now on: each of the 3 tries ends on its own socket
+     * (the pooled one first, then two new ones), none is kept */
+    cr_assert_eq(fonte_status(c, &st), FONTE_ETIMEOUT);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.query_connects, 3);
+    cr_assert_eq(fonte_status(c, &st), FONTE_ETIMEOUT);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.query_connects, 6);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 7);
+    cr_assert_eq(sv.n_peers, 6);
+}
+
+typedef struct asker {
+    fonte_client_t *c;
+    int ok;
+} asker_t;
+
+static void *
+asker_main(void *arg)
+{
+    asker_t *a = arg;
+    fonte_status_t st;
+    for (int i = 0; i < 5; i++)
+        a->ok += fonte_status(a->c, &st) == FONTE_OK && st.last_seq == 12;
+    return NULL;
+}
+
+Test(client, queries_from_many_threads_at_once_each_get_an_answer)
+{
+    server_t sv;
+    fonte_status_t st;
+    fonte_client_stats_t cs;
+    pthread_t th[8];
+    asker_t a[8];
+
+    server_start(&sv, 1000, FONTE__REPLY__STATUS__OK, 1);
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    client_opts(&o, "shop");
+    o.query = sv.endpoint;
+    o.query_timeout_ms = 5000; /* a slow machine must not time out here */
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    for (int i = 0; i < 8; i++) {
+        a[i] = (asker_t) { c, 0 };
+        cr_assert_eq(pthread_create(&th[i], NULL, asker_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(a[i].ok, 5, "thread %d: %d answers of 5", i, a[i].ok);
+    }
+    fonte_client_stats(c, &cs);
+    cr_assert_geq(cs.query_connects, 1);
+    cr_assert_leq(cs.query_connects, 8);
+    uint64_t before = cs.query_connects;
+    /* at least one socket was kept: a query now opens none */
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.query_connects, before);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 41);
+    cr_assert_eq((uint64_t) sv.n_peers, before);
 }
 
 Test(client, request_replay_and_status_return_the_listener_answer)

@@ -78,6 +78,36 @@ client_socket(fonte_client_t *c, int type, const char *endpoint,
     return s;
 }
 
+void *
+client_query_take(fonte_client_t *c)
+{
+    void *s = NULL;
+
+    pthread_mutex_lock(&c->qpool_mu);
+    if (c->n_qpool > 0)
+        s = c->qpool[--c->n_qpool];
+    pthread_mutex_unlock(&c->qpool_mu);
+    if (s == NULL &&
+        (s = client_socket(c, ZMQ_REQ, c->query, c->opts.max_reply)) != NULL)
+        atomic_fetch_add(&c->query_connects, 1);
+    return s;
+}
+
+void
+client_query_give(fonte_client_t *c, void *sock)
+{
+    if (sock == NULL)
+        return;
+    pthread_mutex_lock(&c->qpool_mu);
+    if (c->n_qpool < CLIENT_QPOOL_MAX) {
+        c->qpool[c->n_qpool++] = sock;
+        sock = NULL;
+    }
+    pthread_mutex_unlock(&c->qpool_mu);
+    if (sock != NULL)
+        zmq_close(sock);
+}
+
 void
 client_wake(fonte_client_t *c)
 {
@@ -192,6 +222,7 @@ fonte_client_new(const fonte_client_opts_t *o, fonte_client_t **client_p)
     c->wake_fd = -1;
     pthread_mutex_init(&c->pub_mu, NULL);
     pthread_mutex_init(&c->subs_mu, NULL);
+    pthread_mutex_init(&c->qpool_mu, NULL);
     c->opts = *o;
     c->service = dup_or_null(o->service, &nomem);
     c->ingress = dup_or_null(o->ingress, &nomem);
@@ -262,6 +293,8 @@ fonte_client_destroy(fonte_client_t **client_p)
         if (c->user)
             zmq_close(c->user);
     }
+    while (c->n_qpool > 0)
+        zmq_close(c->qpool[--c->n_qpool]);
     if (c->zctx != NULL)
         zmq_ctx_term(c->zctx);
     if (c->wake_fd >= 0)
@@ -278,6 +311,7 @@ fonte_client_destroy(fonte_client_t **client_p)
     free(c->query);
     pthread_mutex_destroy(&c->pub_mu);
     pthread_mutex_destroy(&c->subs_mu);
+    pthread_mutex_destroy(&c->qpool_mu);
     free(c);
     *client_p = NULL;
 }
@@ -501,4 +535,5 @@ fonte_client_stats(fonte_client_t *c, fonte_client_stats_t *out)
     out->inbox_dropped = inbox_dropped(c->inbox);
     out->invalid = atomic_load(&c->invalid);
     outbox_usage(c->outbox, &out->outbox_events, &out->outbox_bytes);
+    out->query_connects = atomic_load(&c->query_connects);
 }

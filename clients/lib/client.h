@@ -23,6 +23,10 @@ typedef struct client_sub {
     void *arg;
 } client_sub_t;
 
+/* Idle query sockets kept per client: enough for a few threads asking at
+ * once; more are opened as needed and closed after their query. */
+#define CLIENT_QPOOL_MAX 4
+
 struct fonte_client {
     fonte_client_opts_t opts; /* its strings point at the copies below */
     char *service, *ingress, *egress, *query;
@@ -52,6 +56,17 @@ struct fonte_client {
 
     atomic_uint_fast64_t published, sent, resent, gap_acks,
         resend_timeouts, received, invalid;
+
+    /* Idle query sockets (REQ, connected to the listener), kept for the
+     * next query of any thread: a new socket costs a TCP connect and a
+     * ZMTP handshake before the request can go. A socket passes between
+     * threads only through qpool_mu (ZeroMQ allows that with a full
+     * memory barrier); only sockets whose last request was answered come
+     * back (a REQ that timed out is closed: Lazy Pirate). */
+    pthread_mutex_t qpool_mu;
+    void *qpool[CLIENT_QPOOL_MAX];
+    size_t n_qpool;
+    atomic_uint_fast64_t query_connects;
 };
 
 /* The I/O thread's body (io.c); arg is the client. */
@@ -59,6 +74,14 @@ void *client_io_main(void *arg);
 
 /* Wakes the I/O thread (a write to the eventfd; any thread). */
 void client_wake(fonte_client_t *c);
+
+/* A query socket: an idle one from the pool, else a new REQ connected
+ * to the listener (counted in query_connects). NULL on failure. */
+void *client_query_take(fonte_client_t *c);
+
+/* Gives back a query socket whose last request was answered: kept for
+ * the next query, or closed when the pool is full. NULL-safe. */
+void client_query_give(fonte_client_t *c, void *sock);
 
 /* Creates a socket of type with LINGER 0 and MAXMSGSIZE max_msg, then
  * connects it to endpoint. NULL on failure (errno from libzmq). */

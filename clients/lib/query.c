@@ -59,9 +59,7 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req,
         return rc;
     rc = FONTE_ETIMEOUT;
     for (int try = 0; try < c->opts.query_retries; try++) {
-        if (*sock_p == NULL &&
-            (*sock_p = client_socket(c, ZMQ_REQ, c->query,
-                                     c->opts.max_reply)) == NULL) {
+        if (*sock_p == NULL && (*sock_p = client_query_take(c)) == NULL) {
             rc = FONTE_EIO;
             break;
         }
@@ -99,6 +97,11 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req,
         zmq_close(*sock_p);
         *sock_p = NULL;
         rc = n < 0 && errno != EINTR ? FONTE_EIO : FONTE_ETIMEOUT;
+    }
+    /* Only a socket that got its reply may serve another request. */
+    if (rc != FONTE_OK && *sock_p != NULL) {
+        zmq_close(*sock_p);
+        *sock_p = NULL;
     }
     codec_buf_free(&buf);
     return rc;
@@ -322,8 +325,7 @@ fonte_fetch_iter_destroy(fonte_fetch_iter_t **it_p)
     if (it_p == NULL || *it_p == NULL)
         return;
     fonte_fetch_iter_t *it = *it_p;
-    if (it->sock != NULL)
-        zmq_close(it->sock);
+    client_query_give(it->c, it->sock);
     for (size_t i = 0; it->types != NULL && i < it->n_types; i++)
         free(it->types[i]);
     free(it->types);
@@ -404,8 +406,7 @@ fonte_request_replay(fonte_client_t *c, const char *object,
     req.replay = &rr;
 
     rc = ask(c, &sock, &req, &rep);
-    if (sock != NULL)
-        zmq_close(sock);
+    client_query_give(c, sock);
     if (rc != FONTE_OK)
         return rc;
     if ((rc = status_err(rep->status)) == FONTE_OK && ticket != NULL) {
@@ -434,8 +435,7 @@ fonte_status(fonte_client_t *c, fonte_status_t *out)
     req.body_case = FONTE__REQUEST__BODY_STATUS;
     req.status = &sr;
     rc = ask(c, &sock, &req, &rep);
-    if (sock != NULL)
-        zmq_close(sock);
+    client_query_give(c, sock);
     if (rc != FONTE_OK)
         return rc;
     if ((rc = status_err(rep->status)) == FONTE_OK) {

@@ -27,8 +27,12 @@
  *    client form one sequence). fonte_dispatch may be called from any one
  *    thread at a time. fonte_client_destroy must not run concurrently
  *    with any other call on the same client.
- *  - Queries (fetch, replay, status) open their own short-lived socket in
- *    the calling thread and block it for at most
+ *  - Queries (fetch, replay, status) run in the calling thread on a REQ
+ *    socket of their own, taken from a small per-client pool of
+ *    connected sockets (up to 4 kept idle; more are opened while more
+ *    threads ask at once) and given back once answered, so that a query
+ *    does not pay a connect; a query that times out closes its socket
+ *    (Lazy Pirate). A query blocks its thread for at most
  *    query_timeout_ms * query_retries (plus paging).
  *
  * Guarantees (reliable mode, the default): every event fonte_publish
@@ -381,6 +385,8 @@ typedef struct fonte_client_stats {
     uint64_t invalid;        /* messages from the broker that failed checks */
     uint64_t outbox_events;  /* events waiting for an Ack now */
     uint64_t outbox_bytes;
+    uint64_t query_connects; /* query sockets opened (one per timed-out
+                                try, and per thread asking at once) */
 } fonte_client_stats_t;
 
 /* A consistent-enough copy of the client's counters. Thread-safe. */
