@@ -1206,6 +1206,20 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     cr_assert_gt(rep->replay->cursor.len, 0);
     fonte__reply__free_unpacked(rep, NULL);
 
+    /* with no worker busy any more, the query thread waits on the ROUTER
+     * alone again: a request is still answered */
+    b = tu_pack(&qs.base);
+    cr_assert_eq(zmq_send(small, b.data, b.len, 0), (int) b.len);
+    codec_buf_free(&b);
+    zmq_msg_init(&m);
+    cr_assert_geq(zmq_msg_recv(&m, small, 0), 0);
+    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
+                                    &codec_limits_default, &rep), FONTE_OK);
+    zmq_msg_close(&m);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->status_reply->events, n);
+    fonte__reply__free_unpacked(rep, NULL);
+
     zmq_close(big);
     zmq_close(small);
     zmq_ctx_term(ctx);
