@@ -24,10 +24,15 @@
  *     Baseline: the raw reads again. Its ratio is the best a server
  *     behind ZeroMQ with default scheduling could get on this machine:
  *     what the default replay's ratio is made of beyond planning.
- *   The four take turns in blocks of TURN requests (raw reads, default
- *     replays, pinned replays, floor), so that all four see the same
- *     phases of a shared machine, which last seconds; within a block
- *     each runs back to back, as it would alone. (Turns of one request
+ *   replay_object_fetch_p50_us: the same replay asked through libfonte,
+ *     fonte_fetch (its pooled REQ socket, the reply decoded into an
+ *     event list). Baseline: the default replay's p50 above, the bare
+ *     REQ round trip of the same request: the ratio is what the client
+ *     library adds.
+ *   The five take turns in blocks of TURN requests (raw reads, default
+ *     replays, pinned replays, floor, fetches), so that all five see
+ *     the same phases of a shared machine, which last seconds; within a
+ *     block each runs back to back, as it would alone. (Turns of one request
  *     each were tried: every raw read then ran right after a round trip
  *     and took 20-50% longer than back to back, which flattered every
  *     ratio.)
@@ -73,6 +78,7 @@
 
 #include "bench.h"
 #include "codec.h"
+#include "fonte/fonte.h"
 #include "listener.h"
 #include "log.h"
 #include "store.h"
@@ -268,6 +274,25 @@ timed_ask(void *req)
         return -1;
     }
     return (double) (fonte_mono_us() - t0);
+}
+
+/* One fonte_fetch of the root object through libfonte: microseconds, or
+ * -1 (a line on stderr) unless it gave the 300 events. */
+static double
+timed_fetch(fonte_client_t *c)
+{
+    fonte_event_list_t *l = NULL;
+    int64_t t0 = fonte_mono_us();
+    fonte_err rc = fonte_fetch(c, ROOT, NULL, &l);
+    double us = (double) (fonte_mono_us() - t0);
+    size_t n = fonte_event_list_count(l);
+    fonte_event_list_destroy(&l);
+    if (rc != FONTE_OK || n != 300) {
+        fprintf(stderr, "bench replay: fonte_fetch gave %s, %zu events\n",
+                fonte_errname(rc), n);
+        return -1;
+    }
+    return us;
 }
 
 /* A raw full scan of the `e` keys, with the replay's read options:
@@ -554,7 +579,20 @@ bench_replay(const bench_ctx_t *ctx)
     double *ours = calloc(l.requests, sizeof *ours);
     double *pin = calloc(l.requests, sizeof *pin);
     double *flr = calloc(l.requests, sizeof *flr);
-    int rc = base == NULL || ours == NULL || pin == NULL || flr == NULL;
+    double *lib = calloc(l.requests, sizeof *lib);
+    int rc = base == NULL || ours == NULL || pin == NULL || flr == NULL ||
+             lib == NULL;
+    fonte_client_opts_t co;
+    fonte_client_t *client = NULL;
+    fonte_client_opts_init(&co);
+    co.service = "bench";
+    co.query = listener_query_endpoint(dflt.l);
+    co.ingress = co.egress = "tcp://127.0.0.1:9"; /* fetches only */
+    co.query_timeout_ms = 10000;
+    if (rc == 0 && fonte_client_new(&co, &client) != FONTE_OK) {
+        fprintf(stderr, "bench replay: cannot make a libfonte client\n");
+        rc = 1;
+    }
     size_t expect = raw_object_read(s), reply_len = 0;
     if (expect != 300) {
         fprintf(stderr, "bench replay: layout gave %zu events, not 300\n",
@@ -563,7 +601,8 @@ bench_replay(const bench_ctx_t *ctx)
     }
     if (rc == 0 &&
         (ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300 ||
-         ask(pinned.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300)) {
+         ask(pinned.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300 ||
+         timed_fetch(client) < 0)) {
         fprintf(stderr, "bench replay: warm-up replay failed\n");
         rc = 1;
     }
@@ -589,6 +628,9 @@ bench_replay(const bench_ctx_t *ctx)
         for (size_t i = at; i < end && rc == 0; i++)
             if ((flr[i] = floor_ask(&fl)) < 0)
                 rc = 1;
+        for (size_t i = at; i < end && rc == 0; i++)
+            if ((lib[i] = timed_fetch(client)) < 0)
+                rc = 1;
         if (rc != 0)
             fprintf(stderr, "bench replay: a request failed\n");
     }
@@ -603,7 +645,11 @@ bench_replay(const bench_ctx_t *ctx)
                      bench_percentile(pin, l.requests, 50), "us", b50);
         bench_report("replay_object_floor_us",
                      bench_percentile(flr, l.requests, 50), "us", b50);
+        bench_report("replay_object_fetch_p50_us",
+                     bench_percentile(lib, l.requests, 50), "us",
+                     bench_percentile(ours, l.requests, 50));
     }
+    fonte_client_destroy(&client);
     if (fl_up)
         floor_stop(&fl);
     side_close(&pinned);
@@ -631,5 +677,6 @@ bench_replay(const bench_ctx_t *ctx)
     free(ours);
     free(pin);
     free(flr);
+    free(lib);
     return rc;
 }
