@@ -7,18 +7,21 @@
  *
  * Every wait has a deadline; a child still running at teardown is killed.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +29,7 @@
 #include "testutil.h"
 
 #define FONTE FONTE_BIN_DIR "/fonte"
+#define LISTENER FONTE_BIN_DIR "/fonte-listener"
 #define WAIT_MS 20000 /* upper bound of every wait: a failure, not a hang */
 
 extern char **environ;
@@ -78,7 +82,9 @@ child_spawn(child_t *c, char *const argv[])
         posix_spawn_file_actions_addclose(&fa, pout[i]);
         posix_spawn_file_actions_addclose(&fa, perr[i]);
     }
-    cr_assert_eq(posix_spawn(&c->pid, FONTE, &fa, NULL, argv, environ), 0);
+    const char *path = strcmp(argv[0], "fonte-listener") == 0 ? LISTENER
+                                                                : FONTE;
+    cr_assert_eq(posix_spawn(&c->pid, path, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(pin[0]);
     close(pout[1]);
@@ -402,6 +408,38 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
         cr_assert_str_eq(r.out, "", "case %zu", i);
         run_free(&r);
     }
+}
+
+Test(usage, listener_query_cpu_errors_are_one_line_and_exit_2)
+{
+    char dir[] = "/tmp/fonte-test-qcpu-XXXXXX", data[128], want[256];
+    cpu_set_t mine;
+    run_t r;
+
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    char *bad[] = { "fonte-listener", "--query-cpu", "x", NULL };
+    run_input(&r, NULL, 0, bad);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte-listener: --query-cpu must be a CPU "
+                            "number (0, 1, ...) or none, not 'x'\n");
+    run_free(&r);
+
+    CPU_ZERO(&mine);
+    cr_assert_eq(sched_getaffinity(0, sizeof mine, &mine), 0);
+    cr_assert_not(CPU_ISSET(1000, &mine));
+    char *absent[] = { "fonte-listener", "--query-cpu", "1000", "--data",
+                       data, "--query", "tcp://127.0.0.1:*", NULL };
+    run_input(&r, NULL, 0, absent);
+    cr_assert_eq(r.rc, 2);
+    snprintf(want, sizeof want, "fonte-listener: listener: query CPU 1000 "
+             "is not one this process may run on (it may run on %d CPUs; "
+             "see taskset -p)\n", CPU_COUNT(&mine));
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+    struct stat st;
+    cr_assert_neq(stat(data, &st), 0, "the data dir was created");
+    cr_assert_eq(rmdir(dir), 0);
 }
 
 Test(usage, status_against_a_dead_listener_exits_1_with_one_line)
