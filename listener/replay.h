@@ -52,6 +52,8 @@ typedef struct replay_opts {
     size_t max_cursors;     /* open paged replays, default 64 */
     int64_t cursor_ttl_us;  /* idle cursor lifetime, default 60 s */
     size_t max_jobs;        /* queued republishes, default 16 */
+    size_t load_batch;      /* events whose gets are put in seq order at
+                               once; 0 = 65536 (tests make it small) */
 } replay_opts_t;
 
 void replay_opts_init(replay_opts_t *o);
