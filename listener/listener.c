@@ -4,10 +4,11 @@
  * so that its I/O thread serves only queries and can be pinned with the
  * query thread, --query-cpu), the store, the ingest (receive + writer
  * threads) and the query server (query thread and its replay workers),
- * and the replay service behind it. Start order is store -> replay -> query -> ingest, so that a bad
- * data dir or a taken port fails before anything is received; stop order
- * is the reverse, so that the writer commits what is queued while the
- * store is still open, and no replay reads a closed store.
+ * and the replay service behind it. Start order is store -> replay ->
+ * query -> ingest, so that a bad data dir or a taken port fails before
+ * anything is received; stop order is the reverse, so that the writer
+ * commits what is queued while the store is still open, and no replay
+ * reads a closed store.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "listener.h"
