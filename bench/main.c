@@ -18,7 +18,7 @@
     X(broker, "broker_throughput: fonte-broker vs plain zmq_proxy") \
     X(ingest, "ingest_throughput: durable acked ingest vs raw LevelDB") \
     X(publish, "publish_confirmed and publish_ack_p99_us: one producer through broker and listener") \
-    X(replay, "replay_object_p50_us (default, --query-cpu, its ZeroMQ floor, through libfonte) and replay_all_throughput vs raw LevelDB reads")
+    X(replay, "replay_object_p50_us (default, --query-cpu, its ZeroMQ floor, through libfonte), the machine's two-thread speedup and replay_all_throughput vs raw LevelDB reads")
 
 BENCHES(BENCH_DECL_)
 
