@@ -10,11 +10,13 @@
  * Every wait has a deadline; nothing sleeps to synchronise.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -765,9 +767,10 @@ server_main(void *arg)
     return NULL;
 }
 
+/* A fake listener on endpoint (a free port when it ends in ":*"). */
 static void
-server_start(server_t *sv, int replies, Fonte__Reply__Status status,
-             int pages)
+server_start_at(server_t *sv, const char *endpoint, int replies,
+                Fonte__Reply__Status status, int pages)
 {
     size_t len = sizeof sv->endpoint;
     int linger = 0;
@@ -778,9 +781,24 @@ server_start(server_t *sv, int replies, Fonte__Reply__Status status,
     sv->pages = pages;
     sv->router = zmq_socket(zctx, ZMQ_ROUTER);
     zmq_setsockopt(sv->router, ZMQ_LINGER, &linger, sizeof linger);
-    cr_assert_eq(zmq_bind(sv->router, "tcp://127.0.0.1:*"), 0);
+    /* a ROUTER just closed on this port lets it go in its I/O thread, a
+     * moment later: try again, for a bounded time */
+    int rc, tries = 0;
+    while ((rc = zmq_bind(sv->router, endpoint)) != 0 &&
+           zmq_errno() == EADDRINUSE && ++tries < 500) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(rc, 0, "%s: %s", endpoint, zmq_strerror(zmq_errno()));
     zmq_getsockopt(sv->router, ZMQ_LAST_ENDPOINT, sv->endpoint, &len);
     pthread_create(&sv->thread, NULL, server_main, sv);
+}
+
+static void
+server_start(server_t *sv, int replies, Fonte__Reply__Status status,
+             int pages)
+{
+    server_start_at(sv, "tcp://127.0.0.1:*", replies, status, pages);
 }
 
 static void
@@ -1018,6 +1036,38 @@ Test(client, a_timed_out_query_closes_its_socket)
     server_stop(&sv);
     cr_assert_eq(sv.requests, 7);
     cr_assert_eq(sv.n_peers, 6);
+}
+
+/* A listener that restarts on the same endpoint: the pooled socket
+ * reconnects by itself and the next query goes through on it. */
+Test(client, a_pooled_socket_survives_a_listener_restart)
+{
+    server_t sv;
+    fonte_status_t st;
+    fonte_client_stats_t cs;
+    char endpoint[64];
+
+    server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 1);
+    snprintf(endpoint, sizeof endpoint, "%s", sv.endpoint);
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    client_opts(&o, "shop");
+    o.query = endpoint;
+    o.query_timeout_ms = 5000;
+    o.query_retries = 1; /* a retry would hide a stuck socket */
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    server_stop(&sv); /* closes its ROUTER: the connection drops */
+    cr_assert_eq(sv.requests, 1);
+
+    server_start_at(&sv, endpoint, 10, FONTE__REPLY__STATUS__OK, 1);
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    cr_assert_eq(st.last_seq, 12);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.query_connects, 1);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 1);
 }
 
 typedef struct asker {
