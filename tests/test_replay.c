@@ -186,19 +186,22 @@ load(env_t *e, const ev_spec_t *spec, size_t n)
     }
 }
 
-/* One ReplayRequest on a REQ socket, its Reply decoded. */
-static Fonte__Reply *
-ask_on(void *req, Fonte__ReplayRequest *r)
+/* Sends a Request on sock. */
+static void
+send_request(void *sock, const Fonte__Request *q)
 {
-    Fonte__Request q = FONTE__REQUEST__INIT;
-    q.body_case = FONTE__REQUEST__BODY_REPLAY;
-    q.replay = r;
-    codec_buf_t b = tu_pack(&q.base);
-    cr_assert_eq(zmq_send(req, b.data, b.len, 0), (int) b.len);
+    codec_buf_t b = tu_pack(&q->base);
+    cr_assert_eq(zmq_send(sock, b.data, b.len, 0), (int) b.len);
     codec_buf_free(&b);
+}
+
+/* The next Reply on sock, decoded. */
+static Fonte__Reply *
+recv_reply(void *sock)
+{
     zmq_msg_t m;
     zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, req, 0), 0, "no reply: %s",
+    cr_assert_geq(zmq_msg_recv(&m, sock, 0), 0, "no reply: %s",
                   zmq_strerror(zmq_errno()));
     Fonte__Reply *rep = NULL;
     fonte_err rc = codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
@@ -206,6 +209,17 @@ ask_on(void *req, Fonte__ReplayRequest *r)
     cr_assert_eq(rc, FONTE_OK, "%s", fonte_strerror(rc));
     zmq_msg_close(&m);
     return rep;
+}
+
+/* One ReplayRequest on a REQ socket, its Reply decoded. */
+static Fonte__Reply *
+ask_on(void *req, Fonte__ReplayRequest *r)
+{
+    Fonte__Request q = FONTE__REQUEST__INIT;
+    q.body_case = FONTE__REQUEST__BODY_REPLAY;
+    q.replay = r;
+    send_request(req, &q);
+    return recv_reply(req);
 }
 
 static Fonte__Reply *
@@ -835,14 +849,9 @@ Test(replay, errors_have_clear_statuses)
 
     /* a malformed request frame: an error Reply, not silence */
     cr_assert_eq(zmq_send(e.req, "\xff\xff", 2, 0), 2);
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, e.req, 0), 0);
-    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
-                                    &codec_limits_default, &rep), FONTE_OK);
+    rep = recv_reply(e.req);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
     fonte__reply__free_unpacked(rep, NULL);
-    zmq_msg_close(&m);
     env_stop(&e);
 }
 
@@ -1169,24 +1178,14 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     r.object = "*";
     q.body_case = FONTE__REQUEST__BODY_REPLAY;
     q.replay = &r;
-    codec_buf_t b = tu_pack(&q.base);
-    cr_assert_eq(zmq_send(big, b.data, b.len, 0), (int) b.len);
-    codec_buf_free(&b);
+    send_request(big, &q);
 
     Fonte__StatusRequest sr = FONTE__STATUS_REQUEST__INIT;
     Fonte__Request qs = FONTE__REQUEST__INIT;
     qs.body_case = FONTE__REQUEST__BODY_STATUS;
     qs.status = &sr;
-    b = tu_pack(&qs.base);
-    cr_assert_eq(zmq_send(small, b.data, b.len, 0), (int) b.len);
-    codec_buf_free(&b);
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, small, 0), 0);
-    Fonte__Reply *rep = NULL;
-    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
-                                    &codec_limits_default, &rep), FONTE_OK);
-    zmq_msg_close(&m);
+    send_request(small, &qs);
+    Fonte__Reply *rep = recv_reply(small);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
     cr_assert_eq(rep->status_reply->events, n);
     fonte__reply__free_unpacked(rep, NULL);
@@ -1197,11 +1196,7 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
                  "the big replay finished before the status answer");
     /* and the big replay does finish: first page of 1000, total n */
     cr_assert_eq(zmq_poll(&it, 1, 60000), 1);
-    zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, big, 0), 0);
-    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
-                                    &codec_limits_default, &rep), FONTE_OK);
-    zmq_msg_close(&m);
+    rep = recv_reply(big);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
     cr_assert_eq(rep->replay->total, n);
     cr_assert_eq(rep->replay->n_events, 1000);
@@ -1210,14 +1205,8 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
 
     /* with no worker busy any more, the query thread waits on the ROUTER
      * alone again: a request is still answered */
-    b = tu_pack(&qs.base);
-    cr_assert_eq(zmq_send(small, b.data, b.len, 0), (int) b.len);
-    codec_buf_free(&b);
-    zmq_msg_init(&m);
-    cr_assert_geq(zmq_msg_recv(&m, small, 0), 0);
-    cr_assert_eq(codec_reply_decode(zmq_msg_data(&m), zmq_msg_size(&m),
-                                    &codec_limits_default, &rep), FONTE_OK);
-    zmq_msg_close(&m);
+    send_request(small, &qs);
+    rep = recv_reply(small);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
     cr_assert_eq(rep->status_reply->events, n);
     fonte__reply__free_unpacked(rep, NULL);
