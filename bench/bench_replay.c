@@ -381,6 +381,34 @@ replay_all(void *req, size_t n)
     return rate;
 }
 
+/* A REQ in a ZeroMQ context of its own, as a separate client process
+ * would have: LINGER 0, replies up to 64 MiB, a receive timeout. */
+typedef struct req_client {
+    void *zctx, *req;
+} req_client_t;
+
+static void
+req_open(req_client_t *c, const char *endpoint, int timeout_ms)
+{
+    int linger = 0, maxmsg = 64 << 20;
+    c->zctx = zmq_ctx_new();
+    c->req = zmq_socket(c->zctx, ZMQ_REQ);
+    zmq_setsockopt(c->req, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->req, ZMQ_RCVTIMEO, &timeout_ms, sizeof timeout_ms);
+    zmq_setsockopt(c->req, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_connect(c->req, endpoint);
+}
+
+static void
+req_close(req_client_t *c)
+{
+    if (c->req != NULL)
+        zmq_close(c->req);
+    if (c->zctx != NULL)
+        zmq_ctx_term(c->zctx);
+    c->req = c->zctx = NULL;
+}
+
 /* The floor server: a ROUTER in its own ZeroMQ context that answers each
  * request with the raw reads of the baseline and `reply_len` bytes (not
  * pinned, as the default listener's query pair); and a REQ in another
@@ -388,7 +416,8 @@ replay_all(void *req, size_t n)
 typedef struct floor_srv {
     store_t *store;
     size_t reply_len;
-    void *zctx, *router, *cctx, *req;
+    void *zctx, *router;
+    req_client_t client;
     char endpoint[64];
     pthread_t thread;
     atomic_bool stop;
@@ -426,10 +455,7 @@ floor_main(void *arg)
 static void
 floor_stop(floor_srv_t *f)
 {
-    if (f->req != NULL)
-        zmq_close(f->req);
-    if (f->cctx != NULL)
-        zmq_ctx_term(f->cctx);
+    req_close(&f->client);
     if (f->thread) {
         atomic_store(&f->stop, true);
         pthread_join(f->thread, NULL);
@@ -445,7 +471,7 @@ static int
 floor_start(floor_srv_t *f, store_t *s, size_t reply_len)
 {
     size_t len = sizeof f->endpoint;
-    int linger = 0, timeout = 10000;
+    int linger = 0;
 
     memset(f, 0, sizeof *f);
     f->store = s;
@@ -464,11 +490,7 @@ floor_start(floor_srv_t *f, store_t *s, size_t reply_len)
         floor_stop(f);
         return -1;
     }
-    f->cctx = zmq_ctx_new();
-    f->req = zmq_socket(f->cctx, ZMQ_REQ);
-    zmq_setsockopt(f->req, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(f->req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    zmq_connect(f->req, f->endpoint);
+    req_open(&f->client, f->endpoint, 10000);
     return 0;
 }
 
@@ -479,8 +501,8 @@ floor_ask(floor_srv_t *f)
     int64_t t0 = fonte_mono_us();
     zmq_msg_t m;
     zmq_msg_init(&m);
-    bool got = zmq_send(f->req, "r", 1, 0) == 1 &&
-               zmq_msg_recv(&m, f->req, 0) == (int) f->reply_len;
+    bool got = zmq_send(f->client.req, "r", 1, 0) == 1 &&
+               zmq_msg_recv(&m, f->client.req, 0) == (int) f->reply_len;
     zmq_msg_close(&m);
     return got ? (double) (fonte_mono_us() - t0) : -1;
 }
@@ -538,7 +560,7 @@ copy_dir(const char *src, const char *dst)
  * connected to it. */
 typedef struct side {
     listener_t *l;
-    void *zctx, *req;
+    req_client_t client;
 } side_t;
 
 static int
@@ -546,7 +568,6 @@ side_open(side_t *sd, const char *dir, int cpu)
 {
     listener_opts_t lo;
     char err[256] = "";
-    int linger = 0, timeout = 60000, maxmsg = 64 << 20;
 
     memset(sd, 0, sizeof *sd);
     listener_opts_init(&lo);
@@ -560,22 +581,14 @@ side_open(side_t *sd, const char *dir, int cpu)
         fprintf(stderr, "bench replay: %s\n", err);
         return -1;
     }
-    sd->zctx = zmq_ctx_new();
-    sd->req = zmq_socket(sd->zctx, ZMQ_REQ);
-    zmq_setsockopt(sd->req, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_setsockopt(sd->req, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
-    zmq_setsockopt(sd->req, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    zmq_connect(sd->req, listener_query_endpoint(sd->l));
+    req_open(&sd->client, listener_query_endpoint(sd->l), 60000);
     return 0;
 }
 
 static void
 side_close(side_t *sd)
 {
-    if (sd->req != NULL)
-        zmq_close(sd->req);
-    if (sd->zctx != NULL)
-        zmq_ctx_term(sd->zctx);
+    req_close(&sd->client);
     listener_destroy(&sd->l);
 }
 
@@ -607,7 +620,7 @@ bench_replay(const bench_ctx_t *ctx)
         return 1;
     }
     store_t *s = listener_store(dflt.l);
-    void *req = dflt.req;
+    void *req = dflt.client.req;
     bench_settle_dir(dir);
     bench_settle_dir(pdir);
 
@@ -639,7 +652,7 @@ bench_replay(const bench_ctx_t *ctx)
     }
     if (rc == 0 &&
         (ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300 ||
-         ask(pinned.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300 ||
+         ask(pinned.client.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300 ||
          timed_fetch(client) < 0)) {
         fprintf(stderr, "bench replay: warm-up replay failed\n");
         rc = 1;
@@ -661,7 +674,7 @@ bench_replay(const bench_ctx_t *ctx)
             if ((ours[i] = timed_ask(req)) < 0)
                 rc = 1;
         for (size_t i = at; i < end && rc == 0; i++)
-            if ((pin[i] = timed_ask(pinned.req)) < 0)
+            if ((pin[i] = timed_ask(pinned.client.req)) < 0)
                 rc = 1;
         for (size_t i = at; i < end && rc == 0; i++)
             if ((flr[i] = floor_ask(&fl)) < 0)
