@@ -903,7 +903,9 @@ Test(listener, small_write_buffer_under_a_burst_drops_nothing_while_the_queue_ha
             wait_received(base + sent);
             listener_counters(listener, &ic);
             cr_assert_eq(ic.queue_depth, sent, "everything queued, "
-                         "nothing written");
+                         "nothing written: queue_depth %llu, sent %llu",
+                         (unsigned long long) ic.queue_depth,
+                         (unsigned long long) sent);
             cr_assert_eq(ic.events_stored, 1);
             listener_hold_writer(listener, false);
         }
