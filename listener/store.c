@@ -1205,6 +1205,7 @@ store_free(void *p)
 static size_t after_tail(char *be, uint64_t after_seq);
 
 struct store_reader {
+    leveldb_readoptions_t *ropts; /* the snapshot's, filling the cache */
     leveldb_iterator_t *it;
     uint64_t at; /* seq under the iterator; 0 = none */
 };
@@ -1216,8 +1217,18 @@ store_reader_new(store_snap_t *snap, store_reader_t **reader_p)
     *reader_p = NULL;
     if (r == NULL)
         return FONTE_ENOMEM;
-    r->it = leveldb_create_iterator(snap->store->db, snap->ropts);
+    /* Its own read options: point reads fill the block cache even from
+     * a bulk snapshot (a first-seq probe read around the cache took
+     * 24 us, the same blocks read and decompressed again each time). */
+    r->ropts = leveldb_readoptions_create();
+    if (r->ropts == NULL) {
+        free(r);
+        return FONTE_ENOMEM;
+    }
+    leveldb_readoptions_set_snapshot(r->ropts, snap->snapshot);
+    r->it = leveldb_create_iterator(snap->store->db, r->ropts);
     if (r->it == NULL) {
+        leveldb_readoptions_destroy(r->ropts);
         free(r);
         return FONTE_ENOMEM;
     }
@@ -1231,6 +1242,7 @@ store_reader_destroy(store_reader_t **reader_p)
     if (reader_p == NULL || *reader_p == NULL)
         return;
     leveldb_iter_destroy((*reader_p)->it);
+    leveldb_readoptions_destroy((*reader_p)->ropts);
     free(*reader_p);
     *reader_p = NULL;
 }

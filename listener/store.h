@@ -181,10 +181,11 @@ typedef struct store_snap store_snap_t;
 fonte_err store_snap_new(store_t *s, store_snap_t **snap_p);
 void store_snap_destroy(store_snap_t **snap_p);
 
-/* Iterators and readers made from snap from now on read around the
- * block cache instead of filling it (LevelDB's fill_cache = false): for
- * a scan of the whole log, which would otherwise evict what point reads
- * need and pay for the insertions. */
+/* Iterators made from snap from now on read around the block cache
+ * instead of filling it (LevelDB's fill_cache = false): for a scan of
+ * the whole log, which would otherwise evict what point reads need and
+ * pay for the insertions. Readers (store_reader_new) still fill it:
+ * theirs are point reads. */
 void store_snap_bulk(store_snap_t *snap);
 
 /* last_seq as of the snapshot (its `m` key; 0 for an empty store). */

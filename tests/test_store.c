@@ -264,6 +264,19 @@ Test(store, reader_finds_an_objects_first_seq_and_still_gets_events)
     cr_assert_eq(store_reader_get(r, 4, &data, &len), FONTE_OK);
     cr_assert_eq(store_reader_get(r, 5, &data, &len), FONTE_ENOTFOUND);
     store_reader_destroy(&r);
+    /* a reader from a bulk snapshot (read options of its own) reads the
+     * same snapshot: an event written after it is not seen */
+    store_snap_bulk(snap);
+    put(b, "a.b", "x:1", "p", 1, 5, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    cr_assert_eq(store_reader_new(snap, &r), FONTE_OK);
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 2, &first), FONTE_OK);
+    cr_assert_eq(first, 4);
+    cr_assert_eq(store_reader_first(r, "x:1", 3, 4, &first), FONTE_OK);
+    cr_assert_eq(first, 0, "event 5 came after the snapshot");
+    cr_assert_eq(store_reader_get(r, 4, &data, &len), FONTE_OK);
+    cr_assert_eq(store_reader_get(r, 5, &data, &len), FONTE_ENOTFOUND);
+    store_reader_destroy(&r);
     store_snap_destroy(&snap);
     store_batch_destroy(&b);
     store_close(&s);
