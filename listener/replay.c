@@ -29,7 +29,10 @@
  * cursor table has its own mutex; the republish queue has a mutex shared
  * with the republish thread, which alone owns the XPUB socket. That
  * thread polls the XPUB (50 ms) while idle, to keep the subscription list
- * current, and picks up queued jobs between polls.
+ * current, and picks up queued jobs between polls. A streamed replay of
+ * the whole store has its log read by a scanner thread of its own
+ * (logscan.h; at most scan_threads at once) and its pages cut ahead by
+ * the prefetch thread (see "streamed whole-store replays" below).
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "replay.h"
@@ -49,6 +52,7 @@
 #include "array.h"
 #include "hash.h"
 #include "log.h"
+#include "logscan.h"
 #include "order.h"
 #include "query.h"
 
@@ -138,6 +142,7 @@ struct replay {
     bool pf_stop, pf_started;
     pthread_t pf_thread;
     atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
+    atomic_int scan_slots;     /* log scanner threads that may start */
 
     _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
         republished, running;
@@ -156,6 +161,7 @@ replay_opts_init(replay_opts_t *o)
     o->max_cursors = 64;
     o->cursor_ttl_us = 60 * 1000000LL;
     o->max_jobs = 16;
+    o->scan_threads = 2;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1094,6 +1100,7 @@ struct logstream {
     const replay_opts_t *o;
     const atomic_bool *stopping;
     atomic_size_t *ahead_bytes;
+    atomic_int *scan_slots;
     first_cache_t *firsts;
     order_stream_t *os;
     bool causal;
@@ -1113,10 +1120,11 @@ struct logstream {
     Fonte__Reply__Status fail_status; /* OK while the stream is good */
     char fail[256];
     /* Kept from page to page while the stream lives (setting them up
-     * again cost 90-240 us a page): the snapshot, the log iterator, a
-     * reader for held events and one for dependencies' first seqs. */
+     * again cost 90-240 us a page): the snapshot, the log scanner
+     * (logscan.h: the log read ahead on a thread of its own), a reader
+     * for held events and one for dependencies' first seqs. */
     store_snap_t *snap;
-    store_iter_t *it;
+    logscan_t *scan;
     store_reader_t *reader, *probe;
     order_name_t *deps; /* scratch */
     size_t cap_deps;
@@ -1134,7 +1142,7 @@ page_fini(page_t *pg)
 static void
 stream_release(logstream_t *ls)
 {
-    store_iter_destroy(&ls->it);
+    logscan_destroy(&ls->scan); /* joins its thread first */
     store_reader_destroy(&ls->reader);
     store_reader_destroy(&ls->probe);
     store_snap_destroy(&ls->snap);
@@ -1204,6 +1212,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     ls->o = &rp->o;
     ls->stopping = &rp->stopping;
     ls->ahead_bytes = &rp->ahead_bytes;
+    ls->scan_slots = &rp->scan_slots;
     ls->firsts = &rp->firsts;
     ls->causal = req->order != FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
     ls->after = req->after_seq;
@@ -1336,15 +1345,20 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             continue;
         }
         if (!ls->log_done) {
-            if (ls->it == NULL &&
-                (rc = store_iter_events(ls->snap, ls->next - 1, &ls->it)))
+            if (ls->scan == NULL &&
+                (rc = logscan_new(ls->snap, ls->next - 1, ls->hi,
+                                  ls->o->scan_threads > 0, ls->scan_slots,
+                                  ls->stopping, &ls->scan)))
                 break;
-            if (!store_iter_next(ls->it, &item)) {
-                if ((rc = store_iter_error(ls->it)) == FONTE_OK)
+            if ((rc = logscan_next(ls->scan, &item)) != FONTE_OK) {
+                if (rc == FONTE_ENOTFOUND)
                     rc = stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL,
                                      FONTE_ESTORE,
                                      "event %llu is missing from the log",
                                      (unsigned long long) ls->next);
+                else if (rc == FONTE_ECLOSED)
+                    rc = stream_fail(ls, FONTE__REPLY__STATUS__UNAVAILABLE,
+                                     rc, "the listener is shutting down");
                 break;
             }
             if ((rc = stream_push(ls, &item)) != FONTE_OK)
@@ -2160,6 +2174,7 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     if (rp->o.max_cursors == 0)
         rp->o.max_cursors = 1;
     rp->store = store;
+    atomic_init(&rp->scan_slots, rp->o.scan_threads > 0 ? rp->o.scan_threads : 0);
     rp->cursors = calloc(rp->o.max_cursors, sizeof *rp->cursors);
     if (rp->cursors == NULL) {
         free(rp);

@@ -54,6 +54,9 @@ typedef struct replay_opts {
     size_t max_jobs;        /* queued republishes, default 16 */
     size_t load_batch;      /* events whose gets are put in seq order at
                                once; 0 = 65536 (tests make it small) */
+    int scan_threads;       /* whole-store replays that may read the log
+                               ahead on a thread of their own at once,
+                               default 2; 0 = none (logscan.h) */
 } replay_opts_t;
 
 void replay_opts_init(replay_opts_t *o);

@@ -5,6 +5,7 @@
  * back through a REQ socket or, republished, through a SUB.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1483,6 +1484,114 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
     cr_assert_eq(asked[1], 998, "the second replay asked %llu again",
                  (unsigned long long) (asked[1] - asked[0]));
     replay_destroy(&rp);
+    store_close(&s);
+    tu_rmtree(dir);
+}
+
+/* Every event of a whole-store replay in pages of page_size, their bytes
+ * back to back in *all (free it); returns how many. */
+static size_t
+stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all)
+{
+    uint8_t cur[64];
+    size_t n = 0, cur_len = 0;
+    memset(all, 0, sizeof *all);
+    codec_writer_t w = { 0 };
+    do {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = "*";
+        r.page_size = page_size;
+        r.cursor.data = cur;
+        r.cursor.len = cur_len;
+        codec_buf_t out;
+        codec_reply_view_t v;
+        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+        cr_assert_eq(codec_reply_scan(out.data, out.len,
+                                      &codec_limits_default, &v), FONTE_OK);
+        cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK, "%.*s",
+                     (int) v.error.len, v.error.ptr);
+        size_t pos = 0;
+        codec_slice_t e;
+        while (codec_reply_next_event(&v, &pos, &e)) {
+            codec_writer_raw(&w, e.ptr, e.len);
+            n++;
+        }
+        cr_assert_leq(v.cursor.len, sizeof cur);
+        cur_len = v.cursor.len;
+        memcpy(cur, v.cursor.ptr, cur_len);
+        codec_buf_free(&out);
+    } while (cur_len > 0);
+    cr_assert(!w.failed);
+    all->data = w.data;
+    all->len = w.len;
+    return n;
+}
+
+/* How many threads of this process are named name. */
+static int
+threads_named(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *t;
+    int n = 0;
+    cr_assert_not_null(d);
+    while ((t = readdir(d)) != NULL) {
+        char path[300], comm[32] = "";
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", t->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread is gone */
+        if (fgets(comm, sizeof comm, f) != NULL)
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(f);
+        n += strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The log of a whole-store replay is read ahead on a thread of its own
+ * (logscan.h) when a slot is free, else in the thread cutting pages: the
+ * events, their order and their bytes are the same either way. */
+Test(replay, a_whole_store_stream_is_the_same_with_or_without_a_log_scanner)
+{
+    char dir[] = "/tmp/fonte-test-logscan-XXXXXX", err[256] = "";
+    store_t *s = NULL;
+    replay_t *threaded = NULL, *inline_ = NULL;
+    replay_on_store(dir, 20000, &s, &threaded); /* ~7 batches of log */
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    cr_assert_eq(ro.scan_threads, 2, "the default");
+    ro.scan_threads = 0;
+    cr_assert_eq(replay_new(&ro, s, &inline_, err, sizeof err), FONTE_OK,
+                 "%s", err);
+    /* a first page: the rest of the log is being read ahead (the queue
+     * full, the scanner waiting) by a thread; none without one */
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 100;
+    codec_buf_t a, b;
+    cr_assert_eq(replay_handle(inline_, s, &r, 0, &a), FONTE_OK);
+    cr_assert_eq(threads_named("fonte-logscan"), 0);
+    cr_assert_eq(replay_handle(threaded, s, &r, 0, &b), FONTE_OK);
+    /* the thread names itself once it runs: wait for that (5 s at most) */
+    int named = 0;
+    for (int i = 0; i < 500 && (named = threads_named("fonte-logscan")) == 0;
+         i++)
+        nanosleep(&(struct timespec) { 0, 10 * 1000000 }, NULL);
+    cr_assert_eq(named, 1);
+    codec_buf_free(&a);
+    codec_buf_free(&b);
+    cr_assert_eq(stream_all(threaded, s, 3000, &a), 20000);
+    cr_assert_eq(stream_all(inline_, s, 3000, &b), 20000);
+    cr_assert_eq(a.len, b.len, "%zu bytes against %zu", a.len, b.len);
+    cr_assert_eq(memcmp(a.data, b.data, a.len), 0);
+    codec_buf_free(&a);
+    codec_buf_free(&b);
+    replay_destroy(&inline_);
+    replay_destroy(&threaded);
     store_close(&s);
     tu_rmtree(dir);
 }

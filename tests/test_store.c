@@ -6,12 +6,14 @@
 #include <criterion/criterion.h>
 
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "logscan.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -616,6 +618,174 @@ Test(store, tables_are_read_with_pread_not_mmapped)
     else
         cr_assert_gt(table_mappings(o.dir), 0,
                      "an mmap build maps the tables it read");
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+/* ------------------------------------------------------------------ */
+/* logscan: the log read ahead on a thread of its own                  */
+
+TestSuite(logscan, .init = setup, .fini = teardown);
+
+/* A store of n events; every `big_every`-th (if not 0) has a payload of
+ * big bytes, the others 40. */
+static store_t *
+scan_store(uint64_t n, uint64_t big_every, size_t big)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    char obj[32];
+    uint8_t *pay = calloc(1, big > 40 ? big : 40);
+    cr_assert_not_null(pay);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (uint64_t i = 1; i <= n; i++) {
+        snprintf(obj, sizeof obj, "o:%llu", (unsigned long long) (i % 7));
+        Fonte__Event *ev = tu_event("a.b", obj, "p", 1, i);
+        size_t plen = big_every && i % big_every == 0 ? big : 40;
+        memset(pay, (int) (i & 0xff), plen);
+        tu_event_set_payload(ev, pay, plen, "raw");
+        enc_t e;
+        cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body),
+                     FONTE_OK);
+        codec_event_free(&ev);
+        cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim,
+                                      &e.view), FONTE_OK);
+        uint64_t seq = 0;
+        cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len,
+                                     &seq), FONTE_OK);
+        cr_assert_eq(seq, i);
+        enc_free(&e);
+        if (i % 1000 == 0)
+            cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    }
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    free(pay);
+    return s;
+}
+
+/* Scans (after, hi] and checks each event against a get of its seq:
+ * returns how many came, and the code that ended the scan. */
+static uint64_t
+scan_check(store_snap_t *snap, uint64_t after, uint64_t hi, bool threaded,
+           atomic_int *slots, fonte_err *end)
+{
+    logscan_t *sc = NULL;
+    store_item_t item;
+    uint64_t n = 0;
+    cr_assert_eq(logscan_new(snap, after, hi, threaded, slots, NULL, &sc),
+                 FONTE_OK);
+    cr_assert_eq(logscan_threaded(sc), threaded && slots != NULL);
+    while ((*end = logscan_next(sc, &item)) == FONTE_OK) {
+        cr_assert_eq(item.seq, after + 1 + n, "seq %llu at %llu",
+                     (unsigned long long) item.seq,
+                     (unsigned long long) (after + 1 + n));
+        void *data = NULL;
+        size_t len = 0;
+        cr_assert_eq(store_get_event(snap, item.seq, &data, &len), FONTE_OK);
+        cr_assert_eq(item.value.len, len);
+        cr_assert(memcmp(item.value.ptr, data, len) == 0, "event %llu",
+                  (unsigned long long) item.seq);
+        store_free(data);
+        n++;
+        if (item.seq == hi)
+            break;
+    }
+    if (*end == FONTE_OK) /* stopped at hi: the next call says so */
+        *end = logscan_next(sc, &item) == FONTE_ENOTFOUND ? FONTE_OK
+                                                          : FONTE_EINTERNAL;
+    logscan_destroy(&sc);
+    cr_assert_null(sc);
+    return n;
+}
+
+Test(logscan, reads_the_window_in_order_with_and_without_a_thread)
+{
+    /* 3000 events of ~100 bytes: a dozen batches; every 500th event is
+     * 600 KiB, bigger than a whole batch */
+    store_t *s = scan_store(3000, 500, (size_t) 600 << 10);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    store_snap_bulk(snap);
+    atomic_int slots = 1;
+    fonte_err end;
+    for (int threaded = 0; threaded < 2; threaded++) {
+        cr_assert_eq(scan_check(snap, 0, 3000, threaded, &slots, &end), 3000);
+        cr_assert_eq(end, FONTE_OK);
+        cr_assert_eq(scan_check(snap, 1234, 2501, threaded, &slots, &end),
+                     2501 - 1234);
+        cr_assert_eq(end, FONTE_OK);
+        cr_assert_eq(scan_check(snap, 2999, 3000, threaded, &slots, &end), 1);
+        cr_assert_eq(end, FONTE_OK);
+        cr_assert_eq(atomic_load(&slots), 1, "the slot is given back");
+    }
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+Test(logscan, a_log_that_ends_before_hi_is_enotfound_and_stays_so)
+{
+    store_t *s = scan_store(100, 0, 0);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    atomic_int slots = 1;
+    for (int threaded = 0; threaded < 2; threaded++) {
+        fonte_err end;
+        cr_assert_eq(scan_check(snap, 90, 150, threaded, &slots, &end), 10);
+        cr_assert_eq(end, FONTE_ENOTFOUND);
+        logscan_t *sc = NULL;
+        store_item_t item;
+        cr_assert_eq(logscan_new(snap, 100, 101, threaded, &slots, NULL, &sc),
+                     FONTE_OK);
+        cr_assert_eq(logscan_next(sc, &item), FONTE_ENOTFOUND);
+        cr_assert_eq(logscan_next(sc, &item), FONTE_ENOTFOUND, "sticky");
+        cr_assert_null(item.value.ptr);
+        logscan_destroy(&sc);
+    }
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+Test(logscan, only_as_many_threads_as_slots_and_stopping_is_eclosed)
+{
+    store_t *s = scan_store(2000, 1, 1000); /* 2 MB: 8 batches */
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    atomic_int slots = 1;
+    atomic_bool stopping = false;
+    logscan_t *a = NULL, *b = NULL, *c = NULL;
+    store_item_t item;
+    cr_assert_eq(logscan_new(snap, 0, 2000, true, &slots, &stopping, &a),
+                 FONTE_OK);
+    cr_assert_eq(logscan_new(snap, 0, 2000, true, &slots, &stopping, &b),
+                 FONTE_OK);
+    cr_assert(logscan_threaded(a));
+    cr_assert(!logscan_threaded(b), "no slot left: b reads in its caller");
+    cr_assert_eq(atomic_load(&slots), 0);
+    cr_assert_eq(logscan_next(a, &item), FONTE_OK);
+    cr_assert_eq(item.seq, 1);
+    cr_assert_eq(logscan_next(b, &item), FONTE_OK);
+    cr_assert_eq(item.seq, 1);
+    /* a's thread has its queue full by now, or soon: destroy stops and
+     * joins it all the same */
+    logscan_destroy(&a);
+    cr_assert_eq(atomic_load(&slots), 1);
+    /* stopping: the batch being read is finished, then ECLOSED */
+    atomic_store(&stopping, true);
+    fonte_err rc;
+    uint64_t n = 1;
+    while ((rc = logscan_next(b, &item)) == FONTE_OK)
+        n++;
+    cr_assert_eq(rc, FONTE_ECLOSED);
+    cr_assert_lt(n, 2000, "it stopped before the end");
+    cr_assert_eq(logscan_next(b, &item), FONTE_ECLOSED);
+    logscan_destroy(&b);
+    cr_assert_eq(logscan_new(snap, 0, 2000, true, &slots, &stopping, &c),
+                 FONTE_OK);
+    cr_assert(logscan_threaded(c));
+    cr_assert_eq(logscan_next(c, &item), FONTE_ECLOSED);
+    logscan_destroy(&c);
+    cr_assert_eq(atomic_load(&slots), 1);
     store_snap_destroy(&snap);
     store_close(&s);
 }
