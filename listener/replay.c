@@ -1388,8 +1388,12 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
                          REPLAY_ALL, (unsigned long long) (pg->pos + pg->n),
                          (unsigned long long) ls->total);
 out:
-    if (rc != FONTE_OK || (ls->finished && pg->pos + pg->n >= ls->total))
-        stream_release(ls); /* nothing more to read */
+    /* Every event cut (a page that ends at the last one need not have
+     * finished the order: nothing was held), or failed: what pins the
+     * store's files, and the scanner's slot, go now, not when the cursor
+     * (kept for a retry of this page) expires. */
+    if (rc != FONTE_OK || pg->pos + pg->n >= ls->total)
+        stream_release(ls);
     if (rc == FONTE_OK) {
         ls->pos = pg->pos + pg->n;
         ls->last_bytes = pg->w.len + 64; /* + what the answer adds */

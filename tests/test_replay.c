@@ -1488,45 +1488,6 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
     tu_rmtree(dir);
 }
 
-/* Every event of a whole-store replay in pages of page_size, their bytes
- * back to back in *all (free it); returns how many. */
-static size_t
-stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all)
-{
-    uint8_t cur[64];
-    size_t n = 0, cur_len = 0;
-    memset(all, 0, sizeof *all);
-    codec_writer_t w = { 0 };
-    do {
-        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
-        r.object = "*";
-        r.page_size = page_size;
-        r.cursor.data = cur;
-        r.cursor.len = cur_len;
-        codec_buf_t out;
-        codec_reply_view_t v;
-        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-        cr_assert_eq(codec_reply_scan(out.data, out.len,
-                                      &codec_limits_default, &v), FONTE_OK);
-        cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK, "%.*s",
-                     (int) v.error.len, v.error.ptr);
-        size_t pos = 0;
-        codec_slice_t e;
-        while (codec_reply_next_event(&v, &pos, &e)) {
-            codec_writer_raw(&w, e.ptr, e.len);
-            n++;
-        }
-        cr_assert_leq(v.cursor.len, sizeof cur);
-        cur_len = v.cursor.len;
-        memcpy(cur, v.cursor.ptr, cur_len);
-        codec_buf_free(&out);
-    } while (cur_len > 0);
-    cr_assert(!w.failed);
-    all->data = w.data;
-    all->len = w.len;
-    return n;
-}
-
 /* How many threads of this process are named name. */
 static int
 threads_named(const char *name)
@@ -1549,6 +1510,63 @@ threads_named(const char *name)
         n += strcmp(comm, name) == 0;
     }
     closedir(d);
+    return n;
+}
+
+/* Waits (5 s at most) for n threads named name; returns how many there
+ * were last (a thread names itself once it runs). */
+static int
+wait_threads_named(const char *name, int n)
+{
+    int got = threads_named(name);
+    for (int i = 0; i < 500 && got != n; i++) {
+        nanosleep(&(struct timespec) { 0, 10 * 1000000 }, NULL);
+        got = threads_named(name);
+    }
+    return got;
+}
+
+/* Every event of a whole-store replay in pages of page_size, their bytes
+ * back to back in *all (free it); returns how many. With scanning, checks
+ * after the first page that one log scanner thread reads ahead. */
+static size_t
+stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all,
+           bool scanning, Fonte__ReplayRequest__Order order)
+{
+    uint8_t cur[64];
+    size_t n = 0, cur_len = 0;
+    memset(all, 0, sizeof *all);
+    codec_writer_t w = { 0 };
+    do {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = "*";
+        r.page_size = page_size;
+        r.order = order;
+        r.cursor.data = cur;
+        r.cursor.len = cur_len;
+        codec_buf_t out;
+        codec_reply_view_t v;
+        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+        cr_assert_eq(codec_reply_scan(out.data, out.len,
+                                      &codec_limits_default, &v), FONTE_OK);
+        cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK, "%.*s",
+                     (int) v.error.len, v.error.ptr);
+        size_t pos = 0;
+        codec_slice_t e;
+        while (codec_reply_next_event(&v, &pos, &e)) {
+            codec_writer_raw(&w, e.ptr, e.len);
+            n++;
+        }
+        cr_assert_leq(v.cursor.len, sizeof cur);
+        cur_len = v.cursor.len;
+        memcpy(cur, v.cursor.ptr, cur_len);
+        codec_buf_free(&out);
+        if (scanning && n <= page_size)
+            cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
+    } while (cur_len > 0);
+    cr_assert(!w.failed);
+    all->data = w.data;
+    all->len = w.len;
     return n;
 }
 
@@ -1576,22 +1594,45 @@ Test(replay, a_whole_store_stream_is_the_same_with_or_without_a_log_scanner)
     cr_assert_eq(replay_handle(inline_, s, &r, 0, &a), FONTE_OK);
     cr_assert_eq(threads_named("fonte-logscan"), 0);
     cr_assert_eq(replay_handle(threaded, s, &r, 0, &b), FONTE_OK);
-    /* the thread names itself once it runs: wait for that (5 s at most) */
-    int named = 0;
-    for (int i = 0; i < 500 && (named = threads_named("fonte-logscan")) == 0;
-         i++)
-        nanosleep(&(struct timespec) { 0, 10 * 1000000 }, NULL);
-    cr_assert_eq(named, 1);
+    cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
     codec_buf_free(&a);
     codec_buf_free(&b);
-    cr_assert_eq(stream_all(threaded, s, 3000, &a), 20000);
-    cr_assert_eq(stream_all(inline_, s, 3000, &b), 20000);
+    cr_assert_eq(stream_all(threaded, s, 3000, &a, false,
+                            FONTE__REPLAY_REQUEST__ORDER__CAUSAL), 20000);
+    cr_assert_eq(stream_all(inline_, s, 3000, &b, false,
+                            FONTE__REPLAY_REQUEST__ORDER__CAUSAL), 20000);
     cr_assert_eq(a.len, b.len, "%zu bytes against %zu", a.len, b.len);
     cr_assert_eq(memcmp(a.data, b.data, a.len), 0);
     codec_buf_free(&a);
     codec_buf_free(&b);
     replay_destroy(&inline_);
     replay_destroy(&threaded);
+    store_close(&s);
+    tu_rmtree(dir);
+}
+
+/* A stream whose last page ends at its last event (20 000 events, pages
+ * of 2 000, in sequence order: nothing is held, so that page ends
+ * without the order being finished) lets go of its snapshot and its
+ * scanner's slot with that page, not when its cursor expires: three such
+ * replays one after the other each get a scanner thread, with two
+ * slots. */
+Test(replay, a_whole_store_stream_ends_with_its_last_page)
+{
+    char dir[] = "/tmp/fonte-test-logend-XXXXXX";
+    store_t *s = NULL;
+    replay_t *rp = NULL;
+    replay_on_store(dir, 20000, &s, &rp);
+    for (int k = 0; k < 3; k++) {
+        codec_buf_t all;
+        cr_assert_eq(stream_all(rp, s, 2000, &all, true,
+                                FONTE__REPLAY_REQUEST__ORDER__SEQUENCE),
+                     20000, "replay %d", k);
+        codec_buf_free(&all);
+        cr_assert_eq(wait_threads_named("fonte-logscan", 0), 0,
+                     "replay %d: its scanner was joined", k);
+    }
+    replay_destroy(&rp);
     store_close(&s);
     tu_rmtree(dir);
 }
