@@ -176,8 +176,12 @@ size_t store_event_keys(uint64_t seq, const codec_view_t *view,
 typedef struct store_snap store_snap_t;
 
 /* A consistent, read-only view of the store as of now. FONTE_ENOMEM.
- * Destroy with store_snap_destroy() before store_close. Thread: a
- * snapshot may be used by one thread at a time. */
+ * Destroy with store_snap_destroy() before store_close, and after every
+ * iterator and reader made from it. Thread: one thread at a time makes
+ * iterators and readers from a snapshot and calls its functions; each
+ * iterator or reader may then be used by a thread of its own (LevelDB's
+ * reads are thread-safe: the log scanner, logscan.h, reads with its
+ * iterator while the stream's thread reads with its readers). */
 fonte_err store_snap_new(store_t *s, store_snap_t **snap_p);
 void store_snap_destroy(store_snap_t **snap_p);
 
