@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 #define REC_HEAD 12 /* seq, len */
 
 typedef struct batch {
@@ -64,21 +66,14 @@ batch_free(batch_t *b)
     memset(b, 0, sizeof *b);
 }
 
-/* Room for n more bytes; false when out of memory. */
+/* Room for n more bytes, and at least a batch's; false when out of
+ * memory. */
 static bool
 batch_room(batch_t *b, size_t n)
 {
-    if (b->len + n <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : LOGSCAN_BATCH_BYTES;
-    while (cap < b->len + n)
-        cap *= 2;
-    uint8_t *p = realloc(b->buf, cap);
-    if (p == NULL)
-        return false;
-    b->buf = p;
-    b->cap = cap;
-    return true;
+    size_t need = b->len + n;
+    return grow((void **) &b->buf, &b->cap,
+                need > LOGSCAN_BATCH_BYTES ? need : LOGSCAN_BATCH_BYTES, 1);
 }
 
 /* Fills b (emptied first) with the next events, up to about a batch of

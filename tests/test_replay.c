@@ -1101,6 +1101,15 @@ Test(replay, republish_waits_for_the_target_not_the_catch_all)
     env_stop(&e);
 }
 
+/* Undoes build_store and what ran on it: the replay service, the store, the directory. */
+static void
+replay_off_store(const char *dir, store_t **s, replay_t **rp)
+{
+    replay_destroy(rp);
+    store_close(s);
+    tu_rmtree(dir);
+}
+
 /* A store of n events written directly (no ingest), for big replays. */
 static void
 build_store(const char *dir, size_t n)
@@ -1281,9 +1290,7 @@ Test(replay, a_hole_in_the_log_fails_the_stream_with_internal)
         fonte__reply__free_unpacked(rep, NULL);
         codec_buf_free(&out);
     }
-    replay_destroy(&rp);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &rp);
 }
 
 /* A replay service over a store of n events (build_store) in a new
@@ -1302,6 +1309,17 @@ replay_on_store(char *dir, size_t n, store_t **s, replay_t **rp)
     replay_opts_init(&ro);
     cr_assert_eq(replay_new(&ro, *s, rp, err, sizeof err), FONTE_OK, "%s",
                  err);
+}
+
+/* Asserts that a and b hold the same bytes, then frees both. */
+static void
+assert_same_bytes(codec_buf_t *a, codec_buf_t *b, const char *what)
+{
+    cr_assert_eq(a->len, b->len, "%s: %zu bytes against %zu", what, a->len,
+                 b->len);
+    cr_assert_eq(memcmp(a->data, b->data, a->len), 0, "%s", what);
+    codec_buf_free(a);
+    codec_buf_free(b);
 }
 
 /* A closure's events are read in seq order, load_batch of them at a
@@ -1339,16 +1357,10 @@ Test(replay, a_closure_read_in_small_batches_gives_the_same_answer)
             seen += strcmp(rep->replay->events[i]->object, objects[k]) != 0;
         cr_assert_gt(seen, 0, "no dependency's events in the answer");
         fonte__reply__free_unpacked(rep, NULL);
-        cr_assert_eq(a.len, b.len, "%s: %zu bytes against %zu", objects[k],
-                     a.len, b.len);
-        cr_assert_eq(memcmp(a.data, b.data, a.len), 0);
-        codec_buf_free(&a);
-        codec_buf_free(&b);
+        assert_same_bytes(&a, &b, objects[k]);
     }
     replay_destroy(&small);
-    replay_destroy(&one);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &one);
 }
 
 /* The query thread's try (a deadline): a planned object replay answers
@@ -1410,9 +1422,7 @@ Test(replay, a_replay_tried_with_a_deadline_answers_or_gives_up_unanswered)
     replay_counters(rp, &c);
     cr_assert_eq(c.requests, 2);
 
-    replay_destroy(&rp);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &rp);
 }
 
 Test(replay, a_stopping_listener_gives_up_planning)
@@ -1443,9 +1453,7 @@ Test(replay, a_stopping_listener_gives_up_planning)
     fonte__reply__free_unpacked(rep, NULL);
     codec_buf_free(&out);
 
-    replay_destroy(&rp);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &rp);
 }
 
 /* The first seq of every object named as a dependency is asked of the
@@ -1483,9 +1491,7 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
                  "not %llu", (unsigned long long) asked[0]);
     cr_assert_eq(asked[1], 998, "the second replay asked %llu again",
                  (unsigned long long) (asked[1] - asked[0]));
-    replay_destroy(&rp);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &rp);
 }
 
 /* How many threads of this process are named name. */
@@ -1601,14 +1607,9 @@ Test(replay, a_whole_store_stream_is_the_same_with_or_without_a_log_scanner)
                             FONTE__REPLAY_REQUEST__ORDER__CAUSAL), 20000);
     cr_assert_eq(stream_all(inline_, s, 3000, &b, false,
                             FONTE__REPLAY_REQUEST__ORDER__CAUSAL), 20000);
-    cr_assert_eq(a.len, b.len, "%zu bytes against %zu", a.len, b.len);
-    cr_assert_eq(memcmp(a.data, b.data, a.len), 0);
-    codec_buf_free(&a);
-    codec_buf_free(&b);
+    assert_same_bytes(&a, &b, "*");
     replay_destroy(&inline_);
-    replay_destroy(&threaded);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &threaded);
 }
 
 /* A stream whose last page ends at its last event (20 000 events, pages
@@ -1632,7 +1633,5 @@ Test(replay, a_whole_store_stream_ends_with_its_last_page)
         cr_assert_eq(wait_threads_named("fonte-logscan", 0), 0,
                      "replay %d: its scanner was joined", k);
     }
-    replay_destroy(&rp);
-    store_close(&s);
-    tu_rmtree(dir);
+    replay_off_store(dir, &s, &rp);
 }
