@@ -162,6 +162,7 @@ replay_opts_init(replay_opts_t *o)
     o->cursor_ttl_us = 60 * 1000000LL;
     o->max_jobs = 16;
     o->scan_threads = 2;
+    o->seen_after = 4096;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1082,6 +1083,16 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
  * the stream for good: every later request gets that answer. */
 #define AHEAD_BUDGET ((size_t) 32 << 20)
 #define AHEAD_PAGES 2
+/* Objects whose first seq in the window a causal stream remembers as
+ * their first events go by (about 50 bytes each: up to 13 MiB), once it
+ * has needed seen_after first seqs from the first-seq cache or the store
+ * (replay_opts: a store with more objects named as dependencies than
+ * that cache holds would seek for most of them on every replay, 20-30 us
+ * each). A
+ * dependency on one of them needs no seek; others are sought as
+ * before. Remembering costs a lookup per event (10-15% of a replay of
+ * the bench's store, which needs it not), hence not from the start. */
+#define SEEN_MAX ((size_t) 1 << 18)
 
 typedef struct page {
     uint64_t pos; /* where it begins in the replay */
@@ -1128,6 +1139,14 @@ struct logstream {
     store_reader_t *reader, *probe;
     order_name_t *deps; /* scratch */
     size_t cap_deps;
+    /* Causal streams: the objects seen so far in the window (at most
+     * SEEN_MAX) and the seq each was first seen at - its first seq in
+     * the window, since the log is read in order. */
+    order_names_t *seen;
+    uint64_t *seen_first;
+    size_t cap_seen;
+    bool seen_off;
+    size_t asked; /* first seqs this stream needed beyond what it saw */
 };
 
 static void
@@ -1142,6 +1161,10 @@ page_fini(page_t *pg)
 static void
 stream_release(logstream_t *ls)
 {
+    order_names_destroy(&ls->seen);
+    free(ls->seen_first);
+    ls->seen_first = NULL;
+    ls->cap_seen = 0;
     logscan_destroy(&ls->scan); /* joins its thread first */
     store_reader_destroy(&ls->reader);
     store_reader_destroy(&ls->probe);
@@ -1177,6 +1200,14 @@ stream_first(void *arg, const char *object, size_t len, uint64_t *first)
     logstream_t *ls = arg;
     fonte_err rc;
 
+    /* an object already seen in the window: the seq it was seen at */
+    uint32_t id;
+    if (ls->seen != NULL &&
+        order_names_find(ls->seen, object, len, &id) == FONTE_OK) {
+        *first = ls->seen_first[id];
+        return FONTE_OK;
+    }
+    ls->asked++;
     /* a cached first seq after the window's start is its first in it */
     *first = first_get(ls->firsts, object, len);
     if (*first <= ls->after) {
@@ -1228,6 +1259,29 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     return ls;
 }
 
+/* Remembers that object was first seen at seq, if it is new and there
+ * is room (a name not remembered is only sought later). */
+static void
+seen_note(logstream_t *ls, codec_slice_t object, uint64_t seq)
+{
+    uint32_t id;
+    int added = 0;
+
+    if (ls->seen == NULL && (ls->seen_off ||
+                             (ls->seen = order_names_new()) == NULL)) {
+        ls->seen_off = true; /* no memory for it: do without */
+        return;
+    }
+    size_t n = order_names_count(ls->seen);
+    if (n >= SEEN_MAX ||
+        !grow((void **) &ls->seen_first, &ls->cap_seen, n + 1,
+              sizeof *ls->seen_first))
+        return;
+    if (order_names_intern(ls->seen, object.ptr, object.len, &id, &added) ==
+            FONTE_OK && added)
+        ls->seen_first[id] = seq;
+}
+
 /* Reads the next log event into the order. */
 static fonte_err
 stream_push(logstream_t *ls, const store_item_t *item)
@@ -1250,6 +1304,8 @@ stream_push(logstream_t *ls, const store_item_t *item)
                            (unsigned long long) item->seq);
     if (!ls->causal)
         nd = 0; /* sequence order: dependencies impose nothing */
+    else if (ls->asked >= ls->o->seen_after)
+        seen_note(ls, object, item->seq);
     rc = order_stream_push(ls->os, item->seq, object, ls->deps, nd);
     if (rc == FONTE_ELIMIT)
         return stream_fail(ls, FONTE__REPLY__STATUS__LIMIT, rc,

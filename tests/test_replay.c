@@ -1456,42 +1456,90 @@ Test(replay, a_stopping_listener_gives_up_planning)
     replay_off_store(dir, &s, &rp);
 }
 
+/* What a_second_whole_store_replay_asks_the_store_no_first_seq's store
+ * (build_store, 3 000 events) costs in first-seq lookups to a fresh
+ * replay service with seen_after: event i is of obj:(i % 1000), so
+ * obj:d is first seen at i = d; every third event names obj:(7i % 1000).
+ * A name is asked of the store when first named (not by its own event:
+ * no edge) if the stream has not remembered seeing it - it remembers
+ * what it sees once it has needed seen_after first seqs (of objects it
+ * had not seen: asked of the cache or the store). */
+static uint64_t
+expected_lookups(size_t seen_after)
+{
+    bool named[1000] = { false }, seen[1000] = { false };
+    uint64_t asked = 0;
+    for (size_t i = 0; i < 3000; i++) {
+        if (asked >= seen_after)
+            seen[i % 1000] = true;
+        if (i % 3 != 0)
+            continue;
+        size_t d = (i * 7) % 1000;
+        if (!named[d] && d != i % 1000 && !seen[d])
+            asked++;
+        named[d] = true;
+    }
+    return asked;
+}
+
 /* The first seq of every object named as a dependency is asked of the
  * store once, by the first whole-store replay; the second takes all of
  * them from the cache (direct-mapped, some evicted each other and were
- * asked again on every replay). */
+ * asked again on every replay). A stream that remembers the objects it
+ * sees (seen_after) asks only for those named before any event of their
+ * own went by. */
 Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
 {
-    char dir[] = "/tmp/fonte-test-firsts-XXXXXX";
+    char dir[] = "/tmp/fonte-test-firsts-XXXXXX", err[256] = "";
     store_t *s = NULL;
-    replay_t *rp = NULL;
-    replay_on_store(dir, 3000, &s, &rp); /* 1 000 objects named as deps */
+    replay_t *rp[3] = { NULL, NULL, NULL };
+    replay_on_store(dir, 3000, &s, &rp[0]); /* 1 000 objects named */
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    cr_assert_eq(ro.seen_after, 4096, "the default");
+    const size_t seen_after[3] = { 4096, 0, 50 };
+    for (int k = 1; k < 3; k++) {
+        ro.seen_after = seen_after[k];
+        cr_assert_eq(replay_new(&ro, s, &rp[k], err, sizeof err), FONTE_OK,
+                     "%s", err);
+    }
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     r.object = "*";
     r.page_size = 5000;
-    replay_counters_t c;
-    uint64_t asked[2];
-    for (int k = 0; k < 2; k++) {
-        codec_buf_t out;
-        Fonte__Reply *rep = NULL;
-        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-        cr_assert_eq(codec_reply_decode(out.data, out.len,
-                                        &codec_limits_default, &rep),
-                     FONTE_OK);
-        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
-        cr_assert_eq(rep->replay->n_events, 3000);
-        fonte__reply__free_unpacked(rep, NULL);
-        codec_buf_free(&out);
-        replay_counters(rp, &c);
-        asked[k] = c.first_lookups;
+    uint64_t asked[3][2];
+    for (int k = 0; k < 3; k++) {
+        for (int again = 0; again < 2; again++) {
+            codec_buf_t out;
+            Fonte__Reply *rep = NULL;
+            cr_assert_eq(replay_handle(rp[k], s, &r, 0, &out), FONTE_OK);
+            cr_assert_eq(codec_reply_decode(out.data, out.len,
+                                            &codec_limits_default, &rep),
+                         FONTE_OK);
+            cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+            cr_assert_eq(rep->replay->n_events, 3000);
+            fonte__reply__free_unpacked(rep, NULL);
+            codec_buf_free(&out);
+            replay_counters_t c;
+            replay_counters(rp[k], &c);
+            asked[k][again] = c.first_lookups;
+        }
     }
-    /* 1 000 names, but obj:0 and obj:500 are named only by their own
-     * events (i = 0, 1500: no edge, nothing to ask) */
-    cr_assert_eq(asked[0], 998, "one lookup per object named as a dep, "
-                 "not %llu", (unsigned long long) asked[0]);
-    cr_assert_eq(asked[1], 998, "the second replay asked %llu again",
-                 (unsigned long long) (asked[1] - asked[0]));
-    replay_off_store(dir, &s, &rp);
+    /* by default: 1 000 names, but obj:0 and obj:500 are named only by
+     * their own events (i = 0, 1500: no edge, nothing to ask) */
+    cr_assert_eq(expected_lookups(4096), 998);
+    cr_assert_lt(expected_lookups(50), 998);
+    cr_assert_lt(expected_lookups(0), expected_lookups(50));
+    for (int k = 0; k < 3; k++) {
+        uint64_t want = expected_lookups(seen_after[k]);
+        cr_assert_eq(asked[k][0], want, "seen_after %zu: %llu lookups, not "
+                     "%llu", seen_after[k], (unsigned long long) asked[k][0],
+                     (unsigned long long) want);
+        cr_assert_eq(asked[k][1], want, "the second replay asked %llu again",
+                     (unsigned long long) (asked[k][1] - asked[k][0]));
+    }
+    replay_destroy(&rp[2]);
+    replay_destroy(&rp[1]);
+    replay_off_store(dir, &s, &rp[0]);
 }
 
 /* How many threads of this process are named name. */
@@ -1532,22 +1580,20 @@ wait_threads_named(const char *name, int n)
     return got;
 }
 
-/* Every event of a whole-store replay in pages of page_size, their bytes
- * back to back in *all (free it); returns how many. With scanning, checks
- * after the first page that one log scanner thread reads ahead. */
+/* Every event of the replay asked by req (its cursor unused), page by
+ * page, their bytes back to back in *all (free it); returns how many.
+ * With scanning, checks after the first page that one log scanner
+ * thread reads ahead. */
 static size_t
-stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all,
-           bool scanning, Fonte__ReplayRequest__Order order)
+replay_all(replay_t *rp, store_t *s, const Fonte__ReplayRequest *req,
+           codec_buf_t *all, bool scanning)
 {
     uint8_t cur[64];
     size_t n = 0, cur_len = 0;
     memset(all, 0, sizeof *all);
     codec_writer_t w = { 0 };
     do {
-        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
-        r.object = "*";
-        r.page_size = page_size;
-        r.order = order;
+        Fonte__ReplayRequest r = *req;
         r.cursor.data = cur;
         r.cursor.len = cur_len;
         codec_buf_t out;
@@ -1567,13 +1613,25 @@ stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all,
         cur_len = v.cursor.len;
         memcpy(cur, v.cursor.ptr, cur_len);
         codec_buf_free(&out);
-        if (scanning && n <= page_size)
+        if (scanning && n <= req->page_size)
             cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
     } while (cur_len > 0);
     cr_assert(!w.failed);
     all->data = w.data;
     all->len = w.len;
     return n;
+}
+
+/* replay_all of "*" in pages of page_size, in order. */
+static size_t
+stream_all(replay_t *rp, store_t *s, uint32_t page_size, codec_buf_t *all,
+           bool scanning, Fonte__ReplayRequest__Order order)
+{
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = page_size;
+    r.order = order;
+    return replay_all(rp, s, &r, all, scanning);
 }
 
 /* The log of a whole-store replay is read ahead on a thread of its own
@@ -1633,5 +1691,115 @@ Test(replay, a_whole_store_stream_ends_with_its_last_page)
         cr_assert_eq(wait_threads_named("fonte-logscan", 0), 0,
                      "replay %d: its scanner was joined", k);
     }
+    replay_off_store(dir, &s, &rp);
+}
+
+/* A stream that remembers the objects it sees (seen_after 0: from its
+ * start) takes their first seqs from the log instead of the store; the
+ * order is the same as planned, for the whole store and for a window
+ * that starts after some objects' first events (their first seqs in it
+ * are later ones). */
+Test(replay, a_stream_remembering_what_it_sees_keeps_the_planned_order)
+{
+    char dir[] = "/tmp/fonte-test-seen-XXXXXX", err[256] = "";
+    store_t *s = NULL;
+    replay_t *rp = NULL, *seeing = NULL;
+    replay_on_store(dir, 6000, &s, &rp);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    ro.seen_after = 0;
+    cr_assert_eq(replay_new(&ro, s, &seeing, err, sizeof err), FONTE_OK,
+                 "%s", err);
+    char *types[] = { "thing.changed" }; /* every event: but planned */
+    const uint64_t after[] = { 0, 1500, 5990 };
+    for (size_t w = 0; w < 3; w++) {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = "*";
+        r.page_size = 1700;
+        r.after_seq = after[w];
+        codec_buf_t planned, seen, plain;
+        r.types = types;
+        r.n_types = 1;
+        size_t n = replay_all(rp, s, &r, &planned, false);
+        cr_assert_eq(n, 6000 - after[w]);
+        r.types = NULL;
+        r.n_types = 0;
+        cr_assert_eq(replay_all(seeing, s, &r, &seen, false), n);
+        cr_assert_eq(replay_all(rp, s, &r, &plain, false), n);
+        codec_buf_t copy = { malloc(planned.len ? planned.len : 1),
+                             planned.len, NULL };
+        cr_assert_not_null(copy.data);
+        memcpy(copy.data, planned.data, planned.len);
+        assert_same_bytes(&planned, &seen, "planned and seen");
+        assert_same_bytes(&copy, &plain, "planned and not seen");
+    }
+    replay_counters_t a, b;
+    replay_counters(rp, &a);
+    replay_counters(seeing, &b);
+    cr_assert_lt(b.first_lookups, a.first_lookups,
+                 "seeing asked the store %llu times, the other %llu",
+                 (unsigned long long) b.first_lookups,
+                 (unsigned long long) a.first_lookups);
+    replay_destroy(&seeing);
+    replay_off_store(dir, &s, &rp);
+}
+
+/* What a stream remembers of an object is its FIRST seq: A at 1, A at 2
+ * waiting for Z (stored at 5), B at 3 depending on A, C at 4, Z at 5.
+ * B waits for A's first event (1, out), not for A's latest before it
+ * (2, held): the order is 1, 3, 4, 5, 2. */
+Test(replay, a_stream_remembers_an_objects_first_seq_not_its_last)
+{
+    char dir[] = "/tmp/fonte-test-seenfirst-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    so.sync = false;
+    store_t *s = NULL;
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    static const char *const objs[] = { "a", "a", "b", "c", "z" };
+    static const char *const deps[] = { NULL, "z", "a", NULL, NULL };
+    for (size_t i = 0; i < 5; i++) {
+        Fonte__Event *ev = tu_event("thing.changed", objs[i], "p", 1, i + 1);
+        if (deps[i] != NULL)
+            tu_event_add_dep(ev, deps[i]);
+        codec_buf_t t, body;
+        codec_view_t v;
+        cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
+                     FONTE_OK);
+        cr_assert_eq(codec_event_scan(body.data, body.len,
+                                      &codec_limits_default, &v), FONTE_OK);
+        cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL),
+                     FONTE_OK);
+        codec_buf_free(&t);
+        codec_buf_free(&body);
+        codec_event_free(&ev);
+    }
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    ro.seen_after = 0;
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    codec_buf_t out;
+    Fonte__Reply *rep = NULL;
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    static const uint64_t want[] = { 1, 3, 4, 5, 2 };
+    cr_assert_eq(rep->replay->n_events, 5);
+    for (size_t i = 0; i < 5; i++)
+        cr_assert_eq(rep->replay->events[i]->seq, want[i], "item %zu: %llu",
+                     i, (unsigned long long) rep->replay->events[i]->seq);
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
     replay_off_store(dir, &s, &rp);
 }
