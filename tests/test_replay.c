@@ -1444,6 +1444,23 @@ Test(replay, a_stopping_listener_gives_up_planning)
     fonte__reply__free_unpacked(rep, NULL);
     codec_buf_free(&out);
 
+    /* a stream under way, its log being read ahead: pages cut ahead
+     * before the stop are still answered, then UNAVAILABLE */
+    Fonte__ReplayRequest p = FONTE__REPLAY_REQUEST__INIT;
+    p.object = "*";
+    p.page_size = 100;
+    cr_assert_eq(replay_handle(rp, s, &p, 0, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    uint8_t cur[64];
+    cr_assert_leq(rep->replay->cursor.len, sizeof cur);
+    memcpy(cur, rep->replay->cursor.data, rep->replay->cursor.len);
+    p.cursor.data = cur;
+    p.cursor.len = rep->replay->cursor.len;
+    fonte__reply__free_unpacked(rep, NULL);
+    codec_buf_free(&out);
+
     replay_stop(rp);
     cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
     cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
@@ -1453,7 +1470,27 @@ Test(replay, a_stopping_listener_gives_up_planning)
     fonte__reply__free_unpacked(rep, NULL);
     codec_buf_free(&out);
 
-    replay_off_store(dir, &s, &rp);
+    int ok_pages = 0;
+    for (;;) {
+        cr_assert_eq(replay_handle(rp, s, &p, 0, &out), FONTE_OK);
+        cr_assert_eq(codec_reply_decode(out.data, out.len,
+                                        &codec_limits_default, &rep),
+                     FONTE_OK);
+        int status = rep->status;
+        if (status == FONTE__REPLY__STATUS__OK) {
+            ok_pages++;
+            memcpy(cur, rep->replay->cursor.data, rep->replay->cursor.len);
+        } else {
+            cr_assert_eq(status, FONTE__REPLY__STATUS__UNAVAILABLE);
+            cr_assert_str_eq(rep->error, "the listener is shutting down");
+        }
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_buf_free(&out);
+        if (status != FONTE__REPLY__STATUS__OK)
+            break;
+        cr_assert_leq(ok_pages, 2, "at most the two pages cut ahead");
+    }
+    replay_off_store(dir, &s, &rp); /* joins the stream's scanner */
 }
 
 /* What a_second_whole_store_replay_asks_the_store_no_first_seq's store
