@@ -143,6 +143,7 @@ struct replay {
     pthread_t pf_thread;
     atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
     atomic_int scan_slots;     /* log scanner threads that may start */
+    atomic_size_t seen_names;  /* objects the streams remember, together */
 
     _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
         republished, running;
@@ -1084,15 +1085,16 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
 #define AHEAD_BUDGET ((size_t) 32 << 20)
 #define AHEAD_PAGES 2
 /* Objects whose first seq in the window a causal stream remembers as
- * their first events go by (about 50 bytes each: up to 13 MiB), once it
- * has needed seen_after first seqs from the first-seq cache or the store
- * (replay_opts: a store with more objects named as dependencies than
- * that cache holds would seek for most of them on every replay, 20-30 us
- * each). A
- * dependency on one of them needs no seek; others are sought as
- * before. Remembering costs a lookup per event (10-15% of a replay of
- * the bench's store, which needs it not), hence not from the start. */
+ * their first events go by (about 50 bytes each: up to 13 MiB a stream,
+ * 52 MiB for all), once it has needed seen_after first seqs from the
+ * first-seq cache or the store (replay_opts: a store with more objects
+ * named as dependencies than that cache holds would seek for most of
+ * them on every replay, 10-30 us each). A dependency on one of them
+ * needs no seek; others are sought as before. Remembering costs a
+ * lookup per event (10-15% of a replay of the bench's store, which needs
+ * it not), hence not from the start. */
 #define SEEN_MAX ((size_t) 1 << 18)
+#define SEEN_ALL_MAX ((size_t) 1 << 20) /* all streams together: 52 MiB */
 
 typedef struct page {
     uint64_t pos; /* where it begins in the replay */
@@ -1112,6 +1114,7 @@ struct logstream {
     const atomic_bool *stopping;
     atomic_size_t *ahead_bytes;
     atomic_int *scan_slots;
+    atomic_size_t *seen_names;
     first_cache_t *firsts;
     order_stream_t *os;
     bool causal;
@@ -1161,6 +1164,8 @@ page_fini(page_t *pg)
 static void
 stream_release(logstream_t *ls)
 {
+    if (ls->seen != NULL)
+        atomic_fetch_sub(ls->seen_names, order_names_count(ls->seen));
     order_names_destroy(&ls->seen);
     free(ls->seen_first);
     ls->seen_first = NULL;
@@ -1244,6 +1249,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     ls->stopping = &rp->stopping;
     ls->ahead_bytes = &rp->ahead_bytes;
     ls->scan_slots = &rp->scan_slots;
+    ls->seen_names = &rp->seen_names;
     ls->firsts = &rp->firsts;
     ls->causal = req->order != FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
     ls->after = req->after_seq;
@@ -1273,13 +1279,15 @@ seen_note(logstream_t *ls, codec_slice_t object, uint64_t seq)
         return;
     }
     size_t n = order_names_count(ls->seen);
-    if (n >= SEEN_MAX ||
+    if (n >= SEEN_MAX || atomic_load(ls->seen_names) >= SEEN_ALL_MAX ||
         !grow((void **) &ls->seen_first, &ls->cap_seen, n + 1,
               sizeof *ls->seen_first))
         return;
     if (order_names_intern(ls->seen, object.ptr, object.len, &id, &added) ==
-            FONTE_OK && added)
+            FONTE_OK && added) {
         ls->seen_first[id] = seq;
+        atomic_fetch_add(ls->seen_names, 1);
+    }
 }
 
 /* Reads the next log event into the order. */
