@@ -1110,6 +1110,27 @@ replay_off_store(const char *dir, store_t **s, replay_t **rp)
     tu_rmtree(dir);
 }
 
+/* Puts a "thing.changed" event of object (from producer, session 1,
+ * producer seq pseq; depending on dep unless NULL) into b. */
+static void
+put_event(store_batch_t *b, const char *object, const char *producer,
+          uint64_t pseq, const char *dep)
+{
+    Fonte__Event *ev = tu_event("thing.changed", object, producer, 1, pseq);
+    if (dep != NULL)
+        tu_event_add_dep(ev, dep);
+    codec_buf_t t, body;
+    codec_view_t v;
+    cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
+                 FONTE_OK);
+    cr_assert_eq(codec_event_scan(body.data, body.len, &codec_limits_default,
+                                  &v), FONTE_OK);
+    cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL), FONTE_OK);
+    codec_buf_free(&t);
+    codec_buf_free(&body);
+    codec_event_free(&ev);
+}
+
 /* A store of n events written directly (no ingest), for big replays. */
 static void
 build_store(const char *dir, size_t n)
@@ -1124,25 +1145,10 @@ build_store(const char *dir, size_t n)
     cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
     cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     for (size_t i = 0; i < n; i++) {
-        char object[32];
+        char object[32], dep[32];
         snprintf(object, sizeof object, "obj:%zu", i % 1000);
-        Fonte__Event *ev = tu_event("thing.changed", object, "bulk", 1, i + 1);
-        if (i % 3 == 0) {
-            char dep[32];
-            snprintf(dep, sizeof dep, "obj:%zu", (i * 7) % 1000);
-            tu_event_add_dep(ev, dep);
-        }
-        codec_buf_t t, body;
-        codec_view_t v;
-        cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
-                     FONTE_OK);
-        cr_assert_eq(codec_event_scan(body.data, body.len,
-                                      &codec_limits_default, &v), FONTE_OK);
-        cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL),
-                     FONTE_OK);
-        codec_buf_free(&t);
-        codec_buf_free(&body);
-        codec_event_free(&ev);
+        snprintf(dep, sizeof dep, "obj:%zu", (i * 7) % 1000);
+        put_event(b, object, "bulk", i + 1, i % 3 == 0 ? dep : NULL);
         if (store_batch_count(b) == 10000 || i + 1 == n) {
             cr_assert_eq(store_batch_commit(b), FONTE_OK);
             store_batch_clear(b);
@@ -1799,22 +1805,8 @@ Test(replay, a_stream_remembers_an_objects_first_seq_not_its_last)
     cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     static const char *const objs[] = { "a", "a", "b", "c", "z" };
     static const char *const deps[] = { NULL, "z", "a", NULL, NULL };
-    for (size_t i = 0; i < 5; i++) {
-        Fonte__Event *ev = tu_event("thing.changed", objs[i], "p", 1, i + 1);
-        if (deps[i] != NULL)
-            tu_event_add_dep(ev, deps[i]);
-        codec_buf_t t, body;
-        codec_view_t v;
-        cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
-                     FONTE_OK);
-        cr_assert_eq(codec_event_scan(body.data, body.len,
-                                      &codec_limits_default, &v), FONTE_OK);
-        cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL),
-                     FONTE_OK);
-        codec_buf_free(&t);
-        codec_buf_free(&body);
-        codec_event_free(&ev);
-    }
+    for (size_t i = 0; i < 5; i++)
+        put_event(b, objs[i], "p", i + 1, deps[i]);
     cr_assert_eq(store_batch_commit(b), FONTE_OK);
     store_batch_destroy(&b);
     replay_opts_t ro;
