@@ -12,13 +12,15 @@
  *
  * The end of the scan - hi reached, the log ended early, a read error,
  * stopping - is the batch flagged `last`, carrying the code the reader
- * gets once its events are read (FONTE_OK: hi was reached). After it the
- * thread is gone, and nothing else is queued.
+ * gets once its events are read (FONTE_OK: hi was reached, and a call
+ * after that says FONTE_ENOTFOUND). After it the thread is gone, and
+ * nothing else is queued.
  *
  * Invariants: only the scanner thread (or, without one, the reader)
- * touches `it` and `next`; `stop`, set by destroy under lock, is seen by
- * the scanner before it fills or queues another batch; the thread is
- * joined before the iterator is destroyed.
+ * touches `it`; the queue, `spare` and `stop` are under `lock`; `stop`,
+ * set by destroy, is seen by the scanner before it fills or queues
+ * another batch; the thread is joined before the iterator is destroyed
+ * and before the slot it took is given back.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "logscan.h"
