@@ -645,6 +645,7 @@ typedef struct server {
     char cursors[8][16]; /* cursor of each request received */
     uint8_t peers[16][16]; /* distinct routing ids seen: one a connection */
     int n_peers;
+    void *monitor; /* PAIR: the ROUTER's ZMQ_EVENT_ACCEPTED events */
 } server_t;
 
 /* Counts id among the server's distinct peers. */
@@ -781,6 +782,15 @@ server_start_at(server_t *sv, const char *endpoint, int replies,
     sv->pages = pages;
     sv->router = zmq_socket(zctx, ZMQ_ROUTER);
     zmq_setsockopt(sv->router, ZMQ_LINGER, &linger, sizeof linger);
+    /* its accepted connections, watched from before it binds */
+    static atomic_int n_monitors;
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://test-server-%d",
+             atomic_fetch_add(&n_monitors, 1));
+    cr_assert_eq(zmq_socket_monitor(sv->router, mon, ZMQ_EVENT_ACCEPTED), 0);
+    sv->monitor = zmq_socket(zctx, ZMQ_PAIR);
+    zmq_setsockopt(sv->monitor, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(zmq_connect(sv->monitor, mon), 0);
     /* a ROUTER just closed on this port lets it go in its I/O thread, a
      * moment later: try again, for a bounded time */
     int rc, tries = 0;
@@ -806,6 +816,27 @@ server_stop(server_t *sv)
 {
     atomic_store(&sv->stop, true);
     pthread_join(sv->thread, NULL);
+    zmq_close(sv->monitor);
+}
+
+/* Waits (WAIT_MS at most) until the server has accepted a connection;
+ * true if it did. */
+static bool
+server_wait_accepted(server_t *sv)
+{
+    int timeout = WAIT_MS;
+    zmq_setsockopt(sv->monitor, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    zmq_msg_init(&addr);
+    bool ok = zmq_msg_recv(&ev, sv->monitor, 0) >= 6 &&
+              zmq_msg_recv(&addr, sv->monitor, 0) >= 0;
+    uint16_t event = 0;
+    if (ok)
+        memcpy(&event, zmq_msg_data(&ev), sizeof event);
+    zmq_msg_close(&ev);
+    zmq_msg_close(&addr);
+    return ok && event == ZMQ_EVENT_ACCEPTED;
 }
 
 static fonte_client_t *
@@ -1061,6 +1092,10 @@ Test(client, a_pooled_socket_survives_a_listener_restart)
     cr_assert_eq(sv.requests, 1);
 
     server_start_at(&sv, endpoint, 10, FONTE__REPLY__STATUS__OK, 1);
+    /* Once the pooled socket has reconnected, it serves. (A request sent
+     * before the client has seen the old connection drop can go out on
+     * it and be lost - what the retries are for, off here.) */
+    cr_assert(server_wait_accepted(&sv), "the client reconnected");
     cr_assert_eq(fonte_status(c, &st), FONTE_OK);
     cr_assert_eq(st.last_seq, 12);
     fonte_client_stats(c, &cs);
