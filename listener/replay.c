@@ -2242,7 +2242,8 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     if (rp->o.max_cursors == 0)
         rp->o.max_cursors = 1;
     rp->store = store;
-    atomic_init(&rp->scan_slots, rp->o.scan_threads > 0 ? rp->o.scan_threads : 0);
+    atomic_init(&rp->scan_slots,
+                rp->o.scan_threads > 0 ? rp->o.scan_threads : 0);
     rp->cursors = calloc(rp->o.max_cursors, sizeof *rp->cursors);
     if (rp->cursors == NULL) {
         free(rp);

@@ -10,7 +10,6 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <sched.h>
 
 #include <signal.h>
@@ -978,41 +977,14 @@ Test(listener, taken_query_port_is_an_io_error)
     cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
 }
 
-/* How many of this process's threads are named `comm`, and how many of
- * those may run on exactly the CPUs `cpus` (a Cpus_allowed_list). */
+/* How many of this process's threads are named `comm` (*n), and how
+ * many of those may run on exactly the CPUs `cpus` (a
+ * Cpus_allowed_list). */
 static void
 threads_named(const char *comm, const char *cpus, int *n, int *on_cpus)
 {
-    char path[300], line[256];
-    *n = *on_cpus = 0;
-    DIR *d = opendir("/proc/self/task");
-    cr_assert_not_null(d);
-    struct dirent *t;
-    while ((t = readdir(d)) != NULL) {
-        if (t->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", t->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue; /* the thread ended meanwhile */
-        bool named = fgets(line, sizeof line, f) != NULL &&
-                     strncmp(line, comm, strlen(comm)) == 0 &&
-                     line[strlen(comm)] == '\n';
-        fclose(f);
-        if (!named)
-            continue;
-        (*n)++;
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", t->d_name);
-        if ((f = fopen(path, "r")) == NULL)
-            continue;
-        while (fgets(line, sizeof line, f) != NULL)
-            if (strncmp(line, "Cpus_allowed_list:\t", 19) == 0) {
-                line[strcspn(line, "\n")] = '\0';
-                *on_cpus += strcmp(line + 19, cpus) == 0;
-            }
-        fclose(f);
-    }
-    closedir(d);
+    *n = tu_threads_named(comm, cpus, on_cpus);
+    cr_assert_geq(*n, 0, "/proc/self/task cannot be read");
 }
 
 /* Waits (up to 5 s, looking every 10 ms) until at least n_min threads

@@ -5,7 +5,6 @@
  * back through a REQ socket or, republished, through a SUB.
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1589,24 +1588,8 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
 static int
 threads_named(const char *name)
 {
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *t;
-    int n = 0;
-    cr_assert_not_null(d);
-    while ((t = readdir(d)) != NULL) {
-        char path[300], comm[32] = "";
-        if (t->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", t->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue; /* the thread is gone */
-        if (fgets(comm, sizeof comm, f) != NULL)
-            comm[strcspn(comm, "\n")] = '\0';
-        fclose(f);
-        n += strcmp(comm, name) == 0;
-    }
-    closedir(d);
+    int n = tu_threads_named(name, NULL, NULL);
+    cr_assert_geq(n, 0, "/proc/self/task cannot be read");
     return n;
 }
 

@@ -61,6 +61,11 @@ unsigned tu_free_port(void);
  * errors are ignored. */
 void tu_rmtree(const char *dir);
 
+/* How many of this process's threads are named comm (-1 if /proc cannot
+ * be read) and, with cpus and on_cpus, how many of those may run on
+ * exactly the CPUs cpus (a Cpus_allowed_list, e.g. "0-1"). */
+int tu_threads_named(const char *comm, const char *cpus, int *on_cpus);
+
 /* Checks a two-frame message made of topic and body. */
 fonte_err tu_check(const char *topic, const void *body, size_t len,
                    codec_class_t *cls);
