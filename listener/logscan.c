@@ -16,11 +16,19 @@
  * after that says FONTE_ENOTFOUND). After it the thread is gone, and
  * nothing else is queued.
  *
+ * Parking (logscan_park) stops the thread but keeps what it read: the
+ * scanner queues the batch it was filling, then exits; the reader takes
+ * the queued batches first and fills the next ones itself, in order, so
+ * the events are the same. logscan_resume starts a thread again, which
+ * queues after what is already queued.
+ *
  * Invariants: only the scanner thread (or, without one, the reader)
- * touches `it`; the queue, `spare` and `stop` are under `lock`; `stop`,
- * set by destroy, is seen by the scanner before it fills or queues
- * another batch; the thread is joined before the iterator is destroyed
- * and before the slot it took is given back.
+ * touches `it`; the queue, `spare`, `stop`, `park` and `ended` are under
+ * `lock`; `stop`, set by destroy, is seen by the scanner before it fills
+ * or queues another batch; `park` before it fills another; the thread is
+ * joined before the iterator is destroyed or used by the reader, and
+ * before the slot it took is given back; once a `last` batch is made
+ * (`ended`), nothing is filled again.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "logscan.h"
@@ -53,6 +61,8 @@ struct logscan {
     batch_t q[LOGSCAN_BATCHES]; /* the queue: q[head .. head + n) */
     size_t head, n;
     bool stop;
+    bool park;  /* the scanner is to exit, its batches kept */
+    bool ended; /* the `last` batch was made */
     pthread_t thread;
 
     uint8_t *spare;  /* a read batch's buffer, for the scanner to reuse */
@@ -129,9 +139,9 @@ scan_main(void *arg)
     while (!last) {
         batch_t b = { 0 };
         pthread_mutex_lock(&s->lock);
-        while (s->n == LOGSCAN_BATCHES && !s->stop)
+        while (s->n == LOGSCAN_BATCHES && !s->stop && !s->park)
             pthread_cond_wait(&s->room, &s->lock);
-        bool stop = s->stop;
+        bool stop = s->stop || s->park;
         b.buf = s->spare; /* a buffer the reader is done with, if any */
         b.cap = s->spare_cap;
         s->spare = NULL;
@@ -148,8 +158,11 @@ scan_main(void *arg)
             batch_free(&b);
             last = true;
         } else {
+            /* room: only this thread queues, and it waited for room */
             s->q[(s->head + s->n) % LOGSCAN_BATCHES] = b;
             s->n++;
+            s->ended = last;
+            last = last || s->park; /* parked: what it read is kept */
             pthread_cond_signal(&s->ready);
         }
         pthread_mutex_unlock(&s->lock);
@@ -177,18 +190,51 @@ logscan_new(store_snap_t *snap, uint64_t after, uint64_t hi, bool threaded,
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->room, NULL);
     pthread_cond_init(&s->ready, NULL);
-    if (threaded && slots != NULL) {
-        if (atomic_fetch_sub(slots, 1) > 0) {
-            s->slots = slots;
-            s->threaded = pthread_create(&s->thread, NULL, scan_main, s) == 0;
-        }
-        if (!s->threaded) {
-            atomic_fetch_add(slots, 1);
-            s->slots = NULL;
-        }
-    }
+    if (threaded)
+        logscan_resume(s, slots);
     *scan_p = s;
     return FONTE_OK;
+}
+
+bool
+logscan_reading(logscan_t *s)
+{
+    pthread_mutex_lock(&s->lock); /* the scanner sets `ended` */
+    bool ended = s->ended;
+    pthread_mutex_unlock(&s->lock);
+    return !ended && s->sticky == FONTE_OK;
+}
+
+bool
+logscan_resume(logscan_t *s, atomic_int *slots)
+{
+    if (s->threaded || slots == NULL || s->ended || s->sticky != FONTE_OK)
+        return s->threaded;
+    if (atomic_fetch_sub(slots, 1) > 0) {
+        s->slots = slots;
+        s->park = false;
+        s->threaded = pthread_create(&s->thread, NULL, scan_main, s) == 0;
+    }
+    if (!s->threaded) {
+        atomic_fetch_add(slots, 1);
+        s->slots = NULL;
+    }
+    return s->threaded;
+}
+
+void
+logscan_park(logscan_t *s)
+{
+    if (!s->threaded)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->park = true;
+    pthread_cond_signal(&s->room);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    atomic_fetch_add(s->slots, 1);
+    s->slots = NULL;
+    s->threaded = false;
 }
 
 bool
@@ -201,8 +247,9 @@ logscan_threaded(const logscan_t *s)
 static void
 next_batch(logscan_t *s)
 {
-    if (!s->threaded) {
+    if (!s->threaded && s->n == 0) { /* no thread: nothing else touches s */
         fill(s, &s->cur);
+        s->ended = s->cur.last;
         return;
     }
     pthread_mutex_lock(&s->lock);

@@ -12,8 +12,9 @@
  * not start) the same batches are filled in the caller as they are
  * needed: the events and errors are the same either way.
  *
- * Threads: one thread calls logscan_next and logscan_destroy; the
- * scanner's own thread touches only its iterator and the batch queue.
+ * Threads: one thread at a time calls logscan_next, logscan_park,
+ * logscan_resume and logscan_destroy; the scanner's own thread touches
+ * only its iterator and the batch queue.
  */
 #ifndef FONTE_LOGSCAN_H
 #define FONTE_LOGSCAN_H
@@ -49,6 +50,21 @@ fonte_err logscan_next(logscan_t *scan, store_item_t *item);
 
 /* True if a thread of its own reads ahead. */
 bool logscan_threaded(const logscan_t *scan);
+
+/* True while there is log left to read (no last batch made yet, no
+ * error). */
+bool logscan_reading(logscan_t *scan);
+
+/* Stops the thread, if there is one, and gives its slot back (within
+ * one batch's read), keeping the batches it read: the events go on the
+ * same, read in the caller from then on. For a reader that has gone
+ * idle. */
+void logscan_park(logscan_t *scan);
+
+/* Starts a thread again if *slots > 0 (taking one) and the scan has not
+ * ended; it reads on after what is queued. True if a thread reads
+ * ahead now. */
+bool logscan_resume(logscan_t *scan, atomic_int *slots);
 
 /* Stops and joins the thread (it stops within one batch), frees all. */
 void logscan_destroy(logscan_t **scan_p);

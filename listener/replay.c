@@ -58,6 +58,7 @@
 
 #define KEEP_BYTES ((size_t) 16 << 20) /* event bytes kept while planning */
 #define LOAD_BATCH 65536 /* events whose gets are put in seq order at once */
+#define AHEAD_PAGES 2 /* pages cut ahead: the most, and the default */
 #define CURSOR_ID 16
 #define CURSOR_LEN (CURSOR_ID + 8)
 #define REPLAY_ID_LEN 19 /* "r-" + 16 hex + NUL */
@@ -146,7 +147,7 @@ struct replay {
     atomic_size_t seen_names;  /* objects the streams remember, together */
 
     _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
-        republished, running;
+        republished, running, scans_parked;
     atomic_bool stopping; /* replay_stop: plans give up */
 };
 
@@ -163,6 +164,8 @@ replay_opts_init(replay_opts_t *o)
     o->cursor_ttl_us = 60 * 1000000LL;
     o->max_jobs = 16;
     o->scan_threads = 2;
+    o->scan_idle_us = 1000000;
+    o->ahead_pages = AHEAD_PAGES;
     o->seen_after = 4096;
 }
 
@@ -1065,9 +1068,9 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
  * page where they were broken (protocol.md §6.2).
  *
  * Pages ahead: once a page is answered, the prefetch thread cuts the
- * pages after it while the client reads this one, up to AHEAD_PAGES
- * waiting, and unless AHEAD_BUDGET bytes of such pages (all streams) are
- * waiting already. It goes on to the second without waiting to be asked
+ * pages after it while the client reads this one, up to ahead_pages
+ * (replay_opts, at most AHEAD_PAGES) waiting, and unless AHEAD_BUDGET
+ * bytes of such pages (all streams) are waiting already. It goes on to the second without waiting to be asked
  * for the first, so a client that keeps up never waits for a hand-over
  * (one was 110-190 us a page: 5% of a replay of the whole store).
  *
@@ -1083,7 +1086,6 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
  * it (the same cursor) gets the same page. A read error or a limit fails
  * the stream for good: every later request gets that answer. */
 #define AHEAD_BUDGET ((size_t) 32 << 20)
-#define AHEAD_PAGES 2
 /* Objects whose first seq in the window a causal stream remembers as
  * their first events go by (about 50 bytes each: up to 13 MiB a stream,
  * 52 MiB for all), once it has needed seen_after first seqs from the
@@ -1106,6 +1108,7 @@ typedef struct page {
 } page_t;
 
 struct logstream {
+    replay_t *rp;
     pthread_mutex_t lock;
     pthread_cond_t cut_done; /* signalled when `cutting` is cleared */
     bool cutting;            /* the prefetch thread cuts without the lock */
@@ -1244,6 +1247,7 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
         return NULL;
     pthread_mutex_init(&ls->lock, NULL);
     pthread_cond_init(&ls->cut_done, NULL);
+    ls->rp = rp;
     ls->store = rp->store;
     ls->o = &rp->o;
     ls->stopping = &rp->stopping;
@@ -1343,6 +1347,67 @@ page_add(page_t *pg, uint64_t seq, const void *body, size_t len)
     return FONTE_OK;
 }
 
+#define PARK_SCAN_MAX 8 /* idle streams looked at for a scanner */
+
+/* Parks the scanner threads of streams other than self whose cursor has
+ * not been used for scan_idle_us, giving their slots back. The streams
+ * are referenced under cursor_lock and locked after it (the order
+ * elsewhere is a stream's lock, then cursor_lock), and only tried: one
+ * that is locked or being cut is in use, not idle. */
+static void
+park_idle(replay_t *rp, const logstream_t *self)
+{
+    int64_t now = fonte_mono_us();
+    seqlist_t *idle[PARK_SCAN_MAX];
+    size_t n = 0;
+
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < rp->o.max_cursors && n < PARK_SCAN_MAX; i++) {
+        cursor_t *c = &rp->cursors[i];
+        if (c->list != NULL && c->list->stream != NULL &&
+            c->list->stream != self &&
+            now - c->last_use_us >= rp->o.scan_idle_us) {
+            c->list->refs++;
+            idle[n++] = c->list;
+        }
+    }
+    pthread_mutex_unlock(&rp->cursor_lock);
+    for (size_t i = 0; i < n; i++) {
+        logstream_t *ls = idle[i]->stream;
+        if (pthread_mutex_trylock(&ls->lock) != 0)
+            continue;
+        if (!ls->cutting && ls->scan != NULL && logscan_threaded(ls->scan)) {
+            logscan_park(ls->scan);
+            atomic_fetch_add(&rp->scans_parked, 1);
+        }
+        pthread_mutex_unlock(&ls->lock);
+    }
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < n; i++)
+        seqlist_unref_locked(idle[i]);
+    pthread_mutex_unlock(&rp->cursor_lock);
+}
+
+/* Makes sure ls has a log scanner, with a thread of its own if it may
+ * have one: a slot that is free, or freed from an idle stream. */
+static fonte_err
+stream_scan(logstream_t *ls)
+{
+    bool threaded = ls->o->scan_threads > 0;
+
+    if (threaded &&
+        (ls->scan == NULL ||
+         (!logscan_threaded(ls->scan) && logscan_reading(ls->scan))) &&
+        atomic_load(ls->scan_slots) <= 0)
+        park_idle(ls->rp, ls);
+    if (ls->scan == NULL)
+        return logscan_new(ls->snap, ls->next - 1, ls->hi, threaded,
+                           ls->scan_slots, ls->stopping, &ls->scan);
+    if (threaded)
+        logscan_resume(ls->scan, ls->scan_slots);
+    return FONTE_OK;
+}
+
 /* Cuts the next page of the stream into pg (emptied first): at most
  * page_size events and page_bytes, at least one unless none are left.
  * On an error the stream is failed (ls->fail says what to answer). */
@@ -1353,6 +1418,7 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
     const void *now_body = NULL; /* the event just pushed, from the log */
     size_t now_len = 0;
     uint64_t now_seq = 0;
+    bool scan_checked = false;
     fonte_err rc;
 
     pg->pos = ls->pos;
@@ -1409,11 +1475,11 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             continue;
         }
         if (!ls->log_done) {
-            if (ls->scan == NULL &&
-                (rc = logscan_new(ls->snap, ls->next - 1, ls->hi,
-                                  ls->o->scan_threads > 0, ls->scan_slots,
-                                  ls->stopping, &ls->scan)))
-                break;
+            if (!scan_checked) {
+                scan_checked = true; /* once a page */
+                if ((rc = stream_scan(ls)) != FONTE_OK)
+                    break;
+            }
             if ((rc = logscan_next(ls->scan, &item)) != FONTE_OK) {
                 if (rc == FONTE_ENOTFOUND)
                     rc = stream_fail(ls, FONTE__REPLY__STATUS__INTERNAL,
@@ -1499,7 +1565,7 @@ prefetch(replay_t *rp, seqlist_t *l)
     }
 }
 
-/* Cuts ls's next page ahead if there is room (the stream's AHEAD_PAGES
+/* Cuts ls's next page ahead if there is room (the stream's ahead_pages
  * and the AHEAD_BUDGET), without holding ls->lock while cutting (see
  * "Locking" above). True if another page could be cut after it. */
 static bool
@@ -1509,7 +1575,7 @@ cut_ahead(replay_t *rp, logstream_t *ls)
 
     pthread_mutex_lock(&ls->lock);
     if (ls->fail_status == FONTE__REPLY__STATUS__OK && !ls->cutting &&
-        ls->n_ahead < AHEAD_PAGES && ls->pos < ls->total &&
+        ls->n_ahead < rp->o.ahead_pages && ls->pos < ls->total &&
         atomic_load(&rp->ahead_bytes) < AHEAD_BUDGET) {
         size_t page_size = ls->page_size;
         page_t pg = ls->spare;
@@ -1531,7 +1597,7 @@ cut_ahead(replay_t *rp, logstream_t *ls)
             atomic_fetch_add(&rp->ahead_bytes, pg.w.cap);
             atomic_fetch_add(&rp->cut_ahead, 1);
             ls->ahead[ls->n_ahead++] = pg;
-            more = ls->n_ahead < AHEAD_PAGES && ls->pos < ls->total;
+            more = ls->n_ahead < rp->o.ahead_pages && ls->pos < ls->total;
         } else {
             page_fini(&pg);
         }
@@ -1670,7 +1736,7 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
         reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
     else
         atomic_fetch_add(&rp->pages, 1);
-    if (more && out->data != NULL)
+    if (more && out->data != NULL && rp->o.ahead_pages > 0)
         prefetch(rp, ref != NULL ? ref : l);
 done:
     codec_writer_fini(&w);
@@ -2219,6 +2285,7 @@ replay_counters(replay_t *rp, replay_counters_t *out)
     out->pages = atomic_load(&rp->pages);
     out->cut_ahead = atomic_load(&rp->cut_ahead);
     out->first_lookups = atomic_load(&rp->firsts.lookups);
+    out->scans_parked = atomic_load(&rp->scans_parked);
     out->not_found = atomic_load(&rp->not_found);
     out->refused = atomic_load(&rp->refused);
     out->republished = atomic_load(&rp->republished);
@@ -2241,6 +2308,8 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     rp->o = *o;
     if (rp->o.max_cursors == 0)
         rp->o.max_cursors = 1;
+    if (rp->o.ahead_pages > AHEAD_PAGES)
+        rp->o.ahead_pages = AHEAD_PAGES;
     rp->store = store;
     atomic_init(&rp->scan_slots,
                 rp->o.scan_threads > 0 ? rp->o.scan_threads : 0);

@@ -63,6 +63,14 @@ typedef struct replay_opts {
     int scan_threads;       /* whole-store replays that may read the log
                                ahead on a thread of their own at once,
                                default 2; 0 = none (logscan.h) */
+    int64_t scan_idle_us;   /* a stream not asked for a page for this long
+                               gives its scanner thread up to a stream that
+                               needs one and finds no slot (it reads on in
+                               the cutting thread, and takes a thread again
+                               when one is free), default 1 s */
+    size_t ahead_pages;     /* pages of a streamed whole-store replay cut
+                               ahead of the client's asking, 0-2, default
+                               2 (0: each page is cut when asked) */
 } replay_opts_t;
 
 void replay_opts_init(replay_opts_t *o);
@@ -73,6 +81,7 @@ typedef struct replay_counters {
     uint64_t cut_ahead;   /* pages of streamed replays cut before asked for */
     uint64_t first_lookups; /* first seqs streamed replays asked the store
                                (not found in the first-seq cache) */
+    uint64_t scans_parked; /* scanner threads taken from idle streams */
     uint64_t not_found;
     uint64_t refused;     /* BAD_REQUEST and LIMIT answers */
     uint64_t republished; /* events published by finished republishes */

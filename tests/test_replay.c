@@ -1606,6 +1606,53 @@ wait_threads_named(const char *name, int n)
     return got;
 }
 
+/* A replay walked page by page: the events' bytes back to back, how
+ * many, and the cursor of the next page. */
+typedef struct walk {
+    codec_writer_t w;
+    size_t n;
+    uint8_t cur[64];
+    size_t cur_len;
+} walk_t;
+
+/* Asks the next page of the replay req asks (its cursor unused: the
+ * walk's), appends its events; true while there are more. */
+static bool
+walk_page(replay_t *rp, store_t *s, const Fonte__ReplayRequest *req,
+          walk_t *wk)
+{
+    Fonte__ReplayRequest r = *req;
+    r.cursor.data = wk->cur;
+    r.cursor.len = wk->cur_len;
+    codec_buf_t out;
+    codec_reply_view_t v;
+    cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_scan(out.data, out.len, &codec_limits_default,
+                                  &v), FONTE_OK);
+    cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK, "%.*s",
+                 (int) v.error.len, v.error.ptr);
+    size_t pos = 0;
+    codec_slice_t e;
+    while (codec_reply_next_event(&v, &pos, &e)) {
+        codec_writer_raw(&wk->w, e.ptr, e.len);
+        wk->n++;
+    }
+    cr_assert_leq(v.cursor.len, sizeof wk->cur);
+    wk->cur_len = v.cursor.len;
+    memcpy(wk->cur, v.cursor.ptr, wk->cur_len);
+    codec_buf_free(&out);
+    cr_assert(!wk->w.failed);
+    return wk->cur_len > 0;
+}
+
+/* The walk's bytes into *all (free it); returns how many events. */
+static size_t
+walk_end(walk_t *wk, codec_buf_t *all)
+{
+    *all = (codec_buf_t) { wk->w.data, wk->w.len, NULL };
+    return wk->n;
+}
+
 /* Every event of the replay asked by req (its cursor unused), page by
  * page, their bytes back to back in *all (free it); returns how many.
  * With scanning, checks after the first page that one log scanner
@@ -1614,38 +1661,14 @@ static size_t
 replay_all(replay_t *rp, store_t *s, const Fonte__ReplayRequest *req,
            codec_buf_t *all, bool scanning)
 {
-    uint8_t cur[64];
-    size_t n = 0, cur_len = 0;
-    memset(all, 0, sizeof *all);
-    codec_writer_t w = { 0 };
+    walk_t wk = { 0 };
+    bool more;
     do {
-        Fonte__ReplayRequest r = *req;
-        r.cursor.data = cur;
-        r.cursor.len = cur_len;
-        codec_buf_t out;
-        codec_reply_view_t v;
-        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-        cr_assert_eq(codec_reply_scan(out.data, out.len,
-                                      &codec_limits_default, &v), FONTE_OK);
-        cr_assert_eq(v.status, FONTE__REPLY__STATUS__OK, "%.*s",
-                     (int) v.error.len, v.error.ptr);
-        size_t pos = 0;
-        codec_slice_t e;
-        while (codec_reply_next_event(&v, &pos, &e)) {
-            codec_writer_raw(&w, e.ptr, e.len);
-            n++;
-        }
-        cr_assert_leq(v.cursor.len, sizeof cur);
-        cur_len = v.cursor.len;
-        memcpy(cur, v.cursor.ptr, cur_len);
-        codec_buf_free(&out);
-        if (scanning && n <= req->page_size)
+        more = walk_page(rp, s, req, &wk);
+        if (scanning && wk.n <= req->page_size)
             cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
-    } while (cur_len > 0);
-    cr_assert(!w.failed);
-    all->data = w.data;
-    all->len = w.len;
-    return n;
+    } while (more);
+    return walk_end(&wk, all);
 }
 
 /* replay_all of "*" in pages of page_size, in order. */
@@ -1720,6 +1743,106 @@ Test(replay, a_whole_store_stream_ends_with_its_last_page)
     replay_off_store(dir, &s, &rp);
 }
 
+/* A copy of b's bytes (free it). */
+static codec_buf_t
+buf_copy(const codec_buf_t *b)
+{
+    codec_buf_t c = { malloc(b->len ? b->len : 1), b->len, NULL };
+    cr_assert_not_null(c.data);
+    memcpy(c.data, b->data, b->len);
+    return c;
+}
+
+/* Walks a and b to their ends, a page of each in turn. */
+static void
+walk_both(replay_t *rp, store_t *s, const Fonte__ReplayRequest *r,
+          walk_t *a, walk_t *b)
+{
+    bool ma = true, mb = true;
+    while (ma || mb) {
+        if (ma)
+            ma = walk_page(rp, s, r, a);
+        if (mb)
+            mb = walk_page(rp, s, r, b);
+    }
+}
+
+/* Scanner threads go to streams being read: a stream whose cursor has
+ * not been used for scan_idle_us gives its thread up to a stream that
+ * finds no slot free, and reads on without one, taking a thread again
+ * when one is free. With the default (1 s) a stream asked a moment ago
+ * keeps it. With one slot, scan_idle_us 0 (a stream not being cut is
+ * idle) and no pages cut ahead (each cut when asked, so nothing runs
+ * between requests), two streams read a page each in turn take the
+ * thread from each other; either way their events are those of a
+ * replay whose scanner was never parked. */
+Test(replay, an_idle_stream_gives_its_scanner_thread_to_one_that_needs_it)
+{
+    char dir[] = "/tmp/fonte-test-park-XXXXXX", err[256] = "";
+    store_t *s = NULL;
+    replay_t *plain = NULL, *keep = NULL, *give = NULL;
+    replay_on_store(dir, 20000, &s, &plain);
+    codec_buf_t want, got, copy;
+    cr_assert_eq(stream_all(plain, s, 1500, &want, false,
+                            FONTE__REPLAY_REQUEST__ORDER__CAUSAL), 20000);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    cr_assert_eq(ro.scan_idle_us, 1000000, "the default");
+    cr_assert_eq(ro.ahead_pages, 2, "the default");
+    ro.scan_threads = 1;
+    cr_assert_eq(replay_new(&ro, s, &keep, err, sizeof err), FONTE_OK,
+                 "%s", err);
+    ro.scan_idle_us = 0;
+    ro.ahead_pages = 0;
+    cr_assert_eq(replay_new(&ro, s, &give, err, sizeof err), FONTE_OK,
+                 "%s", err);
+    Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+    r.object = "*";
+    r.page_size = 1500;
+    replay_counters_t c;
+
+    walk_t a = { 0 }, b = { 0 };
+    cr_assert(walk_page(keep, s, &r, &a));
+    cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
+    cr_assert(walk_page(keep, s, &r, &b));
+    cr_assert_eq(threads_named("fonte-logscan"), 1, "b reads without one");
+    walk_both(keep, s, &r, &a, &b);
+    replay_counters(keep, &c);
+    cr_assert_eq(c.scans_parked, 0);
+    cr_assert_eq(walk_end(&a, &got), 20000);
+    copy = buf_copy(&want);
+    assert_same_bytes(&copy, &got, "keep, a");
+    cr_assert_eq(walk_end(&b, &got), 20000);
+    copy = buf_copy(&want);
+    assert_same_bytes(&copy, &got, "keep, b");
+    cr_assert_eq(wait_threads_named("fonte-logscan", 0), 0);
+    replay_destroy(&keep);
+
+    a = (walk_t) { 0 };
+    b = (walk_t) { 0 };
+    cr_assert(walk_page(give, s, &r, &a));
+    cr_assert(walk_page(give, s, &r, &b));
+    replay_counters(give, &c);
+    cr_assert_eq(c.scans_parked, 1, "a's thread went to b");
+    cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
+    cr_assert(walk_page(give, s, &r, &a));
+    replay_counters(give, &c);
+    cr_assert_eq(c.scans_parked, 2, "and back to a");
+    walk_both(give, s, &r, &a, &b);
+    cr_assert_eq(walk_end(&a, &got), 20000);
+    copy = buf_copy(&want);
+    assert_same_bytes(&copy, &got, "give, a");
+    cr_assert_eq(walk_end(&b, &got), 20000);
+    assert_same_bytes(&want, &got, "give, b");
+    /* both ended: the slot is free for the next stream */
+    cr_assert_eq(wait_threads_named("fonte-logscan", 0), 0);
+    cr_assert_eq(replay_handle(give, s, &r, 0, &got), FONTE_OK);
+    codec_buf_free(&got);
+    cr_assert_eq(wait_threads_named("fonte-logscan", 1), 1);
+    replay_destroy(&give);
+    replay_off_store(dir, &s, &plain);
+}
+
 /* A stream that remembers the objects it sees (seen_after 0: from its
  * start) takes their first seqs from the log instead of the store; the
  * order is the same as planned, for the whole store and for a window
@@ -1752,10 +1875,7 @@ Test(replay, a_stream_remembering_what_it_sees_keeps_the_planned_order)
         r.n_types = 0;
         cr_assert_eq(replay_all(seeing, s, &r, &seen, false), n);
         cr_assert_eq(replay_all(rp, s, &r, &plain, false), n);
-        codec_buf_t copy = { malloc(planned.len ? planned.len : 1),
-                             planned.len, NULL };
-        cr_assert_not_null(copy.data);
-        memcpy(copy.data, planned.data, planned.len);
+        codec_buf_t copy = buf_copy(&planned);
         assert_same_bytes(&planned, &seen, "planned and seen");
         assert_same_bytes(&copy, &plain, "planned and not seen");
     }

@@ -723,6 +723,59 @@ Test(logscan, reads_the_window_in_order_with_and_without_a_thread)
     store_close(&s);
 }
 
+/* Parked (the thread stopped, its slot given back) and resumed every
+ * 97 events, some of them while the scanner is filling a batch, the
+ * scan still gives every event once, in order, with its bytes; at its
+ * end a scan takes no thread again. */
+Test(logscan, parked_and_resumed_it_reads_every_event_once_in_order)
+{
+    store_t *s = scan_store(3000, 500, (size_t) 600 << 10);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    store_snap_bulk(snap);
+    atomic_int slots = 1;
+    logscan_t *sc = NULL;
+    store_item_t item;
+    fonte_err rc;
+    uint64_t n = 0;
+    unsigned parks = 0;
+    cr_assert_eq(logscan_new(snap, 0, 3000, true, &slots, NULL, &sc),
+                 FONTE_OK);
+    cr_assert(logscan_threaded(sc));
+    while (n < 3000 && (rc = logscan_next(sc, &item)) == FONTE_OK) {
+        cr_assert_eq(item.seq, ++n);
+        void *data = NULL;
+        size_t len = 0;
+        cr_assert_eq(store_get_event(snap, item.seq, &data, &len), FONTE_OK);
+        cr_assert_eq(item.value.len, len);
+        cr_assert(memcmp(item.value.ptr, data, len) == 0, "event %llu",
+                  (unsigned long long) item.seq);
+        store_free(data);
+        if (n % 97 != 0)
+            continue;
+        if (logscan_threaded(sc)) {
+            logscan_park(sc);
+            parks++;
+            cr_assert(!logscan_threaded(sc));
+            cr_assert_eq(atomic_load(&slots), 1, "its slot is back");
+        } else if (logscan_reading(sc)) {
+            cr_assert(logscan_resume(sc, &slots));
+            cr_assert_eq(atomic_load(&slots), 0);
+        }
+    }
+    cr_assert_eq(n, 3000);
+    cr_assert_geq(parks, 2);
+    cr_assert_eq(logscan_next(sc, &item), FONTE_ENOTFOUND, "hi was read");
+    logscan_park(sc);
+    cr_assert(!logscan_reading(sc));
+    cr_assert(!logscan_resume(sc, &slots), "nothing left to read ahead");
+    cr_assert_eq(atomic_load(&slots), 1);
+    logscan_destroy(&sc);
+    cr_assert_eq(atomic_load(&slots), 1);
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
 Test(logscan, a_log_that_ends_before_hi_is_enotfound_and_stays_so)
 {
     store_t *s = scan_store(100, 0, 0);
