@@ -74,6 +74,8 @@ typedef struct seqlist {
     uint64_t *seqs;
     size_t n;
     logstream_t *stream; /* instead of seqs: a streamed replay of "*" */
+    size_t page_size;    /* of the request that made it: a next page's
+                            when it names none */
     struct seqlist *pf_next; /* prefetch queue (pf_lock) */
     bool pf_queued;
 } seqlist_t;
@@ -954,7 +956,7 @@ cursor_drop_locked(cursor_t *c)
  * (seqs or stream is freed then). */
 static fonte_err
 cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
-           uint8_t id[CURSOR_ID], seqlist_t **ref)
+           size_t page_size, uint8_t id[CURSOR_ID], seqlist_t **ref)
 {
     int64_t now = fonte_mono_us();
     size_t victim = 0;
@@ -969,6 +971,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
     l->seqs = seqs;
     l->n = n;
     l->stream = stream;
+    l->page_size = page_size;
     l->pf_next = NULL;
     l->pf_queued = false;
     random_bytes(id, CURSOR_ID);
@@ -1719,7 +1722,8 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
     if (more) {
         if (l == NULL) {
             pthread_mutex_unlock(&ls->lock);
-            rc = cursor_put(rp, NULL, 0, ls, cur, &ref); /* owns ls now */
+            rc = cursor_put(rp, NULL, 0, ls, page_size, cur, &ref);
+            /* it owns ls now */
             ls = NULL;
             if (rc != FONTE_OK) {
                 reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory",
@@ -1790,9 +1794,11 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
     }
     pthread_mutex_unlock(&rp->cursor_lock);
 
+    /* a next page names its size, or has that of the first */
+    size_t page_size = l == NULL || req->page_size != 0
+                           ? page_size_of(rp, req) : l->page_size;
     if (l != NULL && l->stream != NULL) {
-        answer_stream(rp, l, l->stream, cur, pos, page_size_of(rp, req),
-                      out);
+        answer_stream(rp, l, l->stream, cur, pos, page_size, out);
         goto done;
     }
     if (l == NULL || pos > l->n) {
@@ -1804,8 +1810,8 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
                     out);
         goto done;
     }
-    size_t k = write_events(rp, &w, l->seqs, l->n, (size_t) pos,
-                            page_size_of(rp, req), NULL, &rc);
+    size_t k = write_events(rp, &w, l->seqs, l->n, (size_t) pos, page_size,
+                            NULL, &rc);
     if (rc != FONTE_OK) {
         reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc), out);
         goto done;
@@ -1847,7 +1853,8 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     }
     if (k < p->n_out) {
         uint8_t cur[CURSOR_LEN];
-        fonte_err prc = cursor_put(rp, p->out_seq, p->n_out, NULL, cur, NULL);
+        fonte_err prc = cursor_put(rp, p->out_seq, p->n_out, NULL,
+                                   page_size_of(rp, req), cur, NULL);
         p->out_seq = NULL; /* the cursor owns it now (or freed it) */
         if (prc != FONTE_OK) {
             codec_writer_fini(&w);
@@ -1924,9 +1931,9 @@ answer_republish(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     if (!queued) {
         j->seqs = NULL; /* still the plan's */
         job_free(j);
-        atomic_fetch_add(&rp->refused, 1);
-        reply_error(FONTE__REPLY__STATUS__LIMIT,
-                    "too many republishes queued: try again later", out);
+        reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                    "busy: too many republishes queued: try again later",
+                    out);
         return;
     }
     p->out_seq = NULL; /* the job owns it now */

@@ -1351,6 +1351,8 @@ check_replay_request(const Fonte__ReplayRequest *r, const codec_limits_t *lim)
 {
     fonte_err rc;
 
+    if (r->cursor.len > 0) /* a next page: only cursor and page_size count */
+        return r->cursor.len > CODEC_CURSOR_MAX ? FONTE_EFIELD : FONTE_OK;
     if ((rc = codec_check_object(r->object, strlen(r->object),
                                  lim->max_object)))
         return rc;

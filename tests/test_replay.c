@@ -480,6 +480,70 @@ Test(replay, a_cursor_asked_twice_gives_the_same_page)
     env_stop(&e);
 }
 
+/* A next page is asked with its cursor alone (protocol.md §6): every
+ * other field is ignored, even one that would be refused in a first
+ * request, and a page_size of 0 means that of the first request. One
+ * named applies to that page of a planned replay (a stream's next page
+ * may be cut ahead already, in the size before). */
+Test(replay, a_next_page_needs_only_its_cursor)
+{
+    env_t e;
+    env_start(&e, 0);
+    ev_spec_t s[9];
+    for (int i = 0; i < 9; i++)
+        s[i] = (ev_spec_t) { 0, "x.a", "x:1", "" };
+    load(&e, s, 9);
+    const char *objects[] = { "x:1", "*" };
+    for (int k = 0; k < 2; k++) {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = (char *) objects[k];
+        r.page_size = 2;
+        Fonte__Reply *p = ask(&e, &r);
+        cr_assert_eq(p->status, FONTE__REPLY__STATUS__OK);
+        cr_assert_eq(p->replay->n_events, 2);
+        Fonte__ReplayRequest next = FONTE__REPLAY_REQUEST__INIT;
+        char *bad_types[] = { "Not A Type" };
+        next.object = "not an object"; /* refused in a first request */
+        next.types = bad_types;
+        next.n_types = 1;
+        next.cursor = p->replay->cursor;
+        Fonte__Reply *q = ask(&e, &next); /* page_size 0: the first's */
+        cr_assert_eq(q->status, FONTE__REPLY__STATUS__OK, "%s: %d %s",
+                     objects[k], q->status, q->error);
+        cr_assert_eq(q->replay->n_events, 2, "%s", objects[k]);
+        cr_assert_eq(q->replay->events[0]->seq, 3);
+        cr_assert_eq(q->replay->total, 9);
+        next.object = "";
+        next.types = NULL;
+        next.n_types = 0;
+        next.page_size = k == 0 ? 5 : 0;
+        next.cursor = q->replay->cursor;
+        Fonte__Reply *t = ask(&e, &next);
+        cr_assert_eq(t->status, FONTE__REPLY__STATUS__OK, "%s", t->error);
+        cr_assert_eq(t->replay->n_events, k == 0 ? 5 : 2, "%s", objects[k]);
+        cr_assert_eq(t->replay->events[0]->seq, 5);
+        if (k == 1) { /* the rest of the stream, pages of 2 */
+            uint64_t seq = 7;
+            while (t->replay->cursor.len > 0) {
+                next.cursor = t->replay->cursor;
+                Fonte__Reply *u = ask(&e, &next);
+                cr_assert_eq(u->status, FONTE__REPLY__STATUS__OK);
+                cr_assert_eq(u->replay->n_events, seq == 9 ? 1 : 2);
+                cr_assert_eq(u->replay->events[0]->seq, seq);
+                seq += 2;
+                fonte__reply__free_unpacked(t, NULL);
+                t = u;
+            }
+            cr_assert_eq(seq, 11);
+        }
+        cr_assert_eq(t->replay->cursor.len, 0, "the last page");
+        fonte__reply__free_unpacked(t, NULL);
+        fonte__reply__free_unpacked(q, NULL);
+        fonte__reply__free_unpacked(p, NULL);
+    }
+    env_stop(&e);
+}
+
 /* "*" without types is streamed from the log; with a types filter that
  * keeps everything it is planned. Both must give the same order and
  * cycles, whatever the page size. */
@@ -933,9 +997,10 @@ Test(replay, a_full_republish_queue_is_refused_with_limit)
         fonte__reply__free_unpacked(rep, NULL);
     }
     Fonte__Reply *rep = ask(&e, &r);
-    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE,
+                 "a full queue is busy, not a limit of the request");
     cr_assert_str_eq(rep->error,
-                     "too many republishes queued: try again later");
+                     "busy: too many republishes queued: try again later");
     fonte__reply__free_unpacked(rep, NULL);
     env_stop(&e); /* abandons the running one, frees the queued ones */
 }
