@@ -16,6 +16,7 @@
  * memory.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -43,22 +44,32 @@ status_err(Fonte__Reply__Status s)
     }
 }
 
-/* Sends req and waits for one Reply, with retries. On FONTE_OK the
- * caller owns *rep_p (free with fonte__reply__free_unpacked). *sock_p is
- * the REQ socket to reuse between pages (NULL: make one); the caller
- * closes it. */
+/* Sends req and waits for one Reply, with retries: query_retries tries
+ * of query_timeout_ms each (Lazy Pirate). A request that must not run
+ * twice (once: a republish, which the listener cannot tell from a second
+ * one) is sent once, and waited for as long as all the tries. On
+ * FONTE_OK the caller owns *rep_p (free with fonte__reply__free_unpacked).
+ * *sock_p is the REQ socket to reuse between pages (NULL: make one); the
+ * caller closes it. */
 static fonte_err
-ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req,
+ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req, bool once,
     Fonte__Reply **rep_p)
 {
     codec_buf_t buf = { 0 };
     fonte_err rc;
+    int tries = c->opts.query_retries;
+    int timeout_ms = c->opts.query_timeout_ms;
 
     *rep_p = NULL;
     if ((rc = codec_pack(&req->base, &buf)) != FONTE_OK)
         return rc;
+    if (once && tries > 1) {
+        timeout_ms = timeout_ms > INT_MAX / tries ? INT_MAX
+                                                  : timeout_ms * tries;
+        tries = 1;
+    }
     rc = FONTE_ETIMEOUT;
-    for (int try = 0; try < c->opts.query_retries; try++) {
+    for (int try = 0; try < tries; try++) {
         if (*sock_p == NULL && (*sock_p = client_query_take(c)) == NULL) {
             rc = FONTE_EIO;
             break;
@@ -68,7 +79,7 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req,
             break;
         }
         zmq_pollitem_t it = { *sock_p, 0, ZMQ_POLLIN, 0 };
-        int n = zmq_poll(&it, 1, c->opts.query_timeout_ms);
+        int n = zmq_poll(&it, 1, timeout_ms);
         if (n > 0) {
             zmq_msg_t msg;
             int more = 0;
@@ -253,7 +264,7 @@ iter_page(fonte_fetch_iter_t *it, fonte_event_list_t *l)
     Fonte__Reply *rep = NULL;
     fonte_err rc;
 
-    if ((rc = ask(it->c, &it->sock, &it->req, &rep)) != FONTE_OK)
+    if ((rc = ask(it->c, &it->sock, &it->req, false, &rep)) != FONTE_OK)
         return rc;
     if ((rc = status_err(rep->status)) != FONTE_OK)
         goto out;
@@ -405,7 +416,7 @@ fonte_request_replay(fonte_client_t *c, const char *object,
     req.body_case = FONTE__REQUEST__BODY_REPLAY;
     req.replay = &rr;
 
-    rc = ask(c, &sock, &req, &rep);
+    rc = ask(c, &sock, &req, true, &rep); /* never twice */
     client_query_give(c, sock);
     if (rc != FONTE_OK)
         return rc;
@@ -434,7 +445,7 @@ fonte_status(fonte_client_t *c, fonte_status_t *out)
     memset(out, 0, sizeof *out);
     req.body_case = FONTE__REQUEST__BODY_STATUS;
     req.status = &sr;
-    rc = ask(c, &sock, &req, &rep);
+    rc = ask(c, &sock, &req, false, &rep);
     client_query_give(c, sock);
     if (rc != FONTE_OK)
         return rc;

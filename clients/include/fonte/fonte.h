@@ -353,7 +353,11 @@ typedef struct fonte_replay_ticket {
  * Returns once the listener accepted the request; the events follow
  * through the handlers (fonte_dispatch). *ticket (may be NULL) gets the
  * replay id and size. Errors as fonte_fetch, plus FONTE_EPRODUCER for an
- * invalid target. Thread-safe; blocks the caller. */
+ * invalid target. The request is sent once, never retried (the listener
+ * could not tell a second one from a new replay): it waits
+ * query_timeout_ms times query_retries for the answer, and on
+ * FONTE_ETIMEOUT the replay may still have started - its ReplayAudit on
+ * "$sys.replay" says so. Thread-safe; blocks the caller. */
 FONTE_EXPORT fonte_err fonte_request_replay(fonte_client_t *c,
                                             const char *object,
                                             const fonte_replay_opts_t *opts,
