@@ -423,10 +423,13 @@ ack_slot(ingest_t *in, codec_slice_t producer, uint64_t session)
     return s;
 }
 
+#define STATS_COUNTERS 96
+#define STATS_GAUGES 24
+
 typedef struct stats_builder {
     Fonte__Stats msg;
-    Fonte__Stats__CountersEntry cent[64], *cptr[64];
-    Fonte__Stats__GaugesEntry gent[16], *gptr[16];
+    Fonte__Stats__CountersEntry cent[STATS_COUNTERS], *cptr[STATS_COUNTERS];
+    Fonte__Stats__GaugesEntry gent[STATS_GAUGES], *gptr[STATS_GAUGES];
     char keys[FONTE_ERR_COUNT_][40];
 } stats_builder_t;
 
@@ -434,7 +437,7 @@ static void
 add_counter(stats_builder_t *s, const char *key, uint64_t v)
 {
     size_t i = s->msg.n_counters;
-    if (i == 64)
+    if (i == STATS_COUNTERS)
         return;
     fonte__stats__counters_entry__init(&s->cent[i]);
     s->cent[i].key = (char *) key;
@@ -447,13 +450,25 @@ static void
 add_gauge(stats_builder_t *s, const char *key, double v)
 {
     size_t i = s->msg.n_gauges;
-    if (i == 16)
+    if (i == STATS_GAUGES)
         return;
     fonte__stats__gauges_entry__init(&s->gent[i]);
     s->gent[i].key = (char *) key;
     s->gent[i].value = v;
     s->gptr[i] = &s->gent[i];
     s->msg.n_gauges++;
+}
+
+void
+ingest_stats_counter(ingest_stats_t *st, const char *key, uint64_t v)
+{
+    add_counter(st, key, v);
+}
+
+void
+ingest_stats_gauge(ingest_stats_t *st, const char *key, double v)
+{
+    add_gauge(st, key, v);
 }
 
 static int
@@ -514,6 +529,8 @@ publish_stats(ingest_t *in, int64_t now)
     add_gauge(s, "objects", (double) sc.objects);
     add_gauge(s, "sessions", (double) sc.sessions);
     add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
+    if (in->o.more_stats != NULL)
+        in->o.more_stats(in->o.more_stats_arg, s);
     in->n_lat = 0;
     in->n_ack_lag = 0;
     in->iv_batches = in->iv_events = 0;

@@ -25,6 +25,12 @@
 
 typedef struct ingest ingest_t;
 
+/* A Stats being built (more_stats adds to it, on the ingest thread). Keys
+ * must live until the call returns' Stats is sent: string literals. */
+typedef struct stats_builder ingest_stats_t;
+void ingest_stats_counter(ingest_stats_t *st, const char *key, uint64_t v);
+void ingest_stats_gauge(ingest_stats_t *st, const char *key, double v);
+
 typedef struct ingest_opts {
     void *zmq_ctx;          /* the context to make sockets in (borrowed) */
     const char *egress;     /* broker XPUB to subscribe to */
@@ -37,6 +43,10 @@ typedef struct ingest_opts {
     int rcvhwm;             /* SUB's ZMQ_RCVHWM */
     int64_t stats_interval_us; /* 0 = no Stats */
     codec_limits_t limits;
+    /* the listener's other parts' counters and gauges, added to each
+     * Stats (NULL: none); must stay callable while the ingest lives */
+    void (*more_stats)(void *arg, ingest_stats_t *st);
+    void *more_stats_arg;
 } ingest_opts_t;
 
 /* Counters since start. The names in brackets are the Stats keys. */

@@ -72,6 +72,33 @@ check_cpu(int cpu, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* The query endpoint's and the replays' counters, for the Stats. */
+static void
+more_stats(void *arg, ingest_stats_t *st)
+{
+    listener_t *l = arg;
+    query_counters_t q;
+    replay_counters_t r;
+
+    query_counters(l->query, &q);
+    ingest_stats_counter(st, "query_requests", q.requests);
+    ingest_stats_counter(st, "query_status", q.status);
+    ingest_stats_counter(st, "query_replay", q.replay);
+    ingest_stats_counter(st, "query_bad_requests", q.bad_requests);
+    ingest_stats_counter(st, "query_dropped", q.dropped);
+    ingest_stats_counter(st, "query_busy", q.busy);
+    replay_counters(l->replay, &r);
+    ingest_stats_counter(st, "replay_pages", r.pages);
+    ingest_stats_counter(st, "replay_cut_ahead", r.cut_ahead);
+    ingest_stats_counter(st, "replay_first_lookups", r.first_lookups);
+    ingest_stats_counter(st, "replay_not_found", r.not_found);
+    ingest_stats_counter(st, "replay_refused", r.refused);
+    ingest_stats_counter(st, "replay_republished", r.republished);
+    ingest_stats_counter(st, "replay_scans_parked", r.scans_parked);
+    ingest_stats_gauge(st, "replay_running", (double) r.running);
+    ingest_stats_gauge(st, "replay_cursors", (double) r.cursors);
+}
+
 fonte_err
 listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
              size_t errlen)
@@ -153,6 +180,8 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     io.rcvhwm = o->rcvhwm;
     io.stats_interval_us = o->stats_interval_us;
     io.limits = o->limits;
+    io.more_stats = more_stats;
+    io.more_stats_arg = l;
     if ((rc = ingest_new(&io, &l->ingest, errbuf, errlen)) != FONTE_OK)
         goto fail;
     *listener_p = l;

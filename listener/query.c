@@ -533,7 +533,8 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
         if (q->router)
             zmq_close(q->router);
         free(q);
-        return FONTE_EIO;
+        /* an endpoint libzmq cannot parse is the caller's mistake */
+        return e == EINVAL || e == EPROTONOSUPPORT ? FONTE_EINVAL : FONTE_EIO;
     }
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);

@@ -808,6 +808,31 @@ stats_get(Fonte__Stats *st, const char *key, double *v)
     return false;
 }
 
+/* The next Stats on sys (subscribed to "$sys.listener") whose key
+ * reads at least v; fails after 100 Stats or 5 s without one. */
+static Fonte__Stats *
+next_stats_with(void *sys, const char *key, double v)
+{
+    for (int i = 0; i < 100; i++) {
+        zmq_pollitem_t pi = { sys, 0, ZMQ_POLLIN, 0 };
+        cr_assert_eq(zmq_poll(&pi, 1, 5000), 1, "Stats within 5 s");
+        char topic[64], body[8192];
+        Fonte__Stats *st = NULL;
+        double got = 0;
+        int tl = zmq_recv(sys, topic, sizeof topic, 0);
+        int bl = zmq_recv(sys, body, sizeof body, 0);
+        cr_assert_eq(tl, 13);
+        cr_assert(bl > 0 && bl <= (int) sizeof body, "a whole Stats: %d", bl);
+        cr_assert_eq(codec_stats_decode(body, (size_t) bl, &lim, &st),
+                     FONTE_OK);
+        if (stats_get(st, key, &got) && got >= v)
+            return st;
+        fonte__stats__free_unpacked(st, NULL);
+    }
+    cr_assert_fail("no Stats with %s >= %g in 100", key, v);
+    return NULL;
+}
+
 Test(listener, stats_are_published_on_sys_listener)
 {
     start_broker(100000);
@@ -818,23 +843,9 @@ Test(listener, stats_are_published_on_sys_listener)
     connect_clients();
     void *sys = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
     zmq_setsockopt(sys, ZMQ_SUBSCRIBE, "$sys.listener", 13);
-    Fonte__Stats *st = NULL;
+    Fonte__Stats *st = next_stats_with(sys, "events_stored", 1);
     double v = 0;
-    for (int i = 0; i < 100 && st == NULL; i++) {
-        zmq_pollitem_t pi = { sys, 0, ZMQ_POLLIN, 0 };
-        cr_assert_eq(zmq_poll(&pi, 1, 5000), 1, "Stats within 5 s");
-        char topic[64], body[8192];
-        int tl = zmq_recv(sys, topic, sizeof topic, 0);
-        int bl = zmq_recv(sys, body, sizeof body, 0);
-        cr_assert_eq(tl, 13);
-        cr_assert_eq(codec_stats_decode(body, (size_t) bl, &lim, &st),
-                     FONTE_OK);
-        if (!stats_get(st, "events_stored", &v) || v < 1) {
-            fonte__stats__free_unpacked(st, NULL);
-            st = NULL;
-        }
-    }
-    cr_assert_not_null(st, "a Stats after the warm-up was stored");
+    cr_assert(stats_get(st, "events_stored", &v));
     cr_assert_str_eq(st->source, "listener");
     cr_assert_eq(v, 1);
     static const char *const keys[] = {
@@ -847,6 +858,30 @@ Test(listener, stats_are_published_on_sys_listener)
     cr_assert_eq(v, 1);
     cr_assert(stats_get(st, "store_bytes", &v));
     cr_assert_gt(v, 0);
+    fonte__stats__free_unpacked(st, NULL);
+
+    /* the query endpoint's and the replays' counters: a status request
+     * and a request that does not decode, then a Stats that saw both */
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Reply *rep = status(req);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    fonte__reply__free_unpacked(rep, NULL);
+    rep = request(req, "\xff", 1);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+    st = next_stats_with(sys, "query_requests", 2);
+    static const struct { const char *key; double v; } want[] = {
+        { "query_status", 1 },  { "query_replay", 0 },
+        { "query_bad_requests", 1 }, { "query_dropped", 0 },
+        { "query_busy", 0 },    { "replay_pages", 0 },
+        { "replay_scans_parked", 0 }, { "replay_running", 0 },
+        { "replay_cursors", 0 } };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        cr_assert(stats_get(st, want[i].key, &v), "Stats has %s",
+                  want[i].key);
+        cr_assert_eq(v, want[i].v, "%s = %g", want[i].key, v);
+    }
     fonte__stats__free_unpacked(st, NULL);
     zmq_close(sys);
 }
@@ -975,6 +1010,26 @@ Test(listener, taken_query_port_is_an_io_error)
     cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
     cr_assert_null(second);
     cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
+}
+
+/* An endpoint libzmq cannot parse is the caller's mistake (the daemons
+ * exit 2 on it), not an I/O error. */
+Test(listener, malformed_query_endpoint_is_invalid)
+{
+    start_broker(100000);
+    listener_opts_t o;
+    listener_t *l = NULL;
+    char err[512];
+    listener_defaults(&o);
+    const char *bad[] = { "foo", "nope://127.0.0.1:1" };
+    for (size_t i = 0; i < 2; i++) {
+        o.query = bad[i];
+        cr_assert_eq(listener_new(&o, &l, err, sizeof err), FONTE_EINVAL,
+                     "%s", bad[i]);
+        cr_assert_null(l);
+        cr_assert_not_null(strstr(err, "cannot bind query endpoint"), "%s",
+                           err);
+    }
 }
 
 /* How many of this process's threads are named `comm` (*n), and how
