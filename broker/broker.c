@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <zmq.h>
 
+#include "curve.h"
 #include "log.h"
 #include "topics.h"
 
@@ -55,6 +56,8 @@ struct broker {
     broker_opts_t opts;
     char ingress[BROKER_ENDPOINT_MAX], egress[BROKER_ENDPOINT_MAX];
     void *ctx;
+    fcurve_cert_t cert;        /* with curve: the broker's key pair */
+    fcurve_auth_t *auth;       /* with curve: ctx's ZAP handler */
     void *xsub, *xpub;         /* the loop's */
     void *pipe_loop, *mon_in, *mon_out; /* the loop's */
     void *pipe_main;           /* broker_destroy's end of the pipe */
@@ -134,7 +137,8 @@ open_side(broker_t *b, int type, const char *name, const char *endpoint,
     if (zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) != 0 ||
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0) {
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        (b->auth != NULL && fcurve_server(s, &b->cert) != 0)) {
         set_err(errbuf, errlen, "cannot set %s socket options: %s", name,
                 zmq_strerror(errno));
         return FONTE_EIO;
@@ -202,6 +206,8 @@ check_opts(const broker_opts_t *o, char *errbuf, size_t errlen)
         bad = "max_msg";
     else if (o->stats_interval_us < 0)
         bad = "stats interval";
+    else if ((o->curve_cert == NULL) != (o->curve_clients == NULL))
+        bad = "curve_cert and curve_clients go together";
     if (bad == NULL)
         return FONTE_OK;
     set_err(errbuf, errlen, "invalid broker option: %s", bad);
@@ -243,6 +249,12 @@ broker_new(const broker_opts_t *o, broker_t **broker_p, char *errbuf,
                 zmq_strerror(errno));
         goto fail;
     }
+    if (o->curve_cert != NULL &&
+        ((rc = fcurve_cert_load(o->curve_cert, true, &b->cert, errbuf,
+                                errlen)) != FONTE_OK ||
+         (rc = fcurve_auth_new(b->ctx, o->curve_clients, &b->cert, &b->auth,
+                               errbuf, errlen)) != FONTE_OK))
+        goto fail;
     if ((rc = open_side(b, ZMQ_XSUB, "ingress", o->ingress, &b->xsub,
                         b->ingress, errbuf, errlen)) != FONTE_OK ||
         (rc = open_side(b, ZMQ_XPUB, "egress", o->egress, &b->xpub,
@@ -265,8 +277,10 @@ broker_new(const broker_opts_t *o, broker_t **broker_p, char *errbuf,
         goto fail;
     }
     b->thread_started = true;
-    flog(FLOG_INFO, "broker", "routing %s -> %s (validate=%s)", b->ingress,
-         b->egress, o->validate_full ? "full" : "frames");
+    flog(FLOG_INFO, "broker", "routing %s -> %s (validate=%s%s%s)",
+         b->ingress, b->egress, o->validate_full ? "full" : "frames",
+         b->auth ? ", CURVE: clients in " : "",
+         b->auth ? o->curve_clients : "");
     *broker_p = b;
     return FONTE_OK;
 
@@ -293,6 +307,8 @@ broker_counters(broker_t *b, broker_counters_t *out)
     pthread_mutex_lock(&b->lock);
     *out = b->shared;
     pthread_mutex_unlock(&b->lock);
+    if (b->auth != NULL)
+        fcurve_auth_counts(b->auth, &out->auth_allowed, &out->auth_denied);
 }
 
 void
@@ -312,6 +328,8 @@ broker_destroy(broker_t **broker_p)
     close_socket(&b->mon_out);
     close_socket(&b->xsub);
     close_socket(&b->xpub);
+    fcurve_auth_destroy(&b->auth); /* its socket too, before the term */
+    explicit_bzero(&b->cert, sizeof b->cert); /* the secret key */
     if (b->ctx != NULL)
         zmq_ctx_term(b->ctx); /* every socket had linger 0: prompt */
     topics_destroy(&b->topics);
@@ -605,6 +623,12 @@ build_stats(broker_t *b, stats_builder_t *s, int64_t now)
     add_counter(s, "ingress_disconnects", c->ingress_disconnects);
     add_counter(s, "egress_connects", c->egress_connects);
     add_counter(s, "egress_disconnects", c->egress_disconnects);
+    if (b->auth != NULL) {
+        uint64_t allowed, denied;
+        fcurve_auth_counts(b->auth, &allowed, &denied);
+        add_counter(s, "auth_allowed", allowed);
+        add_counter(s, "auth_denied", denied);
+    }
 
     size_t n = topics_top(b->topics, top, BROKER_STATS_TOPICS);
     for (size_t i = 0; i < n; i++) {

@@ -56,6 +56,11 @@ typedef struct broker_opts {
     int hwm;                   /* SNDHWM/RCVHWM of both sockets; 0 = none */
     bool validate_full;        /* true = full, false = frames */
     int64_t stats_interval_us; /* 0 = no Stats */
+    /* CURVE (proto/curve.h), both or neither: the broker's certificate
+     * (its secret file beside it) and the directory of the public
+     * certificates of the clients admitted on both endpoints */
+    const char *curve_cert;
+    const char *curve_clients;
 } broker_opts_t;
 
 /* Counters since start, as the loop last copied them: at least every
@@ -74,6 +79,8 @@ typedef struct broker_counters {
     uint64_t stats_sent;   /* ["stats_sent"] $sys.broker messages sent */
     uint64_t ingress_connects, ingress_disconnects; /* ["ingress_*"] */
     uint64_t egress_connects, egress_disconnects;   /* ["egress_*"] */
+    uint64_t auth_allowed, auth_denied; /* ["auth_*"] CURVE clients
+                                           admitted, refused (both ends) */
     int64_t publishers;    /* gauge: connections on ingress now */
     int64_t subscribers;   /* gauge: connections on egress now */
     int64_t subscriptions; /* gauge: distinct prefixes subscribed now */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "curve.h"
 #include "fonte/errors.h"
 #include "store.h"
 
@@ -47,6 +48,9 @@ typedef struct ingest_opts {
      * Stats (NULL: none); must stay callable while the ingest lives */
     void (*more_stats)(void *arg, ingest_stats_t *st);
     void *more_stats_arg;
+    /* CURVE client of the broker: own key pair and the broker's public
+     * key (both, or NULL) */
+    const fcurve_cert_t *curve_cert, *curve_server;
 } ingest_opts_t;
 
 /* Counters since start. The names in brackets are the Stats keys. */

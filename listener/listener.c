@@ -24,6 +24,9 @@ struct listener {
     void *ctx;  /* ingest, acks, stats, republishing */
     void *qctx; /* the query ROUTER alone: its own I/O thread */
     store_t *store;
+    fcurve_cert_t cert;        /* with curve_cert: the listener's pair */
+    fcurve_cert_t broker_cert; /* with curve_broker: the broker's key */
+    fcurve_auth_t *auth;       /* with curve_clients: qctx's ZAP handler */
     replay_t *replay;
     query_t *query;
     ingest_t *ingest;
@@ -87,6 +90,12 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_counter(st, "query_bad_requests", q.bad_requests);
     ingest_stats_counter(st, "query_dropped", q.dropped);
     ingest_stats_counter(st, "query_busy", q.busy);
+    if (l->auth != NULL) {
+        uint64_t allowed, denied;
+        fcurve_auth_counts(l->auth, &allowed, &denied);
+        ingest_stats_counter(st, "query_auth_allowed", allowed);
+        ingest_stats_counter(st, "query_auth_denied", denied);
+    }
     replay_counters(l->replay, &r);
     ingest_stats_counter(st, "replay_pages", r.pages);
     ingest_stats_counter(st, "replay_cut_ahead", r.cut_ahead);
@@ -115,6 +124,16 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     }
     if (o->query_cpu >= 0 && check_cpu(o->query_cpu, errbuf, errlen) != 0)
         return FONTE_EINVAL;
+    if ((o->curve_cert != NULL) !=
+        (o->curve_clients != NULL || o->curve_broker != NULL)) {
+        snprintf(errbuf, errlen, "listener: %s",
+                 o->curve_cert == NULL
+                     ? "the CURVE clients' directory and the broker's "
+                       "certificate need the listener's own certificate"
+                     : "a CURVE certificate needs the clients' directory "
+                       "or the broker's certificate (what to secure)");
+        return FONTE_EINVAL;
+    }
     if ((l = calloc(1, sizeof *l)) == NULL ||
         (l->ctx = zmq_ctx_new()) == NULL ||
         (l->qctx = zmq_ctx_new()) == NULL) {
@@ -133,6 +152,17 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
         goto fail;
     }
 
+    if (o->curve_cert != NULL &&
+        ((rc = fcurve_cert_load(o->curve_cert, true, &l->cert, errbuf,
+                                errlen)) != FONTE_OK ||
+         (o->curve_broker != NULL &&
+          (rc = fcurve_cert_load(o->curve_broker, false, &l->broker_cert,
+                                 errbuf, errlen)) != FONTE_OK) ||
+         (o->curve_clients != NULL &&
+          (rc = fcurve_auth_new(l->qctx, o->curve_clients, &l->cert,
+                                &l->auth, errbuf, errlen)) != FONTE_OK)))
+        goto fail;
+
     store_opts_t so;
     store_opts_init(&so);
     so.dir = o->data;
@@ -150,6 +180,10 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     ro.limits = o->limits;
     ro.max_closure = o->max_closure;
     ro.max_events = o->max_replay_events;
+    if (o->curve_broker != NULL) {
+        ro.curve_cert = &l->cert;
+        ro.curve_server = &l->broker_cert;
+    }
     if ((rc = replay_new(&ro, l->store, &l->replay, errbuf, errlen)) !=
         FONTE_OK)
         goto fail;
@@ -164,6 +198,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     qo.replay = replay_handle;
     qo.replay_arg = l->replay;
     qo.workers = o->query_workers;
+    qo.curve = l->auth != NULL ? &l->cert : NULL;
     if ((rc = query_new(&qo, &l->query, errbuf, errlen)) != FONTE_OK)
         goto fail;
 
@@ -182,6 +217,10 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     io.limits = o->limits;
     io.more_stats = more_stats;
     io.more_stats_arg = l;
+    if (o->curve_broker != NULL) {
+        io.curve_cert = &l->cert;
+        io.curve_server = &l->broker_cert;
+    }
     if ((rc = ingest_new(&io, &l->ingest, errbuf, errlen)) != FONTE_OK)
         goto fail;
     *listener_p = l;
@@ -232,11 +271,13 @@ listener_destroy(listener_t **listener_p)
     replay_stop(l->replay); /* a big plan in a worker gives up */
     ingest_destroy(&l->ingest);
     query_destroy(&l->query);
+    fcurve_auth_destroy(&l->auth); /* before its context's term */
     replay_destroy(&l->replay);
     store_close(&l->store);
     if (l->ctx)
         zmq_ctx_term(l->ctx);
     if (l->qctx)
         zmq_ctx_term(l->qctx);
+    explicit_bzero(&l->cert, sizeof l->cert); /* the secret key */
     free(l);
 }

@@ -50,6 +50,15 @@ typedef struct listener_opts {
     int query_cpu;             /* run the query thread and its ZeroMQ I/O
                                   thread on this CPU only; -1 (default) =
                                   not pinned. See docs/operations.md. */
+    /* CURVE (proto/curve.h; docs/operations.md "Security"): the
+     * listener's certificate (its secret file beside it), with
+     * curve_clients (the directory of the public certificates of the
+     * clients its query endpoint admits) and/or curve_broker (the
+     * broker's public certificate, for the listener's connections to
+     * it). NULL: no CURVE there. */
+    const char *curve_cert;
+    const char *curve_clients;
+    const char *curve_broker;
 } listener_opts_t;
 
 /* Fills *o with the defaults above. */

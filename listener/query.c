@@ -525,6 +525,7 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
         zmq_setsockopt(q->router, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(q->router, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
         zmq_setsockopt(q->router, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms) ||
+        (o->curve != NULL && fcurve_server(q->router, o->curve) != 0) ||
         zmq_bind(q->router, o->endpoint) != 0 ||
         zmq_getsockopt(q->router, ZMQ_LAST_ENDPOINT, q->endpoint, &len) != 0) {
         int e = zmq_errno();

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "curve.h"
 #include "fonte/errors.h"
 #include "store.h"
 
@@ -53,6 +54,9 @@ typedef struct query_opts {
                                thread itself (for tests) */
     int cpu;                /* run the query thread on this CPU only;
                                -1 (default) = wherever the OS puts it */
+    const fcurve_cert_t *curve; /* a CURVE server with this key pair (a
+                               ZAP handler in zmq_ctx decides who gets
+                               in); NULL: none */
 } query_opts_t;
 
 /* Counters since start (thread-safe copies). */

@@ -2343,6 +2343,8 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
         if (rp->xpub == NULL ||
             zmq_setsockopt(rp->xpub, ZMQ_LINGER, &linger, sizeof linger) ||
             zmq_setsockopt(rp->xpub, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
+            (o->curve_cert != NULL &&
+             fcurve_client(rp->xpub, o->curve_cert, o->curve_server) != 0) ||
             zmq_connect(rp->xpub, o->ingress) != 0) {
             snprintf(errbuf, errlen, "replay: cannot connect to ingress %s: %s",
                      o->ingress, zmq_strerror(zmq_errno()));

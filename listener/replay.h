@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "curve.h"
 #include "fonte/errors.h"
 #include "store.h"
 
@@ -68,6 +69,9 @@ typedef struct replay_opts {
                                needs one and finds no slot (it reads on in
                                the cutting thread, and takes a thread again
                                when one is free), default 1 s */
+    const fcurve_cert_t *curve_cert, *curve_server; /* the republish
+                               socket is a CURVE client of the broker with
+                               this pair and its key (both, or NULL) */
     size_t ahead_pages;     /* pages of a streamed whole-store replay cut
                                ahead of the client's asking, 0-2, default
                                2 (0: each page is cut when asked) */

@@ -54,6 +54,9 @@ fonte_client_opts_init(fonte_client_opts_t *o)
     o->inbox_max = 100000;
     o->max_msg = codec_limits_default.max_msg;
     o->max_reply = codec_limits_default.max_reply;
+    o->curve_cert = env_or("FONTE_CURVE_CERT", NULL);
+    o->curve_broker = env_or("FONTE_CURVE_BROKER", NULL);
+    o->curve_listener = env_or("FONTE_CURVE_LISTENER", NULL);
     o->reliable = true;
 }
 
@@ -69,6 +72,10 @@ client_socket(fonte_client_t *c, int type, const char *endpoint,
         return NULL;
     if (zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg) != 0 ||
+        (c->curve &&
+         fcurve_client(s, &c->cert,
+                       type == ZMQ_REQ ? &c->listener_cert
+                                       : &c->broker_cert) != 0) ||
         zmq_connect(s, endpoint) != 0) {
         int e = errno;
         zmq_close(s);
@@ -146,6 +153,32 @@ check_opts(const fonte_client_opts_t *o)
         o->inbox_max == 0 || o->max_msg == 0 || o->max_reply == 0 ||
         o->sndhwm < 0)
         return FONTE_EINVAL;
+    if (o->curve_cert == NULL
+            ? o->curve_broker != NULL || o->curve_listener != NULL
+            : o->curve_broker == NULL)
+        return FONTE_EINVAL;
+    return FONTE_OK;
+}
+
+/* The CURVE certificates of the options, if any: c->curve then. */
+static fonte_err
+load_curve(fonte_client_t *c, const fonte_client_opts_t *o)
+{
+    char err[512];
+    if (o->curve_cert == NULL)
+        return FONTE_OK;
+    if (fcurve_cert_load(o->curve_cert, true, &c->cert, err, sizeof err) ||
+        fcurve_cert_load(o->curve_broker, false, &c->broker_cert, err,
+                         sizeof err) ||
+        fcurve_cert_load(o->curve_listener ? o->curve_listener
+                                           : o->curve_broker,
+                         false, &c->listener_cert, err, sizeof err)) {
+        flog(FLOG_ERROR, "client", "%s", err);
+        return FONTE_EINVAL;
+    }
+    c->curve = true;
+    /* loaded: the caller's strings are not kept */
+    c->opts.curve_cert = c->opts.curve_broker = c->opts.curve_listener = NULL;
     return FONTE_OK;
 }
 
@@ -172,7 +205,8 @@ open_sockets(fonte_client_t *c)
     int linger = 0, nodrop = 1;
     if (zmq_setsockopt(c->pub, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
         zmq_setsockopt(c->pub, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
-        zmq_setsockopt(c->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0)
+        zmq_setsockopt(c->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0 ||
+        (c->curve && fcurve_client(c->pub, &c->cert, &c->broker_cert) != 0))
         return FONTE_EIO;
     if (zmq_connect(c->pub, c->ingress) != 0)
         return FONTE_EINVAL;
@@ -243,7 +277,8 @@ fonte_client_new(const fonte_client_opts_t *o, fonte_client_t **client_p)
              c->service);
     snprintf(c->replay_prefix, sizeof c->replay_prefix, "%s%s.",
              CODEC_TOPIC_REPLAY, c->service);
-    if ((rc = draw_session(&c->session)) != FONTE_OK)
+    if ((rc = draw_session(&c->session)) != FONTE_OK ||
+        (rc = load_curve(c, o)) != FONTE_OK)
         goto fail;
 
     rc = FONTE_ENOMEM;
@@ -312,6 +347,7 @@ fonte_client_destroy(fonte_client_t **client_p)
     pthread_mutex_destroy(&c->pub_mu);
     pthread_mutex_destroy(&c->subs_mu);
     pthread_mutex_destroy(&c->qpool_mu);
+    explicit_bzero(&c->cert, sizeof c->cert); /* the secret key */
     free(c);
     *client_p = NULL;
 }

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "codec.h"
+#include "curve.h"
 #include "fonte/fonte.h"
 #include "inbox.h"
 #include "outbox.h"
@@ -37,6 +38,8 @@ struct fonte_client {
     char replay_prefix[sizeof CODEC_TOPIC_REPLAY + CODEC_PRODUCER_MAX + 1];
 
     void *zctx;
+    bool curve; /* CURVE client: its pair, the broker's and listener's */
+    fcurve_cert_t cert, broker_cert, listener_cert;
     void *pub, *ctrl, *user; /* owned by the I/O thread once started */
     int wake_fd;             /* eventfd: wakes the I/O thread */
     pthread_t io;
@@ -83,7 +86,8 @@ void *client_query_take(fonte_client_t *c);
  * the next query, or closed when the pool is full. NULL-safe. */
 void client_query_give(fonte_client_t *c, void *sock);
 
-/* Creates a socket of type with LINGER 0 and MAXMSGSIZE max_msg, then
+/* Creates a socket of type with LINGER 0 and MAXMSGSIZE max_msg (and
+ * CURVE, with the listener's key for a REQ, else the broker's), then
  * connects it to endpoint. NULL on failure (errno from libzmq). */
 void *client_socket(fonte_client_t *c, int type, const char *endpoint,
                     size_t max_msg);

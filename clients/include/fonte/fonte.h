@@ -96,6 +96,14 @@ typedef struct fonte_client_opts {
     size_t max_reply;           /* largest query reply; default 8 MiB */
     bool reliable;              /* false: fire and forget, no outbox, no
                                    Acks; default true */
+    /* CURVE (docs/operations.md, "Security"): this service's certificate
+     * (a file from `fonte keygen`, its secret file beside it), the
+     * broker's public certificate, and the listener's (NULL: the
+     * broker's). NULL curve_cert: no CURVE. From FONTE_CURVE_CERT,
+     * FONTE_CURVE_BROKER and FONTE_CURVE_LISTENER when set. */
+    const char *curve_cert;
+    const char *curve_broker;
+    const char *curve_listener;
 } fonte_client_opts_t;
 
 /* Fills *o with the defaults above. ingress, egress and query come from
@@ -110,7 +118,9 @@ FONTE_EXPORT void fonte_client_opts_init(fonte_client_opts_t *o);
  * background: the broker and listener need not be up yet.
  * Returns FONTE_OK and sets *client_p (destroy with fonte_client_destroy);
  * FONTE_EPRODUCER for a missing or invalid service name, FONTE_EINVAL for
- * another bad option (an endpoint ZeroMQ cannot parse, a zero limit),
+ * another bad option (an endpoint ZeroMQ cannot parse, a zero limit, a
+ * CURVE certificate that cannot be read, or curve_cert without
+ * curve_broker),
  * FONTE_EIO if the session cannot be drawn or a socket or thread cannot
  * be made, FONTE_ENOMEM. On error *client_p is NULL. The strings in *o are
  * copied. */

@@ -1,0 +1,243 @@
+/*
+ * test_secure.c - CURVE end to end: a broker and a listener that admit
+ * only the keys in a directory, libfonte clients with and without an
+ * admitted key, all over real TCP in this process (docs/operations.md,
+ * "Security"). What is asserted: an admitted service's events are
+ * acknowledged, stored and fetched; an unknown key or no CURVE gets
+ * nothing in - nothing stored, its flush and its queries time out - and
+ * the refusals are counted.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker.h"
+#include "curve.h"
+#include "fonte/fonte.h"
+#include "listener.h"
+#include "log.h"
+#include "testutil.h"
+
+#define FLUSH_MS 10000 /* an admitted client's flush: a bound, not a wait */
+#define DENIED_MS 1500 /* how long a refused client is given */
+
+static char dir[64];
+static char paths[8][256];
+static broker_t *broker;
+static listener_t *listener;
+
+/* dir/name in one of the paths buffers. */
+static const char *
+at(int slot, const char *name)
+{
+    snprintf(paths[slot], sizeof paths[slot], "%s/%s", dir, name);
+    return paths[slot];
+}
+
+static void
+keygen(const char *name, bool admit)
+{
+    char path[256], err[512] = "", pub[512], adm[512];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name);
+    cr_assert_eq(fcurve_keygen(path, name, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    if (!admit)
+        return;
+    /* the public file into the admitted directory */
+    snprintf(pub, sizeof pub, "%s", path);
+    snprintf(adm, sizeof adm, "%s/clients/%s.key", dir, name);
+    FILE *a = fopen(pub, "r"), *b = fopen(adm, "w");
+    cr_assert(a != NULL && b != NULL);
+    char buf[1024];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, n, b);
+    fclose(a);
+    fclose(b);
+}
+
+static void
+setup(void)
+{
+    char err[512] = "";
+    flog_set_level(FLOG_ERROR);
+    snprintf(dir, sizeof dir, "/tmp/fonte-test-secure-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    cr_assert_eq(mkdir(at(0, "clients"), 0755), 0);
+    keygen("server", false);
+    keygen("listener", true);
+    keygen("shop", true);
+    keygen("stranger", false);
+
+    broker_opts_t bo;
+    broker_opts_init(&bo);
+    bo.ingress = "tcp://127.0.0.1:*";
+    bo.egress = "tcp://127.0.0.1:*";
+    bo.stats_interval_us = 0;
+    bo.curve_cert = at(1, "server.key");
+    bo.curve_clients = at(2, "clients");
+    cr_assert_eq(broker_new(&bo, &broker, err, sizeof err), FONTE_OK, "%s",
+                 err);
+
+    listener_opts_t lo;
+    listener_opts_init(&lo);
+    lo.egress = broker_egress_endpoint(broker);
+    lo.ingress = broker_ingress_endpoint(broker);
+    lo.query = "tcp://127.0.0.1:*";
+    lo.data = at(3, "data");
+    lo.sync = false;
+    lo.stats_interval_us = 0;
+    lo.curve_cert = at(4, "listener.key");
+    lo.curve_broker = at(5, "server.key");
+    lo.curve_clients = at(2, "clients");
+    cr_assert_eq(listener_new(&lo, &listener, err, sizeof err), FONTE_OK,
+                 "%s", err);
+}
+
+static void
+teardown(void)
+{
+    listener_destroy(&listener);
+    broker_destroy(&broker);
+    tu_rmtree(dir);
+}
+
+TestSuite(secure, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A client of service "shop" with the key pair `cert` (NULL: no CURVE). */
+static fonte_client_t *
+client(const char *cert)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    char certp[256];
+    fonte_client_opts_init(&o);
+    o.service = "shop";
+    o.ingress = broker_ingress_endpoint(broker);
+    o.egress = broker_egress_endpoint(broker);
+    o.query = listener_query_endpoint(listener);
+    o.query_timeout_ms = DENIED_MS / 3;
+    o.query_retries = 3;
+    o.resend_timeout_ms = 200;
+    if (cert != NULL) {
+        snprintf(certp, sizeof certp, "%s/%s.key", dir, cert);
+        o.curve_cert = certp;
+        o.curve_broker = at(6, "server.key");
+        o.curve_listener = at(7, "listener.key");
+    }
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    return c;
+}
+
+static void
+publish(fonte_client_t *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fonte_event_spec_t e = { .type = "order.placed", .object = "order:1",
+                                 .payload = "x", .payload_len = 1 };
+        cr_assert_eq(fonte_publish(c, &e), FONTE_OK);
+    }
+}
+
+static uint64_t
+stored(void)
+{
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    return ic.events_stored;
+}
+
+Test(secure, an_admitted_service_publishes_fetches_and_asks)
+{
+    fonte_client_t *c = client("shop");
+    publish(c, 10);
+    cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK, "acked through CURVE");
+    cr_assert_eq(stored(), 10);
+    fonte_event_list_t *l = NULL;
+    cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_OK);
+    cr_assert_eq(fonte_event_list_count(l), 10);
+    fonte_event_list_destroy(&l);
+    fonte_status_t st;
+    cr_assert_eq(fonte_status(c, &st), FONTE_OK);
+    cr_assert_eq(st.events, 10);
+    fonte_client_destroy(&c);
+
+    broker_counters_t bc;
+    broker_counters(broker, &bc);
+    cr_assert_eq(bc.auth_denied, 0);
+    /* the listener's SUB, PUB and republish socket, the client's XPUB
+     * and two SUBs */
+    cr_assert_geq(bc.auth_allowed, 6, "%llu",
+                  (unsigned long long) bc.auth_allowed);
+    cr_assert_eq(bc.invalid, 0);
+}
+
+Test(secure, an_unknown_key_or_no_curve_gets_nothing_in)
+{
+    const char *certs[] = { "stranger", NULL };
+    for (int k = 0; k < 2; k++) {
+        fonte_client_t *c = client(certs[k]);
+        publish(c, 3);
+        cr_assert_eq(fonte_flush(c, DENIED_MS), FONTE_ETIMEOUT, "%s",
+                     certs[k] ? certs[k] : "no CURVE");
+        fonte_status_t st;
+        cr_assert_eq(fonte_status(c, &st), FONTE_ETIMEOUT);
+        fonte_client_destroy(&c);
+        cr_assert_eq(stored(), 0, "nothing of a refused client is stored");
+    }
+    broker_counters_t bc;
+    broker_counters(broker, &bc);
+    cr_assert_geq(bc.auth_denied, 1, "the stranger's connections");
+    cr_assert_eq(bc.messages_in, 0, "no message got through the broker");
+
+    /* and an admitted client still gets in afterwards */
+    fonte_client_t *c = client("shop");
+    publish(c, 1);
+    cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
+    cr_assert_eq(stored(), 1);
+    fonte_client_destroy(&c);
+}
+
+Test(secure, curve_options_that_do_not_go_together_are_refused)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_client_opts_init(&o);
+    o.service = "shop";
+    o.curve_cert = at(6, "shop.key");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL, "no broker key");
+    o.curve_broker = at(7, "nope.key");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL, "unreadable");
+    o.curve_cert = NULL;
+    o.curve_broker = at(7, "server.key");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL, "no own pair");
+    cr_assert_null(c);
+
+    broker_opts_t bo;
+    broker_t *b = NULL;
+    char err[512] = "";
+    broker_opts_init(&bo);
+    bo.ingress = "tcp://127.0.0.1:*";
+    bo.egress = "tcp://127.0.0.1:*";
+    bo.curve_cert = at(1, "server.key");
+    cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
+    cr_assert_not_null(strstr(err, "go together"), "%s", err);
+    bo.curve_clients = at(2, "clients");
+    bo.curve_cert = at(1, "stranger.key_secret"); /* not a public file */
+    cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
+    cr_assert_null(b);
+
+    listener_opts_t lo;
+    listener_t *l = NULL;
+    listener_opts_init(&lo);
+    lo.data = at(3, "data2");
+    lo.curve_cert = at(4, "listener.key");
+    cr_assert_eq(listener_new(&lo, &l, err, sizeof err), FONTE_EINVAL);
+    cr_assert_not_null(strstr(err, "what to secure"), "%s", err);
+    lo.curve_cert = NULL;
+    lo.curve_clients = at(2, "clients");
+    cr_assert_eq(listener_new(&lo, &l, err, sizeof err), FONTE_EINVAL);
+    cr_assert_null(l);
+}
