@@ -64,7 +64,8 @@ main(int argc, char **argv)
           "events per WriteBatch (2000)", NULL },
         { "batch-delay-us", "FONTE_BATCH_DELAY_US", FLAG_DURATION,
           &o.batch_delay_us,
-          "wait this long for a batch to fill, e.g. 200us (0: none)", NULL },
+          "wait this long for a batch to fill: 200 = 200us, or 2ms "
+          "(0: none)", NULL },
         { "cache-mb", "FONTE_CACHE_MB", FLAG_UINT, &cache_mb,
           "LevelDB block cache, MiB (8)", NULL },
         { "queue-max", "FONTE_QUEUE_MAX", FLAG_UINT, &queue_max,

@@ -58,26 +58,53 @@ flags_parse_size(const char *s, size_t *out)
 }
 
 bool
-flags_parse_duration(const char *s, int64_t *out_us)
+flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us)
 {
     char *end;
     unsigned long long v;
 
-    if (!leading_number(s, &v, &end))
+    if (!leading_number(s, &v, &end) || bare_us <= 0)
         return false;
     unsigned long long mult;
     if (strcmp(end, "us") == 0)
         mult = 1;
-    else if (strcmp(end, "ms") == 0 || *end == '\0')
+    else if (strcmp(end, "ms") == 0)
         mult = 1000;
     else if (strcmp(end, "s") == 0)
         mult = 1000000;
+    else if (*end == '\0')
+        mult = (unsigned long long) bare_us;
     else
         return false;
     if (v > (unsigned long long) INT64_MAX / mult)
         return false;
     *out_us = (int64_t) (v * mult);
     return true;
+}
+
+bool
+flags_parse_duration(const char *s, int64_t *out_us)
+{
+    return flags_parse_duration_in(s, 1000, out_us);
+}
+
+static bool
+ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* What a bare number of a duration flag counts: the unit its name ends
+ * in (--batch-delay-us), else milliseconds. */
+static int64_t
+bare_unit_us(const flag_spec_t *f)
+{
+    if (ends_with(f->name, "-us"))
+        return 1;
+    if (ends_with(f->name, "-s"))
+        return 1000000;
+    return 1000;
 }
 
 static bool
@@ -92,7 +119,8 @@ set_value(const flag_spec_t *f, const char *v)
     case FLAG_UINT:
         return flags_parse_uint(v, (uint64_t *) f->dst);
     case FLAG_DURATION:
-        return flags_parse_duration(v, (int64_t *) f->dst);
+        return flags_parse_duration_in(v, bare_unit_us(f),
+                                       (int64_t *) f->dst);
     case FLAG_BOOL:
         if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
             *(bool *) f->dst = true;
@@ -154,8 +182,23 @@ print_help(const flag_spec_t *specs, const char *usage, FILE *out)
             fprintf(out, " [$%s]", f->env);
         fputc('\n', out);
     }
-    fputs("  --help                show this help\n"
+    fputs("  -h, --help            show this help\n"
           "  --version             print the version\n", out);
+}
+
+/* The one line for a value of f that does not parse: from the flag, or
+ * from its variable when var. */
+static void
+bad_value(const flag_spec_t *f, bool var, const char *v, const char *prog,
+          FILE *err)
+{
+    if (var)
+        fprintf(err, "%s: $%s=%s is not %s", prog, f->env, v, kind_hint(f));
+    else
+        fprintf(err, "%s: --%s=%s is not %s", prog, f->name, v, kind_hint(f));
+    if (f->kind == FLAG_CHOICE)
+        print_choices(f, err);
+    fputc('\n', err);
 }
 
 flags_result
@@ -163,16 +206,16 @@ flags_parse(const flag_spec_t *specs, int argc, char **argv,
             const char *prog, const char *usage, int *first_arg, FILE *out,
             FILE *err)
 {
-    /* The environment first, so that flags override it. */
-    for (const flag_spec_t *f = specs; f->name; f++) {
-        const char *v = f->env ? getenv(f->env) : NULL;
-        if (v != NULL && *v != '\0' && !set_value(f, v)) {
-            fprintf(err, "%s: $%s=%s is not %s\n", prog, f->env, v,
-                    kind_hint(f));
-            return FLAGS_ERROR;
-        }
-    }
+    size_t n_specs = 0;
+    while (specs[n_specs].name)
+        n_specs++;
+    bool *given = calloc(n_specs + 1, sizeof *given);
+    flags_result rc = FLAGS_ERROR;
 
+    if (given == NULL) {
+        fprintf(err, "%s: out of memory\n", prog);
+        return FLAGS_ERROR;
+    }
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
@@ -180,21 +223,23 @@ flags_parse(const flag_spec_t *specs, int argc, char **argv,
             i++;
             break;
         }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(specs, usage, out);
+            rc = FLAGS_HELP;
+            goto out;
+        }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (first_arg == NULL) {
                 fprintf(err, "%s: unexpected argument '%s' (try --help)\n",
                         prog, a);
-                return FLAGS_ERROR;
+                goto out;
             }
             break; /* positionals start here */
         }
-        if (strcmp(a, "--help") == 0) {
-            print_help(specs, usage, out);
-            return FLAGS_HELP;
-        }
         if (strcmp(a, "--version") == 0) {
             fprintf(out, "%s %s\n", prog, FONTE_VERSION);
-            return FLAGS_VERSION;
+            rc = FLAGS_VERSION;
+            goto out;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
         size_t nlen = eq ? (size_t) (eq - name) : strlen(name);
@@ -205,7 +250,7 @@ flags_parse(const flag_spec_t *specs, int argc, char **argv,
         if (f->name == NULL) {
             fprintf(err, "%s: unknown flag '--%.*s' (try --help)\n", prog,
                     (int) nlen, name);
-            return FLAGS_ERROR;
+            goto out;
         }
         const char *v;
         if (eq)
@@ -217,20 +262,29 @@ flags_parse(const flag_spec_t *specs, int argc, char **argv,
         else {
             fprintf(err, "%s: flag --%s needs %s\n", prog, f->name,
                     kind_hint(f));
-            return FLAGS_ERROR;
+            goto out;
         }
         if (!set_value(f, v)) {
-            fprintf(err, "%s: --%s=%s is not %s", prog, f->name, v,
-                    kind_hint(f));
-            if (f->kind == FLAG_CHOICE)
-                print_choices(f, err);
-            fputc('\n', err);
-            return FLAGS_ERROR;
+            bad_value(f, false, v, prog, err);
+            goto out;
+        }
+        given[f - specs] = true;
+    }
+    /* The environment, for the flags not given. */
+    for (size_t k = 0; k < n_specs; k++) {
+        const flag_spec_t *f = &specs[k];
+        const char *v = f->env && !given[k] ? getenv(f->env) : NULL;
+        if (v != NULL && *v != '\0' && !set_value(f, v)) {
+            bad_value(f, true, v, prog, err);
+            goto out;
         }
     }
     if (first_arg)
         *first_arg = i;
-    return FLAGS_OK;
+    rc = FLAGS_OK;
+out:
+    free(given);
+    return rc;
 }
 
 int

@@ -5,12 +5,16 @@
  * Each flag names its variable; the value comes from the flag if given,
  * else from the environment, else the default already in the destination.
  * Accepted forms: --name=value, --name value, and --name alone for
- * booleans. Sizes take k/M/G suffixes (powers of 1024: "1M" = 1048576);
- * durations take us/ms/s (a bare number is milliseconds).
+ * booleans; -h is --help. Sizes take k/M/G suffixes (powers of 1024:
+ * "1M" = 1048576); durations take us/ms/s, and a bare number is in the
+ * unit the flag's name ends in (--batch-delay-us=200 is 200 us, and so
+ * for -ms and -s), else milliseconds.
  *
- * Errors are one line on stderr naming the flag (or variable) and what was
- * wrong; --help prints the generated usage. The parser never exits: it
- * returns what the caller should do, so tests can drive it.
+ * A variable is read, and checked, only when its flag is not given: a bad
+ * FONTE_SYNC does not stop `--sync none`. Errors are one line on stderr
+ * naming the flag (or variable) and what was wrong; --help prints the
+ * generated usage. The parser never exits: it returns what the caller
+ * should do, so tests can drive it.
  */
 #ifndef FONTE_FLAGS_H
 #define FONTE_FLAGS_H
@@ -25,7 +29,9 @@ typedef enum flag_kind {
     FLAG_SIZE,     /* size_t *: bytes, k/M/G suffixes */
     FLAG_UINT,     /* uint64_t * */
     FLAG_BOOL,     /* bool *: --name, --name=true|false|1|0 */
-    FLAG_DURATION, /* int64_t *: microseconds; us/ms/s suffixes */
+    FLAG_DURATION, /* int64_t *: microseconds; us/ms/s suffixes, a bare
+                      number in the unit the name ends in (-us, -ms, -s),
+                      else ms */
     FLAG_CHOICE,   /* const char **: one of choices[] */
 } flag_kind;
 
@@ -40,7 +46,7 @@ typedef struct flag_spec {
 
 typedef enum flags_result {
     FLAGS_OK = 0,   /* parsed; *first_arg is the first positional */
-    FLAGS_HELP,     /* --help was printed to out: exit 0 */
+    FLAGS_HELP,     /* --help (or -h) was printed to out: exit 0 */
     FLAGS_VERSION,  /* --version was printed to out: exit 0 */
     FLAGS_ERROR,    /* one line was printed to err: exit 2 */
 } flags_result;
@@ -58,9 +64,12 @@ flags_result flags_parse(const flag_spec_t *specs, int argc, char **argv,
 int flags_exit_code(flags_result r);
 
 /* Value parsers, exposed for tests and for callers with their own
- * syntax. False on malformed or out-of-range input. */
+ * syntax. False on malformed or out-of-range input. A bare duration is
+ * milliseconds for flags_parse_duration, bare_us microseconds each for
+ * flags_parse_duration_in. */
 bool flags_parse_size(const char *s, size_t *out);
 bool flags_parse_uint(const char *s, uint64_t *out);
 bool flags_parse_duration(const char *s, int64_t *out_us);
+bool flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us);
 
 #endif

@@ -30,6 +30,7 @@
 
 #define FONTE FONTE_BIN_DIR "/fonte"
 #define LISTENER FONTE_BIN_DIR "/fonte-listener"
+#define BROKER FONTE_BIN_DIR "/fonte-broker"
 #define WAIT_MS 20000 /* upper bound of every wait: a failure, not a hang */
 
 extern char **environ;
@@ -82,8 +83,9 @@ child_spawn(child_t *c, char *const argv[])
         posix_spawn_file_actions_addclose(&fa, pout[i]);
         posix_spawn_file_actions_addclose(&fa, perr[i]);
     }
-    const char *path = strcmp(argv[0], "fonte-listener") == 0 ? LISTENER
-                                                                : FONTE;
+    const char *path = strcmp(argv[0], "fonte-listener") == 0  ? LISTENER
+                       : strcmp(argv[0], "fonte-broker") == 0 ? BROKER
+                                                              : FONTE;
     cr_assert_eq(posix_spawn(&c->pid, path, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(pin[0]);
@@ -347,12 +349,55 @@ Test(usage, help_and_version_exit_0)
         cr_assert_not_null(strstr(r.out, "--query"));
         run_free(&r);
     }
+    RUN(&r, "publish", "--help");
+    cr_assert_not_null(strstr(r.out, "--payload-file F] [--payload-type "
+                                     "NAME] [--meta k=v]..."), "%s", r.out);
+    run_free(&r);
+    RUN(&r, "replay", "--help");
+    cr_assert_not_null(strstr(r.out, "stop after N events (0 = no limit)"));
+    run_free(&r);
+}
+
+Test(usage, dash_h_is_help_everywhere)
+{
+    run_t r, help;
+
+    RUN(&help, "--help");
+    RUN(&r, "-h");
+    cr_assert_eq(r.rc, 0);
+    cr_assert_str_eq(r.out, help.out);
+    cr_assert_str_eq(r.err, "");
+    run_free(&r);
+    run_free(&help);
+    const char *cmds[] = { "up", "publish", "replay", "tail", "top",
+                           "status" };
+    for (size_t i = 0; i < 6; i++) {
+        RUN(&help, (char *) cmds[i], "--help");
+        RUN(&r, (char *) cmds[i], "-h");
+        cr_assert_eq(r.rc, 0, "%s -h: %s", cmds[i], r.err);
+        cr_assert_str_eq(r.out, help.out, "%s -h", cmds[i]);
+        cr_assert_str_eq(r.err, "", "%s -h", cmds[i]);
+        run_free(&r);
+        run_free(&help);
+    }
+    /* After an object, and for the daemons. */
+    RUN(&r, "replay", "order:1", "-h");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "usage: fonte replay OBJECT", 26), 0);
+    run_free(&r);
+    char *const listener[] = { "fonte-listener", "-h", NULL };
+    run_input(&r, NULL, 0, listener);
+    cr_assert_eq(r.rc, 0);
+    cr_assert_eq(strncmp(r.out, "usage: fonte-listener", 21), 0);
+    cr_assert_not_null(strstr(r.out, "\n  -h, --help            show this "
+                                     "help\n"));
+    run_free(&r);
 }
 
 Test(usage, each_usage_error_is_one_line_and_exit_2)
 {
     static const struct {
-        const char *argv[8];
+        const char *argv[10];
         const char *err; /* exact stderr, or NULL: one line, any text */
     } cases[] = {
         { { NULL }, "fonte: which command? up, publish, replay, tail, top or "
@@ -391,9 +436,41 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
           "fonte top: --interval must be at least 10ms\n" },
         { { "up", "--sync", "sometimes" }, NULL },
         { { "--query" }, NULL },
+        { { "status", "--query", "foo" },
+          "fonte status: the query endpoint 'foo' is not one fonte can "
+          "connect to; write it like tcp://HOST:PORT with a port of "
+          "1..65535 (--query, FONTE_QUERY)\n" },
+        { { "replay", "a:1", "--query", "tcp://127.0.0.1:99999" },
+          "fonte replay: the query endpoint 'tcp://127.0.0.1:99999' is not "
+          "one fonte can connect to; write it like tcp://HOST:PORT with a "
+          "port of 1..65535 (--query, FONTE_QUERY)\n" },
+        { { "publish", "--type", "a", "--object", "b:1", "--ingress",
+            "tcp://127.0.0.1:0" },
+          "fonte publish: the ingress endpoint 'tcp://127.0.0.1:0' is not "
+          "one fonte can connect to; write it like tcp://HOST:PORT with a "
+          "port of 1..65535 (--ingress, FONTE_INGRESS)\n" },
+        { { "publish", "--type", "a", "--object", "b:1", "--egress",
+            "bar" },
+          "fonte publish: the egress endpoint 'bar' is not one fonte can "
+          "connect to; write it like tcp://HOST:PORT with a port of "
+          "1..65535 (--egress, FONTE_EGRESS)\n" },
+        { { "tail", "--egress", "tcp://127.0.0.1:70000" },
+          "fonte tail: the egress endpoint 'tcp://127.0.0.1:70000' is not "
+          "one fonte can connect to; write it like tcp://HOST:PORT with a "
+          "port of 1..65535 (--egress, FONTE_EGRESS)\n" },
+        { { "up", "--query", "tcp://127.0.0.1:99999" },
+          "fonte up: the query endpoint 'tcp://127.0.0.1:99999' is not one "
+          "fonte can bind; write it like tcp://HOST:PORT with a port of "
+          "1..65535 or * (--query, FONTE_QUERY)\n" },
+        { { "publish", "--type", "a", "--object", "b:1", "--meta", "k=1",
+            "--meta", "k=2" },
+          "fonte publish: --meta k is given twice; a key may appear once\n" },
+        { { "top", "--timeout", "300ms" },
+          "fonte top: --timeout needs --count and a duration over 0 (try "
+          "--help)\n" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char *av[10] = { "fonte" };
+        char *av[12] = { "fonte" };
         size_t n = 1;
         for (; cases[i].argv[n - 1]; n++)
             av[n] = (char *) cases[i].argv[n - 1];
@@ -756,7 +833,7 @@ Test(cli, publish_times_out_with_exit_1_without_a_listener)
     RUN(&r, "publish", "--type", "a.b", "--object", "o:1", "--ingress", in,
         "--timeout", "300ms");
     snprintf(want, sizeof want,
-             "fonte publish: 1 of 1 events not acknowledged as durable "
+             "fonte publish: 1 of 1 event not acknowledged as durable "
              "within 0.3 s; is a listener behind the broker at %s? "
              "(--ingress, --egress, --timeout)\n", in);
     cr_assert_eq(r.rc, 1);
@@ -925,5 +1002,175 @@ Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
         }
         cr_assert_eq(k, sizeof keys / sizeof *keys);
     }
+    run_free(&r);
+}
+
+Test(usage, top_against_a_dead_egress_gives_up_at_its_timeout_with_exit_1)
+{
+    char eg[64], want[512];
+    run_t r;
+
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    int64_t t0 = now_ms();
+    RUN(&r, "top", "--egress", eg, "--count", "1", "--timeout", "300ms");
+    int64_t took = now_ms() - t0;
+    snprintf(want, sizeof want,
+             "fonte top: 0 of 1 refresh within 300 ms: no Stats heard on "
+             "$sys.broker and $sys.listener; is the broker running at %s? "
+             "(--egress, --timeout)\n", eg);
+    cr_assert_eq(r.rc, 1, "%s", r.err);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_lt(took, 5000, "took %lld ms", (long long) took);
+    run_free(&r);
+}
+
+Test(usage, top_prints_a_line_naming_the_silent_source)
+{
+    char in[64], eg[64];
+    child_t broker;
+    run_t r, b;
+
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    char *const av[] = { "fonte-broker", "--ingress", in, "--egress", eg,
+                         "--stats-interval", "100ms", NULL };
+    child_spawn(&broker, av);
+    /* No listener: only $sys.broker comes; after 3 refreshes top prints
+     * what it has and says what is missing. */
+    RUN(&r, "top", "--egress", eg, "--interval", "100ms", "--count", "2",
+        "--timeout", "10s");
+    kill(broker.pid, SIGTERM);
+    child_finish(&broker, NULL, 0, WAIT_MS, &b);
+    cr_assert_eq(b.rc, 0, "%s", b.err);
+    run_free(&b);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_str_eq(r.err, "");
+    cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
+    char *save = NULL;
+    for (char *line = strtok_r(r.out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        cr_assert_eq(strncmp(line, "time=", 5), 0, "%s", line);
+        cr_assert_not_null(strstr(line, " events=0 "), "%s", line);
+        cr_assert_not_null(strstr(line, " subscribers=1 "), "%s", line);
+        const char *tail = strrchr(line, ' ');
+        cr_assert_str_eq(tail, " missing=$sys.listener");
+    }
+    run_free(&r);
+}
+
+Test(usage, publish_gives_up_on_a_full_outbox_at_its_timeout)
+{
+    char in[64], eg[64], want[512];
+    run_t r;
+
+    /* No broker: nothing is acked, the outbox fills at 65536 events. */
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(eg, sizeof eg, "tcp://127.0.0.1:%u", tu_free_port());
+    int64_t t0 = now_ms();
+    RUN(&r, "publish", "--type", "a.b", "--object", "o:1", "--count",
+        "70000", "--ingress", in, "--egress", eg, "--timeout", "300ms");
+    int64_t took = now_ms() - t0;
+    cr_assert_eq(r.rc, 1, "%s", r.err);
+    snprintf(want, sizeof want,
+             "fonte publish: the outbox stayed full for 300 ms: the listener "
+             "is not acknowledging (65536 events published); is `fonte up` "
+             "running? (--ingress, --egress, --timeout)\n");
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    /* not the 5 s libfonte waits by default */
+    cr_assert_lt(took, 4500, "took %lld ms", (long long) took);
+    run_free(&r);
+}
+
+static json_int_t
+stored_events(void)
+{
+    run_t r;
+    RUN(&r, "status", "--json");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    json_t *j = parse_line(r.out, r.out_len);
+    json_int_t n = jint(j, "events");
+    json_decref(j);
+    run_free(&r);
+    return n;
+}
+
+Test(cli, a_jsonl_line_too_big_to_publish_publishes_nothing)
+{
+    static const char head[] =
+        "{\"type\":\"a.b\",\"object\":\"o:1\"}\n"
+        "{\"type\":\"a.b\",\"object\":\"o:2\",\"payload\":\"";
+    size_t big = (size_t) 1 << 20, len = 0;
+    char *input = NULL, *pad = malloc(big);
+    char *const pub[] = { "fonte", "publish", "--jsonl", NULL };
+    run_t r;
+
+    cr_assert_not_null(pad);
+    memset(pad, 'x', big);
+    append(&input, &len, head, sizeof head - 1);
+    append(&input, &len, pad, big);
+    append(&input, &len, "\"}\n", 3);
+    run_input(&r, input, len, pub);
+    free(input);
+    cr_assert_eq(r.rc, 2, "%s", r.err);
+    cr_assert_str_eq(r.err, "fonte publish: stdin line 2: message larger "
+                            "than the maximum size of 1048576 bytes (type "
+                            "\"a.b\", object \"o:2\"); nothing was "
+                            "published\n");
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    cr_assert_eq(stored_events(), 0);
+
+    /* The same from flags. */
+    char path[] = "/tmp/fonte-cli-payload-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, pad, big), (ssize_t) big);
+    close(fd);
+    free(pad);
+    RUN(&r, "publish", "--type", "a.b", "--object", "o:3", "--payload-file",
+        path);
+    unlink(path);
+    cr_assert_eq(r.rc, 2, "%s", r.err);
+    cr_assert_str_eq(r.err, "fonte publish: message larger than the maximum "
+                            "size of 1048576 bytes (type \"a.b\", object "
+                            "\"o:3\"); see docs/protocol.md §3 for the "
+                            "rules\n");
+    run_free(&r);
+    cr_assert_eq(stored_events(), 0);
+}
+
+Test(cli, an_empty_payload_is_an_empty_string_and_one_event_is_singular)
+{
+    run_t r;
+
+    RUN(&r, "publish", "--type", "user.created", "--object", "user:1");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(strncmp(r.out, "published 1 event as cli/", 25), 0);
+    run_free(&r);
+
+    RUN(&r, "replay", "user:1", "--json");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    json_t *j = parse_line(r.out, r.out_len);
+    cr_assert_str_eq(jstr(j, "payload"), "");
+    cr_assert_str_eq(jstr(j, "payload_b64"), "");
+    json_decref(j);
+    run_free(&r);
+
+    RUN(&r, "replay", "user:1");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 2);
+    /* No payload column, not even its padding. */
+    const char *row = strchr(r.out, '\n') + 1, *want =
+        "Z  user.created             user:1                   #1\n";
+    cr_assert_geq(strlen(row), strlen(want));
+    cr_assert_str_eq(row + strlen(row) - strlen(want), want, "%s", row);
+    run_free(&r);
+
+    RUN(&r, "replay", "user:1", "--republish", "--target", "billing");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, ": 1 event to billing\nfinished: 1 "
+                                     "event in "), "%s", r.out);
     run_free(&r);
 }

@@ -1,6 +1,7 @@
 /*
  * test_flags.c - proto/flags.c: values from flags, from FONTE_* variables
- * and defaults; every error is one line and FLAGS_ERROR.
+ * and defaults; every error is one line and FLAGS_ERROR; a bare duration
+ * in the unit the flag's name ends in; -h is --help.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ typedef struct cfg {
     bool repair;
     int64_t interval;
     const char *sync;
+    int64_t delay_us, wait_s;
 } cfg_t;
 
 static flags_result
@@ -24,12 +26,18 @@ parse(cfg_t *c, int argc, char **argv, int *first, char *errline,
       size_t errlen)
 {
     flag_spec_t specs[] = {
-        { "ingress", "FONTE_TEST_INGRESS", FLAG_STR, &c->ingress, "where", NULL },
-        { "max-msg", "FONTE_TEST_MAX_MSG", FLAG_SIZE, &c->max_msg, "size", NULL },
+        { "ingress", "FONTE_TEST_INGRESS", FLAG_STR, &c->ingress, "where",
+          NULL },
+        { "max-msg", "FONTE_TEST_MAX_MSG", FLAG_SIZE, &c->max_msg, "size",
+          NULL },
         { "hwm", NULL, FLAG_UINT, &c->hwm, "hwm", NULL },
         { "repair", NULL, FLAG_BOOL, &c->repair, "repair", NULL },
         { "stats-interval", NULL, FLAG_DURATION, &c->interval, "every", NULL },
-        { "sync", NULL, FLAG_CHOICE, &c->sync, "sync", sync_choices },
+        { "sync", "FONTE_TEST_SYNC", FLAG_CHOICE, &c->sync, "sync",
+          sync_choices },
+        { "batch-delay-us", "FONTE_TEST_DELAY_US", FLAG_DURATION,
+          &c->delay_us, "delay", NULL },
+        { "wait-s", NULL, FLAG_DURATION, &c->wait_s, "wait", NULL },
         { NULL, NULL, 0, NULL, NULL, NULL },
     };
     FILE *out = fopen("/dev/null", "w");
@@ -45,7 +53,8 @@ parse(cfg_t *c, int argc, char **argv, int *first, char *errline,
 static cfg_t
 defaults(void)
 {
-    cfg_t c = { "tcp://127.0.0.1:7701", 1 << 20, 1000, false, 1000000, "batch" };
+    cfg_t c = { "tcp://127.0.0.1:7701", 1 << 20, 1000, false, 1000000,
+                "batch", 0, 0 };
     return c;
 }
 
@@ -108,7 +117,8 @@ Test(flags, errors_are_one_line)
     cr_assert_str_eq(e, "prog: --hwm=lots is not a whole number\n");
     char *a3[] = { "prog", "--sync=fast", NULL };
     cr_assert_eq(parse(&c, 2, a3, NULL, e, sizeof e), FLAGS_ERROR);
-    cr_assert_str_eq(e, "prog: --sync=fast is not one of the listed choices (batch|none)\n");
+    cr_assert_str_eq(e, "prog: --sync=fast is not one of the listed choices "
+                        "(batch|none)\n");
     char *a4[] = { "prog", "--ingress", NULL };
     cr_assert_eq(parse(&c, 2, a4, NULL, e, sizeof e), FLAGS_ERROR);
     cr_assert_str_eq(e, "prog: flag --ingress needs a value\n");
@@ -118,7 +128,8 @@ Test(flags, errors_are_one_line)
     setenv("FONTE_TEST_MAX_MSG", "big", 1);
     char *a6[] = { "prog", NULL };
     cr_assert_eq(parse(&c, 1, a6, NULL, e, sizeof e), FLAGS_ERROR);
-    cr_assert_str_eq(e, "prog: $FONTE_TEST_MAX_MSG=big is not a size like 1048576, 64k or 1M\n");
+    cr_assert_str_eq(e, "prog: $FONTE_TEST_MAX_MSG=big is not a size like "
+                        "1048576, 64k or 1M\n");
     unsetenv("FONTE_TEST_MAX_MSG");
 }
 
@@ -164,4 +175,84 @@ Test(flags, value_parsers)
     cr_assert(flags_parse_duration("7us", &d));
     cr_assert_eq(d, 7);
     cr_assert_not(flags_parse_duration("1h", &d));
+}
+
+Test(flags, a_bare_duration_is_in_the_unit_the_flag_name_ends_in)
+{
+    cfg_t c = defaults();
+    char e[256];
+    char *a1[] = { "prog", "--batch-delay-us", "200", "--stats-interval",
+                   "15", "--wait-s=3", NULL };
+    cr_assert_eq(parse(&c, 6, a1, NULL, e, sizeof e), FLAGS_OK, "%s", e);
+    cr_assert_eq(c.delay_us, 200);
+    cr_assert_eq(c.interval, 15000); /* no unit in the name: ms */
+    cr_assert_eq(c.wait_s, 3000000);
+    char *a2[] = { "prog", "--batch-delay-us=2ms", "--wait-s=250ms", NULL };
+    cr_assert_eq(parse(&c, 3, a2, NULL, e, sizeof e), FLAGS_OK, "%s", e);
+    cr_assert_eq(c.delay_us, 2000);
+    cr_assert_eq(c.wait_s, 250000);
+    char *a3[] = { "prog", "--batch-delay-us=7us", NULL };
+    cr_assert_eq(parse(&c, 2, a3, NULL, e, sizeof e), FLAGS_OK, "%s", e);
+    cr_assert_eq(c.delay_us, 7);
+    setenv("FONTE_TEST_DELAY_US", "300", 1);
+    char *a4[] = { "prog", NULL };
+    cr_assert_eq(parse(&c, 1, a4, NULL, e, sizeof e), FLAGS_OK, "%s", e);
+    unsetenv("FONTE_TEST_DELAY_US");
+    cr_assert_eq(c.delay_us, 300);
+    char *a5[] = { "prog", "--batch-delay-us=2h", NULL };
+    cr_assert_eq(parse(&c, 2, a5, NULL, e, sizeof e), FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: --batch-delay-us=2h is not a duration like "
+                        "500ms, 250us or 2s\n");
+
+    int64_t d = 0;
+    cr_assert(flags_parse_duration_in("200", 1, &d));
+    cr_assert_eq(d, 200);
+    cr_assert(flags_parse_duration_in("2ms", 1, &d));
+    cr_assert_eq(d, 2000);
+    cr_assert_not(flags_parse_duration_in("9223372036854775808", 1, &d));
+}
+
+Test(flags, a_variable_is_checked_only_when_its_flag_is_absent)
+{
+    cfg_t c = defaults();
+    char e[256];
+    setenv("FONTE_TEST_SYNC", "fsync", 1);
+    char *a1[] = { "prog", "--sync", "none", NULL };
+    flags_result r1 = parse(&c, 3, a1, NULL, e, sizeof e);
+    char *a2[] = { "prog", "--help", NULL };
+    flags_result r2 = parse(&c, 2, a2, NULL, e, sizeof e);
+    char *a3[] = { "prog", NULL };
+    flags_result r3 = parse(&c, 1, a3, NULL, e, sizeof e);
+    unsetenv("FONTE_TEST_SYNC");
+    cr_assert_eq(r1, FLAGS_OK);
+    cr_assert_str_eq(c.sync, "none");
+    cr_assert_eq(r2, FLAGS_HELP);
+    cr_assert_eq(r3, FLAGS_ERROR);
+    cr_assert_str_eq(e, "prog: $FONTE_TEST_SYNC=fsync is not one of the "
+                        "listed choices (batch|none)\n");
+}
+
+Test(flags, dash_h_is_help)
+{
+    cfg_t c = defaults();
+    char e[256], out[4096] = "";
+    int first = -1;
+    char *a1[] = { "prog", "--hwm=5", "-h", NULL };
+    cr_assert_eq(parse(&c, 3, a1, NULL, e, sizeof e), FLAGS_HELP);
+    cr_assert_str_eq(e, "");
+    char *a2[] = { "prog", "-h", "rest", NULL }; /* not a positional */
+    cr_assert_eq(parse(&c, 3, a2, &first, e, sizeof e), FLAGS_HELP);
+    char *a3[] = { "prog", "--", "-h", NULL }; /* after --, it is one */
+    cr_assert_eq(parse(&c, 3, a3, &first, e, sizeof e), FLAGS_OK);
+    cr_assert_eq(first, 2);
+
+    flag_spec_t none[] = { { NULL, NULL, 0, NULL, NULL, NULL } };
+    char *a4[] = { "prog", "-h", NULL };
+    FILE *f = fmemopen(out, sizeof out - 1, "w");
+    cr_assert_eq(flags_parse(none, 2, a4, "prog", "usage: prog\n", NULL, f,
+                             stderr), FLAGS_HELP);
+    fclose(f);
+    cr_assert_str_eq(out, "usage: prog\n\nflags:\n"
+                          "  -h, --help            show this help\n"
+                          "  --version             print the version\n");
 }

@@ -81,6 +81,10 @@ cli_flags(const flag_spec_t *specs, cli_multi_t *multi, int argc,
                 ps[np++] = argv[i];
             break;
         }
+        if (strcmp(a, "-h") == 0) {
+            av[na++] = argv[i]; /* --help, for flags_parse */
+            continue;
+        }
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             ps[np++] = a;
             continue;
@@ -162,13 +166,77 @@ cli_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "%s\n", line);
 }
 
+/* True unless endpoint is tcp:// and does not end in a port of 1..65535
+ * (or "*" or 0, a free port, when bind). */
+static bool
+tcp_port_ok(const char *endpoint, bool bind)
+{
+    const char *colon;
+    uint64_t port;
+
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return true; /* ipc://, inproc://: no port */
+    if ((colon = strrchr(endpoint + 6, ':')) == NULL)
+        return false;
+    if (bind && strcmp(colon + 1, "*") == 0)
+        return true;
+    return flags_parse_uint(colon + 1, &port) && port <= 65535 &&
+           (port > 0 || bind);
+}
+
+int
+cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
+                    unsigned which)
+{
+    const struct {
+        unsigned bit;
+        const char *name, *var, *endpoint;
+    } eps[] = {
+        { CLI_EP_INGRESS, "ingress", "FONTE_INGRESS", ep->ingress },
+        { CLI_EP_EGRESS, "egress", "FONTE_EGRESS", ep->egress },
+        { CLI_EP_QUERY, "query", "FONTE_QUERY", ep->query },
+    };
+    bool bind = (which & CLI_EP_BIND) != 0;
+    void *ctx = NULL, *s = NULL;
+    int rc = CLI_EXIT_OK, linger = 0;
+
+    if ((which & CLI_EP_CONNECT) && (ctx = zmq_ctx_new()) != NULL &&
+        (s = zmq_socket(ctx, ZMQ_DEALER)) != NULL)
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    for (size_t i = 0; i < sizeof eps / sizeof *eps; i++) {
+        if (!(which & eps[i].bit))
+            continue;
+        if (tcp_port_ok(eps[i].endpoint, bind) &&
+            (s == NULL || zmq_connect(s, eps[i].endpoint) == 0))
+            continue;
+        cli_error(cmd, "the %s endpoint '%s' is not one fonte can %s; write "
+                  "it like tcp://HOST:PORT with a port of 1..65535%s (--%s, "
+                  "%s)", eps[i].name, eps[i].endpoint,
+                  bind ? "bind" : "connect to", bind ? " or *" : "",
+                  eps[i].name, eps[i].var);
+        rc = CLI_EXIT_USAGE;
+        break;
+    }
+    if (s != NULL)
+        zmq_close(s);
+    if (ctx != NULL)
+        zmq_ctx_term(ctx);
+    return rc;
+}
+
 int
 cli_client(const char *cmd, const cli_endpoints_t *ep, const char *service,
            int64_t timeout_us, fonte_client_t **c)
 {
     fonte_client_opts_t o;
     fonte_err rc;
+    int ok;
 
+    *c = NULL;
+    if ((ok = cli_check_endpoints(cmd, ep, CLI_EP_ALL)) != CLI_EXIT_OK ||
+        (ok = cli_check_endpoints(cmd, ep, CLI_EP_QUERY | CLI_EP_CONNECT)) !=
+            CLI_EXIT_OK)
+        return ok;
     fonte_client_opts_init(&o);
     o.service = service;
     o.ingress = ep->ingress;
@@ -177,20 +245,30 @@ cli_client(const char *cmd, const cli_endpoints_t *ep, const char *service,
     int64_t ms = timeout_us / 1000;
     o.query_timeout_ms = ms < 1 ? 1 : ms > 86400000 ? 86400000 : (int) ms;
     o.query_retries = 1;
-    *c = NULL;
+    o.publish_timeout_ms = o.query_timeout_ms;
+    o.max_msg = codec_limits_default.max_msg; /* publish.c checks by it */
     if ((rc = fonte_client_new(&o, c)) == FONTE_OK)
         return CLI_EXIT_OK;
     if (rc == FONTE_EPRODUCER)
         cli_error(cmd, "invalid producer name '%s': use 1..64 of [a-z0-9_-] "
                   "(--producer)", service);
-    else if (rc == FONTE_EINVAL)
-        cli_error(cmd, "an endpoint is not one ZeroMQ can use (ingress %s, "
-                  "egress %s, query %s); write them like tcp://HOST:PORT",
-                  ep->ingress, ep->egress, ep->query);
-    else
+    else if (rc == FONTE_EINVAL) {
+        /* libfonte connected ingress and egress and one failed: which? */
+        if (cli_check_endpoints(cmd, ep, CLI_EP_INGRESS | CLI_EP_EGRESS |
+                                CLI_EP_CONNECT) == CLI_EXIT_OK)
+            cli_error(cmd, "an endpoint is not one ZeroMQ can use (ingress "
+                      "%s, egress %s, query %s); write them like "
+                      "tcp://HOST:PORT", ep->ingress, ep->egress, ep->query);
+    } else
         cli_error(cmd, "cannot start the client: %s", fonte_strerror(rc));
     return rc == FONTE_EINVAL || rc == FONTE_EPRODUCER ? CLI_EXIT_USAGE
                                                        : CLI_EXIT_REFUSED;
+}
+
+const char *
+cli_plural(uint64_t n)
+{
+    return n == 1 ? "" : "s";
 }
 
 void
@@ -369,6 +447,8 @@ cli_unbase64(const char *s, uint8_t **out, size_t *n_out)
 static void
 set_payload(json_t *o, const void *p, size_t n)
 {
+    if (n == 0)
+        p = ""; /* no bytes may come as NULL, and json_stringn refuses it */
     char *b = cli_base64(p, n);
     if (b != NULL)
         json_object_set_new(o, "payload_b64", json_string(b));
@@ -468,7 +548,8 @@ cli_event_json(const fonte_event_t *e)
             json_object_set_new(meta, k, json_string(v));
     }
     json_object_set_new(o, "meta", meta);
-    json_object_set_new(o, "seq", json_integer((json_int_t) fonte_event_seq(e)));
+    json_object_set_new(o, "seq",
+                        json_integer((json_int_t) fonte_event_seq(e)));
     if (fonte_event_is_replay(e))
         json_object_set_new(o, "replay",
                             replay_json(fonte_event_replay_id(e),
@@ -564,7 +645,8 @@ cli_event_line(FILE *out, const json_t *ev)
                  strlen(payload) > 60 ? "..." : "");
     else
         snprintf(what, sizeof what, "<%zu bytes>", n);
-    fprintf(out, "%s  %-24s %-24s %-16s %s\n", when,
+    fprintf(out, "%s  %-24s %-24s %-*s%s%s\n", when,
             topic ? json_string_value(topic) : jstr(ev, "type"),
-            jstr(ev, "object"), who, what);
+            jstr(ev, "object"), what[0] ? 16 : 0, who, what[0] ? " " : "",
+            what); /* an empty payload: nothing, not even the padding */
 }

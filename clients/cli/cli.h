@@ -44,6 +44,27 @@ typedef struct cli_endpoints {
 
 void cli_endpoints_init(cli_endpoints_t *ep);
 
+/* Which endpoints cli_check_endpoints looks at, and how they are used. */
+#define CLI_EP_INGRESS 1u
+#define CLI_EP_EGRESS 2u
+#define CLI_EP_QUERY 4u
+#define CLI_EP_ALL (CLI_EP_INGRESS | CLI_EP_EGRESS | CLI_EP_QUERY)
+#define CLI_EP_BIND 8u     /* they are bound (up): port "*" or 0 allowed */
+#define CLI_EP_CONNECT 16u /* also try zmq_connect on each */
+
+/* Checks the endpoints in which before anything uses them, so that a bad
+ * one is a usage error naming its flag rather than a failure later: a
+ * tcp endpoint must end in a port of 1..65535, which libzmq does not
+ * check (it takes 99999 as 34463). With CLI_EP_CONNECT each must also be
+ * one zmq_connect accepts, tried on a socket of a throwaway context (if
+ * one can be made): that may open a TCP connection to it and close it at
+ * once, which the broker counts, so it is asked for only where nothing
+ * else checks the endpoint at once (the query socket is connected only
+ * at the first query). Returns CLI_EXIT_OK, or CLI_EXIT_USAGE after
+ * printing the line. */
+int cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
+                        unsigned which);
+
 #define CLI_ENDPOINT_FLAGS(ep)                                               \
     { "ingress", "FONTE_INGRESS", FLAG_STR, &(ep).ingress,                   \
       "broker ingress, where events are published (tcp://127.0.0.1:7701)",   \
@@ -80,8 +101,11 @@ void cli_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Makes a libfonte client for a command: producer name service, the
- * endpoints, one query try of timeout_us. Prints the error line and
- * returns its exit code, or CLI_EXIT_OK with *c set. */
+ * endpoints (checked first: cli_check_endpoints), one query try of
+ * timeout_us, fonte_publish waiting up to timeout_us for room in a full
+ * outbox, and libfonte's default max_msg, codec_limits_default.max_msg.
+ * Prints the error line and returns its exit code, or CLI_EXIT_OK with
+ * *c set. */
 int cli_client(const char *cmd, const cli_endpoints_t *ep,
                const char *service, int64_t timeout_us, fonte_client_t **c);
 
@@ -103,6 +127,9 @@ void *cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
 int cli_recv(void *sock, void *msgs, int max_frames);
 void cli_msgs_close(void *msgs, int n);
 
+/* "s" unless n is 1: "%llu event%s". */
+const char *cli_plural(uint64_t n);
+
 /* A duration as it was most likely written: "3 s", "300 ms", "50 us". */
 void cli_format_duration(int64_t us, char *buf, size_t cap);
 
@@ -115,7 +142,8 @@ char *cli_base64(const void *p, size_t n);
 bool cli_unbase64(const char *s, uint8_t **out, size_t *n_out);
 
 /* An event as JSON: every Event field; session as 16 hex digits; the
- * payload as "payload_b64" and also as "payload" when it is UTF-8;
+ * payload as "payload_b64" and also as "payload" when it is UTF-8 (an
+ * empty payload too: both are "");
  * "replay" when present. topic (may be NULL) is added as "topic".
  * New reference; NULL on ENOMEM. */
 json_t *cli_event_json_pb(const Fonte__Event *ev, const char *topic);

@@ -43,7 +43,7 @@ usage(FILE *out)
           "[$FONTE_EGRESS]\n"
           "  --query=E     listener query endpoint (tcp://127.0.0.1:7703) "
           "[$FONTE_QUERY]\n"
-          "  --help, --version\n\n"
+          "  -h, --help, --version\n\n"
           "`fonte COMMAND --help` for a command's flags. Exit codes: 0 "
           "success, 1 refused or timed out, 2 usage error.\n", out);
 }
@@ -81,7 +81,8 @@ main(int argc, char **argv)
                         "top or status (try fonte --help)\n");
         return CLI_EXIT_USAGE;
     }
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "help") == 0) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+        strcmp(argv[i], "help") == 0) {
         usage(stdout);
         return CLI_EXIT_OK;
     }

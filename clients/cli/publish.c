@@ -6,19 +6,21 @@
  * One event from flags (--type, --object, --dep..., --payload or
  * --payload-file, --meta k=v..., --count N copies), or with --jsonl one
  * event per line of stdin. --jsonl reads and checks the WHOLE input
- * first, by the same rules the broker applies (codec_event_validate), and
- * publishes nothing if any line is bad: a script never has to guess which
- * half of its file went in. The cost is that the input is held in memory.
+ * first, as fonte_publish will (the broker's rules, codec_event_validate,
+ * and the size of the encoded event), and publishes nothing if any line
+ * is bad: a script never has to guess which half of its file went in.
+ * The cost is that the input is held in memory.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "log.h"
 
 static const char usage[] =
     "usage: fonte publish --type T --object O [--dep D]... [--payload TEXT | "
-    "--payload-file F] [--meta k=v]... [--count N]\n"
+    "--payload-file F] [--payload-type NAME] [--meta k=v]... [--count N]\n"
     "       fonte publish --jsonl < events.jsonl\n"
     "\n"
     "Publishes events as producer --producer and waits until the listener\n"
@@ -43,15 +45,25 @@ item_fini(item_t *it)
     free(it->payload);
 }
 
-/* The broker's rules, applied to the event libfonte would build. */
+/* What fonte_publish would say of the event it builds from s as the
+ * producer_seq seq of producer's session: the broker's rules and then
+ * the size of the encoding against the client's max_msg (cli_client
+ * leaves it at codec_limits_default's), checked the way libfonte does,
+ * by encoding it. The stand-ins encode to the real event's size: any
+ * session is 8 bytes (fixed64) and 16 hex digits in the id, and time_us
+ * is now. So a check that passes leaves fonte_publish only runtime
+ * errors (a full outbox, no memory). */
 static fonte_err
-check_spec(const fonte_event_spec_t *s, const char *producer)
+check_spec(const fonte_event_spec_t *s, const char *producer, uint64_t seq)
 {
     Fonte__Event ev = FONTE__EVENT__INIT;
     Fonte__Event__MetaEntry *ents = NULL, **ptrs = NULL;
+    codec_buf_t topic, body;
     char id[CODEC_ID_MAX];
     fonte_err rc = FONTE_ENOMEM;
 
+    if (s->n_meta > CODEC_META_MAX)
+        return FONTE_EMETA; /* before anything, as libfonte */
     if (s->n_meta > 0) {
         ents = calloc(s->n_meta, sizeof *ents);
         ptrs = calloc(s->n_meta, sizeof *ptrs);
@@ -64,7 +76,7 @@ check_spec(const fonte_event_spec_t *s, const char *producer)
             ptrs[i] = &ents[i];
         }
     }
-    codec_format_id(id, producer, strlen(producer), 1, 1);
+    codec_format_id(id, producer, strlen(producer), 1, seq);
     ev.id = id;
     ev.type = (char *) s->type;
     ev.object = (char *) s->object;
@@ -72,15 +84,31 @@ check_spec(const fonte_event_spec_t *s, const char *producer)
     ev.n_depends_on = s->n_depends_on;
     ev.producer = (char *) producer;
     ev.session = 1;
-    ev.producer_seq = 1;
+    ev.producer_seq = seq;
+    ev.time_us = fonte_wall_us();
     ev.payload_type = (char *) (s->payload_type ? s->payload_type : "");
+    ev.payload.data = (uint8_t *) s->payload;
+    ev.payload.len = s->payload_len;
     ev.meta = ptrs;
     ev.n_meta = s->n_meta;
-    rc = codec_event_validate(&ev, &codec_limits_default);
+    rc = codec_event_encode(&ev, &codec_limits_default, &topic, &body);
+    codec_buf_free(&topic);
+    codec_buf_free(&body);
 out:
     free(ents);
     free(ptrs);
     return rc;
+}
+
+/* What a check_spec error is, in words: the size limit named. */
+static const char *
+problem(fonte_err err, char *buf, size_t cap)
+{
+    if (err != FONTE_ETOOBIG)
+        return fonte_strerror(err);
+    snprintf(buf, cap, "%s of %zu bytes", fonte_strerror(err),
+             codec_limits_default.max_msg);
+    return buf;
 }
 
 static bool
@@ -269,12 +297,13 @@ read_jsonl(const char *cmd, const char *producer, item_t **items_p,
             rc = CLI_EXIT_USAGE;
             break;
         }
-        fonte_err err = check_spec(&items[n].spec, producer);
+        fonte_err err = check_spec(&items[n].spec, producer, n + 1);
         n++;
         if (err != FONTE_OK) {
             cli_error(cmd, "stdin line %zu: %s (type \"%s\", object \"%s\"); "
-                      "nothing was published", lineno, fonte_strerror(err),
-                      items[n - 1].spec.type, items[n - 1].spec.object);
+                      "nothing was published", lineno,
+                      problem(err, why, sizeof why), items[n - 1].spec.type,
+                      items[n - 1].spec.object);
             rc = CLI_EXIT_USAGE;
             break;
         }
@@ -331,6 +360,13 @@ item_from_flags(const char *cmd, item_t *it, const char *type,
             ((char *) meta->vals[i])[eq - meta->vals[i]] = '\0';
             it->meta[i].key = meta->vals[i];
             it->meta[i].value = eq + 1;
+            for (size_t k = 0; k < i; k++) {
+                if (strcmp(it->meta[k].key, it->meta[i].key) == 0) {
+                    cli_error(cmd, "--meta %s is given twice; a key may "
+                              "appear once", it->meta[i].key);
+                    return CLI_EXIT_USAGE;
+                }
+            }
         }
         it->spec.meta = it->meta;
         it->spec.n_meta = meta->n;
@@ -392,7 +428,8 @@ cmd_publish(int argc, char **argv)
         { "producer", "FONTE_PRODUCER", FLAG_STR, &producer,
           "producer name, [a-z0-9_-]{1,64} (cli)", NULL },
         { "timeout", NULL, FLAG_DURATION, &timeout_us,
-          "wait this long for every event to be durable (10s)", NULL },
+          "wait this long for room in a full outbox, then for every event "
+          "to be durable (10s)", NULL },
         CLI_FLAGS_END,
     };
     int rc = cli_flags(specs, multi, argc, argv, usage, 0, 0, NULL, NULL);
@@ -428,11 +465,12 @@ cmd_publish(int argc, char **argv)
                                   &multi[1], payload, payload_file,
                                   payload_type)) != CLI_EXIT_OK)
             goto out;
-        fonte_err err = check_spec(&one.spec, producer);
+        char why[128];
+        fonte_err err = check_spec(&one.spec, producer, count);
         if (err != FONTE_OK) {
             cli_error(cmd, "%s (type \"%s\", object \"%s\"); see "
                       "docs/protocol.md §3 for the rules",
-                      fonte_strerror(err), type, object);
+                      problem(err, why, sizeof why), type, object);
             rc = CLI_EXIT_USAGE;
             goto out;
         }
@@ -447,10 +485,13 @@ cmd_publish(int argc, char **argv)
         for (uint64_t k = 0; k < count; k++) {
             fonte_err err = fonte_publish(c, &items[i].spec);
             if (err == FONTE_EFULL) {
-                cli_error(cmd, "the outbox stayed full: the listener is not "
-                          "acknowledging (%llu events published); is `fonte "
-                          "up` running? (--ingress, --egress)",
-                          (unsigned long long) total);
+                char d[32];
+                cli_format_duration(timeout_us, d, sizeof d);
+                cli_error(cmd, "the outbox stayed full for %s: the listener "
+                          "is not acknowledging (%llu event%s published); is "
+                          "`fonte up` running? (--ingress, --egress, "
+                          "--timeout)", d, (unsigned long long) total,
+                          cli_plural(total));
                 rc = CLI_EXIT_REFUSED;
                 goto out;
             }
@@ -471,11 +512,12 @@ cmd_publish(int argc, char **argv)
         fonte_client_stats(c, &st);
         char d[32];
         snprintf(d, sizeof d, "%.3g s", (double) timeout_us / 1e6);
-        cli_error(cmd, "%llu of %llu events not acknowledged as durable "
+        cli_error(cmd, "%llu of %llu event%s not acknowledged as durable "
                   "within %s; is a listener behind the broker at %s? "
                   "(--ingress, --egress, --timeout)",
                   (unsigned long long) st.outbox_events,
-                  (unsigned long long) total, d, ep.ingress);
+                  (unsigned long long) total, cli_plural(total), d,
+                  ep.ingress);
         rc = CLI_EXIT_REFUSED;
         goto out;
     }

@@ -122,9 +122,9 @@ progress(uint64_t sent, uint64_t total, int64_t started_us, bool done)
     char eta[32] = "-";
     if (rate > 0 && total > sent)
         snprintf(eta, sizeof eta, "%.0f s", (double) (total - sent) / rate);
-    fprintf(stderr, "\r%llu/%llu events  %.0f ev/s  ETA %s   %s",
-            (unsigned long long) sent, (unsigned long long) total, rate, eta,
-            done ? "\n" : "");
+    fprintf(stderr, "\r%llu/%llu event%s  %.0f ev/s  ETA %s   %s",
+            (unsigned long long) sent, (unsigned long long) total,
+            cli_plural(total), rate, eta, done ? "\n" : "");
 }
 
 /* A message on the SUB: counts our replay's events, returns the audit
@@ -213,8 +213,8 @@ republish(const replay_args_t *a, fonte_client_t *c,
         rc = cli_query_failed(a->cmd, &a->ep, err, a->timeout_us);
         goto out;
     }
-    printf("replay %s: %llu events to %s\n", t.replay_id,
-           (unsigned long long) t.total,
+    printf("replay %s: %llu event%s to %s\n", t.replay_id,
+           (unsigned long long) t.total, cli_plural(t.total),
            a->target[0] ? a->target : "everyone (on their own topics)");
     fflush(stdout);
 
@@ -233,10 +233,10 @@ republish(const replay_args_t *a, fonte_client_t *c,
             if (tty)
                 fputc('\n', stderr);
             cli_error(a->cmd, "replay %s made no progress for %.3g s (%llu of "
-                      "%llu events seen); follow it with `fonte tail "
+                      "%llu event%s seen); follow it with `fonte tail "
                       "'$sys.replay'` (--wait)", t.replay_id,
                       (double) a->wait_us / 1e6, (unsigned long long) sent,
-                      (unsigned long long) t.total);
+                      (unsigned long long) t.total, cli_plural(t.total));
             goto out;
         }
         if (zmq_poll(&pi, 1, 100) > 0) {
@@ -257,7 +257,8 @@ republish(const replay_args_t *a, fonte_client_t *c,
                   "log", t.replay_id);
         goto out;
     }
-    printf("finished: %llu events in %.3f s\n", (unsigned long long) t.total,
+    printf("finished: %llu event%s in %.3f s\n",
+           (unsigned long long) t.total, cli_plural(t.total),
            (double) duration / 1e6);
     rc = CLI_EXIT_OK;
 out:
@@ -297,7 +298,8 @@ cmd_replay(int argc, char **argv)
           NULL },
         { "types", NULL, FLAG_STR, &types,
           "only these types, comma-separated (ordering uses all)", NULL },
-        { "limit", NULL, FLAG_UINT, &a.limit, "stop after N events", NULL },
+        { "limit", NULL, FLAG_UINT, &a.limit,
+          "stop after N events (0 = no limit)", NULL },
         { "json", NULL, FLAG_BOOL, &a.json, "JSON lines, every field", NULL },
         { "republish", NULL, FLAG_BOOL, &repub,
           "have the listener republish the events instead", NULL },

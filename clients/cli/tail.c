@@ -150,6 +150,9 @@ cmd_tail(int argc, char **argv)
                   "(try --help)");
         return CLI_EXIT_USAGE;
     }
+    if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_EGRESS)) !=
+        CLI_EXIT_OK)
+        return rc;
     const char *prefix = pos[0];
     bool dollar = prefix[0] == '$';
     const char *subs[2] = { prefix, CODEC_TOPIC_SYS };
@@ -180,10 +183,11 @@ cmd_tail(int argc, char **argv)
             if (left <= 0) {
                 char d[32];
                 cli_format_duration(timeout_us, d, sizeof d);
-                cli_error(argv[0], "%llu of %llu lines within %s; is the "
+                cli_error(argv[0], "%llu of %llu line%s within %s; is the "
                           "broker at %s sending any? (--egress, --timeout)",
                           (unsigned long long) lines,
-                          (unsigned long long) count, d, ep.egress);
+                          (unsigned long long) count, cli_plural(count), d,
+                          ep.egress);
                 rc = CLI_EXIT_REFUSED;
                 break;
             }
@@ -213,8 +217,8 @@ cmd_tail(int argc, char **argv)
         cli_msgs_close(m, n < 2 ? n : 2);
     }
     if (bad > 0)
-        fprintf(stderr, "fonte %s: skipped %llu malformed messages\n",
-                argv[0], (unsigned long long) bad);
+        fprintf(stderr, "fonte %s: skipped %llu malformed message%s\n",
+                argv[0], (unsigned long long) bad, cli_plural(bad));
 out:
     if (sub != NULL)
         zmq_close(sub);

@@ -14,8 +14,12 @@
  * On a terminal the screen is redrawn every --interval and the keyboard
  * is read raw (termios) so that `q` quits; the terminal's mode is
  * restored on every way out, signals included. When stdout is not a
- * terminal, one line of key=value pairs per refresh instead (after both
- * sources have been heard from), which scripts and the tests parse.
+ * terminal, one line of key=value pairs per refresh instead, which
+ * scripts and the tests parse: once both sources have been heard from,
+ * or once one has and the other stayed silent for TOP_PATIENCE refreshes
+ * (the line then ends in missing=<its topic>); if neither has by then, a
+ * note on stderr says so, once. --count with --timeout bounds the whole
+ * run, as for `fonte tail`.
  */
 #include <errno.h>
 #include <signal.h>
@@ -29,15 +33,17 @@
 #include "log.h"
 
 static const char usage[] =
-    "usage: fonte top [--interval D] [--count N]\n"
+    "usage: fonte top [--interval D] [--count N [--timeout D]]\n"
     "\n"
     "A live dashboard of the broker's and listener's Stats: events/s\n"
     "overall and per topic, commit latency, ack lag (socket to Ack) and\n"
     "queue depth, store size, producer sessions, replays in progress.\n"
     "`q` quits. When stdout is not a terminal, prints one line of\n"
-    "key=value pairs per refresh instead.\n";
+    "key=value pairs per refresh instead. --count N exits 0 after N\n"
+    "refreshes, or 1 if they have not all come within --timeout.\n";
 
 #define TOP_TOPICS 10
+#define TOP_PATIENCE 3 /* refreshes to wait for the other source */
 
 typedef struct source {
     json_t *cur, *prev; /* the last two Stats as JSON (cli_stats_json) */
@@ -160,6 +166,19 @@ topic_rates(const top_t *t, topic_rate_t *out, size_t cap, double *total)
     return n;
 }
 
+/* The Stats topics not heard from yet, in words; NULL once both were. */
+static const char *
+missing(const top_t *t)
+{
+    if (t->broker.cur == NULL && t->listener.cur == NULL)
+        return "$sys.broker and $sys.listener";
+    if (t->broker.cur == NULL)
+        return "$sys.broker";
+    if (t->listener.cur == NULL)
+        return "$sys.listener";
+    return NULL;
+}
+
 static void
 draw_plain(const top_t *t, FILE *out)
 {
@@ -172,9 +191,9 @@ draw_plain(const top_t *t, FILE *out)
     cli_format_time(fonte_wall_us(), now, sizeof now);
     fprintf(out, "time=%s events_per_s=%.1f stored_per_s=%.1f "
             "commit_p50_us=%.0f commit_p99_us=%.0f ack_lag_p99_us=%.0f "
-            "queue_depth=%.0f store_bytes=%.0f last_seq=%.0f events=%.0f objects=%.0f "
-            "sessions=%.0f publishers=%.0f subscribers=%.0f invalid=%.0f "
-            "replays=%zu topics=",
+            "queue_depth=%.0f store_bytes=%.0f last_seq=%.0f events=%.0f "
+            "objects=%.0f sessions=%.0f publishers=%.0f subscribers=%.0f "
+            "invalid=%.0f replays=%zu topics=",
             now, events_s, counter_rate(&t->listener, "events_stored"),
             num(l, "gauges", "commit_p50_us"),
             num(l, "gauges", "commit_p99_us"),
@@ -188,6 +207,8 @@ draw_plain(const top_t *t, FILE *out)
             json_object_size(t->replays));
     for (size_t i = 0; i < n && i < TOP_TOPICS; i++)
         fprintf(out, "%s%s:%.1f", i ? "," : "", tr[i].topic, tr[i].rate);
+    if (missing(t) != NULL) /* its fields are 0 */
+        fprintf(out, " missing=%s", missing(t));
     fputc('\n', out);
 }
 
@@ -217,20 +238,19 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
     fprintf(out, "\033[H\033[2J");
     fprintf(out, "fonte top   %s   egress %s   (q quits)\r\n\r\n", now,
             ep->egress);
-    if (b == NULL || l == NULL)
-        fprintf(out, "waiting for %s%s%s Stats...\r\n\r\n",
-                b ? "" : "$sys.broker", b || l ? "" : " and ",
-                l ? "" : "$sys.listener");
+    if (missing(t) != NULL)
+        fprintf(out, "waiting for %s Stats...\r\n\r\n", missing(t));
     fprintf(out, "events/s      %10.1f   stored/s %10.1f\r\n", events_s,
             counter_rate(&t->listener, "events_stored"));
     fprintf(out, "commit        p50 %6.0f us   p99 %6.0f us\r\n",
             num(l, "gauges", "commit_p50_us"),
             num(l, "gauges", "commit_p99_us"));
     fprintf(out, "ack lag       p50 %6.0f us   p99 %6.0f us   queue %.0f "
-            "events\r\n",
+            "event%s\r\n",
             num(l, "gauges", "ack_lag_p50_us"),
             num(l, "gauges", "ack_lag_p99_us"),
-            num(l, "gauges", "queue_depth"));
+            num(l, "gauges", "queue_depth"),
+            cli_plural((uint64_t) num(l, "gauges", "queue_depth")));
     fprintf(out, "store         %s   last_seq %.0f   events %.0f   "
             "objects %.0f\r\n", size, num(l, "gauges", "last_seq"),
             num(l, "gauges", "events"), num(l, "gauges", "objects"));
@@ -247,10 +267,12 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
             (unsigned long long) t->finished,
             (unsigned long long) t->failed);
     json_object_foreach(t->replays, key, v)
-        fprintf(out, "  %s  root %s  target %s  %lld events\r\n", key,
+        fprintf(out, "  %s  root %s  target %s  %lld event%s\r\n", key,
                 json_string_value(json_object_get(v, "root")),
                 json_string_value(json_object_get(v, "target")),
-                (long long) json_integer_value(json_object_get(v, "events")));
+                (long long) json_integer_value(json_object_get(v, "events")),
+                cli_plural((uint64_t) json_integer_value(
+                    json_object_get(v, "events"))));
     fflush(out);
 }
 
@@ -308,15 +330,39 @@ take_message(top_t *t, void *sub)
     cli_msgs_close(m, n < 2 ? n : 2);
 }
 
+/* The line for a --timeout that passed: how many refreshes came, and
+ * which Stats were not heard (the likely reason). */
+static void
+gave_up(const char *cmd, const top_t *t, const cli_endpoints_t *ep,
+        uint64_t drawn, uint64_t count, int64_t timeout_us)
+{
+    char d[32];
+
+    cli_format_duration(timeout_us, d, sizeof d);
+    if (missing(t) == NULL)
+        cli_error(cmd, "%llu of %llu refresh%s within %s, one per "
+                  "--interval (--count, --interval, --timeout)",
+                  (unsigned long long) drawn, (unsigned long long) count,
+                  count == 1 ? "" : "es", d);
+    else
+        cli_error(cmd, "%llu of %llu refresh%s within %s: no Stats heard on "
+                  "%s; is %s at %s? (--egress, --timeout)",
+                  (unsigned long long) drawn, (unsigned long long) count,
+                  count == 1 ? "" : "es", d, missing(t),
+                  t->broker.cur == NULL ? "the broker running"
+                                        : "a listener behind the broker",
+                  ep->egress);
+}
+
 int
 cmd_top(int argc, char **argv)
 {
     cli_endpoints_t ep;
-    int64_t interval_us = 1000000;
+    int64_t interval_us = 1000000, timeout_us = 0;
     uint64_t count = 0, drawn = 0;
     void *ctx = NULL, *sub = NULL;
     top_t t = { 0 };
-    bool screen = isatty(STDOUT_FILENO);
+    bool screen = isatty(STDOUT_FILENO), noted = false, timed_out = false;
 
     cli_endpoints_init(&ep);
     const flag_spec_t specs[] = {
@@ -325,6 +371,9 @@ cmd_top(int argc, char **argv)
           "refresh every (1s)", NULL },
         { "count", NULL, FLAG_UINT, &count,
           "exit after N refreshes (0 = never)", NULL },
+        { "timeout", NULL, FLAG_DURATION, &timeout_us,
+          "with --count: exit 1 if the N refreshes have not come by then "
+          "(0 = wait)", NULL },
         CLI_FLAGS_END,
     };
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 0, NULL, NULL);
@@ -334,6 +383,14 @@ cmd_top(int argc, char **argv)
         cli_error(argv[0], "--interval must be at least 10ms");
         return CLI_EXIT_USAGE;
     }
+    if (timeout_us < 0 || (timeout_us > 0 && count == 0)) {
+        cli_error(argv[0], "--timeout needs --count and a duration over 0 "
+                  "(try --help)");
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_EGRESS)) !=
+        CLI_EXIT_OK)
+        return rc;
     const char *subs[1] = { CODEC_TOPIC_SYS };
     if ((ctx = zmq_ctx_new()) == NULL ||
         (sub = cli_sub(ctx, ep.egress, subs, 1)) == NULL) {
@@ -353,10 +410,17 @@ cmd_top(int argc, char **argv)
     if (screen)
         tty_make_raw();
 
-    int64_t next = fonte_mono_us() + interval_us;
+    int64_t start = fonte_mono_us(), next = start + interval_us;
+    int64_t deadline = timeout_us > 0 ? start + timeout_us : 0;
     rc = CLI_EXIT_OK;
     while (!stopping && (count == 0 || drawn < count)) {
-        int64_t wait = (next - fonte_mono_us()) / 1000;
+        int64_t now = fonte_mono_us();
+        if (deadline != 0 && now >= deadline) {
+            timed_out = true;
+            break;
+        }
+        int64_t until = deadline != 0 && deadline < next ? deadline : next;
+        int64_t wait = (until - now + 999) / 1000;
         zmq_pollitem_t pi[2] = { { sub, 0, ZMQ_POLLIN, 0 },
                                  { NULL, STDIN_FILENO, ZMQ_POLLIN, 0 } };
         int np = zmq_poll(pi, tty_raw ? 2 : 1, wait > 0 ? (long) wait : 0);
@@ -369,20 +433,34 @@ cmd_top(int argc, char **argv)
         }
         if (fonte_mono_us() < next)
             continue;
+        int64_t at = next; /* this refresh */
         next += interval_us;
+        bool patient = at - start >= TOP_PATIENCE * interval_us;
         if (screen) {
             draw_screen(&t, &ep, stdout);
             drawn++;
-        } else if (t.broker.cur != NULL && t.listener.cur != NULL) {
+        } else if (missing(&t) == NULL ||
+                   (patient && (t.broker.cur || t.listener.cur))) {
             draw_plain(&t, stdout);
             if (fflush(stdout) != 0)
                 break;
             drawn++;
+        } else if (patient && !noted) {
+            char d[32];
+            cli_format_duration(TOP_PATIENCE * interval_us, d, sizeof d);
+            fprintf(stderr, "fonte %s: note: no Stats heard on %s in %s; is "
+                    "the broker at %s running? (--egress)\n", argv[0],
+                    missing(&t), d, ep.egress);
+            noted = true;
         }
     }
     tty_restore();
     if (screen)
         fputs("\r\n", stdout);
+    if (timed_out) {
+        gave_up(argv[0], &t, &ep, drawn, count, timeout_us);
+        rc = CLI_EXIT_REFUSED;
+    }
 out:
     json_decref(t.broker.cur);
     json_decref(t.broker.prev);

@@ -63,6 +63,9 @@ cmd_up(int argc, char **argv)
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 0, NULL, NULL);
     if (rc != CLI_CONTINUE)
         return rc;
+    if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_ALL | CLI_EP_BIND)) !=
+        CLI_EXIT_OK)
+        return rc;
     if (flog_parse_level(level, &lvl))
         flog_set_level(lvl);
 
