@@ -359,8 +359,9 @@ wait_ready(revenue_t *r, int64_t timeout_us)
     return r->ready;
 }
 
-/* Asks for one targeted replay, retrying while the listener's republish
- * queue is full (FONTE_ELIMIT), and keeps dispatching meanwhile. */
+/* Asks for one targeted replay, retrying while the listener is busy
+ * (FONTE_EUNAVAILABLE: its republish queue is full), and keeps
+ * dispatching meanwhile. */
 static fonte_err
 request_one(revenue_t *r, const char *object, const fonte_replay_opts_t *ro,
             uint64_t *expected, int64_t deadline)
@@ -368,7 +369,8 @@ request_one(revenue_t *r, const char *object, const fonte_replay_opts_t *ro,
     fonte_replay_ticket_t t;
     fonte_err rc;
 
-    while ((rc = fonte_request_replay(r->c, object, ro, &t)) == FONTE_ELIMIT &&
+    while ((rc = fonte_request_replay(r->c, object, ro, &t)) ==
+               FONTE_EUNAVAILABLE &&
            fonte_mono_us() < deadline && !stop)
         fonte_dispatch(r->c, 20, NULL);
     if (rc == FONTE_OK)
