@@ -207,7 +207,8 @@ check_opts(const broker_opts_t *o, char *errbuf, size_t errlen)
     else if (o->stats_interval_us < 0)
         bad = "stats interval";
     else if ((o->curve_cert == NULL) != (o->curve_clients == NULL))
-        bad = "curve_cert and curve_clients go together";
+        bad = "curve_cert and curve_clients (--curve-cert, --curve-clients) "
+              "go together";
     if (bad == NULL)
         return FONTE_OK;
     set_err(errbuf, errlen, "invalid broker option: %s", bad);

@@ -53,6 +53,11 @@ main(int argc, char **argv)
           NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
           "log threshold (info)", flog_level_names },
+        { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &o.curve_cert,
+          "CURVE: the broker's certificate, from fonte keygen (none)", NULL },
+        { "curve-clients", "FONTE_CURVE_CLIENTS", FLAG_STR, &o.curve_clients,
+          "CURVE: directory of the public certificates admitted, with "
+          "--curve-cert (none)", NULL },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

@@ -92,6 +92,14 @@ main(int argc, char **argv)
           "run LevelDB's repair on --data, say what it did, exit", NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
           "log threshold (info)", flog_level_names },
+        { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &o.curve_cert,
+          "CURVE: the listener's certificate, from fonte keygen (none)",
+          NULL },
+        { "curve-clients", "FONTE_CURVE_CLIENTS", FLAG_STR, &o.curve_clients,
+          "CURVE: directory of the public certificates the query endpoint "
+          "admits (none)", NULL },
+        { "curve-broker", "FONTE_CURVE_BROKER", FLAG_STR, &o.curve_broker,
+          "CURVE: the broker's public certificate (none)", NULL },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

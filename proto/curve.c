@@ -204,6 +204,7 @@ struct fcurve_auth {
     bool racy; /* it changed within a second of being read: read again */
     atomic_bool stop;
     _Atomic uint64_t allowed, denied;
+    flog_limiter_t deny_log; /* a refused client retries every 100 ms */
     pthread_t thread;
 };
 
@@ -322,7 +323,9 @@ answer(fcurve_auth_t *a)
     else if (n == 7 && zmq_msg_size(&f[6]) == FCURVE_KEY) {
         char who[FCURVE_Z85];
         zmq_z85_encode(who, zmq_msg_data(&f[6]), FCURVE_KEY);
-        flog(FLOG_WARN, "curve", "refused a client with key %s", who);
+        flog_limited(&a->deny_log, FLOG_WARN, "curve",
+                     "refused a client with key %s (not in %s)", who,
+                     a->dir);
     }
     atomic_fetch_add(ok ? &a->allowed : &a->denied, 1);
     zmq_send(a->rep, "1.0", 3, ZMQ_SNDMORE);

@@ -1174,3 +1174,83 @@ Test(cli, an_empty_payload_is_an_empty_string_and_one_event_is_singular)
                                      "event in "), "%s", r.out);
     run_free(&r);
 }
+
+/* CURVE from the command line: keygen writes a pair (and never
+ * overwrites it), `fonte up` with a certificate and a clients' directory
+ * answers a client whose key is in it and no other. */
+Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
+{
+    char dir[] = "/tmp/fonte-cli-curve-XXXXXX", clients[64], srv[64],
+         cli[64], cli_pub[128], data[64], out[1024], eps[3][64];
+    run_t r;
+
+    cr_assert_not_null(mkdtemp(dir));
+    RUN(&r, "keygen", "srv", "--dir", dir);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    snprintf(srv, sizeof srv, "%s/srv.key", dir);
+    cr_assert(strncmp(r.out, "public  ", 8) == 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, srv), "%s", r.out);
+    cr_assert_eq(count_lines(r.out), 3, "public, secret, key: %s", r.out);
+    run_free(&r);
+    RUN(&r, "keygen", "srv", "--dir", dir);
+    cr_assert_eq(r.rc, 1, "never overwritten");
+    cr_assert_not_null(strstr(r.err, "exists already"), "%s", r.err);
+    run_free(&r);
+    RUN(&r, "keygen", "../srv", "--dir", dir);
+    cr_assert_eq(r.rc, 2);
+    run_free(&r);
+    RUN(&r, "keygen", "cli", "--dir", dir);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    run_free(&r);
+    snprintf(cli, sizeof cli, "%s/cli.key", dir);
+    snprintf(clients, sizeof clients, "%s/clients", dir);
+    cr_assert_eq(mkdir(clients, 0755), 0);
+    snprintf(cli_pub, sizeof cli_pub, "%s/cli.key", clients);
+    cr_assert_eq(link(cli, cli_pub), 0);
+    snprintf(data, sizeof data, "%s/data", dir);
+
+    RUN(&r, "up", "--data", data, "--curve-cert", srv);
+    cr_assert_eq(r.rc, 2, "a certificate without a clients' directory");
+    cr_assert_not_null(strstr(r.err, "go together"), "%s", r.err);
+    run_free(&r);
+
+    for (int attempt = 0; attempt < 5; attempt++) {
+        for (int i = 0; i < 3; i++)
+            snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%u",
+                     tu_free_port());
+        char *const av[] = { "fonte", "up", "--data", data, "--ingress",
+                             eps[0], "--egress", eps[1], "--query", eps[2],
+                             "--sync", "none", "--curve-cert", srv,
+                             "--curve-clients", clients, NULL };
+        child_spawn(&up, av);
+        close(up.in);
+        up.in = -1;
+        if (wait_ready(&up, out, sizeof out))
+            break;
+        child_finish(&up, NULL, 0, WAIT_MS, &r); /* a port was taken */
+        cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
+        run_free(&r);
+        up.pid = 0;
+    }
+    cr_assert_neq(up.pid, 0);
+    RUN(&r, "status", "--json", "--query", eps[2], "--curve-cert", cli,
+        "--curve-broker", srv);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    json_t *j = parse_line(r.out, r.out_len);
+    cr_assert_eq(jint(j, "events"), 0);
+    json_decref(j);
+    run_free(&r);
+    RUN(&r, "status", "--query", eps[2], "--timeout", "1s");
+    cr_assert_eq(r.rc, 1, "no CURVE: no answer");
+    run_free(&r);
+    RUN(&r, "status", "--query", eps[2], "--timeout", "1s", "--curve-cert",
+        srv, "--curve-broker", cli);
+    cr_assert_eq(r.rc, 1, "the wrong server key: no answer");
+    run_free(&r);
+    RUN(&r, "status", "--query", eps[2], "--curve-cert", cli);
+    cr_assert_eq(r.rc, 2, "a certificate without the broker's");
+    cr_assert_not_null(strstr(r.err, "--curve-broker"), "%s", r.err);
+    run_free(&r);
+    cr_assert_eq(up_stop(), 0);
+    tu_rmtree(dir);
+}

@@ -22,6 +22,38 @@ cli_endpoints_init(cli_endpoints_t *ep)
     ep->ingress = FONTE_INGRESS_DEFAULT;
     ep->egress = FONTE_EGRESS_DEFAULT;
     ep->query = FONTE_QUERY_DEFAULT;
+    ep->curve_cert = ep->curve_broker = ep->curve_listener = NULL;
+}
+
+int
+cli_curve(const char *cmd, const cli_endpoints_t *ep, bool *curve,
+          fcurve_cert_t *cert, fcurve_cert_t *broker)
+{
+    char err[1024];
+    fcurve_cert_t listener;
+
+    *curve = false;
+    if (ep->curve_cert == NULL && ep->curve_broker == NULL &&
+        ep->curve_listener == NULL)
+        return CLI_EXIT_OK;
+    if (ep->curve_cert == NULL || ep->curve_broker == NULL) {
+        if (cmd != NULL)
+            cli_error(cmd, "CURVE needs both --curve-cert (this client's "
+                      "certificate) and --curve-broker (the broker's "
+                      "public one)");
+        return CLI_EXIT_USAGE;
+    }
+    if (fcurve_cert_load(ep->curve_cert, true, cert, err, sizeof err) ||
+        fcurve_cert_load(ep->curve_broker, false, broker, err, sizeof err) ||
+        (ep->curve_listener != NULL &&
+         fcurve_cert_load(ep->curve_listener, false, &listener, err,
+                          sizeof err))) {
+        if (cmd != NULL)
+            cli_error(cmd, "%s", err);
+        return CLI_EXIT_USAGE;
+    }
+    *curve = true;
+    return CLI_EXIT_OK;
 }
 
 static const flag_spec_t *
@@ -233,6 +265,12 @@ cli_client(const char *cmd, const cli_endpoints_t *ep, const char *service,
     int ok;
 
     *c = NULL;
+    fcurve_cert_t cert, broker;
+    bool curve;
+    ok = cli_curve(cmd, ep, &curve, &cert, &broker);
+    explicit_bzero(&cert, sizeof cert); /* libfonte reads them again */
+    if (ok != CLI_EXIT_OK)
+        return ok;
     if ((ok = cli_check_endpoints(cmd, ep, CLI_EP_ALL)) != CLI_EXIT_OK ||
         (ok = cli_check_endpoints(cmd, ep, CLI_EP_QUERY | CLI_EP_CONNECT)) !=
             CLI_EXIT_OK)
@@ -246,6 +284,9 @@ cli_client(const char *cmd, const cli_endpoints_t *ep, const char *service,
     o.query_timeout_ms = ms < 1 ? 1 : ms > 86400000 ? 86400000 : (int) ms;
     o.query_retries = 1;
     o.publish_timeout_ms = o.query_timeout_ms;
+    o.curve_cert = ep->curve_cert;
+    o.curve_broker = ep->curve_broker;
+    o.curve_listener = ep->curve_listener;
     o.max_msg = codec_limits_default.max_msg; /* publish.c checks by it */
     if ((rc = fonte_client_new(&o, c)) == FONTE_OK)
         return CLI_EXIT_OK;
@@ -316,12 +357,14 @@ cli_query_failed(const char *cmd, const cli_endpoints_t *ep, fonte_err rc,
 }
 
 void *
-cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
+cli_sub(void *ctx, const cli_endpoints_t *ep, const char *const *prefixes,
         size_t n)
 {
     void *s = zmq_socket(ctx, ZMQ_SUB);
     int linger = 0;
     int64_t max = (int64_t) codec_limits_default.max_msg + 4096;
+    fcurve_cert_t cert, broker;
+    bool curve;
 
     if (s == NULL)
         return NULL;
@@ -329,7 +372,15 @@ cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
     for (size_t i = 0; i < n; i++)
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, prefixes[i], strlen(prefixes[i]));
-    if (zmq_connect(s, endpoint) != 0) {
+    if (cli_curve(NULL, ep, &curve, &cert, &broker) != CLI_EXIT_OK ||
+        (curve && fcurve_client(s, &cert, &broker) != 0)) {
+        explicit_bzero(&cert, sizeof cert);
+        zmq_close(s);
+        errno = EINVAL;
+        return NULL;
+    }
+    explicit_bzero(&cert, sizeof cert);
+    if (zmq_connect(s, ep->egress) != 0) {
         zmq_close(s);
         return NULL;
     }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "codec.h"
+#include "curve.h"
 #include "flags.h"
 #include "fonte/fonte.h"
 
@@ -36,10 +37,13 @@ int cmd_replay(int argc, char **argv);
 int cmd_tail(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
 
-/* The three endpoints every command knows. */
+/* The three endpoints every command knows, and the CURVE certificates
+ * to reach them with (NULL: no CURVE; docs/operations.md "Security"). */
 typedef struct cli_endpoints {
     const char *ingress, *egress, *query;
+    const char *curve_cert, *curve_broker, *curve_listener;
 } cli_endpoints_t;
 
 void cli_endpoints_init(cli_endpoints_t *ep);
@@ -73,6 +77,22 @@ int cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
       "broker egress, where the feed is read (tcp://127.0.0.1:7702)", NULL },\
     { "query", "FONTE_QUERY", FLAG_STR, &(ep).query,                         \
       "listener query endpoint (tcp://127.0.0.1:7703)", NULL }
+
+/* The client commands' CURVE flags (fonte up has its own). */
+#define CLI_CURVE_FLAGS(ep)                                                  \
+    { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &(ep).curve_cert,          \
+      "this client's CURVE certificate, from fonte keygen (none)", NULL },   \
+    { "curve-broker", "FONTE_CURVE_BROKER", FLAG_STR, &(ep).curve_broker,    \
+      "the broker's public certificate, with --curve-cert (none)", NULL },   \
+    { "curve-listener", "FONTE_CURVE_LISTENER", FLAG_STR,                    \
+      &(ep).curve_listener,                                                  \
+      "the listener's public certificate (the broker's)", NULL }
+
+/* Loads the CURVE certificates ep names, if any: a usage error (exit 2,
+ * the line printed) if they do not go together or one cannot be read.
+ * With cert: *curve set and the keys loaded; else *curve false. */
+int cli_curve(const char *cmd, const cli_endpoints_t *ep, bool *curve,
+              fcurve_cert_t *cert, fcurve_cert_t *broker);
 
 #define CLI_FLAGS_END { NULL, NULL, FLAG_STR, NULL, NULL, NULL }
 
@@ -114,11 +134,12 @@ int cli_client(const char *cmd, const cli_endpoints_t *ep,
 int cli_query_failed(const char *cmd, const cli_endpoints_t *ep,
                      fonte_err rc, int64_t timeout_us);
 
-/* A SUB socket in ctx, connected to endpoint, subscribed to each prefix
- * of prefixes[0..n), with LINGER 0 and MAXMSGSIZE 1 MiB + slack. NULL on
- * failure (errno). */
-void *cli_sub(void *ctx, const char *endpoint, const char *const *prefixes,
-              size_t n);
+/* A SUB socket in ctx, connected to ep's egress (a CURVE client of the
+ * broker when ep names a certificate: check them first with cli_curve),
+ * subscribed to each prefix of prefixes[0..n), with LINGER 0 and
+ * MAXMSGSIZE 1 MiB + slack. NULL on failure (errno). */
+void *cli_sub(void *ctx, const cli_endpoints_t *ep,
+              const char *const *prefixes, size_t n);
 
 /* Receives one whole message from a socket that has one waiting: up to
  * max_frames frames into msgs (each initialised here; close them with

@@ -25,6 +25,8 @@ static const struct command {
     { "tail", cmd_tail, "print the live feed, one line per event" },
     { "top", cmd_top, "live dashboard of the broker's and listener's Stats" },
     { "status", cmd_status, "the listener's status" },
+    { "keygen", cmd_keygen, "write a CURVE key pair (NAME.key, "
+                            "NAME.key_secret)" },
 };
 
 static void

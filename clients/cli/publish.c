@@ -409,6 +409,7 @@ cmd_publish(int argc, char **argv)
     memset(&one, 0, sizeof one);
     const flag_spec_t specs[] = {
         CLI_ENDPOINT_FLAGS(ep),
+        CLI_CURVE_FLAGS(ep),
         { "type", NULL, FLAG_STR, &type, "event type, e.g. order.placed",
           NULL },
         { "object", NULL, FLAG_STR, &object, "the object, e.g. order:42",

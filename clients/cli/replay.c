@@ -192,7 +192,7 @@ republish(const replay_args_t *a, fonte_client_t *c,
     else
         prefix[0] = '\0'; /* own topics: everything */
     if (ctx == NULL ||
-        (sub = cli_sub(ctx, a->ep.egress, subs, 2)) == NULL) {
+        (sub = cli_sub(ctx, &a->ep, subs, 2)) == NULL) {
         cli_error(a->cmd, "cannot subscribe to the broker's egress %s "
                   "(--egress, FONTE_EGRESS)", a->ep.egress);
         goto out;
@@ -286,6 +286,7 @@ cmd_replay(int argc, char **argv)
     cli_endpoints_init(&a.ep);
     const flag_spec_t specs[] = {
         CLI_ENDPOINT_FLAGS(a.ep),
+        CLI_CURVE_FLAGS(a.ep),
         { "no-deps", NULL, FLAG_BOOL, &no_deps,
           "only OBJECT itself, not what it depends on", NULL },
         { "dependents", NULL, FLAG_BOOL, &dependents,

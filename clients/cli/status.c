@@ -26,6 +26,7 @@ cmd_status(int argc, char **argv)
     cli_endpoints_init(&ep);
     const flag_spec_t specs[] = {
         CLI_ENDPOINT_FLAGS(ep),
+        CLI_CURVE_FLAGS(ep),
         { "json", NULL, FLAG_BOOL, &json, "one JSON object", NULL },
         { "timeout", NULL, FLAG_DURATION, &timeout_us,
           "how long to wait for the listener (3s)", NULL },

@@ -132,6 +132,7 @@ cmd_tail(int argc, char **argv)
     cli_endpoints_init(&ep);
     const flag_spec_t specs[] = {
         CLI_ENDPOINT_FLAGS(ep),
+        CLI_CURVE_FLAGS(ep),
         { "json", NULL, FLAG_BOOL, &json, "one JSON object per line", NULL },
         { "count", NULL, FLAG_UINT, &count, "exit after N lines (0 = never)",
           NULL },
@@ -166,9 +167,15 @@ cmd_tail(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);
 
+    fcurve_cert_t cert, broker;
+    bool curve;
+    rc = cli_curve(argv[0], &ep, &curve, &cert, &broker);
+    explicit_bzero(&cert, sizeof cert);
+    if (rc != CLI_EXIT_OK)
+        goto out;
     rc = CLI_EXIT_REFUSED;
     if ((ctx = zmq_ctx_new()) == NULL ||
-        (sub = cli_sub(ctx, ep.egress, subs, n_subs)) == NULL) {
+        (sub = cli_sub(ctx, &ep, subs, n_subs)) == NULL) {
         cli_error(argv[0], "cannot connect to the broker's egress %s: %s "
                   "(--egress, FONTE_EGRESS)", ep.egress, zmq_strerror(errno));
         rc = CLI_EXIT_USAGE;

@@ -367,6 +367,7 @@ cmd_top(int argc, char **argv)
     cli_endpoints_init(&ep);
     const flag_spec_t specs[] = {
         CLI_ENDPOINT_FLAGS(ep),
+        CLI_CURVE_FLAGS(ep),
         { "interval", NULL, FLAG_DURATION, &interval_us,
           "refresh every (1s)", NULL },
         { "count", NULL, FLAG_UINT, &count,
@@ -391,9 +392,15 @@ cmd_top(int argc, char **argv)
     if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_EGRESS)) !=
         CLI_EXIT_OK)
         return rc;
+    fcurve_cert_t cert, broker;
+    bool curve;
+    rc = cli_curve(argv[0], &ep, &curve, &cert, &broker);
+    explicit_bzero(&cert, sizeof cert);
+    if (rc != CLI_EXIT_OK)
+        return rc;
     const char *subs[1] = { CODEC_TOPIC_SYS };
     if ((ctx = zmq_ctx_new()) == NULL ||
-        (sub = cli_sub(ctx, ep.egress, subs, 1)) == NULL) {
+        (sub = cli_sub(ctx, &ep, subs, 1)) == NULL) {
         cli_error(argv[0], "cannot connect to the broker's egress %s: %s "
                   "(--egress, FONTE_EGRESS)", ep.egress, zmq_strerror(errno));
         rc = CLI_EXIT_USAGE;

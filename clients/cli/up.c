@@ -24,9 +24,12 @@
 
 static const char usage[] =
     "usage: fonte up [--data DIR] [--ingress E] [--egress E] [--query E]\n"
+    "                [--curve-cert FILE --curve-clients DIR]\n"
     "\n"
     "Runs a broker (ingress, egress) and a listener (query, storing into\n"
     "--data) in this process. Prints the endpoints, then \"ready\".\n"
+    "With --curve-cert and --curve-clients every endpoint is CURVE: only\n"
+    "the keys of the public certificates in DIR get in.\n"
     "Ctrl-C or SIGTERM stops it cleanly (exit 0).\n";
 
 static const char bind_hint[] =
@@ -39,7 +42,7 @@ cmd_up(int argc, char **argv)
     static const char *const sync_choices[] = { "batch", "none", NULL };
     cli_endpoints_t ep;
     const char *data = LISTENER_DATA_DEFAULT, *sync = "batch",
-               *level = "warn";
+               *level = "warn", *curve_cert = NULL, *curve_clients = NULL;
     int64_t stats_us = 1000000;
     broker_t *b = NULL;
     listener_t *l = NULL;
@@ -58,6 +61,11 @@ cmd_up(int argc, char **argv)
           NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
           "log threshold, logs go to stderr (warn)", flog_level_names },
+        { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &curve_cert,
+          "CURVE certificate of the broker and listener, from fonte keygen "
+          "(none)", NULL },
+        { "curve-clients", "FONTE_CURVE_CLIENTS", FLAG_STR, &curve_clients,
+          "directory of the public certificates admitted (none)", NULL },
         CLI_FLAGS_END,
     };
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 0, NULL, NULL);
@@ -66,6 +74,11 @@ cmd_up(int argc, char **argv)
     if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_ALL | CLI_EP_BIND)) !=
         CLI_EXIT_OK)
         return rc;
+    if ((curve_cert == NULL) != (curve_clients == NULL)) {
+        cli_error(argv[0], "--curve-cert and --curve-clients go together "
+                  "(try --help)");
+        return CLI_EXIT_USAGE;
+    }
     if (flog_parse_level(level, &lvl))
         flog_set_level(lvl);
 
@@ -80,10 +93,14 @@ cmd_up(int argc, char **argv)
     bo.ingress = ep.ingress;
     bo.egress = ep.egress;
     bo.stats_interval_us = stats_us;
+    bo.curve_cert = curve_cert;
+    bo.curve_clients = curve_clients;
     err[0] = '\0';
     fonte_err frc = broker_new(&bo, &b, err, sizeof err);
     if (frc != FONTE_OK) {
-        if (frc == FONTE_EINVAL)
+        if (frc == FONTE_EINVAL && curve_cert != NULL)
+            cli_error(argv[0], "%s", err[0] ? err : fonte_strerror(frc));
+        else if (frc == FONTE_EINVAL)
             cli_error(argv[0], "%s; write endpoints like tcp://HOST:PORT",
                       err[0] ? err : fonte_strerror(frc));
         else
@@ -100,6 +117,11 @@ cmd_up(int argc, char **argv)
     lo.data = data;
     lo.sync = strcmp(sync, "batch") == 0;
     lo.stats_interval_us = stats_us;
+    /* the listener is a client of this broker with the same key pair,
+     * which the broker admits as its own */
+    lo.curve_cert = curve_cert;
+    lo.curve_broker = curve_cert;
+    lo.curve_clients = curve_clients;
     err[0] = '\0';
     frc = listener_new(&lo, &l, err, sizeof err);
     if (frc != FONTE_OK) {
