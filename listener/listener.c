@@ -13,10 +13,12 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "listener.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <zmq.h>
 
@@ -134,6 +136,9 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
                        "or the broker's certificate (what to secure)");
         return FONTE_EINVAL;
     }
+    /* a start that fails leaves no data directory it made */
+    struct stat st;
+    bool fresh = stat(o->data, &st) != 0 && errno == ENOENT;
     if ((l = calloc(1, sizeof *l)) == NULL ||
         (l->ctx = zmq_ctx_new()) == NULL ||
         (l->qctx = zmq_ctx_new()) == NULL) {
@@ -228,6 +233,8 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
 
 fail:
     listener_destroy(&l);
+    if (fresh)
+        store_remove_new(o->data);
     return rc;
 }
 

@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <leveldb/c.h>
 
@@ -499,6 +500,20 @@ count_files(const char *dir, int *tables, int *logs)
             (*logs)++;
     }
     closedir(d);
+}
+
+void
+store_remove_new(const char *dir)
+{
+    char *err = NULL;
+    leveldb_options_t *opt = leveldb_options_create();
+    leveldb_destroy_db(opt, dir, &err);
+    leveldb_options_destroy(opt);
+    if (err != NULL) { /* best effort: what is left stays */
+        leveldb_free(err);
+        return;
+    }
+    rmdir(dir);
 }
 
 fonte_err

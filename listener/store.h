@@ -71,6 +71,12 @@ fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
  * batch must have been destroyed first. */
 void store_close(store_t **store_p);
 
+/* Removes a database made moments ago in dir, and dir itself: LevelDB's
+ * DestroyDB (its files only), then rmdir, which fails (and is ignored) if
+ * anything else is in it. For a start that failed after creating its
+ * data directory. dir must not be open. */
+void store_remove_new(const char *dir);
+
 /* Runs LevelDB's repair on dir (which must not be open anywhere) and
  * writes one line saying what it did into msg (the number of tables and
  * the state before and after). FONTE_ESTORE with the reason in msg if

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1010,6 +1011,31 @@ Test(listener, taken_query_port_is_an_io_error)
     cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
     cr_assert_null(second);
     cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
+}
+
+/* A start that fails after making its data directory takes it away
+ * again; one that was there before is left as it was. */
+Test(listener, a_failed_start_leaves_no_data_directory_it_made)
+{
+    start_broker(100000);
+    start_listener();
+    listener_opts_t o;
+    listener_t *second = NULL;
+    char err[512], fresh[128], kept[128];
+    struct stat st;
+    listener_defaults(&o);
+    o.query = listener_query_endpoint(listener); /* taken: the bind fails */
+    snprintf(fresh, sizeof fresh, "%s/fresh", dir);
+    o.data = fresh;
+    cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
+    cr_assert_neq(stat(fresh, &st), 0, "%s is gone", fresh);
+    cr_assert_eq(errno, ENOENT);
+    snprintf(kept, sizeof kept, "%s/kept", dir);
+    cr_assert_eq(mkdir(kept, 0755), 0);
+    o.data = kept;
+    cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_EIO);
+    cr_assert_eq(stat(kept, &st), 0, "%s was there before", kept);
+    cr_assert_null(second);
 }
 
 /* An endpoint libzmq cannot parse is the caller's mistake (the daemons
