@@ -664,6 +664,31 @@ scan_store(uint64_t n, uint64_t big_every, size_t big)
     return s;
 }
 
+/* Asserts that item is event seq, with the bytes a get of it gives. */
+static void
+check_item(store_snap_t *snap, const store_item_t *item, uint64_t seq)
+{
+    cr_assert_eq(item->seq, seq, "seq %llu at %llu",
+                 (unsigned long long) item->seq, (unsigned long long) seq);
+    void *data = NULL;
+    size_t len = 0;
+    cr_assert_eq(store_get_event(snap, item->seq, &data, &len), FONTE_OK);
+    cr_assert_eq(item->value.len, len);
+    cr_assert(memcmp(item->value.ptr, data, len) == 0, "event %llu",
+              (unsigned long long) item->seq);
+    store_free(data);
+}
+
+/* A bulk snapshot of s (as a replay of the log takes). */
+static store_snap_t *
+bulk_snapshot(store_t *s)
+{
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    store_snap_bulk(snap);
+    return snap;
+}
+
 /* Scans (after, hi] and checks each event against a get of its seq:
  * returns how many came, and the code that ended the scan. */
 static uint64_t
@@ -677,16 +702,7 @@ scan_check(store_snap_t *snap, uint64_t after, uint64_t hi, bool threaded,
                  FONTE_OK);
     cr_assert_eq(logscan_threaded(sc), threaded && slots != NULL);
     while ((*end = logscan_next(sc, &item)) == FONTE_OK) {
-        cr_assert_eq(item.seq, after + 1 + n, "seq %llu at %llu",
-                     (unsigned long long) item.seq,
-                     (unsigned long long) (after + 1 + n));
-        void *data = NULL;
-        size_t len = 0;
-        cr_assert_eq(store_get_event(snap, item.seq, &data, &len), FONTE_OK);
-        cr_assert_eq(item.value.len, len);
-        cr_assert(memcmp(item.value.ptr, data, len) == 0, "event %llu",
-                  (unsigned long long) item.seq);
-        store_free(data);
+        check_item(snap, &item, after + 1 + n);
         n++;
         if (item.seq == hi)
             break;
@@ -704,9 +720,7 @@ Test(logscan, reads_the_window_in_order_with_and_without_a_thread)
     /* 3000 events of ~100 bytes: a dozen batches; every 500th event is
      * 600 KiB, bigger than a whole batch */
     store_t *s = scan_store(3000, 500, (size_t) 600 << 10);
-    store_snap_t *snap = NULL;
-    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    store_snap_bulk(snap);
+    store_snap_t *snap = bulk_snapshot(s);
     atomic_int slots = 1;
     fonte_err end;
     for (int threaded = 0; threaded < 2; threaded++) {
@@ -730,9 +744,7 @@ Test(logscan, reads_the_window_in_order_with_and_without_a_thread)
 Test(logscan, parked_and_resumed_it_reads_every_event_once_in_order)
 {
     store_t *s = scan_store(3000, 500, (size_t) 600 << 10);
-    store_snap_t *snap = NULL;
-    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    store_snap_bulk(snap);
+    store_snap_t *snap = bulk_snapshot(s);
     atomic_int slots = 1;
     logscan_t *sc = NULL;
     store_item_t item;
@@ -743,14 +755,7 @@ Test(logscan, parked_and_resumed_it_reads_every_event_once_in_order)
                  FONTE_OK);
     cr_assert(logscan_threaded(sc));
     while (n < 3000 && (rc = logscan_next(sc, &item)) == FONTE_OK) {
-        cr_assert_eq(item.seq, ++n);
-        void *data = NULL;
-        size_t len = 0;
-        cr_assert_eq(store_get_event(snap, item.seq, &data, &len), FONTE_OK);
-        cr_assert_eq(item.value.len, len);
-        cr_assert(memcmp(item.value.ptr, data, len) == 0, "event %llu",
-                  (unsigned long long) item.seq);
-        store_free(data);
+        check_item(snap, &item, ++n);
         if (n % 97 != 0)
             continue;
         if (logscan_threaded(sc)) {

@@ -388,6 +388,40 @@ cli_sub(void *ctx, const cli_endpoints_t *ep, const char *const *prefixes,
 }
 
 int
+cli_feed_open(const char *cmd, const cli_endpoints_t *ep, int64_t timeout_us,
+              uint64_t count, const char *const *prefixes, size_t n,
+              void **ctx_p, void **sub_p)
+{
+    fcurve_cert_t cert, broker;
+    bool curve;
+    int rc;
+
+    *ctx_p = *sub_p = NULL;
+    if (timeout_us < 0 || (timeout_us > 0 && count == 0)) {
+        cli_error(cmd, "--timeout needs --count and a duration over 0 "
+                  "(try --help)");
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = cli_check_endpoints(cmd, ep, CLI_EP_EGRESS)) != CLI_EXIT_OK)
+        return rc;
+    rc = cli_curve(cmd, ep, &curve, &cert, &broker);
+    explicit_bzero(&cert, sizeof cert);
+    if (rc != CLI_EXIT_OK)
+        return rc;
+    if ((*ctx_p = zmq_ctx_new()) == NULL ||
+        (*sub_p = cli_sub(*ctx_p, ep, prefixes, n)) == NULL) {
+        cli_error(cmd, "cannot connect to the broker's egress %s: %s "
+                  "(--egress, FONTE_EGRESS)", ep->egress,
+                  zmq_strerror(errno));
+        if (*ctx_p != NULL)
+            zmq_ctx_term(*ctx_p);
+        *ctx_p = NULL;
+        return CLI_EXIT_USAGE;
+    }
+    return CLI_EXIT_OK;
+}
+
+int
 cli_recv(void *sock, void *msgs, int max_frames)
 {
     zmq_msg_t *m = msgs, extra;

@@ -134,6 +134,16 @@ int cli_client(const char *cmd, const cli_endpoints_t *ep,
 int cli_query_failed(const char *cmd, const cli_endpoints_t *ep,
                      fonte_err rc, int64_t timeout_us);
 
+/* The live feed of tail and top: checks --timeout against --count, the
+ * egress endpoint and the CURVE flags, then opens a SUB on the egress in
+ * a new context, subscribed to prefixes[0..n). CLI_EXIT_OK with *ctx_p
+ * and *sub_p set (close the socket, then term the context), else the
+ * exit code with its line printed and nothing left open. */
+int cli_feed_open(const char *cmd, const cli_endpoints_t *ep,
+                  int64_t timeout_us, uint64_t count,
+                  const char *const *prefixes, size_t n, void **ctx_p,
+                  void **sub_p);
+
 /* A SUB socket in ctx, connected to ep's egress (a CURVE client of the
  * broker when ep names a certificate: check them first with cli_curve),
  * subscribed to each prefix of prefixes[0..n), with LINGER 0 and

@@ -146,14 +146,6 @@ cmd_tail(int argc, char **argv)
     int rc = cli_flags(specs, NULL, argc, argv, usage, 0, 1, pos, &n_pos);
     if (rc != CLI_CONTINUE)
         return rc;
-    if (timeout_us < 0 || (timeout_us > 0 && count == 0)) {
-        cli_error(argv[0], "--timeout needs --count and a duration over 0 "
-                  "(try --help)");
-        return CLI_EXIT_USAGE;
-    }
-    if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_EGRESS)) !=
-        CLI_EXIT_OK)
-        return rc;
     const char *prefix = pos[0];
     bool dollar = prefix[0] == '$';
     const char *subs[2] = { prefix, CODEC_TOPIC_SYS };
@@ -167,21 +159,9 @@ cmd_tail(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGPIPE, &sa, NULL);
 
-    fcurve_cert_t cert, broker;
-    bool curve;
-    rc = cli_curve(argv[0], &ep, &curve, &cert, &broker);
-    explicit_bzero(&cert, sizeof cert);
-    if (rc != CLI_EXIT_OK)
-        goto out;
-    rc = CLI_EXIT_REFUSED;
-    if ((ctx = zmq_ctx_new()) == NULL ||
-        (sub = cli_sub(ctx, &ep, subs, n_subs)) == NULL) {
-        cli_error(argv[0], "cannot connect to the broker's egress %s: %s "
-                  "(--egress, FONTE_EGRESS)", ep.egress, zmq_strerror(errno));
-        rc = CLI_EXIT_USAGE;
-        goto out;
-    }
-    rc = CLI_EXIT_OK;
+    if ((rc = cli_feed_open(argv[0], &ep, timeout_us, count, subs, n_subs,
+                            &ctx, &sub)) != CLI_EXIT_OK)
+        return rc;
     int64_t deadline = timeout_us > 0 ? fonte_mono_us() + timeout_us : 0;
     while (!stopping && (count == 0 || lines < count)) {
         long wait_ms = 500;
@@ -226,7 +206,6 @@ cmd_tail(int argc, char **argv)
     if (bad > 0)
         fprintf(stderr, "fonte %s: skipped %llu malformed message%s\n",
                 argv[0], (unsigned long long) bad, cli_plural(bad));
-out:
     if (sub != NULL)
         zmq_close(sub);
     if (ctx != NULL)

@@ -384,28 +384,10 @@ cmd_top(int argc, char **argv)
         cli_error(argv[0], "--interval must be at least 10ms");
         return CLI_EXIT_USAGE;
     }
-    if (timeout_us < 0 || (timeout_us > 0 && count == 0)) {
-        cli_error(argv[0], "--timeout needs --count and a duration over 0 "
-                  "(try --help)");
-        return CLI_EXIT_USAGE;
-    }
-    if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_EGRESS)) !=
-        CLI_EXIT_OK)
-        return rc;
-    fcurve_cert_t cert, broker;
-    bool curve;
-    rc = cli_curve(argv[0], &ep, &curve, &cert, &broker);
-    explicit_bzero(&cert, sizeof cert);
-    if (rc != CLI_EXIT_OK)
-        return rc;
     const char *subs[1] = { CODEC_TOPIC_SYS };
-    if ((ctx = zmq_ctx_new()) == NULL ||
-        (sub = cli_sub(ctx, &ep, subs, 1)) == NULL) {
-        cli_error(argv[0], "cannot connect to the broker's egress %s: %s "
-                  "(--egress, FONTE_EGRESS)", ep.egress, zmq_strerror(errno));
-        rc = CLI_EXIT_USAGE;
-        goto out;
-    }
+    if ((rc = cli_feed_open(argv[0], &ep, timeout_us, count, subs, 1, &ctx,
+                            &sub)) != CLI_EXIT_OK)
+        return rc;
     t.replays = json_object();
 
     struct sigaction sa = { .sa_handler = on_signal };
@@ -468,7 +450,6 @@ cmd_top(int argc, char **argv)
         gave_up(argv[0], &t, &ep, drawn, count, timeout_us);
         rc = CLI_EXIT_REFUSED;
     }
-out:
     json_decref(t.broker.cur);
     json_decref(t.broker.prev);
     json_decref(t.listener.cur);
