@@ -149,6 +149,14 @@ stored(void)
     return ic.events_stored;
 }
 
+/* Counts the replayed events a handler gets. */
+static void
+count_replayed(const fonte_event_t *e, void *arg)
+{
+    if (fonte_event_is_replay(e))
+        (*(int *) arg)++;
+}
+
 Test(secure, an_admitted_service_publishes_fetches_and_asks)
 {
     fonte_client_t *c = client("shop");
@@ -162,6 +170,20 @@ Test(secure, an_admitted_service_publishes_fetches_and_asks)
     fonte_status_t st;
     cr_assert_eq(fonte_status(c, &st), FONTE_OK);
     cr_assert_eq(st.events, 10);
+
+    /* a republish to this service: the listener's republish socket is a
+     * CURVE client of the broker too */
+    int replayed = 0;
+    fonte_replay_ticket_t t;
+    cr_assert_eq(fonte_subscribe(c, "order.", count_replayed, &replayed),
+                 FONTE_OK);
+    cr_assert_eq(fonte_request_replay(c, "order:1", NULL, &t), FONTE_OK);
+    cr_assert_eq(t.total, 10);
+    int64_t end = fonte_mono_us() + (int64_t) FLUSH_MS * 1000;
+    while (replayed < 10 && fonte_mono_us() < end)
+        fonte_dispatch(c, 50, NULL);
+    cr_assert_eq(replayed, 10, "the 10 events replayed to shop");
+    cr_assert_eq(stored(), 10, "replayed events are not stored again");
     fonte_client_destroy(&c);
 
     broker_counters_t bc;
