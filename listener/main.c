@@ -123,18 +123,10 @@ main(int argc, char **argv)
                         "--query-workers 1..64\n");
         return 2;
     }
-    if (strcmp(query_cpu, "none") != 0) {
-        char *end = NULL;
-        errno = 0;
-        long cpu = strtol(query_cpu, &end, 10);
-        if (errno != 0 || end == query_cpu || *end != '\0' || cpu < 0 ||
-            cpu >= CPU_SETSIZE) {
-            fprintf(stderr, "fonte-listener: --query-cpu must be a CPU "
-                            "number (0, 1, ...) or none, not '%s'\n",
-                    query_cpu);
-            return 2;
-        }
-        o.query_cpu = (int) cpu;
+    if (!flags_parse_cpu(query_cpu, &o.query_cpu)) {
+        fprintf(stderr, "fonte-listener: --query-cpu must be a CPU number "
+                        "(0, 1, ...) or none, not '%s'\n", query_cpu);
+        return 2;
     }
     o.max_closure = (size_t) max_closure;
     o.max_replay_events = (size_t) max_replay_events;

@@ -58,6 +58,20 @@ flags_parse_size(const char *s, size_t *out)
 }
 
 bool
+flags_parse_cpu(const char *s, int *cpu)
+{
+    uint64_t v;
+    if (strcmp(s, "none") == 0) {
+        *cpu = -1;
+        return true;
+    }
+    if (!flags_parse_uint(s, &v) || v >= 1024) /* CPU_SETSIZE */
+        return false;
+    *cpu = (int) v;
+    return true;
+}
+
+bool
 flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us)
 {
     char *end;

@@ -69,6 +69,10 @@ int flags_exit_code(flags_result r);
  * flags_parse_duration_in. */
 bool flags_parse_size(const char *s, size_t *out);
 bool flags_parse_uint(const char *s, uint64_t *out);
+
+/* A CPU number as taskset counts (0, 1, ... below 1024), or "none" (-1).
+ * False if s is neither. */
+bool flags_parse_cpu(const char *s, int *cpu);
 bool flags_parse_duration(const char *s, int64_t *out_us);
 bool flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us);
 

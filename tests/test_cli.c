@@ -487,7 +487,7 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
     }
 }
 
-Test(usage, listener_query_cpu_errors_are_one_line_and_exit_2)
+Test(usage, query_cpu_errors_are_one_line_and_exit_2)
 {
     char dir[] = "/tmp/fonte-test-qcpu-XXXXXX", data[128], want[256];
     cpu_set_t mine;
@@ -512,6 +512,21 @@ Test(usage, listener_query_cpu_errors_are_one_line_and_exit_2)
     snprintf(want, sizeof want, "fonte-listener: listener: query CPU 1000 "
              "is not one this process may run on (it may run on %d CPUs; "
              "see taskset -p)\n", CPU_COUNT(&mine));
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+    /* fonte up takes it too, with the same checks */
+    RUN(&r, "up", "--query-cpu", "x", "--data", data);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte up: --query-cpu must be a CPU number "
+                            "(0, 1, ...) or none, not 'x'\n");
+    run_free(&r);
+    RUN(&r, "up", "--query-cpu", "1000", "--data", data, "--ingress",
+        "tcp://127.0.0.1:*", "--egress", "tcp://127.0.0.1:*", "--query",
+        "tcp://127.0.0.1:*");
+    cr_assert_eq(r.rc, 2);
+    snprintf(want, sizeof want, "fonte up: listener: query CPU 1000 is not "
+             "one this process may run on (it may run on %d CPUs; see "
+             "taskset -p)\n", CPU_COUNT(&mine));
     cr_assert_str_eq(r.err, want);
     run_free(&r);
     struct stat st;

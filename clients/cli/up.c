@@ -32,6 +32,8 @@ static const char usage[] =
     "the keys of the public certificates in DIR get in.\n"
     "Ctrl-C or SIGTERM stops it cleanly (exit 0).\n";
 
+static const char endpoint_hint[] = "; write endpoints like tcp://HOST:PORT";
+
 static const char bind_hint[] =
     "is another fonte up, broker or listener running? choose free ports "
     "with --ingress, --egress, --query";
@@ -42,7 +44,9 @@ cmd_up(int argc, char **argv)
     static const char *const sync_choices[] = { "batch", "none", NULL };
     cli_endpoints_t ep;
     const char *data = LISTENER_DATA_DEFAULT, *sync = "batch",
-               *level = "warn", *curve_cert = NULL, *curve_clients = NULL;
+               *level = "warn", *curve_cert = NULL, *curve_clients = NULL,
+               *query_cpu = "none";
+    int cpu = -1;
     int64_t stats_us = 1000000;
     broker_t *b = NULL;
     listener_t *l = NULL;
@@ -61,6 +65,9 @@ cmd_up(int argc, char **argv)
           NULL },
         { "log-level", "FONTE_LOG_LEVEL", FLAG_CHOICE, &level,
           "log threshold, logs go to stderr (warn)", flog_level_names },
+        { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
+          "run the listener's query thread and its ZeroMQ I/O thread on "
+          "this CPU only, or none (none)", NULL },
         { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &curve_cert,
           "CURVE certificate of the broker and listener, from fonte keygen "
           "(none)", NULL },
@@ -74,6 +81,11 @@ cmd_up(int argc, char **argv)
     if ((rc = cli_check_endpoints(argv[0], &ep, CLI_EP_ALL | CLI_EP_BIND)) !=
         CLI_EXIT_OK)
         return rc;
+    if (!flags_parse_cpu(query_cpu, &cpu)) {
+        cli_error(argv[0], "--query-cpu must be a CPU number (0, 1, ...) or "
+                  "none, not '%s'", query_cpu);
+        return CLI_EXIT_USAGE;
+    }
     if ((curve_cert == NULL) != (curve_clients == NULL)) {
         cli_error(argv[0], "--curve-cert and --curve-clients go together "
                   "(try --help)");
@@ -98,11 +110,9 @@ cmd_up(int argc, char **argv)
     err[0] = '\0';
     fonte_err frc = broker_new(&bo, &b, err, sizeof err);
     if (frc != FONTE_OK) {
-        if (frc == FONTE_EINVAL && curve_cert != NULL)
-            cli_error(argv[0], "%s", err[0] ? err : fonte_strerror(frc));
-        else if (frc == FONTE_EINVAL)
-            cli_error(argv[0], "%s; write endpoints like tcp://HOST:PORT",
-                      err[0] ? err : fonte_strerror(frc));
+        if (frc == FONTE_EINVAL)
+            cli_error(argv[0], "%s%s", err[0] ? err : fonte_strerror(frc),
+                      strstr(err, "endpoint") ? endpoint_hint : "");
         else
             cli_error(argv[0], "%s; %s", err[0] ? err : fonte_strerror(frc),
                       bind_hint);
@@ -117,6 +127,7 @@ cmd_up(int argc, char **argv)
     lo.data = data;
     lo.sync = strcmp(sync, "batch") == 0;
     lo.stats_interval_us = stats_us;
+    lo.query_cpu = cpu;
     /* the listener is a client of this broker with the same key pair,
      * which the broker admits as its own */
     lo.curve_cert = curve_cert;
@@ -128,8 +139,8 @@ cmd_up(int argc, char **argv)
         if (frc == FONTE_ESTORE)
             cli_error(argv[0], "%s", err[0] ? err : fonte_strerror(frc));
         else if (frc == FONTE_EINVAL)
-            cli_error(argv[0], "%s; write endpoints like tcp://HOST:PORT",
-                      err[0] ? err : fonte_strerror(frc));
+            cli_error(argv[0], "%s%s", err[0] ? err : fonte_strerror(frc),
+                      strstr(err, "endpoint") ? endpoint_hint : "");
         else
             cli_error(argv[0], "%s; %s", err[0] ? err : fonte_strerror(frc),
                       bind_hint);
