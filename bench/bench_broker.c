@@ -19,6 +19,12 @@
  * (ROUNDS pairs of 25 000 events, taking turns at going first), so both
  * see the same mix of quiet and busy moments, and the median of each is
  * reported.
+ *
+ * broker_curve_throughput: the same through a broker whose endpoints are
+ * CURVE servers (docs/operations.md, "Security"), the publisher and the
+ * subscriber CURVE clients with an admitted key, taking its turn in the
+ * same rounds. Baseline: the plain broker's median: the ratio is what
+ * encryption and authentication cost.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,12 +33,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "bench.h"
 #include "broker.h"
 #include "codec.h"
+#include "curve.h"
 #include "log.h"
 
 #define EVENT_TOPIC "bench.event"
@@ -48,8 +57,15 @@ typedef struct payloads {
     codec_buf_t event, warmup; /* Event bodies */
 } payloads_t;
 
+/* With CURVE: the client's pair and the broker's (NULL: none). */
+typedef struct keys {
+    fcurve_cert_t client, server;
+    char dir[64], server_path[128], clients[128];
+} keys_t;
+
 typedef struct run {
     const char *ingress, *egress;
+    const keys_t *keys;
     const payloads_t *p;
     size_t n;
     void *ctx;
@@ -112,6 +128,8 @@ publisher(void *arg)
 
     set_int(pub, ZMQ_SNDHWM, HWM);
     set_int(pub, ZMQ_LINGER, 0);
+    if (r->keys != NULL)
+        fcurve_client(pub, &r->keys->client, &r->keys->server);
     zmq_connect(pub, r->ingress);
     int64_t until = fonte_mono_us() + IDLE_TIMEOUT_MS * 1000;
     while (!atomic_load(&r->ready) && !atomic_load(&r->failed) &&
@@ -136,10 +154,11 @@ publisher(void *arg)
 
 /* One run through ingress/egress; events/s, or -1 on loss or timeout. */
 static double
-run_once(const char *ingress, const char *egress, const payloads_t *p,
-         size_t n)
+run_once(const char *ingress, const char *egress, const keys_t *keys,
+         const payloads_t *p, size_t n)
 {
-    run_t r = { .ingress = ingress, .egress = egress, .p = p, .n = n };
+    run_t r = { .ingress = ingress, .egress = egress, .keys = keys, .p = p,
+                .n = n };
     pthread_t th;
     zmq_msg_t topic, body;
     double rate = -1;
@@ -149,6 +168,8 @@ run_once(const char *ingress, const char *egress, const payloads_t *p,
     set_int(sub, ZMQ_RCVHWM, HWM);
     set_int(sub, ZMQ_LINGER, 0);
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "bench.", 6);
+    if (keys != NULL)
+        fcurve_client(sub, &keys->client, &keys->server);
     zmq_connect(sub, egress);
     zmq_msg_init(&topic);
     zmq_msg_init(&body);
@@ -263,22 +284,26 @@ proxy_stop(proxy_t *px)
 /* --- the benchmark --- */
 
 static double
-broker_run(const payloads_t *p, size_t n)
+broker_run(const keys_t *keys, const payloads_t *p, size_t n)
 {
     broker_opts_t o;
     broker_t *b = NULL;
-    char err[256];
+    char err[512];
 
     broker_opts_init(&o);
     o.ingress = o.egress = "tcp://127.0.0.1:*";
     o.hwm = HWM;
     o.validate_full = true;
+    if (keys != NULL) {
+        o.curve_cert = keys->server_path;
+        o.curve_clients = keys->clients;
+    }
     if (broker_new(&o, &b, err, sizeof err) != FONTE_OK) {
         fprintf(stderr, "bench broker: %s\n", err);
         return -1;
     }
     double rate = run_once(broker_ingress_endpoint(b),
-                           broker_egress_endpoint(b), p, n);
+                           broker_egress_endpoint(b), keys, p, n);
     broker_counters_t c;
     broker_counters(b, &c);
     if (c.invalid != 0) {
@@ -296,9 +321,55 @@ proxy_run(const payloads_t *p, size_t n)
     proxy_t px;
     if (proxy_start(&px) != 0)
         return -1;
-    double rate = run_once(px.ingress, px.egress, p, n);
+    double rate = run_once(px.ingress, px.egress, NULL, p, n);
     proxy_stop(&px);
     return rate;
+}
+
+/* A server and a client key pair in a new directory, the client's
+ * public certificate in its clients/. 0, or -1 (a line on stderr). */
+static int
+keys_make(keys_t *k)
+{
+    char path[160], err[512];
+    memset(k, 0, sizeof *k);
+    snprintf(k->dir, sizeof k->dir, "/tmp/fonte-bench-curve-XXXXXX");
+    if (mkdtemp(k->dir) == NULL)
+        return -1;
+    snprintf(k->server_path, sizeof k->server_path, "%s/server.key", k->dir);
+    snprintf(k->clients, sizeof k->clients, "%s/clients", k->dir);
+    snprintf(path, sizeof path, "%s/client.key", k->dir);
+    char admitted[192];
+    snprintf(admitted, sizeof admitted, "%s/client.key", k->clients);
+    if (fcurve_keygen(k->server_path, "server", err, sizeof err) ||
+        fcurve_keygen(path, "client", err, sizeof err) ||
+        fcurve_cert_load(k->server_path, true, &k->server, err,
+                         sizeof err) ||
+        fcurve_cert_load(path, true, &k->client, err, sizeof err) ||
+        mkdir(k->clients, 0755) != 0 || link(path, admitted) != 0) {
+        fprintf(stderr, "bench broker: cannot make CURVE keys: %s\n",
+                err[0] ? err : strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+keys_remove(keys_t *k)
+{
+    static const char *const files[] = {
+        "server.key", "server.key_secret", "client.key",
+        "client.key_secret", "clients/client.key",
+    };
+    char path[192];
+    if (k->dir[0] == '\0')
+        return;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", k->dir, files[i]);
+        unlink(path);
+    }
+    rmdir(k->clients);
+    rmdir(k->dir);
 }
 
 int bench_broker(const bench_ctx_t *ctx); /* registered in main.c */
@@ -307,9 +378,10 @@ int
 bench_broker(const bench_ctx_t *ctx)
 {
     payloads_t p = { { 0 }, { 0 } };
+    keys_t keys = { 0 };
     size_t n = ctx->quick ? 10000 : 25000;
     int rounds = ctx->quick ? QUICK_ROUNDS : ROUNDS;
-    double br[ROUNDS], px[ROUNDS];
+    double br[ROUNDS], px[ROUNDS], cu[ROUNDS];
     int rc = 1;
 
     if (make_body(EVENT_TOPIC, EVENT_BYTES, &p.event) != FONTE_OK ||
@@ -317,20 +389,29 @@ bench_broker(const bench_ctx_t *ctx)
         fprintf(stderr, "bench broker: cannot build the events\n");
         goto done;
     }
+    if (keys_make(&keys) != 0)
+        goto done;
     for (int i = 0; i < rounds; i++) {
         /* Alternate which goes first, so neither always runs warm. */
         bool broker_first = i % 2 == 0;
-        if (broker_first && (br[i] = broker_run(&p, n)) < 0)
+        if (broker_first && (br[i] = broker_run(NULL, &p, n)) < 0)
             goto done;
         if ((px[i] = proxy_run(&p, n)) < 0)
             goto done;
-        if (!broker_first && (br[i] = broker_run(&p, n)) < 0)
+        if (!broker_first && (br[i] = broker_run(NULL, &p, n)) < 0)
+            goto done;
+        if ((cu[i] = broker_run(&keys, &p, n)) < 0)
             goto done;
     }
-    bench_report("broker_throughput", bench_percentile(br, rounds, 50),
-                 "events/s", bench_percentile(px, rounds, 50));
+    double plain = bench_percentile(br, rounds, 50);
+    bench_report("broker_throughput", plain, "events/s",
+                 bench_percentile(px, rounds, 50));
+    bench_report("broker_curve_throughput", bench_percentile(cu, rounds, 50),
+                 "events/s", plain);
     rc = 0;
 done:
+    keys_remove(&keys);
+    explicit_bzero(&keys, sizeof keys);
     codec_buf_free(&p.event);
     codec_buf_free(&p.warmup);
     return rc;
