@@ -725,13 +725,14 @@ make_socket(ingest_t *in, int type, const char *endpoint, void **sock_p,
                  zmq_strerror(zmq_errno()));
         return FONTE_EIO;
     }
-    bool ok = zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) == 0 &&
-              zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) == 0 &&
-              zmq_setsockopt(s, type == ZMQ_SUB ? ZMQ_RCVHWM : ZMQ_SNDHWM, &hwm,
-                             sizeof hwm) == 0 &&
-              (type != ZMQ_SUB || zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) == 0) &&
-              (in->o.curve_cert == NULL ||
-               fcurve_client(s, in->o.curve_cert, in->o.curve_server) == 0);
+    int hwm_opt = type == ZMQ_SUB ? ZMQ_RCVHWM : ZMQ_SNDHWM;
+    bool ok =
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger) == 0 &&
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) == 0 &&
+        zmq_setsockopt(s, hwm_opt, &hwm, sizeof hwm) == 0 &&
+        (type != ZMQ_SUB || zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) == 0) &&
+        (in->o.curve_cert == NULL ||
+         fcurve_client(s, in->o.curve_cert, in->o.curve_server) == 0);
     if (!ok || zmq_connect(s, endpoint) != 0) {
         int e = zmq_errno();
         snprintf(errbuf, errlen, "cannot connect %s to %s: %s",

@@ -1073,9 +1073,10 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
  * Pages ahead: once a page is answered, the prefetch thread cuts the
  * pages after it while the client reads this one, up to ahead_pages
  * (replay_opts, at most AHEAD_PAGES) waiting, and unless AHEAD_BUDGET
- * bytes of such pages (all streams) are waiting already. It goes on to the second without waiting to be asked
- * for the first, so a client that keeps up never waits for a hand-over
- * (one was 110-190 us a page: 5% of a replay of the whole store).
+ * bytes of such pages (all streams) are waiting already. It goes on to
+ * the second without waiting to be asked for the first, so a client that
+ * keeps up never waits for a hand-over (one was 110-190 us a page: 5% of
+ * a replay of the whole store).
  *
  * Locking. lock guards the stream, except that while `cutting` is set
  * the prefetch thread cuts a page WITHOUT the lock: the cutter's state
