@@ -92,6 +92,7 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_counter(st, "query_bad_requests", q.bad_requests);
     ingest_stats_counter(st, "query_dropped", q.dropped);
     ingest_stats_counter(st, "query_busy", q.busy);
+    ingest_stats_counter(st, "query_backups", q.backups);
     if (l->auth != NULL) {
         uint64_t allowed, denied;
         fcurve_auth_counts(l->auth, &allowed, &denied);
@@ -126,6 +127,15 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     }
     if (o->query_cpu >= 0 && check_cpu(o->query_cpu, errbuf, errlen) != 0)
         return FONTE_EINVAL;
+    struct stat st;
+    if (o->backup_dir != NULL &&
+        (stat(o->backup_dir, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        snprintf(errbuf, errlen, "listener: the backup directory %s: %s",
+                 o->backup_dir,
+                 stat(o->backup_dir, &st) != 0 ? strerror(errno)
+                                               : "not a directory");
+        return FONTE_EINVAL;
+    }
     if ((o->curve_cert != NULL) !=
         (o->curve_clients != NULL || o->curve_broker != NULL)) {
         snprintf(errbuf, errlen, "listener: %s",
@@ -137,7 +147,6 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
         return FONTE_EINVAL;
     }
     /* a start that fails leaves no data directory it made */
-    struct stat st;
     bool fresh = stat(o->data, &st) != 0 && errno == ENOENT;
     if ((l = calloc(1, sizeof *l)) == NULL ||
         (l->ctx = zmq_ctx_new()) == NULL ||
@@ -204,6 +213,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     qo.replay_arg = l->replay;
     qo.workers = o->query_workers;
     qo.curve = l->auth != NULL ? &l->cert : NULL;
+    qo.backup_dir = o->backup_dir;
     if ((rc = query_new(&qo, &l->query, errbuf, errlen)) != FONTE_OK)
         goto fail;
 

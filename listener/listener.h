@@ -59,6 +59,9 @@ typedef struct listener_opts {
     const char *curve_cert;
     const char *curve_clients;
     const char *curve_broker;
+    /* an existing directory where BackupRequests make their copies
+     * (docs/operations.md, "Backups"); NULL: backups are refused */
+    const char *backup_dir;
 } listener_opts_t;
 
 /* Fills *o with the defaults above. */

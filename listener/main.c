@@ -100,6 +100,9 @@ main(int argc, char **argv)
           "admits (none)", NULL },
         { "curve-broker", "FONTE_CURVE_BROKER", FLAG_STR, &o.curve_broker,
           "CURVE: the broker's public certificate (none)", NULL },
+        { "backup-dir", "FONTE_BACKUP_DIR", FLAG_STR, &o.backup_dir,
+          "existing directory where fonte backup NAME makes its copies "
+          "(none: backups refused)", NULL },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

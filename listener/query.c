@@ -11,7 +11,8 @@
  * envelope we can trust and is dropped and counted.
  *
  * Dispatch: StatusRequest is O(1) (store counters) and answered at once
- * on the query thread. A ReplayRequest may take long (the first page of
+ * on the query thread. A BackupRequest (a copy of the whole store, one
+ * at a time) always goes to a worker. A ReplayRequest may take long (the first page of
  * a whole-store replay, a big object), so unless the handler answers it
  * within QUERY_INLINE_US on the query thread itself (a small object's
  * replay does: it then saves two thread hand-overs, 80-170 us of a
@@ -67,7 +68,9 @@ struct query {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    _Atomic uint64_t requests, status, replay, bad_requests, dropped, busy;
+    _Atomic uint64_t requests, status, replay, bad_requests, dropped, busy,
+        backups;
+    atomic_bool backing_up; /* a backup runs: a second one is busy */
     flog_limiter_t drop_log;
 
     pthread_mutex_t lock;  /* todo, done, pending, quit */
@@ -105,6 +108,7 @@ query_counters(query_t *q, query_counters_t *out)
     out->bad_requests = atomic_load(&q->bad_requests);
     out->dropped = atomic_load(&q->dropped);
     out->busy = atomic_load(&q->busy);
+    out->backups = atomic_load(&q->backups);
 }
 
 static fonte_err
@@ -180,13 +184,65 @@ answer_replay(query_t *q, const Fonte__ReplayRequest *req,
     return true;
 }
 
+/* Copies the store into backup_dir/name (a worker, or the query thread
+ * without workers). One at a time: the copy reads the whole store. */
+static void
+answer_backup(query_t *q, const Fonte__BackupRequest *req, codec_buf_t *out)
+{
+    char path[4096], err[512] = "";
+    Fonte__Reply rep = FONTE__REPLY__INIT;
+    Fonte__BackupReply br = FONTE__BACKUP_REPLY__INIT;
+    store_backup_info_t info;
+
+    atomic_fetch_add(&q->backups, 1);
+    if (q->o.backup_dir == NULL) {
+        query_reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                          "backups are not enabled: start the listener "
+                          "with --backup-dir", out);
+        return;
+    }
+    if (atomic_exchange(&q->backing_up, true)) {
+        query_reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                          "busy: a backup is running, try again when it "
+                          "is done", out);
+        return;
+    }
+    int64_t t0 = fonte_mono_us();
+    snprintf(path, sizeof path, "%s/%s", q->o.backup_dir, req->name);
+    fonte_err rc = store_backup(q->o.store, path, &q->stop, &info, err,
+                                sizeof err);
+    atomic_store(&q->backing_up, false);
+    if (rc != FONTE_OK) {
+        Fonte__Reply__Status st = FONTE__REPLY__STATUS__INTERNAL;
+        if (rc == FONTE_EINVAL)
+            st = FONTE__REPLY__STATUS__BAD_REQUEST; /* the name is taken */
+        else if (rc == FONTE_ECLOSED)
+            st = FONTE__REPLY__STATUS__UNAVAILABLE; /* shutting down */
+        flog(FLOG_WARN, "listener", "%s", err);
+        query_reply_error(st, err, out);
+        return;
+    }
+    br.path = path;
+    br.keys = info.keys;
+    br.bytes = info.bytes;
+    br.last_seq = info.last_seq;
+    br.duration_us = (uint64_t) (fonte_mono_us() - t0);
+    rep.body_case = FONTE__REPLY__BODY_BACKUP_REPLY;
+    rep.backup_reply = &br;
+    flog(FLOG_INFO, "listener", "backup %s: %llu keys, last seq %llu, "
+         "%llu ms", path, (unsigned long long) info.keys,
+         (unsigned long long) info.last_seq,
+         (unsigned long long) (br.duration_us / 1000));
+    pack_reply(&rep, out);
+}
+
 static void job_free(job_t *j);
 
-/* Hands a replay to the workers with a copy of its envelope (taking the
+/* Hands a replay or a backup to the workers with a copy of its envelope (taking the
  * request). False if too many are pending or memory ran out: the caller
  * answers at once. */
 static bool
-defer_replay(query_t *q, zmq_msg_t *env, size_t n_env, Fonte__Request *req)
+defer_job(query_t *q, zmq_msg_t *env, size_t n_env, Fonte__Request *req)
 {
     job_t *j = calloc(1, sizeof *j);
     if (j == NULL)
@@ -247,12 +303,26 @@ answer(query_t *q, zmq_msg_t *env, size_t n_env, zmq_msg_t *body,
     case FONTE__REQUEST__BODY_STATUS:
         answer_status(q, out);
         break;
+    case FONTE__REQUEST__BODY_BACKUP:
+        if (q->o.backup_dir != NULL && q->n_workers > 0) {
+            if (defer_job(q, env, n_env, req)) {
+                *deferred = true;
+                return; /* the job owns req */
+            }
+            atomic_fetch_add(&q->busy, 1);
+            query_reply_error(FONTE__REPLY__STATUS__UNAVAILABLE,
+                              "busy: too many requests in progress, try "
+                              "again", out);
+            break;
+        }
+        answer_backup(q, req->backup, out);
+        break;
     case FONTE__REQUEST__BODY_REPLAY:
         if (q->o.replay != NULL && q->n_workers > 0) {
             if (answer_replay(q, req->replay,
                               fonte_mono_us() + QUERY_INLINE_US, out))
                 break; /* answered here, within the budget */
-            if (defer_replay(q, env, n_env, req)) {
+            if (defer_job(q, env, n_env, req)) {
                 *deferred = true;
                 return; /* the job owns req */
             }
@@ -398,7 +468,10 @@ worker_main(void *arg)
             q->todo_tail = NULL;
         pthread_mutex_unlock(&q->lock);
 
-        answer_replay(q, j->req->replay, 0, &j->reply);
+        if (j->req->body_case == FONTE__REQUEST__BODY_BACKUP)
+            answer_backup(q, j->req->backup, &j->reply);
+        else
+            answer_replay(q, j->req->replay, 0, &j->reply);
 
         pthread_mutex_lock(&q->lock);
         j->next = q->done;

@@ -54,6 +54,8 @@ typedef struct query_opts {
                                thread itself (for tests) */
     int cpu;                /* run the query thread on this CPU only;
                                -1 (default) = wherever the OS puts it */
+    const char *backup_dir; /* BackupRequests write new stores under
+                               it; NULL: they are UNAVAILABLE */
     const fcurve_cert_t *curve; /* a CURVE server with this key pair (a
                                ZAP handler in zmq_ctx decides who gets
                                in); NULL: none */
@@ -67,6 +69,7 @@ typedef struct query_counters {
     uint64_t bad_requests; /* answered BAD_REQUEST */
     uint64_t dropped;      /* no envelope to answer to */
     uint64_t busy;         /* replays refused: QUERY_PENDING_MAX waiting */
+    uint64_t backups;      /* BackupRequests answered, any status */
 } query_counters_t;
 
 /* Default endpoint, default limits, no replay handler, 4 workers. */

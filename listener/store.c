@@ -502,6 +502,100 @@ count_files(const char *dir, int *tables, int *logs)
     closedir(d);
 }
 
+#define BACKUP_BATCH_BYTES ((size_t) 1 << 20)
+
+fonte_err
+store_backup(store_t *s, const char *dir, const atomic_bool *stop,
+             store_backup_info_t *out, char *errbuf, size_t errlen)
+{
+    struct stat st;
+    char *err = NULL;
+    fonte_err rc = FONTE_OK;
+
+    memset(out, 0, sizeof *out);
+    if (stat(dir, &st) == 0 || errno != ENOENT) {
+        snprintf(errbuf, errlen, "backup %s: %s", dir,
+                 stat(dir, &st) == 0 ? "exists already" : strerror(errno));
+        return FONTE_EINVAL;
+    }
+    /* the same table options as the store's, so that it opens alike */
+    leveldb_options_t *opt = leveldb_options_create();
+    leveldb_options_set_create_if_missing(opt, 1);
+    leveldb_options_set_error_if_exists(opt, 1);
+    leveldb_options_set_filter_policy(opt, s->filter);
+    leveldb_options_set_compression(opt, leveldb_snappy_compression);
+    leveldb_t *db = leveldb_open(opt, dir, &err);
+    if (err != NULL) {
+        snprintf(errbuf, errlen, "backup %s: cannot create (%s)", dir, err);
+        leveldb_free(err);
+        leveldb_options_destroy(opt);
+        return FONTE_ESTORE;
+    }
+    const leveldb_snapshot_t *snap = leveldb_create_snapshot(s->db);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(ro, snap);
+    leveldb_readoptions_set_fill_cache(ro, 0);
+    leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
+    leveldb_writebatch_t *wb = leveldb_writebatch_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, ro);
+    size_t pending = 0;
+
+    for (leveldb_iter_seek_to_first(it); rc == FONTE_OK;) {
+        bool more = leveldb_iter_valid(it);
+        if (more) {
+            size_t kl, vl;
+            const char *k = leveldb_iter_key(it, &kl);
+            const char *v = leveldb_iter_value(it, &vl);
+            leveldb_writebatch_put(wb, k, kl, v, vl);
+            if (kl == 9 && k[0] == 'm' && memcmp(k, "mlast_seq", 9) == 0 &&
+                vl == 8)
+                out->last_seq = get_be64(v);
+            out->keys++;
+            out->bytes += kl + vl;
+            pending += kl + vl;
+            leveldb_iter_next(it);
+        }
+        if (more && pending < BACKUP_BATCH_BYTES)
+            continue;
+        if (stop != NULL && atomic_load(stop)) {
+            rc = FONTE_ECLOSED;
+            snprintf(errbuf, errlen, "backup %s: stopped", dir);
+            break;
+        }
+        /* the last batch is synced: the copy is durable when we answer */
+        leveldb_writeoptions_set_sync(wo, !more);
+        leveldb_write(db, wo, wb, &err);
+        leveldb_writebatch_clear(wb);
+        pending = 0;
+        if (err != NULL) {
+            snprintf(errbuf, errlen, "backup %s: write failed (%s)", dir,
+                     err);
+            leveldb_free(err);
+            err = NULL;
+            rc = FONTE_ESTORE;
+        }
+        if (!more)
+            break;
+    }
+    leveldb_iter_get_error(it, &err);
+    if (err != NULL && rc == FONTE_OK) {
+        snprintf(errbuf, errlen, "backup: reading the store failed (%s)",
+                 err);
+        rc = FONTE_ESTORE;
+    }
+    leveldb_free(err);
+    leveldb_iter_destroy(it);
+    leveldb_writebatch_destroy(wb);
+    leveldb_writeoptions_destroy(wo);
+    leveldb_readoptions_destroy(ro);
+    leveldb_release_snapshot(s->db, snap);
+    leveldb_close(db);
+    leveldb_options_destroy(opt);
+    if (rc != FONTE_OK)
+        store_remove_new(dir);
+    return rc;
+}
+
 void
 store_remove_new(const char *dir)
 {

@@ -25,6 +25,7 @@
 #ifndef FONTE_STORE_H
 #define FONTE_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,6 +71,23 @@ fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
 /* Closes the database; NULL-safe, nulls *store_p. Every snapshot and
  * batch must have been destroyed first. */
 void store_close(store_t **store_p);
+
+/* What store_backup copied. */
+typedef struct store_backup_info {
+    uint64_t keys, bytes; /* LevelDB keys, and their keys' + values' bytes */
+    uint64_t last_seq;    /* the last event in the copy */
+} store_backup_info_t;
+
+/* Copies the whole store, as of now (a snapshot: writes go on), into a
+ * new LevelDB database in dir, which must not exist: every key, synced
+ * before it returns, so that `fonte-listener --data dir` opens it as a
+ * store of its own. On any error, or when *stop is set (checked every
+ * batch), what was written is removed again. FONTE_OK; FONTE_EINVAL if
+ * dir exists; FONTE_ECLOSED when stopped; FONTE_ESTORE (errbuf says
+ * why). Thread-safe beside the writer and readers. */
+fonte_err store_backup(store_t *s, const char *dir, const atomic_bool *stop,
+                       store_backup_info_t *out, char *errbuf,
+                       size_t errlen);
 
 /* Removes a database made moments ago in dir, and dir itself: LevelDB's
  * DestroyDB (its files only), then rmdir, which fails (and is ignored) if

@@ -1392,6 +1392,11 @@ codec_request_decode(const void *data, size_t len, const codec_limits_t *lim,
     case FONTE__REQUEST__BODY_STATUS:
         rc = q->status ? FONTE_OK : FONTE_EREQUEST;
         break;
+    case FONTE__REQUEST__BODY_BACKUP:
+        rc = q->backup == NULL ? FONTE_EREQUEST
+                               : codec_check_producer(q->backup->name,
+                                                      strlen(q->backup->name));
+        break;
     default:
         rc = FONTE_EREQUEST;
         break;

@@ -1269,3 +1269,87 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     cr_assert_eq(up_stop(), 0);
     tu_rmtree(dir);
 }
+
+/* fonte backup: a copy of a running store under `fonte up --backup-dir`,
+ * which opens as a store of its own; a name is never reused; without
+ * --backup-dir the listener refuses (exit 1). */
+Test(usage, backup_copies_a_running_store)
+{
+    char dir[] = "/tmp/fonte-cli-backup-XXXXXX", data[64], bk[64],
+         out[1024], eps[3][64], copy[128];
+    run_t r;
+
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(bk, sizeof bk, "%s/backups", dir);
+    cr_assert_eq(mkdir(bk, 0755), 0);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        for (int i = 0; i < 3; i++)
+            snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%u",
+                     tu_free_port());
+        char *const av[] = { "fonte", "up", "--data", data, "--ingress",
+                             eps[0], "--egress", eps[1], "--query", eps[2],
+                             "--sync", "none", "--backup-dir", bk, NULL };
+        child_spawn(&up, av);
+        close(up.in);
+        up.in = -1;
+        if (wait_ready(&up, out, sizeof out))
+            break;
+        child_finish(&up, NULL, 0, WAIT_MS, &r); /* a port was taken */
+        cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
+        run_free(&r);
+        up.pid = 0;
+    }
+    cr_assert_neq(up.pid, 0);
+    RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
+        "a.b", "--object", "o:1", "--count", "10");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    run_free(&r);
+    RUN(&r, "backup", "b-1", "--json", "--query", eps[2]);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    json_t *j = parse_line(r.out, r.out_len);
+    snprintf(copy, sizeof copy, "%s/b-1", bk);
+    cr_assert_str_eq(jstr(j, "path"), copy);
+    cr_assert_eq(jint(j, "last_seq"), 10);
+    json_decref(j);
+    run_free(&r);
+    RUN(&r, "backup", "b-1", "--query", eps[2]);
+    cr_assert_eq(r.rc, 2, "a name is not reused");
+    cr_assert_not_null(strstr(r.err, "exists already"), "%s", r.err);
+    run_free(&r);
+    RUN(&r, "backup", "B 1", "--query", eps[2]);
+    cr_assert_eq(r.rc, 2);
+    run_free(&r);
+    cr_assert_eq(up_stop(), 0);
+
+    /* the copy is a store: a listener on it says so */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        snprintf(eps[2], sizeof eps[2], "tcp://127.0.0.1:%u", tu_free_port());
+        char *const av[] = { "fonte", "up", "--data", copy, "--ingress",
+                             "tcp://127.0.0.1:*", "--egress",
+                             "tcp://127.0.0.1:*", "--query", eps[2], NULL };
+        child_spawn(&up, av);
+        close(up.in);
+        up.in = -1;
+        if (wait_ready(&up, out, sizeof out))
+            break;
+        child_finish(&up, NULL, 0, WAIT_MS, &r);
+        run_free(&r);
+        up.pid = 0;
+    }
+    cr_assert_neq(up.pid, 0);
+    RUN(&r, "status", "--json", "--query", eps[2]);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    j = parse_line(r.out, r.out_len);
+    cr_assert_eq(jint(j, "events"), 10);
+    cr_assert_str_eq(jstr(j, "data_dir"), copy);
+    json_decref(j);
+    run_free(&r);
+    RUN(&r, "backup", "b-2", "--query", eps[2]);
+    cr_assert_eq(r.rc, 1, "no --backup-dir: refused");
+    cr_assert_not_null(strstr(r.err, "backups are not enabled"), "%s",
+                       r.err);
+    run_free(&r);
+    cr_assert_eq(up_stop(), 0);
+    tu_rmtree(dir);
+}

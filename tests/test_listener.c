@@ -1013,6 +1013,123 @@ Test(listener, taken_query_port_is_an_io_error)
     cr_assert_not_null(strstr(err, "cannot bind"), "%s", err);
 }
 
+/* One BackupRequest on req; the Reply decoded. */
+static Fonte__Reply *
+backup(void *req_sock, const char *name)
+{
+    Fonte__Request r = FONTE__REQUEST__INIT;
+    Fonte__BackupRequest br = FONTE__BACKUP_REQUEST__INIT;
+    br.name = (char *) name;
+    r.body_case = FONTE__REQUEST__BODY_BACKUP;
+    r.backup = &br;
+    codec_buf_t b = tu_pack(&r.base);
+    Fonte__Reply *rep = request(req_sock, b.data, b.len);
+    codec_buf_free(&b);
+    return rep;
+}
+
+/* A backup is a store of its own holding exactly the events up to the
+ * last seq it reports, even with events arriving meanwhile; names are
+ * checked and never overwritten; a listener without --backup-dir refuses
+ * backups. */
+Test(listener, a_backup_is_a_consistent_store_of_its_own)
+{
+    char backups[128], err[512], path[192];
+    snprintf(backups, sizeof backups, "%s/backups", dir);
+    cr_assert_eq(mkdir(backups, 0755), 0);
+    start_broker(100000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.backup_dir = backups;
+    start_listener_with(&o);
+    connect_clients();
+    for (uint64_t i = 1; i <= 500; i++)
+        publish(pub, "shop", 7, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(7, 500, false, 30000), 500);
+    /* 1000 more go on being stored while the copy is made */
+    for (uint64_t i = 501; i <= 1500; i++)
+        publish(pub, "shop", 7, i, "order:2", NULL);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    Fonte__Reply *rep = backup(req, "b-1");
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+    cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_BACKUP_REPLY);
+    snprintf(path, sizeof path, "%s/b-1", backups);
+    cr_assert_str_eq(rep->backup_reply->path, path);
+    uint64_t last = rep->backup_reply->last_seq;
+    cr_assert_geq(last, 501, "the warm-up and the first 500 at least");
+    cr_assert_gt(rep->backup_reply->keys, last);
+    fonte__reply__free_unpacked(rep, NULL);
+    cr_assert_eq(wait_ack(7, 1500, false, 30000), 1500);
+
+    rep = backup(req, "b-1");
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_not_null(strstr(rep->error, "exists already"), "%s",
+                       rep->error);
+    fonte__reply__free_unpacked(rep, NULL);
+    rep = backup(req, "../x");
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
+    cr_assert_not_null(strstr(rep->error, "malformed Request"), "%s",
+                       rep->error);
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+
+    /* the copy opens as a store: its counters and events are those of
+     * seqs 1..last, byte for byte */
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = path;
+    so.create = false;
+    store_t *copy = NULL;
+    cr_assert_eq(store_open(&so, &copy, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    store_counts_t c;
+    store_counts(copy, &c);
+    cr_assert_eq(c.last_seq, last);
+    cr_assert_eq(c.events, last);
+    store_snap_t *a = NULL, *b = NULL;
+    cr_assert_eq(store_snap_new(copy, &a), FONTE_OK);
+    cr_assert_eq(store_snap_new(listener_store(listener), &b), FONTE_OK);
+    for (uint64_t seq = 1; seq <= last + 1; seq++) {
+        void *x = NULL, *y = NULL;
+        size_t xl = 0, yl = 0;
+        fonte_err rx = store_get_event(a, seq, &x, &xl);
+        if (seq <= last) {
+            cr_assert_eq(rx, FONTE_OK, "event %llu in the copy",
+                         (unsigned long long) seq);
+            cr_assert_eq(store_get_event(b, seq, &y, &yl), FONTE_OK);
+            cr_assert(xl == yl && memcmp(x, y, xl) == 0);
+        } else {
+            cr_assert_eq(rx, FONTE_ENOTFOUND, "nothing after last_seq");
+        }
+        store_free(x);
+        store_free(y);
+    }
+    store_snap_destroy(&a);
+    store_snap_destroy(&b);
+    store_close(&copy);
+
+    /* without --backup-dir: refused; a missing one: refused at start */
+    listener_t *other = NULL;
+    char data2[160];
+    snprintf(data2, sizeof data2, "%s/other", dir);
+    listener_defaults(&o);
+    o.data = data2;
+    o.backup_dir = "/nonexistent/backups";
+    cr_assert_eq(listener_new(&o, &other, err, sizeof err), FONTE_EINVAL);
+    cr_assert_not_null(strstr(err, "backup directory"), "%s", err);
+    o.backup_dir = NULL;
+    cr_assert_eq(listener_new(&o, &other, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    req = socket_to(ZMQ_REQ, listener_query_endpoint(other));
+    rep = backup(req, "b-2");
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__UNAVAILABLE);
+    cr_assert_str_eq(rep->error, "backups are not enabled: start the "
+                                 "listener with --backup-dir");
+    fonte__reply__free_unpacked(rep, NULL);
+    zmq_close(req);
+    listener_destroy(&other);
+}
+
 /* A start that fails after making its data directory takes it away
  * again; one that was there before is left as it was. */
 Test(listener, a_failed_start_leaves_no_data_directory_it_made)

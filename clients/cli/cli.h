@@ -38,6 +38,7 @@ int cmd_tail(int argc, char **argv);
 int cmd_top(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
 
 /* The three endpoints every command knows, and the CURVE certificates
  * to reach them with (NULL: no CURVE; docs/operations.md "Security"). */

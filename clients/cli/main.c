@@ -25,6 +25,7 @@ static const struct command {
     { "tail", cmd_tail, "print the live feed, one line per event" },
     { "top", cmd_top, "live dashboard of the broker's and listener's Stats" },
     { "status", cmd_status, "the listener's status" },
+    { "backup", cmd_backup, "copy the listener's store while it runs" },
     { "keygen", cmd_keygen, "write a CURVE key pair (NAME.key, "
                             "NAME.key_secret)" },
 };

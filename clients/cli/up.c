@@ -45,7 +45,7 @@ cmd_up(int argc, char **argv)
     cli_endpoints_t ep;
     const char *data = LISTENER_DATA_DEFAULT, *sync = "batch",
                *level = "warn", *curve_cert = NULL, *curve_clients = NULL,
-               *query_cpu = "none";
+               *query_cpu = "none", *backup_dir = NULL;
     int cpu = -1;
     int64_t stats_us = 1000000;
     broker_t *b = NULL;
@@ -68,6 +68,9 @@ cmd_up(int argc, char **argv)
         { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
           "run the listener's query thread and its ZeroMQ I/O thread on "
           "this CPU only, or none (none)", NULL },
+        { "backup-dir", "FONTE_BACKUP_DIR", FLAG_STR, &backup_dir,
+          "existing directory where fonte backup NAME makes its copies "
+          "(none)", NULL },
         { "curve-cert", "FONTE_CURVE_CERT", FLAG_STR, &curve_cert,
           "CURVE certificate of the broker and listener, from fonte keygen "
           "(none)", NULL },
@@ -128,6 +131,7 @@ cmd_up(int argc, char **argv)
     lo.sync = strcmp(sync, "batch") == 0;
     lo.stats_interval_us = stats_us;
     lo.query_cpu = cpu;
+    lo.backup_dir = backup_dir;
     /* the listener is a client of this broker with the same key pair,
      * which the broker admits as its own */
     lo.curve_cert = curve_cert;
