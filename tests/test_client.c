@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -901,6 +902,66 @@ Test(client, a_republish_is_asked_once_and_waited_for_as_long)
     fonte_client_destroy(&c);
     server_stop(&sv);
     cr_assert_eq(sv.requests, 1);
+}
+
+static void
+on_poke(int sig)
+{
+    (void) sig;
+}
+
+typedef struct poker {
+    pthread_t target, thread;
+    atomic_bool stop;
+} poker_t;
+
+/* Signals the target thread every 20 ms until stopped. */
+static void *
+poke_main(void *arg)
+{
+    poker_t *p = arg;
+    while (!atomic_load(&p->stop)) {
+        pthread_kill(p->target, SIGUSR1);
+        nanosleep(&(struct timespec) { 0, 20 * 1000000L }, NULL);
+    }
+    return NULL;
+}
+
+/* A signal that interrupts a query's wait (EINTR, no SA_RESTART) does
+ * not end it: the caller, signalled every 20 ms, still waits each try in
+ * full, and a silent listener gets exactly the requests it would have
+ * (query_retries for a status, one for a republish). */
+Test(client, a_signal_does_not_cut_a_query_short)
+{
+    server_t sv;
+    fonte_status_t st;
+    struct sigaction sa = { .sa_handler = on_poke }, old;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, &old), 0);
+    server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
+    fonte_client_t *c = query_client(sv.endpoint); /* 100 ms x 3 tries */
+    poker_t p = { .target = pthread_self() };
+    atomic_init(&p.stop, false);
+    cr_assert_eq(pthread_create(&p.thread, NULL, poke_main, &p), 0);
+
+    int64_t t0 = fonte_mono_us();
+    cr_assert_eq(fonte_status(c, &st), FONTE_ETIMEOUT);
+    int64_t status_us = fonte_mono_us() - t0;
+    t0 = fonte_mono_us();
+    cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL),
+                 FONTE_ETIMEOUT);
+    int64_t replay_us = fonte_mono_us() - t0;
+
+    atomic_store(&p.stop, true);
+    pthread_join(p.thread, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_geq(status_us, 300000, "three tries of 100 ms: %lld us",
+                  (long long) status_us);
+    cr_assert_geq(replay_us, 300000, "one try of 300 ms: %lld us",
+                  (long long) replay_us);
+    cr_assert_eq(sv.requests, 3 + 1);
 }
 
 Test(client, fetch_rejects_bad_arguments_before_sending)

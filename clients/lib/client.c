@@ -11,6 +11,7 @@
  * the other way through the inbox to fonte_dispatch, which runs the
  * handlers in the caller's thread.
  */
+#define _GNU_SOURCE /* pthread_mutex_clocklock */
 #include "client.h"
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include <zmq.h>
 
 #include "event.h"
+#include "flags.h"
 #include "log.h"
 #include "sync.h"
 
@@ -52,7 +54,15 @@ fonte_client_opts_init(fonte_client_opts_t *o)
     o->query_timeout_ms = 2000;
     o->query_retries = 3;
     o->inbox_max = 100000;
-    o->max_msg = codec_limits_default.max_msg;
+    /* the broker's and listener's variable: a client allowing more than
+     * they do would publish an event the broker's socket refuses, and
+     * resend it for ever */
+    const char *mm = env_or("FONTE_MAX_MSG", NULL);
+    uint64_t max_msg = 0;
+    o->max_msg = mm != NULL && flags_parse_size(mm, &max_msg) &&
+                         max_msg > 0 && max_msg <= SIZE_MAX
+                     ? (size_t) max_msg
+                     : codec_limits_default.max_msg;
     o->max_reply = codec_limits_default.max_reply;
     o->curve_cert = env_or("FONTE_CURVE_CERT", NULL);
     o->curve_broker = env_or("FONTE_CURVE_BROKER", NULL);
@@ -215,6 +225,9 @@ open_sockets(fonte_client_t *c)
     if ((c->ctrl = client_socket(c, ZMQ_SUB, c->egress, c->opts.max_msg)) ==
         NULL)
         return errno == ENOMEM ? FONTE_ENOMEM : FONTE_EINVAL;
+    /* as deep as the user SUB: a replay burst must not push Acks out */
+    if (zmq_setsockopt(c->ctrl, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm) != 0)
+        return FONTE_EIO;
     if (c->opts.reliable &&
         zmq_setsockopt(c->ctrl, ZMQ_SUBSCRIBE, c->ack_topic,
                        strlen(c->ack_topic)) != 0)
@@ -439,13 +452,15 @@ fonte_publish(fonte_client_t *c, const fonte_event_spec_t *spec)
     if (deadline < 0) {
         pthread_mutex_lock(&c->pub_mu);
     } else {
+        /* another publisher holds the lock while it waits for room in
+         * the outbox: this one waits as long, on the monotonic clock */
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         int64_t ns = (int64_t) ts.tv_nsec +
                      (int64_t) c->opts.publish_timeout_ms * 1000000;
         ts.tv_sec += (time_t) (ns / 1000000000);
         ts.tv_nsec = (long) (ns % 1000000000);
-        if (pthread_mutex_timedlock(&c->pub_mu, &ts) != 0)
+        if (pthread_mutex_clocklock(&c->pub_mu, CLOCK_MONOTONIC, &ts) != 0)
             return FONTE_EFULL;
     }
     uint64_t seq = outbox_next_seq(c->outbox);

@@ -23,6 +23,7 @@
 
 #include "client.h"
 #include "event.h"
+#include "log.h"
 
 /* The listener's word, as a fonte_err. */
 static fonte_err
@@ -41,6 +42,23 @@ status_err(Fonte__Reply__Status s)
         return FONTE_EUNAVAILABLE;
     default:
         return FONTE_EINTERNAL;
+    }
+}
+
+/* Polls it for up to timeout_ms, the whole of it: a signal that
+ * interrupts the poll (EINTR) does not end the wait, which goes on for
+ * what is left. zmq_poll's result: > 0 ready, 0 timed out, < 0 error. */
+static int
+wait_reply(zmq_pollitem_t *it, int timeout_ms)
+{
+    int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
+    for (;;) {
+        int64_t left = (end - fonte_mono_us() + 999) / 1000;
+        int n = zmq_poll(it, 1, left > 0 ? (long) left : 0);
+        if (n >= 0 || errno != EINTR)
+            return n;
+        if (left <= 0)
+            return 0; /* interrupted at the very end: timed out */
     }
 }
 
@@ -79,7 +97,7 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req, bool once,
             break;
         }
         zmq_pollitem_t it = { *sock_p, 0, ZMQ_POLLIN, 0 };
-        int n = zmq_poll(&it, 1, timeout_ms);
+        int n = wait_reply(&it, timeout_ms);
         if (n > 0) {
             zmq_msg_t msg;
             int more = 0;
@@ -107,7 +125,7 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req, bool once,
          * request with it, and try again on a fresh one. */
         zmq_close(*sock_p);
         *sock_p = NULL;
-        rc = n < 0 && errno != EINTR ? FONTE_EIO : FONTE_ETIMEOUT;
+        rc = n < 0 ? FONTE_EIO : FONTE_ETIMEOUT;
     }
     /* Only a socket that got its reply may serve another request. */
     if (rc != FONTE_OK && *sock_p != NULL) {

@@ -92,8 +92,11 @@ typedef struct fonte_client_opts {
     int query_retries;          /* tries per query page; default 3 */
     size_t inbox_max;           /* received events waiting for dispatch;
                                    more are dropped; default 100000 */
-    size_t max_msg;             /* largest event, bytes; default 1 MiB */
-    size_t max_reply;           /* largest query reply; default 8 MiB */
+    size_t max_msg;             /* largest event, bytes; FONTE_MAX_MSG or
+                                   1 MiB; never more than the broker's
+                                   --max-msg (docs/client.md) */
+    size_t max_reply;           /* largest query reply; default 8 MiB; at
+                                   least 4 MiB + max_msg (a page) */
     bool reliable;              /* false: fire and forget, no outbox, no
                                    Acks; default true */
     /* CURVE (docs/operations.md, "Security"): this service's certificate
@@ -308,12 +311,16 @@ FONTE_EXPORT void fonte_event_list_destroy(fonte_event_list_t **list_p);
  * Returns FONTE_OK and sets *list_p (free with fonte_event_list_destroy;
  * an object without events gives an empty list only if the listener says
  * so, else FONTE_ENOTFOUND); FONTE_ETIMEOUT when the listener did not
- * answer; FONTE_ENOTFOUND, FONTE_EREQUEST (the listener refused the
- * request), FONTE_ELIMIT, FONTE_EUNAVAILABLE (the listener does not
- * serve it), FONTE_EINTERNAL from the listener's reply status; a
- * validation code (FONTE_EOBJECT, FONTE_ETYPE) for bad arguments, with
- * nothing sent; FONTE_EDECODE/FONTE_ETOOBIG for a bad reply; FONTE_EIO,
- * FONTE_ENOMEM. On error *list_p is NULL. Thread-safe; blocks the caller. */
+ * answer (also when a reply was larger than max_reply: ZeroMQ closes
+ * the connection); FONTE_ENOTFOUND, FONTE_EREQUEST (the listener refused
+ * the request, or a cursor expired), FONTE_ELIMIT, FONTE_EUNAVAILABLE
+ * (the listener does not serve it now), FONTE_EINTERNAL from the
+ * listener's reply status; a validation code for bad arguments, with
+ * nothing sent (FONTE_EOBJECT, FONTE_ETYPE, FONTE_EINVAL for types NULL
+ * with n_types, FONTE_ELIMIT for more than 256 types); FONTE_EDECODE or
+ * FONTE_EFRAMES for a bad reply; FONTE_EIO, FONTE_ENOMEM. A signal does
+ * not cut a wait short. On error *list_p is NULL. Thread-safe; blocks
+ * the caller. */
 FONTE_EXPORT fonte_err fonte_fetch(fonte_client_t *c, const char *object,
                                    const fonte_fetch_opts_t *opts,
                                    fonte_event_list_t **list_p);
