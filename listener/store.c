@@ -87,6 +87,7 @@ typedef struct ses_slot {
 
 struct store {
     char *dir;
+    store_opts_t opts; /* as opened (dir points into the caller's) */
     leveldb_t *db;
     leveldb_options_t *options;
     leveldb_cache_t *cache;
@@ -415,6 +416,7 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
     s->dir = strdup(o->dir);
     if (!s->obj_cache || !s->ses_cache || !s->dir)
         goto fail;
+    s->opts = *o;
 
     if (o->create && mkdir(o->dir, 0755) != 0 && errno != EEXIST) {
         snprintf(errbuf, errlen, "data dir %s: cannot create (%s)", o->dir,
@@ -518,12 +520,20 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
                  stat(dir, &st) == 0 ? "exists already" : strerror(errno));
         return FONTE_EINVAL;
     }
-    /* the same table options as the store's, so that it opens alike */
+    /* the store's own table options (block size, open tables, memtable,
+     * bloom filters, compression): the copy is as compact, and costs the
+     * listener as little memory, as the store */
     leveldb_options_t *opt = leveldb_options_create();
     leveldb_options_set_create_if_missing(opt, 1);
     leveldb_options_set_error_if_exists(opt, 1);
     leveldb_options_set_filter_policy(opt, s->filter);
     leveldb_options_set_compression(opt, leveldb_snappy_compression);
+    if (s->opts.write_buffer)
+        leveldb_options_set_write_buffer_size(opt, s->opts.write_buffer);
+    if (s->opts.max_open_files > 0)
+        leveldb_options_set_max_open_files(opt, s->opts.max_open_files);
+    if (s->opts.block_size)
+        leveldb_options_set_block_size(opt, s->opts.block_size);
     leveldb_t *db = leveldb_open(opt, dir, &err);
     if (err != NULL) {
         snprintf(errbuf, errlen, "backup %s: cannot create (%s)", dir, err);

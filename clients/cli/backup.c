@@ -134,13 +134,11 @@ cmd_backup(int argc, char **argv)
         cli_print_json(stdout, j);
         json_decref(j);
     } else {
-        char d[32];
-        cli_format_duration((int64_t) b->duration_us, d, sizeof d);
         printf("backup    %s\nlast_seq  %llu\nkeys      %llu\nbytes     "
-               "%llu\ntook      %s\n", b->path,
-               (unsigned long long) b->last_seq,
+               "%llu (keys and values, before compression)\ntook      "
+               "%.1f s\n", b->path, (unsigned long long) b->last_seq,
                (unsigned long long) b->keys, (unsigned long long) b->bytes,
-               d);
+               (double) b->duration_us / 1e6);
     }
     fonte__reply__free_unpacked(rep, NULL);
     return CLI_EXIT_OK;

@@ -16,7 +16,8 @@ static const char usage[] =
     "to copy into the --curve-clients directory of the servers a client\n"
     "connects to (or to give clients as --curve-broker/--curve-listener\n"
     "for a server's); and DIR/NAME.key_secret, the key pair, readable by\n"
-    "its owner only, for --curve-cert. An existing file is not\n"
+    "its owner only. The owner passes --curve-cert DIR/NAME.key: the\n"
+    "secret file is found beside it. An existing file is not\n"
     "overwritten. NAME: letters, digits, '.', '_', '-'.\n";
 
 static bool
