@@ -224,36 +224,53 @@ wait_ready(child_t *c, char *out, size_t cap)
     return strstr(out, "ready\n") != NULL;
 }
 
+/* Starts `fonte up --data data` on three free ports (eps: ingress,
+ * egress, query) with the extra flags (NULL-terminated, at most 10),
+ * into `up`, and waits for its "ready" (its output, into out); tries
+ * other ports if one was taken meanwhile. */
 static void
-up_start(void)
+up_on_free_ports(const char *data, char eps[3][64],
+                 const char *const *extra, char *out, size_t cap)
 {
-    char out[1024];
-
-    strcpy(data_dir, "/tmp/fonte-cli-XXXXXX");
-    cr_assert_not_null(mkdtemp(data_dir));
     for (int attempt = 0; attempt < 5; attempt++) {
-        snprintf(ingress, sizeof ingress, "tcp://127.0.0.1:%u",
-                 tu_free_port());
-        snprintf(egress, sizeof egress, "tcp://127.0.0.1:%u",
-                 tu_free_port());
-        snprintf(query, sizeof query, "tcp://127.0.0.1:%u",
-                 tu_free_port());
-        char *const av[] = { "fonte", "up", "--data", data_dir, "--ingress",
-                             ingress, "--egress", egress, "--query", query,
-                             "--stats-interval", "200ms", "--sync", "none",
-                             NULL };
+        char *av[20] = { "fonte", "up", "--data", (char *) data };
+        int n = 4;
+        const char *names[3] = { "--ingress", "--egress", "--query" };
+        for (int i = 0; i < 3; i++) {
+            snprintf(eps[i], 64, "tcp://127.0.0.1:%u", tu_free_port());
+            av[n++] = (char *) names[i];
+            av[n++] = eps[i];
+        }
+        for (int i = 0; extra != NULL && extra[i] != NULL && n < 19; i++)
+            av[n++] = (char *) extra[i];
+        av[n] = NULL;
         child_spawn(&up, av);
         close(up.in);
         up.in = -1;
-        if (wait_ready(&up, out, sizeof out))
-            break;
+        if (wait_ready(&up, out, cap))
+            return;
         run_t r; /* a port was taken meanwhile: try others */
         child_finish(&up, NULL, 0, WAIT_MS, &r);
         cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
         run_free(&r);
         up.pid = 0;
     }
-    cr_assert_neq(up.pid, 0);
+    cr_assert_fail("fonte up did not start on free ports");
+}
+
+static void
+up_start(void)
+{
+    char out[1024], eps[3][64];
+    static const char *const extra[] = { "--stats-interval", "200ms",
+                                         "--sync", "none", NULL };
+
+    strcpy(data_dir, "/tmp/fonte-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(data_dir));
+    up_on_free_ports(data_dir, eps, extra, out, sizeof out);
+    snprintf(ingress, sizeof ingress, "%s", eps[0]);
+    snprintf(egress, sizeof egress, "%s", eps[1]);
+    snprintf(query, sizeof query, "%s", eps[2]);
     char expect[512];
     snprintf(expect, sizeof expect,
              "ingress %s\negress %s\nquery %s\ndata %s\nready\n", ingress,
@@ -1229,25 +1246,9 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     cr_assert_not_null(strstr(r.err, "go together"), "%s", r.err);
     run_free(&r);
 
-    for (int attempt = 0; attempt < 5; attempt++) {
-        for (int i = 0; i < 3; i++)
-            snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%u",
-                     tu_free_port());
-        char *const av[] = { "fonte", "up", "--data", data, "--ingress",
-                             eps[0], "--egress", eps[1], "--query", eps[2],
-                             "--sync", "none", "--curve-cert", srv,
-                             "--curve-clients", clients, NULL };
-        child_spawn(&up, av);
-        close(up.in);
-        up.in = -1;
-        if (wait_ready(&up, out, sizeof out))
-            break;
-        child_finish(&up, NULL, 0, WAIT_MS, &r); /* a port was taken */
-        cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
-        run_free(&r);
-        up.pid = 0;
-    }
-    cr_assert_neq(up.pid, 0);
+    const char *curve_up[] = { "--sync", "none", "--curve-cert", srv,
+                               "--curve-clients", clients, NULL };
+    up_on_free_ports(data, eps, curve_up, out, sizeof out);
     RUN(&r, "status", "--json", "--query", eps[2], "--curve-cert", cli,
         "--curve-broker", srv);
     cr_assert_eq(r.rc, 0, "%s", r.err);
@@ -1283,24 +1284,8 @@ Test(usage, backup_copies_a_running_store)
     snprintf(data, sizeof data, "%s/data", dir);
     snprintf(bk, sizeof bk, "%s/backups", dir);
     cr_assert_eq(mkdir(bk, 0755), 0);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        for (int i = 0; i < 3; i++)
-            snprintf(eps[i], sizeof eps[i], "tcp://127.0.0.1:%u",
-                     tu_free_port());
-        char *const av[] = { "fonte", "up", "--data", data, "--ingress",
-                             eps[0], "--egress", eps[1], "--query", eps[2],
-                             "--sync", "none", "--backup-dir", bk, NULL };
-        child_spawn(&up, av);
-        close(up.in);
-        up.in = -1;
-        if (wait_ready(&up, out, sizeof out))
-            break;
-        child_finish(&up, NULL, 0, WAIT_MS, &r); /* a port was taken */
-        cr_assert_eq(r.rc, 1, "fonte up failed: %s", r.err);
-        run_free(&r);
-        up.pid = 0;
-    }
-    cr_assert_neq(up.pid, 0);
+    const char *backup_up[] = { "--sync", "none", "--backup-dir", bk, NULL };
+    up_on_free_ports(data, eps, backup_up, out, sizeof out);
     RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
         "a.b", "--object", "o:1", "--count", "10");
     cr_assert_eq(r.rc, 0, "%s", r.err);
@@ -1323,21 +1308,7 @@ Test(usage, backup_copies_a_running_store)
     cr_assert_eq(up_stop(), 0);
 
     /* the copy is a store: a listener on it says so */
-    for (int attempt = 0; attempt < 5; attempt++) {
-        snprintf(eps[2], sizeof eps[2], "tcp://127.0.0.1:%u", tu_free_port());
-        char *const av[] = { "fonte", "up", "--data", copy, "--ingress",
-                             "tcp://127.0.0.1:*", "--egress",
-                             "tcp://127.0.0.1:*", "--query", eps[2], NULL };
-        child_spawn(&up, av);
-        close(up.in);
-        up.in = -1;
-        if (wait_ready(&up, out, sizeof out))
-            break;
-        child_finish(&up, NULL, 0, WAIT_MS, &r);
-        run_free(&r);
-        up.pid = 0;
-    }
-    cr_assert_neq(up.pid, 0);
+    up_on_free_ports(copy, eps, NULL, out, sizeof out);
     RUN(&r, "status", "--json", "--query", eps[2]);
     cr_assert_eq(r.rc, 0, "%s", r.err);
     j = parse_line(r.out, r.out_len);
