@@ -516,6 +516,108 @@ record(const fonte_event_t *e, void *arg)
     s->replay_total = fonte_event_replay_total(e);
 }
 
+/* Counts the events a handler gets: arg[0] those of type burst.warm,
+ * arg[1] the others; arg[2] is the last warm-up's number (its payload). */
+static void
+count_events(const fonte_event_t *e, void *arg)
+{
+    int *n = arg;
+    size_t len = 0;
+    const void *p = fonte_event_payload(e, &len);
+    if (strcmp(fonte_event_type(e), "burst.warm") == 0) {
+        n[0]++;
+        if (len == sizeof n[2])
+            memcpy(&n[2], p, sizeof n[2]);
+    } else {
+        n[1]++;
+    }
+}
+
+/* Events received faster than they are dispatched wait in the inbox,
+ * which is bounded in events (inbox_max) and in bytes (inbox_max_bytes):
+ * beyond either the newest are dropped and counted, never queued without
+ * bound. 100 events of 4 KiB against a 64 KiB bound: fewer than 17 wait,
+ * the rest are dropped, and dispatch hands over exactly those that
+ * waited; then 100 small ones against 10 events. */
+Test(client, the_inbox_is_bounded_in_events_and_in_bytes)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *pubc = NULL;
+    static char pay[4096];
+    /* the bytes bound (64 KiB, 1000 events) with 4 KiB events; the
+     * events bound (10, 64 MiB) with 16-byte ones */
+    const struct {
+        size_t max, max_bytes, payload;
+        uint64_t lo, hi;
+    } cases[2] = { { 1000, 64 << 10, sizeof pay, 1, 16 },
+                   { 10, (size_t) 64 << 20, 16, 10, 10 } };
+
+    client_opts(&o, "shop");
+    o.reliable = false; /* no listener here: no resends either */
+    cr_assert_eq(fonte_client_new(&o, &pubc), FONTE_OK);
+    for (int k = 0; k < 2; k++) {
+        fonte_client_t *subc = NULL;
+        fonte_client_stats_t before, after;
+        int n[3] = { 0, 0, -1 }; /* warm-ups, burst, last warm-up */
+        client_opts(&o, "billing");
+        cr_assert_eq(o.inbox_max_bytes, (size_t) 64 << 20, "the default");
+        o.inbox_max = cases[k].max;
+        o.inbox_max_bytes = cases[k].max_bytes;
+        cr_assert_eq(fonte_client_new(&o, &subc), FONTE_OK);
+        /* one prefix for the warm-up and the burst: the publisher's
+         * socket sends only what some subscription asks for, so the
+         * warm-up proves the burst's subscription arrived too */
+        cr_assert_eq(fonte_subscribe(subc, "burst.", count_events, n),
+                     FONTE_OK);
+        /* Warm-ups numbered 0, 1, ... one at a time, each waited for
+         * (200 ms): the publisher drops those sent before the
+         * subscription reached it, and once number i arrives no earlier
+         * one can (a publisher's messages keep their order), so nothing
+         * of the warm-up is still on its way when the burst starts. */
+        fonte_event_spec_t w = spec("burst.warm", "w:1");
+        int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+        for (int i = 0; n[2] < 0 && fonte_mono_us() < end; i++) {
+            w.payload = &i;
+            w.payload_len = sizeof i;
+            cr_assert_eq(fonte_publish(pubc, &w), FONTE_OK);
+            int64_t until = fonte_mono_us() + 200000;
+            while (n[2] != i && fonte_mono_us() < until)
+                fonte_dispatch(subc, 20, NULL);
+            if (n[2] >= 0 && n[2] != i)
+                n[2] = -1; /* an older one: wait for the newest */
+        }
+        cr_assert_geq(n[2], 0, "subscribed");
+        while (fonte_dispatch(subc, 0, NULL) == FONTE_OK)
+            ;
+        fonte_client_stats(subc, &before);
+
+        fonte_event_spec_t e = spec("burst.event", "b:1");
+        e.payload = pay;
+        e.payload_len = cases[k].payload;
+        for (int i = 0; i < 100; i++)
+            cr_assert_eq(fonte_publish(pubc, &e), FONTE_OK);
+        end = fonte_mono_us() + WAIT_MS * 1000;
+        do {
+            fonte_client_stats(subc, &after);
+        } while (after.received + after.inbox_dropped <
+                     before.received + before.inbox_dropped + 100 &&
+                 fonte_mono_us() < end &&
+                 !nanosleep(&(struct timespec) { 0, 1000000 }, NULL));
+        uint64_t in = after.received - before.received;
+        uint64_t dropped = after.inbox_dropped - before.inbox_dropped;
+        cr_assert_eq(in + dropped, 100, "case %d: %llu in, %llu dropped", k,
+                     (unsigned long long) in, (unsigned long long) dropped);
+        cr_assert(in >= cases[k].lo && in <= cases[k].hi,
+                  "case %d: %llu waited", k, (unsigned long long) in);
+        while (fonte_dispatch(subc, 0, NULL) == FONTE_OK)
+            ;
+        cr_assert_eq(n[1], (int) in, "case %d: what waited is dispatched",
+                     k);
+        fonte_client_destroy(&subc);
+    }
+    fonte_client_destroy(&pubc);
+}
+
 Test(client, handlers_get_live_events_with_every_field)
 {
     fonte_client_opts_t o;

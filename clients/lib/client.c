@@ -54,6 +54,7 @@ fonte_client_opts_init(fonte_client_opts_t *o)
     o->query_timeout_ms = 2000;
     o->query_retries = 3;
     o->inbox_max = 100000;
+    o->inbox_max_bytes = (size_t) 64 << 20;
     /* the broker's and listener's variable: a client allowing more than
      * they do would publish an event the broker's socket refuses, and
      * resend it for ever */
@@ -160,7 +161,8 @@ check_opts(const fonte_client_opts_t *o)
         o->outbox_max_events == 0 || o->outbox_max_bytes == 0 ||
         o->window == 0 || o->resend_timeout_ms <= 0 ||
         o->query_timeout_ms <= 0 || o->query_retries <= 0 ||
-        o->inbox_max == 0 || o->max_msg == 0 || o->max_reply == 0 ||
+        o->inbox_max == 0 || o->inbox_max_bytes == 0 || o->max_msg == 0 ||
+        o->max_reply == 0 ||
         o->sndhwm < 0)
         return FONTE_EINVAL;
     if (o->curve_cert == NULL
@@ -198,8 +200,12 @@ static fonte_err
 open_sockets(fonte_client_t *c)
 {
     int hwm = c->opts.sndhwm;
-    int rcvhwm = c->opts.inbox_max > (size_t) INT32_MAX
-                     ? INT32_MAX : (int) c->opts.inbox_max;
+    /* The SUBs' queues, drained at once by the I/O thread into the inbox:
+     * as deep as the inbox, and never shallow, so that a burst meets the
+     * inbox's bounds, which count what they drop, rather than ZeroMQ's,
+     * which drop silently. */
+    size_t deep = c->opts.inbox_max < 1000 ? 1000 : c->opts.inbox_max;
+    int rcvhwm = deep > (size_t) INT32_MAX ? INT32_MAX : (int) deep;
 
     if (hwm == 0)
         hwm = c->opts.window > (size_t) INT32_MAX / 2
@@ -296,7 +302,7 @@ fonte_client_new(const fonte_client_opts_t *o, fonte_client_t **client_p)
 
     rc = FONTE_ENOMEM;
     c->outbox = outbox_new(o->outbox_max_events, o->outbox_max_bytes, 1);
-    c->inbox = inbox_new(o->inbox_max);
+    c->inbox = inbox_new(o->inbox_max, o->inbox_max_bytes);
     if (c->outbox == NULL || c->inbox == NULL)
         goto fail;
     rc = FONTE_EIO;
@@ -582,8 +588,7 @@ fonte_client_stats(fonte_client_t *c, fonte_client_stats_t *out)
     out->acked = outbox_acked(c->outbox);
     out->gap_acks = atomic_load(&c->gap_acks);
     out->resend_timeouts = atomic_load(&c->resend_timeouts);
-    out->received = atomic_load(&c->received);
-    out->inbox_dropped = inbox_dropped(c->inbox);
+    inbox_counts(c->inbox, &out->received, &out->inbox_dropped);
     out->invalid = atomic_load(&c->invalid);
     outbox_usage(c->outbox, &out->outbox_events, &out->outbox_bytes);
     out->query_connects = atomic_load(&c->query_connects);

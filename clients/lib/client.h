@@ -58,7 +58,7 @@ struct fonte_client {
     size_t cap_scratch;
 
     atomic_uint_fast64_t published, sent, resent, gap_acks,
-        resend_timeouts, received, invalid;
+        resend_timeouts, invalid;
 
     /* Idle query sockets (REQ, connected to the listener), kept for the
      * next query of any thread: a new socket costs a TCP connect and a

@@ -196,8 +196,8 @@ queue_event(io_state_t *st, const zmq_msg_t frames[2], size_t nframes)
         return;
     }
     fonte_event_t *e = event_new(pb);
-    if (e != NULL && inbox_push(c->inbox, e))
-        atomic_fetch_add(&c->received, 1);
+    if (e != NULL)
+        inbox_push(c->inbox, e, f[0].size + f[1].size); /* it counts */
 }
 
 static bool

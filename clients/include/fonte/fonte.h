@@ -107,6 +107,8 @@ typedef struct fonte_client_opts {
     const char *curve_cert;
     const char *curve_broker;
     const char *curve_listener;
+    size_t inbox_max_bytes;     /* and their encoded bytes; more are
+                                   dropped; default 64 MiB */
 } fonte_client_opts_t;
 
 /* Fills *o with the defaults above. ingress, egress and query come from
