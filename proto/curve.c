@@ -205,6 +205,7 @@ struct fcurve_auth {
     atomic_bool stop;
     _Atomic uint64_t allowed, denied;
     flog_limiter_t deny_log; /* a refused client retries every 100 ms */
+    flog_limiter_t dir_log;  /* and so would a missing directory's line */
     pthread_t thread;
 };
 
@@ -214,8 +215,9 @@ load_dir(fcurve_auth_t *a)
 {
     struct stat st;
     if (stat(a->dir, &st) != 0) {
-        flog(FLOG_WARN, "curve", "cannot read the clients' directory %s: "
-             "%s; admitting no one", a->dir, strerror(errno));
+        flog_limited(&a->dir_log, FLOG_WARN, "curve",
+                     "cannot read the clients' directory %s: %s; admitting "
+                     "no one", a->dir, strerror(errno));
         a->n_keys = 0;
         a->dir_mtime = (struct timespec) { 0, 0 };
         return;

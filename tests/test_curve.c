@@ -340,3 +340,32 @@ Test(curve, a_clients_directory_that_is_missing_is_refused_at_start)
     cr_assert_not_null(strstr(err, "not a directory"), "%s", err);
     zmq_ctx_term(ctx);
 }
+
+/* A clients' directory that goes away admits no one (but the server's
+ * own key) until it is back. */
+Test(curve, a_clients_directory_that_goes_away_admits_no_one)
+{
+    char clients[256], path[512];
+    fcurve_cert_t server = keypair("server"), good = keypair("good");
+    snprintf(clients, sizeof clients, "%s", sub("clients"));
+    cr_assert_eq(mkdir(clients, 0755), 0);
+    snprintf(path, sizeof path, "%s/good.key", clients);
+    copy_file(sub("good.key"), path);
+
+    echo_t e;
+    echo_start(&e, &server, clients);
+    cr_assert_eq(handshake(e.endpoint, &good, &server),
+                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(rmdir(clients), 0);
+    cr_assert_eq(handshake(e.endpoint, &good, &server),
+                 ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    cr_assert_eq(handshake(e.endpoint, &server, &server),
+                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED, "its own key still");
+    cr_assert_eq(mkdir(clients, 0755), 0);
+    copy_file(sub("good.key"), path);
+    cr_assert_eq(handshake(e.endpoint, &good, &server),
+                 ZMQ_EVENT_HANDSHAKE_SUCCEEDED, "back");
+    assert_counts(&e, 3, 1);
+    echo_stop(&e);
+}
