@@ -249,9 +249,12 @@ FONTE_EXPORT fonte_err fonte_subscribe(fonte_client_t *c, const char *prefix,
 
 /* Waits up to timeout_ms (< 0: forever; 0: no wait) for received events,
  * then runs the handlers of the events queued at that moment (at most
- * 4096 per call), in arrival order, in the calling thread. *n_out (may be NULL) gets the number of
- * events handled. Returns FONTE_OK if at least one event was handled,
- * FONTE_ETIMEOUT if none arrived in time. One thread at a time. */
+ * 4096 per call), in arrival order, in the calling thread. *n_out (may
+ * be NULL) gets the number of events taken from the inbox: a replay
+ * aimed at this service whose type no handler's prefix matches is taken
+ * and dropped (live events arrive only for subscribed prefixes). Returns
+ * FONTE_OK if at least one event was taken, FONTE_ETIMEOUT if none
+ * arrived in time. One thread at a time. */
 FONTE_EXPORT fonte_err fonte_dispatch(fonte_client_t *c, int timeout_ms,
                                       size_t *n_out);
 
