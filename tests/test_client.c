@@ -988,12 +988,14 @@ Test(client, a_silent_listener_gets_exactly_query_retries_requests)
     cr_assert_eq(sv.requests, 3);
 }
 
-/* A republish is sent once, never retried: a silent listener gets one
- * request, after which the client waits as long as all the tries of a
- * fetch would (query_timeout_ms 100, 3 tries). */
-Test(client, a_republish_is_asked_once_and_waited_for_as_long)
+/* A republish and a backup are sent once, never retried: a silent
+ * listener gets one request of each, after which the client waits as
+ * long as all the tries of a fetch would (query_timeout_ms 100, 3
+ * tries). A backup name that breaks the rule is refused unsent. */
+Test(client, a_republish_or_a_backup_is_asked_once_and_waited_for_as_long)
 {
     server_t sv;
+    fonte_backup_info_t b;
 
     server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
     fonte_client_t *c = query_client(sv.endpoint);
@@ -1001,9 +1003,14 @@ Test(client, a_republish_is_asked_once_and_waited_for_as_long)
     cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL),
                  FONTE_ETIMEOUT);
     cr_assert_geq(fonte_mono_us() - t0, 300000);
+    t0 = fonte_mono_us();
+    cr_assert_eq(fonte_backup(c, "nightly", &b), FONTE_ETIMEOUT);
+    cr_assert_geq(fonte_mono_us() - t0, 300000);
+    cr_assert_eq(fonte_backup(c, "../x", &b), FONTE_EPRODUCER);
+    cr_assert_eq(fonte_backup(c, NULL, &b), FONTE_EINVAL);
     fonte_client_destroy(&c);
     server_stop(&sv);
-    cr_assert_eq(sv.requests, 1);
+    cr_assert_eq(sv.requests, 2);
 }
 
 static void

@@ -483,3 +483,40 @@ fonte_status(fonte_client_t *c, fonte_status_t *out)
     fonte__reply__free_unpacked(rep, NULL);
     return rc;
 }
+
+FONTE_EXPORT fonte_err
+fonte_backup(fonte_client_t *c, const char *name, fonte_backup_info_t *out)
+{
+    Fonte__Request req = FONTE__REQUEST__INIT;
+    Fonte__BackupRequest br = FONTE__BACKUP_REQUEST__INIT;
+    Fonte__Reply *rep = NULL;
+    void *sock = NULL;
+    fonte_err rc;
+
+    if (c == NULL || name == NULL || out == NULL)
+        return FONTE_EINVAL;
+    memset(out, 0, sizeof *out);
+    if ((rc = codec_check_producer(name, strlen(name))) != FONTE_OK)
+        return rc;
+    br.name = (char *) name;
+    req.body_case = FONTE__REQUEST__BODY_BACKUP;
+    req.backup = &br;
+    rc = ask(c, &sock, &req, true, &rep); /* never twice */
+    client_query_give(c, sock);
+    if (rc != FONTE_OK)
+        return rc;
+    const Fonte__BackupReply *b = rep->backup_reply;
+    if ((rc = status_err(rep->status)) != FONTE_OK)
+        snprintf(out->error, sizeof out->error, "%s", rep->error);
+    else if (rep->body_case != FONTE__REPLY__BODY_BACKUP_REPLY || b == NULL)
+        rc = FONTE_EDECODE;
+    else {
+        snprintf(out->path, sizeof out->path, "%s", b->path);
+        out->keys = b->keys;
+        out->bytes = b->bytes;
+        out->last_seq = b->last_seq;
+        out->duration_us = b->duration_us;
+    }
+    fonte__reply__free_unpacked(rep, NULL);
+    return rc;
+}

@@ -396,6 +396,30 @@ typedef struct fonte_status {
  * FONTE_OK and fills *out, or the errors of fonte_fetch. Thread-safe. */
 FONTE_EXPORT fonte_err fonte_status(fonte_client_t *c, fonte_status_t *out);
 
+/* What the listener said of a backup. */
+typedef struct fonte_backup_info {
+    char path[4096];      /* the copy, on the listener's host */
+    uint64_t keys, bytes; /* copied: LevelDB keys, their keys' + values'
+                             bytes before compression */
+    uint64_t last_seq;    /* the copy holds events 1..last_seq */
+    uint64_t duration_us;
+    char error[256];      /* the listener's reason when it refused */
+} fonte_backup_info_t;
+
+/* Asks the listener for a consistent copy of its store, made while it
+ * runs, as the directory name under its --backup-dir (docs/operations.md,
+ * "Backups"). Sent once, never retried (a second one would find the name
+ * taken), and waited for query_timeout_ms times query_retries: a big
+ * store takes minutes. Returns FONTE_OK and fills *out; FONTE_EPRODUCER
+ * for a name that is not [a-z0-9_-]{1,64}, nothing sent; FONTE_EREQUEST
+ * (the name is taken), FONTE_EUNAVAILABLE (no --backup-dir, another
+ * backup runs, the listener stops) or FONTE_EINTERNAL (writing failed),
+ * with the listener's reason in out->error; FONTE_ETIMEOUT (the copy may
+ * still be made) and the other errors of fonte_fetch. Thread-safe;
+ * blocks the caller. */
+FONTE_EXPORT fonte_err fonte_backup(fonte_client_t *c, const char *name,
+                                    fonte_backup_info_t *out);
+
 /* ------------------------------------------------------------------ */
 /* counters                                                            */
 
