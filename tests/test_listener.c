@@ -497,6 +497,16 @@ request(void *req_sock, const void *body, size_t len)
     return rep;
 }
 
+/* r, packed, on req_sock; its Reply decoded. */
+static Fonte__Reply *
+ask_request(void *req_sock, Fonte__Request *r)
+{
+    codec_buf_t b = tu_pack(&r->base);
+    Fonte__Reply *rep = request(req_sock, b.data, b.len);
+    codec_buf_free(&b);
+    return rep;
+}
+
 static Fonte__Reply *
 status(void *req_sock)
 {
@@ -504,10 +514,7 @@ status(void *req_sock)
     Fonte__StatusRequest sr = FONTE__STATUS_REQUEST__INIT;
     r.body_case = FONTE__REQUEST__BODY_STATUS;
     r.status = &sr;
-    codec_buf_t b = tu_pack(&r.base);
-    Fonte__Reply *rep = request(req_sock, b.data, b.len);
-    codec_buf_free(&b);
-    return rep;
+    return ask_request(req_sock, &r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1022,10 +1029,7 @@ backup(void *req_sock, const char *name)
     br.name = (char *) name;
     r.body_case = FONTE__REQUEST__BODY_BACKUP;
     r.backup = &br;
-    codec_buf_t b = tu_pack(&r.base);
-    Fonte__Reply *rep = request(req_sock, b.data, b.len);
-    codec_buf_free(&b);
-    return rep;
+    return ask_request(req_sock, &r);
 }
 
 /* A backup is a store of its own holding exactly the events up to the

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -845,5 +846,39 @@ Test(logscan, only_as_many_threads_as_slots_and_stopping_is_eclosed)
     logscan_destroy(&c);
     cr_assert_eq(atomic_load(&slots), 1);
     store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+/* store_backup's failures: a directory that exists (left as it was), and
+ * a stop asked for (the listener shutting down), which removes the copy
+ * begun; then the same directory again, copied whole. */
+Test(store, a_backup_refuses_an_existing_dir_and_removes_a_stopped_one)
+{
+    store_t *s = scan_store(3000, 0, 0);
+    store_backup_info_t info;
+    char err[512] = "", copy[160];
+    atomic_bool stop = false;
+    struct stat st;
+
+    snprintf(copy, sizeof copy, "%s", sub("copy"));
+    cr_assert_eq(mkdir(copy, 0755), 0);
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_EINVAL);
+    cr_assert_not_null(strstr(err, "exists already"), "%s", err);
+    cr_assert_eq(stat(copy, &st), 0, "left as it was");
+    cr_assert_eq(rmdir(copy), 0);
+
+    atomic_store(&stop, true);
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_ECLOSED);
+    cr_assert_not_null(strstr(err, "stopped"), "%s", err);
+    cr_assert_neq(stat(copy, &st), 0, "the copy begun is removed");
+    cr_assert_eq(errno, ENOENT);
+
+    atomic_store(&stop, false);
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_OK, "%s", err);
+    cr_assert_eq(info.last_seq, 3000);
+    cr_assert_gt(info.keys, 3000);
     store_close(&s);
 }
