@@ -12,8 +12,9 @@
  *
  * Dispatch: StatusRequest is O(1) (store counters) and answered at once
  * on the query thread. A BackupRequest (a copy of the whole store, one
- * at a time) always goes to a worker. A ReplayRequest may take long (the first page of
- * a whole-store replay, a big object), so unless the handler answers it
+ * at a time) always goes to a worker. A ReplayRequest may take long (the
+ * first page of a whole-store replay, a big object), so unless the
+ * handler answers it
  * within QUERY_INLINE_US on the query thread itself (a small object's
  * replay does: it then saves two thread hand-overs, 80-170 us of a
  * 0.8 ms request), it goes to a pool of worker threads
@@ -238,7 +239,8 @@ answer_backup(query_t *q, const Fonte__BackupRequest *req, codec_buf_t *out)
 
 static void job_free(job_t *j);
 
-/* Hands a replay or a backup to the workers with a copy of its envelope (taking the
+/* Hands a replay or a backup to the workers with a copy of its envelope
+ * (taking the
  * request). False if too many are pending or memory ran out: the caller
  * answers at once. */
 static bool
