@@ -240,9 +240,8 @@ answer_backup(query_t *q, const Fonte__BackupRequest *req, codec_buf_t *out)
 static void job_free(job_t *j);
 
 /* Hands a replay or a backup to the workers with a copy of its envelope
- * (taking the
- * request). False if too many are pending or memory ran out: the caller
- * answers at once. */
+ * (taking the request). False if too many are pending or memory ran out:
+ * the caller answers at once. */
 static bool
 defer_job(query_t *q, zmq_msg_t *env, size_t n_env, Fonte__Request *req)
 {
