@@ -800,8 +800,12 @@ reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
             page.cursor.data = (uint8_t *) cursor;
             page.cursor.len = strlen(cursor);
         }
-        page.replay_id = rq->mode == FONTE__REPLAY_REQUEST__MODE__REPUBLISH
-                             ? "r-7" : "";
+        static char *const cycles[] = { "a:1,a:2", "b:1,b:2,b:3" };
+        if (rq->mode == FONTE__REPLAY_REQUEST__MODE__REPUBLISH) {
+            page.replay_id = "r-7";
+            page.cycles = (char **) cycles;
+            page.n_cycles = 2;
+        }
         rep.body_case = FONTE__REPLY__BODY_REPLAY;
         rep.replay = &page;
     } else {
@@ -1356,6 +1360,7 @@ Test(client, request_replay_and_status_return_the_listener_answer)
     cr_assert_eq(fonte_request_replay(c, "order:1", NULL, &t), FONTE_OK);
     cr_assert_str_eq(t.replay_id, "r-7");
     cr_assert_eq(t.total, 2);
+    cr_assert_eq(t.cycles, 2);
     cr_assert_eq(fonte_status(c, &st), FONTE_OK);
     cr_assert_eq(st.last_seq, 12);
     cr_assert_eq(st.objects, 3);

@@ -369,6 +369,14 @@ Test(replay, cycle_is_reported_and_broken_at_smallest_seq)
     cr_assert_eq(rep->replay->n_cycles, 1);
     cr_assert_str_eq(rep->replay->cycles[0], "a:1,b:1");
     fonte__reply__free_unpacked(rep, NULL);
+    /* a republish's answer reports it too (libfonte's ticket counts it) */
+    r.mode = FONTE__REPLAY_REQUEST__MODE__REPUBLISH;
+    rep = ask(&e, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->replay->total, 2);
+    cr_assert_eq(rep->replay->n_cycles, 1);
+    cr_assert_str_eq(rep->replay->cycles[0], "a:1,b:1");
+    fonte__reply__free_unpacked(rep, NULL);
     env_stop(&e);
 }
 

@@ -216,6 +216,10 @@ republish(const replay_args_t *a, fonte_client_t *c,
     printf("replay %s: %llu event%s to %s\n", t.replay_id,
            (unsigned long long) t.total, cli_plural(t.total),
            a->target[0] ? a->target : "everyone (on their own topics)");
+    if (t.cycles > 0)
+        fprintf(stderr, "fonte %s: note: %u dependency cycle%s broken to "
+                "order them (fonte replay without --republish names them)\n",
+                a->cmd, t.cycles, t.cycles == 1 ? " was" : "s were");
     fflush(stdout);
 
     int64_t started = fonte_mono_us(), last_move = started, drawn = 0;

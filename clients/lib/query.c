@@ -443,6 +443,7 @@ fonte_request_replay(fonte_client_t *c, const char *object,
             snprintf(ticket->replay_id, sizeof ticket->replay_id, "%s",
                      rep->replay->replay_id);
             ticket->total = rep->replay->total;
+            ticket->cycles = (uint32_t) rep->replay->n_cycles;
         }
     }
     fonte__reply__free_unpacked(rep, NULL);

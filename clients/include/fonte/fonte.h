@@ -366,7 +366,9 @@ FONTE_EXPORT void fonte_fetch_iter_destroy(fonte_fetch_iter_t **it_p);
 /* What the listener said about a replay it started. */
 typedef struct fonte_replay_ticket {
     char replay_id[257];
-    uint64_t total; /* events it will publish */
+    uint64_t total;  /* events it will publish */
+    uint32_t cycles; /* dependency cycles it broke to order them: which
+                        objects, fonte_fetch with the same selection says */
 } fonte_replay_ticket_t;
 
 /* Asks the listener to republish object's history (opts NULL = defaults,
@@ -374,7 +376,7 @@ typedef struct fonte_replay_ticket {
  * "$replay.<target>.<type>", which only the target's clients hear.
  * Returns once the listener accepted the request; the events follow
  * through the handlers (fonte_dispatch). *ticket (may be NULL) gets the
- * replay id and size. Errors as fonte_fetch, plus FONTE_EPRODUCER for an
+ * replay id, its size and the number of cycles broken. Errors as fonte_fetch, plus FONTE_EPRODUCER for an
  * invalid target. The request is sent once, never retried (the listener
  * could not tell a second one from a new replay): it waits
  * query_timeout_ms times query_retries for the answer, and on
