@@ -14,9 +14,11 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <zmq.h>
 
 #include "testutil.h"
 
@@ -1088,6 +1092,126 @@ Test(usage, top_prints_a_line_naming_the_silent_source)
         const char *tail = strrchr(line, ' ');
         cr_assert_str_eq(tail, " missing=$sys.listener");
     }
+    run_free(&r);
+}
+
+/* A Stats source for top: an XPUB standing for the broker's egress. Once
+ * top subscribes, it publishes every 100 ms a broker Stats (the topic
+ * order.placed 10 events further each time) and, for the first
+ * `listener_rounds`, a listener Stats (events_stored 10 further), then
+ * the broker's alone, until stop. */
+typedef struct stats_feed {
+    void *ctx, *xpub;
+    char endpoint[64];
+    int listener_rounds;
+    atomic_bool stop;
+    bool subscribed;
+    pthread_t thread;
+} stats_feed_t;
+
+static void
+feed_stats(void *xpub, const char *source, uint64_t uptime_us,
+           const char *key, uint64_t value)
+{
+    Fonte__Stats st = FONTE__STATS__INIT;
+    Fonte__Stats__CountersEntry c = FONTE__STATS__COUNTERS_ENTRY__INIT;
+    Fonte__Stats__TopicsEntry t = FONTE__STATS__TOPICS_ENTRY__INIT;
+    Fonte__Stats__GaugesEntry g = FONTE__STATS__GAUGES_ENTRY__INIT;
+    Fonte__Stats__CountersEntry *cp = &c;
+    Fonte__Stats__TopicsEntry *tp = &t;
+    Fonte__Stats__GaugesEntry *gp = &g;
+    char topic[64];
+
+    st.source = (char *) source;
+    st.uptime_us = uptime_us;
+    if (strcmp(source, "broker") == 0) {
+        t.key = (char *) key;
+        t.value = value;
+        st.topics = &tp;
+        st.n_topics = 1;
+    } else {
+        c.key = (char *) key;
+        c.value = value;
+        st.counters = &cp;
+        st.n_counters = 1;
+        g.key = "events";
+        g.value = (double) value;
+        st.gauges = &gp;
+        st.n_gauges = 1;
+    }
+    codec_buf_t b = tu_pack(&st.base);
+    snprintf(topic, sizeof topic, "$sys.%s", source);
+    zmq_send(xpub, topic, strlen(topic), ZMQ_SNDMORE);
+    zmq_send(xpub, b.data, b.len, 0);
+    codec_buf_free(&b);
+}
+
+static void *
+stats_feed_main(void *arg)
+{
+    stats_feed_t *f = arg;
+    zmq_pollitem_t pi = { f->xpub, 0, ZMQ_POLLIN, 0 };
+    char sub[64];
+
+    /* top's subscription first: nothing sent before it would arrive */
+    if (zmq_poll(&pi, 1, WAIT_MS) != 1 ||
+        zmq_recv(f->xpub, sub, sizeof sub, 0) < 1 || sub[0] != 1)
+        return NULL;
+    f->subscribed = true;
+    for (uint64_t i = 1; !atomic_load(&f->stop); i++) {
+        feed_stats(f->xpub, "broker", i * 100000, "order.placed", i * 10);
+        if ((int) i <= f->listener_rounds)
+            feed_stats(f->xpub, "listener", i * 100000, "events_stored",
+                       i * 10);
+        poll(NULL, 0, 100); /* the sources' Stats interval */
+    }
+    return NULL;
+}
+
+Test(usage, top_marks_a_source_gone_silent_as_stale)
+{
+    stats_feed_t f = { .listener_rounds = 8 };
+    size_t len = sizeof f.endpoint;
+    child_t top;
+    run_t r;
+
+    atomic_init(&f.stop, false);
+    f.ctx = zmq_ctx_new();
+    f.xpub = zmq_socket(f.ctx, ZMQ_XPUB);
+    cr_assert_eq(zmq_bind(f.xpub, "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq(zmq_getsockopt(f.xpub, ZMQ_LAST_ENDPOINT, f.endpoint, &len),
+                 0);
+    cr_assert_eq(pthread_create(&f.thread, NULL, stats_feed_main, &f), 0);
+    char *const av[] = { "fonte", "top", "--egress", f.endpoint,
+                         "--interval", "100ms", "--count", "30",
+                         "--timeout", "20s", NULL };
+    child_spawn(&top, av);
+    child_finish(&top, NULL, 0, WAIT_MS, &r);
+    atomic_store(&f.stop, true);
+    pthread_join(f.thread, NULL);
+    zmq_close(f.xpub);
+    zmq_ctx_term(f.ctx);
+
+    cr_assert(f.subscribed);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    cr_assert_eq(count_lines(r.out), 30, "%s", r.out);
+    /* while the listener spoke: its rate, nothing stale; after 3 of its
+     * intervals of silence: its rate 0, its last gauge kept, flagged */
+    bool fresh = false;
+    char *last = NULL, *save = NULL;
+    for (char *line = strtok_r(r.out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        if (strstr(line, " stored_per_s=100.0 ") != NULL) {
+            cr_assert_null(strstr(line, "stale="), "%s", line);
+            fresh = true;
+        }
+        last = line;
+    }
+    cr_assert(fresh, "no line with the listener's rate:\n%s", r.out);
+    cr_assert_not_null(strstr(last, " events_per_s=100.0 "), "%s", last);
+    cr_assert_not_null(strstr(last, " stored_per_s=0.0 "), "%s", last);
+    cr_assert_not_null(strstr(last, " events=80 "), "%s", last);
+    cr_assert_str_eq(strrchr(last, ' '), " stale=$sys.listener");
     run_free(&r);
 }
 

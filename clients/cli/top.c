@@ -20,6 +20,13 @@
  * (the line then ends in missing=<its topic>); if neither has by then, a
  * note on stderr says so, once. --count with --timeout bounds the whole
  * run, as for `fonte tail`.
+ *
+ * A source that was heard and then went silent for TOP_STALE of its own
+ * Stats intervals (the uptime between its last two; 1 s until there are
+ * two) is stale: it stopped, or lost the broker. Its rates then read 0 -
+ * no events are seen moving - while its gauges keep their last values,
+ * and the screen says since when, the plain line ends in
+ * stale=<its topic>.
  */
 #include <errno.h>
 #include <signal.h>
@@ -40,13 +47,18 @@ static const char usage[] =
     "queue depth, store size, producer sessions, replays in progress.\n"
     "`q` quits. When stdout is not a terminal, prints one line of\n"
     "key=value pairs per refresh instead. --count N exits 0 after N\n"
-    "refreshes, or 1 if they have not all come within --timeout.\n";
+    "refreshes, or 1 if they have not all come within --timeout.\n"
+    "A source silent for 3 of its Stats intervals is shown as stale:\n"
+    "its rates read 0, its other values are its last word.\n";
 
 #define TOP_TOPICS 10
 #define TOP_PATIENCE 3 /* refreshes to wait for the other source */
+#define TOP_STALE 3    /* a source's intervals of silence: stale */
+#define TOP_STATS_INTERVAL_US 1000000 /* the sources' default */
 
 typedef struct source {
     json_t *cur, *prev; /* the last two Stats as JSON (cli_stats_json) */
+    int64_t heard_us;   /* fonte_mono_us when cur came */
 } source_t;
 
 typedef struct top {
@@ -113,10 +125,25 @@ interval(const source_t *s)
     return b > a ? (double) (b - a) / 1e6 : 0;
 }
 
+/* Microseconds since a source heard from went silent for TOP_STALE of
+ * its intervals, or 0 if it is not stale (or was never heard). */
+static int64_t
+stale_us(const source_t *s, int64_t now)
+{
+    if (s->cur == NULL)
+        return 0;
+    double iv = interval(s);
+    int64_t every = iv > 0 ? (int64_t) (iv * 1e6) : TOP_STATS_INTERVAL_US;
+    int64_t quiet = now - s->heard_us;
+    return quiet > TOP_STALE * every ? quiet : 0;
+}
+
 static double
 counter_rate(const source_t *s, const char *key)
 {
     double dt = interval(s);
+    if (stale_us(s, fonte_mono_us()) > 0)
+        return 0;
     if (dt <= 0)
         return 0;
     double d = num(s->cur, "counters", key) - num(s->prev, "counters", key);
@@ -149,7 +176,7 @@ topic_rates(const top_t *t, topic_rate_t *out, size_t cap, double *total)
     json_t *v;
 
     *total = 0;
-    if (dt <= 0)
+    if (dt <= 0 || stale_us(b, fonte_mono_us()) > 0)
         return 0;
     json_object_foreach(json_object_get(b->cur, "topics"), key, v) {
         if (key[0] == '$')
@@ -177,6 +204,20 @@ missing(const top_t *t)
     if (t->listener.cur == NULL)
         return "$sys.listener";
     return NULL;
+}
+
+/* The Stats topics heard from and then silent (stale_us), in words;
+ * NULL if none. */
+static const char *
+stale(const top_t *t)
+{
+    int64_t now = fonte_mono_us();
+    bool b = stale_us(&t->broker, now) > 0;
+    bool l = stale_us(&t->listener, now) > 0;
+    return b && l ? "$sys.broker,$sys.listener"
+           : b    ? "$sys.broker"
+           : l    ? "$sys.listener"
+                  : NULL;
 }
 
 static void
@@ -209,6 +250,8 @@ draw_plain(const top_t *t, FILE *out)
         fprintf(out, "%s%s:%.1f", i ? "," : "", tr[i].topic, tr[i].rate);
     if (missing(t) != NULL) /* its fields are 0 */
         fprintf(out, " missing=%s", missing(t));
+    if (stale(t) != NULL) /* its rates are 0, its gauges the last known */
+        fprintf(out, " stale=%s", stale(t));
     fputc('\n', out);
 }
 
@@ -240,6 +283,17 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
             ep->egress);
     if (missing(t) != NULL)
         fprintf(out, "waiting for %s Stats...\r\n\r\n", missing(t));
+    for (int i = 0; i < 2; i++) {
+        const source_t *s = i == 0 ? &t->broker : &t->listener;
+        int64_t quiet = stale_us(s, fonte_mono_us());
+        char d[32];
+        if (quiet == 0)
+            continue;
+        cli_format_duration(quiet, d, sizeof d);
+        fprintf(out, "no Stats from the %s for %s: stopped, or cut off? "
+                "(its rates read 0, the rest is its last word)\r\n\r\n",
+                i == 0 ? "broker" : "listener", d);
+    }
     fprintf(out, "events/s      %10.1f   stored/s %10.1f\r\n", events_s,
             counter_rate(&t->listener, "events_stored"));
     fprintf(out, "commit        p50 %6.0f us   p99 %6.0f us\r\n",
@@ -282,6 +336,7 @@ source_take(source_t *s, json_t *stats)
     json_decref(s->prev);
     s->prev = s->cur;
     s->cur = stats;
+    s->heard_us = fonte_mono_us();
 }
 
 static void
