@@ -5,12 +5,14 @@
  */
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -880,5 +882,41 @@ Test(store, a_backup_refuses_an_existing_dir_and_removes_a_stopped_one)
                  FONTE_OK, "%s", err);
     cr_assert_eq(info.last_seq, 3000);
     cr_assert_gt(info.keys, 3000);
+    store_close(&s);
+}
+
+/* A backup that cannot write (the files it may write are capped at 64
+ * KiB, here by RLIMIT_FSIZE in this test's own process: a full disk, as
+ * LevelDB sees it) fails with ESTORE naming the directory and the
+ * cause, removes what it wrote, and leaves the store as it was. */
+Test(store, a_backup_that_cannot_write_is_estore_and_removed)
+{
+    store_t *s = scan_store(3000, 0, 0);
+    store_backup_info_t info;
+    char err[512] = "", copy[160];
+    atomic_bool stop = false;
+    struct rlimit was, cap;
+    struct stat st;
+
+    snprintf(copy, sizeof copy, "%s", sub("copy"));
+    signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails with EFBIG */
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    cap = was;
+    cap.rlim_cur = 64 << 10;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    fonte_err rc = store_backup(s, copy, &stop, &info, err, sizeof err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+
+    cr_assert_eq(rc, FONTE_ESTORE, "%s", err);
+    char want[256];
+    snprintf(want, sizeof want, "backup %s: write failed (", copy);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "%s", err);
+    cr_assert_not_null(strstr(err, "File too large"), "%s", err);
+    cr_assert_neq(stat(copy, &st), 0, "what was written is removed");
+    cr_assert_eq(errno, ENOENT);
+    /* the store itself goes on, and a backup with room succeeds */
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_OK, "%s", err);
+    cr_assert_eq(info.last_seq, 3000);
     store_close(&s);
 }
