@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -155,10 +156,19 @@ fcurve_keygen(const char *path, const char *name, char *errbuf,
     }
     zcert_set_meta(cert, "name", "%s", name);
     zcert_set_meta(cert, "made-by", "fonte keygen");
-    int rc = zcert_save(cert, path);
+    /* the public file, then the secret (0600); never one without the
+     * other, which would also stop a second try ("exists already") */
+    const char *failed = path;
+    int rc = zcert_save_public(cert, path);
+    if (rc == 0 && (rc = zcert_save_secret(cert, secret_path)) != 0) {
+        int e = errno;
+        failed = secret_path;
+        unlink(path);
+        errno = e;
+    }
     zcert_destroy(&cert);
     if (rc != 0) {
-        snprintf(errbuf, errlen, "cannot write %s: %s", path,
+        snprintf(errbuf, errlen, "cannot write %s: %s", failed,
                  strerror(errno));
         return FONTE_EIO;
     }

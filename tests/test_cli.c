@@ -1355,6 +1355,16 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     RUN(&r, "keygen", "../srv", "--dir", dir);
     cr_assert_eq(r.rc, 2);
     run_free(&r);
+    /* a --dir that cannot be written: exit 1 and why (FONTE_EIO) */
+    char bad[128], want[256];
+    snprintf(bad, sizeof bad, "%s/srv.key", dir); /* a file, not a dir */
+    RUN(&r, "keygen", "x", "--dir", bad);
+    snprintf(want, sizeof want,
+             "fonte keygen: cannot write %s/x.key: Not a directory\n", bad);
+    cr_assert_eq(r.rc, 1, "%s", r.err);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
     RUN(&r, "keygen", "cli", "--dir", dir);
     cr_assert_eq(r.rc, 0, "%s", r.err);
     run_free(&r);

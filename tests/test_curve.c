@@ -5,6 +5,7 @@
  * monitor (ZMQ_EVENT_HANDSHAKE_*), never off a sleep.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -116,6 +117,31 @@ Test(curve, keygen_writes_a_pair_that_loads_back)
     cr_assert_eq(fcurve_cert_load(path, true, &again, err, sizeof err),
                  FONTE_OK);
     cr_assert_eq(memcmp(&again, &a, sizeof a), 0, "the same pair");
+}
+
+/* A secret that cannot be written (its path a link into a directory
+ * that does not exist) leaves no public file behind either: a second
+ * try must not meet "exists already". */
+Test(curve, keygen_leaves_no_half_pair)
+{
+    char err[256] = "", path[256], secret[256];
+    struct stat st;
+
+    snprintf(path, sizeof path, "%s", sub("h.key"));
+    snprintf(secret, sizeof secret, "%s", sub("h.key_secret"));
+    cr_assert_eq(symlink(sub("no/such/dir"), secret), 0);
+    cr_assert_eq(fcurve_keygen(path, "h", err, sizeof err), FONTE_EIO);
+    char want[512];
+    snprintf(want, sizeof want, "cannot write %s: No such file or directory",
+             secret);
+    cr_assert_str_eq(err, want);
+    cr_assert_neq(stat(path, &st), 0, "the public file is removed");
+    cr_assert_eq(errno, ENOENT);
+    cr_assert_eq(unlink(secret), 0);
+    cr_assert_eq(fcurve_keygen(path, "h", err, sizeof err), FONTE_OK, "%s",
+                 err);
+    cr_assert_eq(stat(secret, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600);
 }
 
 Test(curve, what_is_not_a_certificate_is_refused_with_its_reason)
