@@ -29,7 +29,7 @@ sanitize: deps
 
 fuzz: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFONTE_FUZZ=ON -DFONTE_TESTS=ON >/dev/null
-	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_event fuzz_request
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_event fuzz_request fuzz_text
 	@scripts/fuzz.sh $(FUZZ_BUILD)/bin $(FUZZ_SECONDS)
 
 bench: build

@@ -28,10 +28,8 @@
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_FRAMES 8 /* a CURVE request has 7 */
 
-/* Finds `<key> = "<40 chars>"` at the start of a line (after blanks) in
- * text and decodes it into out. */
-static bool
-find_key(const char *text, const char *key, uint8_t out[FCURVE_KEY])
+bool
+fcurve_find_key(const char *text, const char *key, uint8_t out[FCURVE_KEY])
 {
     size_t klen = strlen(key);
     for (const char *line = text; line != NULL && *line != '\0';) {
@@ -98,7 +96,7 @@ fcurve_cert_load(const char *path, bool need_secret, fcurve_cert_t *cert,
                  strerror(errno));
         return FONTE_EINVAL;
     }
-    bool ok = find_key(text, "public-key", cert->public_key);
+    bool ok = fcurve_find_key(text, "public-key", cert->public_key);
     free(text);
     if (!ok) {
         snprintf(errbuf, errlen, "%s is not a certificate: no public-key "
@@ -118,8 +116,8 @@ fcurve_cert_load(const char *path, bool need_secret, fcurve_cert_t *cert,
         return FONTE_EINVAL;
     }
     uint8_t pub[FCURVE_KEY];
-    ok = find_key(text, "secret-key", cert->secret_key) &&
-         find_key(text, "public-key", pub) &&
+    ok = fcurve_find_key(text, "secret-key", cert->secret_key) &&
+         fcurve_find_key(text, "public-key", pub) &&
          memcmp(pub, cert->public_key, FCURVE_KEY) == 0;
     free(text);
     if (!ok) {

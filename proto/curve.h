@@ -41,6 +41,12 @@ typedef struct fcurve_cert {
     bool has_secret;
 } fcurve_cert_t;
 
+/* Finds `<key> = "<40 Z85 characters>"` at the start of a line (after
+ * blanks) of a certificate's text and decodes it into out: false if no
+ * line holds one. What fcurve_cert_load reads a file with. */
+bool fcurve_find_key(const char *text, const char *key,
+                     uint8_t out[FCURVE_KEY]);
+
 /* Reads the certificate at path (its public key) and, if path_secret
  * exists, its secret key. need_secret: without the secret file it is an
  * error. FONTE_OK; FONTE_EINVAL (errbuf says what and where) when a file

@@ -11,7 +11,7 @@ secs=${2:-20}
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/fonte-fuzz-XXXXXX)
 status=0
-for target in event request; do
+for target in event request text; do
   exe="$bin/fuzz_$target"
   [ -x "$exe" ] || { echo "fuzz: $exe not built" >&2; exit 1; }
   mkdir -p "$work/$target"

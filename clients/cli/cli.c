@@ -735,3 +735,117 @@ cli_event_line(FILE *out, const json_t *ev)
             jstr(ev, "object"), what[0] ? 16 : 0, who, what[0] ? " " : "",
             what); /* an empty payload: nothing, not even the padding */
 }
+
+void
+cli_spec_fini(cli_spec_t *it)
+{
+    free(it->deps);
+    free(it->meta);
+    free(it->payload);
+}
+
+bool
+cli_spec_from_json(cli_spec_t *it, json_t *j, char *why, size_t cap)
+{
+    static const char *const stamped[] = { "id", "producer", "session",
+                                           "producer_seq", "time_us", "seq",
+                                           "replay", "topic", NULL };
+    const char *key;
+    json_t *v;
+
+    memset(it, 0, sizeof *it);
+    if (!json_is_object(j)) {
+        snprintf(why, cap, "not a JSON object");
+        return false;
+    }
+    json_object_foreach(j, key, v) {
+        bool known = false;
+        for (const char *const *s = stamped; *s; s++)
+            known |= strcmp(key, *s) == 0;
+        if (known)
+            continue; /* fonte stamps these itself: ignored */
+        if (strcmp(key, "type") == 0 || strcmp(key, "object") == 0 ||
+            strcmp(key, "payload") == 0 || strcmp(key, "payload_b64") == 0 ||
+            strcmp(key, "payload_type") == 0) {
+            if (!json_is_string(v)) {
+                snprintf(why, cap, "\"%s\" must be a string", key);
+                return false;
+            }
+        } else if (strcmp(key, "deps") == 0 ||
+                   strcmp(key, "depends_on") == 0) {
+            if (!json_is_array(v)) {
+                snprintf(why, cap, "\"%s\" must be an array of strings", key);
+                return false;
+            }
+        } else if (strcmp(key, "meta") == 0) {
+            if (!json_is_object(v)) {
+                snprintf(why, cap, "\"meta\" must be an object of strings");
+                return false;
+            }
+        } else {
+            snprintf(why, cap, "unknown field \"%s\" (known: type, object, "
+                     "deps, payload, payload_b64, payload_type, meta)", key);
+            return false;
+        }
+    }
+    it->spec.type = json_string_value(json_object_get(j, "type"));
+    it->spec.object = json_string_value(json_object_get(j, "object"));
+    if (it->spec.type == NULL || it->spec.object == NULL) {
+        snprintf(why, cap, "\"type\" and \"object\" are required");
+        return false;
+    }
+    json_t *deps = json_object_get(j, "deps");
+    if (deps == NULL)
+        deps = json_object_get(j, "depends_on");
+    size_t nd = json_array_size(deps);
+    if (nd > 0) {
+        if ((it->deps = calloc(nd, sizeof *it->deps)) == NULL)
+            goto nomem;
+        for (size_t i = 0; i < nd; i++) {
+            it->deps[i] = json_string_value(json_array_get(deps, i));
+            if (it->deps[i] == NULL) {
+                snprintf(why, cap, "\"deps\" must be an array of strings");
+                return false;
+            }
+        }
+        it->spec.depends_on = it->deps;
+        it->spec.n_depends_on = nd;
+    }
+    json_t *meta = json_object_get(j, "meta");
+    size_t nm = json_object_size(meta);
+    if (nm > 0) {
+        if ((it->meta = calloc(nm, sizeof *it->meta)) == NULL)
+            goto nomem;
+        size_t i = 0;
+        json_object_foreach(meta, key, v) {
+            if (!json_is_string(v)) {
+                snprintf(why, cap, "meta \"%s\" must be a string", key);
+                return false;
+            }
+            it->meta[i].key = key;
+            it->meta[i++].value = json_string_value(v);
+        }
+        it->spec.meta = it->meta;
+        it->spec.n_meta = nm;
+    }
+    it->spec.payload_type =
+        json_string_value(json_object_get(j, "payload_type"));
+    json_t *b = json_object_get(j, "payload_b64");
+    json_t *p = json_object_get(j, "payload");
+    if (b != NULL) { /* wins over "payload" (replay --json prints both) */
+        size_t n;
+        if (!cli_unbase64(json_string_value(b), &it->payload, &n)) {
+            snprintf(why, cap, "\"payload_b64\" is not base64");
+            return false;
+        }
+        it->spec.payload = it->payload;
+        it->spec.payload_len = n;
+    } else if (p != NULL) {
+        it->spec.payload = json_string_value(p);
+        it->spec.payload_len = json_string_length(p);
+    }
+    return true;
+nomem:
+    snprintf(why, cap, "out of memory");
+    return false;
+}

@@ -173,6 +173,23 @@ void cli_format_time(int64_t us, char *buf, size_t cap);
 char *cli_base64(const void *p, size_t n);
 bool cli_unbase64(const char *s, uint8_t **out, size_t *n_out);
 
+/* One event to publish and the memory its spec points into (fonte
+ * publish builds it from flags, or from a --jsonl line). */
+typedef struct cli_spec {
+    fonte_event_spec_t spec;
+    const char **deps;
+    fonte_meta_t *meta;
+    uint8_t *payload; /* owned (decoded base64 or a file) */
+} cli_spec_t;
+
+/* Fills it from one parsed JSON line (the fields of `replay --json`:
+ * type, object, deps or depends_on, payload or payload_b64,
+ * payload_type, meta; the ones fonte stamps itself are ignored). The
+ * spec points into j, which must outlive it. On false, why says what is
+ * wrong with the line; cli_spec_fini is due either way. */
+bool cli_spec_from_json(cli_spec_t *it, json_t *j, char *why, size_t cap);
+void cli_spec_fini(cli_spec_t *it);
+
 /* An event as JSON: every Event field; session as 16 hex digits; the
  * payload as "payload_b64" and also as "payload" when it is UTF-8 (an
  * empty payload too: both are "");

@@ -29,22 +29,6 @@ static const char usage[] =
     "deps (array), payload (text) or payload_b64, payload_type, meta\n"
     "(object of strings); a bad line is reported and nothing is published.\n";
 
-/* One event to publish and the memory its spec points into. */
-typedef struct item {
-    fonte_event_spec_t spec;
-    const char **deps;
-    fonte_meta_t *meta;
-    uint8_t *payload; /* owned (decoded base64 or a file) */
-} item_t;
-
-static void
-item_fini(item_t *it)
-{
-    free(it->deps);
-    free(it->meta);
-    free(it->payload);
-}
-
 /* What fonte_publish would say of the event it builds from s as the
  * producer_seq seq of producer's session: the broker's rules and then
  * the size of the encoding against the client's max_msg (cli_client
@@ -147,120 +131,13 @@ read_file(const char *path, uint8_t **out, size_t *n)
     return true;
 }
 
-/* Fills it from one JSON line; on error writes the problem into why. */
-static bool
-item_from_json(item_t *it, json_t *j, char *why, size_t cap)
-{
-    static const char *const stamped[] = { "id", "producer", "session",
-                                           "producer_seq", "time_us", "seq",
-                                           "replay", "topic", NULL };
-    const char *key;
-    json_t *v;
-
-    memset(it, 0, sizeof *it);
-    if (!json_is_object(j)) {
-        snprintf(why, cap, "not a JSON object");
-        return false;
-    }
-    json_object_foreach(j, key, v) {
-        bool known = false;
-        for (const char *const *s = stamped; *s; s++)
-            known |= strcmp(key, *s) == 0;
-        if (known)
-            continue; /* fonte stamps these itself: ignored */
-        if (strcmp(key, "type") == 0 || strcmp(key, "object") == 0 ||
-            strcmp(key, "payload") == 0 || strcmp(key, "payload_b64") == 0 ||
-            strcmp(key, "payload_type") == 0) {
-            if (!json_is_string(v)) {
-                snprintf(why, cap, "\"%s\" must be a string", key);
-                return false;
-            }
-        } else if (strcmp(key, "deps") == 0 ||
-                   strcmp(key, "depends_on") == 0) {
-            if (!json_is_array(v)) {
-                snprintf(why, cap, "\"%s\" must be an array of strings", key);
-                return false;
-            }
-        } else if (strcmp(key, "meta") == 0) {
-            if (!json_is_object(v)) {
-                snprintf(why, cap, "\"meta\" must be an object of strings");
-                return false;
-            }
-        } else {
-            snprintf(why, cap, "unknown field \"%s\" (known: type, object, "
-                     "deps, payload, payload_b64, payload_type, meta)", key);
-            return false;
-        }
-    }
-    it->spec.type = json_string_value(json_object_get(j, "type"));
-    it->spec.object = json_string_value(json_object_get(j, "object"));
-    if (it->spec.type == NULL || it->spec.object == NULL) {
-        snprintf(why, cap, "\"type\" and \"object\" are required");
-        return false;
-    }
-    json_t *deps = json_object_get(j, "deps");
-    if (deps == NULL)
-        deps = json_object_get(j, "depends_on");
-    size_t nd = json_array_size(deps);
-    if (nd > 0) {
-        if ((it->deps = calloc(nd, sizeof *it->deps)) == NULL)
-            goto nomem;
-        for (size_t i = 0; i < nd; i++) {
-            it->deps[i] = json_string_value(json_array_get(deps, i));
-            if (it->deps[i] == NULL) {
-                snprintf(why, cap, "\"deps\" must be an array of strings");
-                return false;
-            }
-        }
-        it->spec.depends_on = it->deps;
-        it->spec.n_depends_on = nd;
-    }
-    json_t *meta = json_object_get(j, "meta");
-    size_t nm = json_object_size(meta);
-    if (nm > 0) {
-        if ((it->meta = calloc(nm, sizeof *it->meta)) == NULL)
-            goto nomem;
-        size_t i = 0;
-        json_object_foreach(meta, key, v) {
-            if (!json_is_string(v)) {
-                snprintf(why, cap, "meta \"%s\" must be a string", key);
-                return false;
-            }
-            it->meta[i].key = key;
-            it->meta[i++].value = json_string_value(v);
-        }
-        it->spec.meta = it->meta;
-        it->spec.n_meta = nm;
-    }
-    it->spec.payload_type =
-        json_string_value(json_object_get(j, "payload_type"));
-    json_t *b = json_object_get(j, "payload_b64");
-    json_t *p = json_object_get(j, "payload");
-    if (b != NULL) { /* wins over "payload" (replay --json prints both) */
-        size_t n;
-        if (!cli_unbase64(json_string_value(b), &it->payload, &n)) {
-            snprintf(why, cap, "\"payload_b64\" is not base64");
-            return false;
-        }
-        it->spec.payload = it->payload;
-        it->spec.payload_len = n;
-    } else if (p != NULL) {
-        it->spec.payload = json_string_value(p);
-        it->spec.payload_len = json_string_length(p);
-    }
-    return true;
-nomem:
-    snprintf(why, cap, "out of memory");
-    return false;
-}
-
 /* Reads every line of stdin into items (and the JSON they point into). */
 static int
-read_jsonl(const char *cmd, const char *producer, item_t **items_p,
+read_jsonl(const char *cmd, const char *producer, cli_spec_t **items_p,
            json_t **docs_p, size_t *n_p)
 {
     json_t *docs = json_array();
-    item_t *items = NULL;
+    cli_spec_t *items = NULL;
     size_t n = 0, cap = 0, lineno = 0, len = 0;
     char *line = NULL, why[512];
     int rc = CLI_EXIT_OK;
@@ -282,7 +159,7 @@ read_jsonl(const char *cmd, const char *producer, item_t **items_p,
         json_array_append_new(docs, j);
         if (n == cap) {
             cap = cap ? cap * 2 : 1024;
-            item_t *ni = realloc(items, cap * sizeof *ni);
+            cli_spec_t *ni = realloc(items, cap * sizeof *ni);
             if (ni == NULL) {
                 cli_error(cmd, "out of memory reading stdin");
                 rc = CLI_EXIT_REFUSED;
@@ -290,8 +167,8 @@ read_jsonl(const char *cmd, const char *producer, item_t **items_p,
             }
             items = ni;
         }
-        if (!item_from_json(&items[n], j, why, sizeof why)) {
-            item_fini(&items[n]);
+        if (!cli_spec_from_json(&items[n], j, why, sizeof why)) {
+            cli_spec_fini(&items[n]);
             cli_error(cmd, "stdin line %zu: %s; nothing was published",
                       lineno, why);
             rc = CLI_EXIT_USAGE;
@@ -325,7 +202,7 @@ read_jsonl(const char *cmd, const char *producer, item_t **items_p,
 
 /* Builds the one event of the flags into *it. */
 static int
-item_from_flags(const char *cmd, item_t *it, const char *type,
+item_from_flags(const char *cmd, cli_spec_t *it, const char *type,
                 const char *object, cli_multi_t *deps, cli_multi_t *meta,
                 const char *payload, const char *payload_file,
                 const char *payload_type)
@@ -399,7 +276,7 @@ cmd_publish(int argc, char **argv)
     int64_t timeout_us = 10000000;
     cli_multi_t multi[] = { { "dep", NULL, 0, 0 }, { "meta", NULL, 0, 0 },
                             { NULL, NULL, 0, 0 } };
-    item_t *items = NULL, one;
+    cli_spec_t *items = NULL, one;
     json_t *docs = NULL;
     size_t n = 0;
     fonte_client_t *c = NULL;
@@ -530,9 +407,9 @@ out:
     fonte_client_destroy(&c);
     if (items == &one)
         items = NULL;
-    item_fini(&one);
+    cli_spec_fini(&one);
     for (size_t i = 0; i < n && items != NULL; i++)
-        item_fini(&items[i]);
+        cli_spec_fini(&items[i]);
     free(items);
     json_decref(docs);
     free(multi[0].vals);
