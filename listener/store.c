@@ -95,6 +95,10 @@ struct store {
     leveldb_readoptions_t *ropts;
     leveldb_writeoptions_t *wopts;
     _Atomic uint64_t last_seq, events, objects, sessions;
+    /* The first failed write's cause, then write_failed (release): no
+     * write is tried again through this handle (store_write_error). */
+    char write_error[256];
+    atomic_bool write_failed;
     obj_slot_t *obj_cache; /* writer thread only */
     ses_slot_t *ses_cache; /* writer thread only */
 };
@@ -1142,6 +1146,30 @@ put_m(leveldb_writebatch_t *wb, const char *name, uint64_t v)
     leveldb_writebatch_put(wb, name, strlen(name), be, 8);
 }
 
+/* Records the first failed write and refuses every later one. LevelDB
+ * goes on writing after a failed append to its log, behind the torn
+ * record; a later write it reports as synced can then be dropped with
+ * that part of the log when the store is next opened ("checksum
+ * mismatch"). So the first failure is the last write through this
+ * handle: reopening the store (the torn record is then the log's end)
+ * is the only way to write again. */
+static void
+write_failed(store_t *s, const char *why)
+{
+    if (atomic_load_explicit(&s->write_failed, memory_order_acquire))
+        return;
+    snprintf(s->write_error, sizeof s->write_error, "%s", why);
+    atomic_store_explicit(&s->write_failed, true, memory_order_release);
+}
+
+const char *
+store_write_error(const store_t *s)
+{
+    return atomic_load_explicit(&s->write_failed, memory_order_acquire)
+               ? s->write_error
+               : NULL;
+}
+
 fonte_err
 store_batch_commit(store_batch_t *b)
 {
@@ -1173,9 +1201,14 @@ store_batch_commit(store_batch_t *b)
         leveldb_iter_destroy(b->probe);
         b->probe = NULL;
     }
+    if (atomic_load_explicit(&s->write_failed, memory_order_acquire)) {
+        store_batch_clear(b);
+        return FONTE_ESTORE;
+    }
     char *err = NULL;
     leveldb_write(s->db, s->wopts, b->wb, &err);
     if (err != NULL) {
+        write_failed(s, err);
         leveldb_free(err);
         store_batch_clear(b);
         return FONTE_ESTORE;
@@ -1201,6 +1234,8 @@ store_batch_commit(store_batch_t *b)
 fonte_err
 store_write_raw(store_t *s, const store_kv_t *kvs, size_t n)
 {
+    if (store_write_error(s) != NULL)
+        return FONTE_ESTORE;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     char *err = NULL;
     for (size_t i = 0; i < n; i++)
@@ -1209,6 +1244,7 @@ store_write_raw(store_t *s, const store_kv_t *kvs, size_t n)
     leveldb_write(s->db, s->wopts, wb, &err);
     leveldb_writebatch_destroy(wb);
     if (err != NULL) {
+        write_failed(s, err);
         leveldb_free(err);
         return FONTE_ESTORE;
     }

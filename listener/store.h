@@ -167,10 +167,23 @@ const store_session_t *store_batch_session(const store_batch_t *b, size_t i);
 /* Writes the batch plus `p` watermarks, counters and `m` last_seq as ONE
  * WriteBatch (synced if the store syncs). On FONTE_OK the counters and
  * caches move forward and the session list stays readable until
- * store_batch_clear; on FONTE_ESTORE nothing was stored, the batch is
- * cleared and the store's in-memory state is as before the batch. An
- * empty batch is a no-op. */
+ * store_batch_clear. On FONTE_ESTORE the batch is cleared, nothing of it
+ * is visible through this handle and the in-memory state is as before
+ * it (after a reopen, LevelDB may or may not recover it from its log:
+ * either way it was not acknowledged), and the store takes no more
+ * writes: see store_write_error. An empty batch is a no-op. */
 fonte_err store_batch_commit(store_batch_t *b);
+
+/* NULL while the store is writable; after a failed write, LevelDB's
+ * reason ("IO error: .../000003.log: No space left on device"), and
+ * every later store_batch_commit and store_write_raw is FONTE_ESTORE
+ * without trying. Why: after a failed append to its log, LevelDB goes on
+ * writing behind the torn record, and a later write it reported synced
+ * can be dropped with that part of the log at the next open ("checksum
+ * mismatch") - an acknowledged event lost. Closing and reopening the
+ * store (the torn record then ends the log) makes it writable again.
+ * Thread-safe. */
+const char *store_write_error(const store_t *s);
 
 /* Forgets the open batch's contents (nothing is written). */
 void store_batch_clear(store_batch_t *b);

@@ -920,3 +920,97 @@ Test(store, a_backup_that_cannot_write_is_estore_and_removed)
     cr_assert_eq(info.last_seq, 3000);
     store_close(&s);
 }
+
+/* One batch of 10 events of 1 KiB, producer "p" session 1 from pseq. */
+static fonte_err
+commit_ten(store_batch_t *b, uint64_t pseq)
+{
+    uint8_t pay[1024];
+    memset(pay, 'x', sizeof pay);
+    for (uint64_t i = pseq; i < pseq + 10; i++) {
+        Fonte__Event *ev = tu_event("a.b", "o:1", "p", 1, i);
+        tu_event_set_payload(ev, pay, sizeof pay, "raw");
+        enc_t e;
+        cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body),
+                     FONTE_OK);
+        codec_event_free(&ev);
+        cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim,
+                                      &e.view), FONTE_OK);
+        cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len,
+                                     NULL), FONTE_OK);
+        enc_free(&e);
+    }
+    return store_batch_commit(b);
+}
+
+/* The first failed write is the last one through the handle: LevelDB
+ * would go on writing behind the torn record of its log, and drop what
+ * it wrote there at the next open. Here the log cannot grow past 128
+ * KiB (RLIMIT_FSIZE in this test's own process, as a full disk); once
+ * there is room again, a commit is still refused, the store's state is
+ * what was committed before, and a reopened store has every one of
+ * those events and takes writes again. */
+Test(store, the_first_failed_write_is_the_last_until_reopened)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    struct rlimit was, cap;
+    uint64_t committed = 0;
+    fonte_err rc = FONTE_OK;
+
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    cr_assert_null(store_write_error(s));
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    cap = was;
+    cap.rlim_cur = 128 << 10;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    for (int i = 0; i < 100 && rc == FONTE_OK; i++)
+        if ((rc = commit_ten(b, committed + 1)) == FONTE_OK)
+            committed += 10;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+
+    cr_assert_eq(rc, FONTE_ESTORE);
+    cr_assert_gt(committed, 0);
+    cr_assert_not_null(store_write_error(s));
+    cr_assert_not_null(strstr(store_write_error(s), "File too large"), "%s",
+                       store_write_error(s));
+    store_counts_t c;
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, committed);
+    /* room again: still refused, nothing moves */
+    cr_assert_eq(commit_ten(b, committed + 1), FONTE_ESTORE);
+    store_kv_t kv = { "zz", 2, "v", 1 };
+    cr_assert_eq(store_write_raw(s, &kv, 1), FONTE_ESTORE);
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, committed);
+    store_batch_destroy(&b);
+    store_close(&s);
+
+    /* reopened: what was committed, every event, and writable */
+    s = open_at(sub("db"));
+    cr_assert_null(store_write_error(s));
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, committed);
+    cr_assert_eq(c.events, committed);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    for (uint64_t seq = 1; seq <= committed; seq++) {
+        void *data = NULL;
+        size_t len = 0;
+        cr_assert_eq(store_get_event(snap, seq, &data, &len), FONTE_OK,
+                     "seq %llu", (unsigned long long) seq);
+        store_free(data);
+    }
+    store_snap_destroy(&snap);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    uint64_t last = 0;
+    cr_assert_eq(store_batch_watermark(b, (codec_slice_t) { "p", 1 }, 1,
+                                       &last), FONTE_OK);
+    cr_assert_eq(last, committed);
+    cr_assert_eq(commit_ten(b, committed + 1), FONTE_OK);
+    store_counts(s, &c);
+    cr_assert_eq(c.last_seq, committed + 10);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
