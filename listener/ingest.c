@@ -42,7 +42,11 @@
  * WriteBatch and only then publishes one Ack per session that advanced.
  * The gap and duplicate Acks go out after the commit too, so that every
  * durable_seq ever published is durable. If a commit fails, nothing of
- * the batch is acked: the producers resend.
+ * the batch is acked, and nothing after it either: the store takes no
+ * more writes (store_write_error: LevelDB cannot be trusted to keep
+ * what it writes after a failed write until it is reopened), the writer
+ * drops what it takes, logs the cause once and calls on_store_failed;
+ * the producers resend to the listener that reopens the store.
  *
  * Limits: memory is the queue (queue_max events, queue_bytes bytes), the
  * SUB's RCVHWM and one batch; the ack-state table is a fixed array.
@@ -140,7 +144,8 @@ struct ingest {
     uint64_t iv_batches, iv_events;
     int64_t next_stats_us;
     uint8_t *verdict; /* per taken event: KEEP, DUP, GAP */
-    flog_limiter_t commit_log, put_log;
+    flog_limiter_t put_log;
+    bool store_failed; /* a commit failed: nothing is written any more */
     flog_limiter_t invalid_log; /* receive thread */
 };
 
@@ -529,6 +534,7 @@ publish_stats(ingest_t *in, int64_t now)
     add_gauge(s, "objects", (double) sc.objects);
     add_gauge(s, "sessions", (double) sc.sessions);
     add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
+    add_gauge(s, "store_failed", in->store_failed ? 1 : 0);
     if (in->o.more_stats != NULL)
         in->o.more_stats(in->o.more_stats_arg, s);
     in->n_lat = 0;
@@ -632,12 +638,19 @@ write_batch(ingest_t *in, size_t n)
     int64_t dt = fonte_mono_us() - t0;
     if (rc != FONTE_OK) {
         BUMP(in, commit_errors, 1);
-        flog_limited(&in->commit_log, FLOG_ERROR, "listener",
-                     "commit of %zu events to %s failed: %s; nothing acked, "
-                     "producers will resend", n_put, store_dir(in->o.store),
-                     fonte_strerror(rc));
-        struct timespec pause = { 0, 100 * 1000 * 1000 };
-        nanosleep(&pause, NULL); /* a failing disk: do not spin */
+        if (!in->store_failed) {
+            const char *why = store_write_error(in->o.store);
+            in->store_failed = true;
+            flog(FLOG_ERROR, "listener",
+                 "commit of %zu events to %s failed: %s. Nothing of it was "
+                 "acknowledged, and nothing more will be: the store takes "
+                 "no more writes until it is reopened (restart the "
+                 "listener once the cause is fixed; the producers resend "
+                 "what was not acknowledged)", n_put, store_dir(in->o.store),
+                 why != NULL ? why : fonte_strerror(rc));
+            if (in->o.on_store_failed != NULL)
+                in->o.on_store_failed(in->o.on_store_failed_arg);
+        }
         return;
     }
     if (n_put > 0) {

@@ -48,6 +48,13 @@ typedef struct ingest_opts {
      * Stats (NULL: none); must stay callable while the ingest lives */
     void (*more_stats)(void *arg, ingest_stats_t *st);
     void *more_stats_arg;
+    /* Called once, on the writer thread, when a commit has failed and the
+     * store takes no more writes (store_write_error says why): from then
+     * on nothing is stored or acknowledged, events are taken and dropped
+     * (producers resend them to the next listener on this data), and the
+     * owner should stop and reopen. NULL: only logged and counted. */
+    void (*on_store_failed)(void *arg);
+    void *on_store_failed_arg;
     /* CURVE client of the broker: own key pair and the broker's public
      * key (both, or NULL) */
     const fcurve_cert_t *curve_cert, *curve_server;

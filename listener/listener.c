@@ -232,6 +232,8 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     io.limits = o->limits;
     io.more_stats = more_stats;
     io.more_stats_arg = l;
+    io.on_store_failed = o->on_store_failed;
+    io.on_store_failed_arg = o->on_store_failed_arg;
     if (o->curve_broker != NULL) {
         io.curve_cert = &l->cert;
         io.curve_server = &l->broker_cert;

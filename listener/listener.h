@@ -62,6 +62,14 @@ typedef struct listener_opts {
     /* an existing directory where BackupRequests make their copies
      * (docs/operations.md, "Backups"); NULL: backups are refused */
     const char *backup_dir;
+    /* Called once, on the ingest thread, when a commit failed: the store
+     * takes no more writes and nothing more is acknowledged until it is
+     * reopened (store_write_error(listener_store(l)) says why; ingest.h).
+     * The owner should then stop the listener and exit, or reopen it:
+     * fonte-listener and `fonte up` exit 3. NULL: logged and counted
+     * only. Must not call listener_destroy itself. */
+    void (*on_store_failed)(void *arg);
+    void *on_store_failed_arg;
 } listener_opts_t;
 
 /* Fills *o with the defaults above. */

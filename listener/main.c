@@ -8,7 +8,9 @@
  * a successful --repair; 1 when the listener cannot start for another
  * reason (the query port taken); 2 for a bad flag or a data directory
  * that is locked, corrupt or unwritable (one line naming it and why), or
- * a failed repair.
+ * a failed repair; 3 when a write to the store failed while running (the
+ * store then takes no more writes until reopened: store.h), so that a
+ * supervisor restarts it once the disk is fixed.
  */
 #define _GNU_SOURCE /* CPU_SETSIZE */
 #include <errno.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flags.h"
 #include "listener.h"
@@ -30,8 +33,18 @@ static const char usage[] =
     "LevelDB under --data, exactly once per producer session, acks each\n"
     "producer on $ack.<producer> once its events are durable, publishes\n"
     "Stats on $sys.listener and answers status and replay requests on the\n"
-    "query endpoint. SIGINT or SIGTERM stops it cleanly (exit 0).\n"
+    "query endpoint. SIGINT or SIGTERM stops it cleanly (exit 0); a\n"
+    "failed write to the store stops it with exit 3 (restart it once the\n"
+    "cause is fixed: nothing acknowledged is lost).\n"
     "--repair runs LevelDB's repair on --data and exits.\n";
+
+/* The ingest thread's word that the store failed: to main's sigwait. */
+static void
+store_failed(void *arg)
+{
+    (void) arg;
+    kill(getpid(), SIGUSR1);
+}
 
 int
 main(int argc, char **argv)
@@ -148,11 +161,15 @@ main(int argc, char **argv)
         return rc == FONTE_OK ? 0 : 2;
     }
 
+    /* SIGUSR1 is how the ingest thread says the store failed: blocked
+     * in every thread, like the stop signals, and taken by sigwait */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    o.on_store_failed = store_failed;
 
     listener_t *l = NULL;
     char err[1024];
@@ -171,7 +188,19 @@ main(int argc, char **argv)
          listener_query_endpoint(l), o.egress);
 
     int sig = 0;
-    sigwait(&stop, &sig);
+    const char *failed = NULL;
+    do { /* a SIGUSR1 from outside is not a failure: ignored */
+        sigwait(&stop, &sig);
+        failed = store_write_error(listener_store(l));
+    } while (sig == SIGUSR1 && failed == NULL);
+    if (failed != NULL) {
+        flog(FLOG_ERROR, "listener",
+             "stopping: the store at %s failed (%s); exit 3. Restart once "
+             "the cause is fixed: nothing acknowledged is lost", o.data,
+             failed);
+        listener_destroy(&l);
+        return 3;
+    }
     flog(FLOG_INFO, "listener", "%s: stopping", strsignal(sig));
     listener_destroy(&l);
     return 0;

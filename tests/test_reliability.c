@@ -17,12 +17,14 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,6 +196,12 @@ verify_dir(const uint64_t *sessions, const uint64_t *expect, size_t n)
     store_close(&st);
 }
 
+/* For the next children spawned: the most bytes a file they write may
+ * hold (RLIMIT_FSIZE; 0 = no limit), as on a full disk, and a file for
+ * their stderr (NULL = ours). */
+static rlim_t child_fsize;
+static const char *child_stderr;
+
 static pid_t
 spawn(char *const argv[])
 {
@@ -201,6 +209,20 @@ spawn(char *const argv[])
 
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        if (child_fsize > 0) {
+            struct rlimit r;
+            getrlimit(RLIMIT_FSIZE, &r);
+            r.rlim_cur = child_fsize;
+            signal(SIGXFSZ, SIG_IGN); /* a write past it fails: EFBIG */
+            if (setrlimit(RLIMIT_FSIZE, &r) != 0)
+                _exit(126);
+        }
+        if (child_stderr != NULL) {
+            int fd = open(child_stderr, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(126);
+            close(fd);
+        }
         execv(argv[0], argv);
         _exit(127);
     }
@@ -495,6 +517,70 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
         expect[i] = prod[i].n;
     }
     verify_dir(sessions, expect, KILL_PRODUCERS);
+}
+
+/* A disk that fills while events arrive: the listener's log cannot grow
+ * past 256 KiB (RLIMIT_FSIZE in its process). The commit that fails is
+ * not acknowledged, nothing after it is either, and the listener exits 3
+ * naming the cause. Restarted with room, it recovers its store, the
+ * producer's unacknowledged events come again, and every one is stored
+ * exactly once, in order. */
+Test(reliability, a_full_disk_stops_the_listener_and_loses_nothing)
+{
+    enum { N = 1500 };
+    broker_t *b = start_broker(0);
+    char query[64], errlog[128], text[8192];
+    snprintf(query, sizeof query, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(errlog, sizeof errlog, "%s.stderr", datadir);
+    const char *in = broker_ingress_endpoint(b), *out = broker_egress_endpoint(b);
+    child_fsize = 256 << 10;
+    child_stderr = errlog;
+    pid_t listener = start_listener_child(in, out, query);
+    child_fsize = 0;
+    child_stderr = NULL;
+
+    fonte_client_t *c = start_client("shop", in, out, query);
+    uint8_t pay[1024];
+    memset(pay, 'p', sizeof pay);
+    fonte_event_spec_t spec = { 0 };
+    spec.type = "order.placed";
+    spec.object = "order:1";
+    spec.payload = pay;
+    spec.payload_len = sizeof pay;
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(fonte_publish(c, &spec), FONTE_OK, "publish %d", i);
+
+    int status = reap(listener, 30000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 3,
+              "fonte-listener: status %d, not exit 3", status);
+    FILE *f = fopen(errlog, "r");
+    cr_assert_not_null(f);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    text[got] = '\0';
+    fclose(f);
+    unlink(errlog);
+    cr_assert_not_null(strstr(text, "File too large"), "%s", text);
+    cr_assert_not_null(strstr(text, "Nothing of it was acknowledged"), "%s",
+                       text);
+    cr_assert_not_null(strstr(text, "exit 3"), "%s", text);
+    fonte_client_stats_t cs;
+    fonte_client_stats(c, &cs);
+    cr_assert_gt(cs.acked, 0, "some were stored before the disk filled");
+    cr_assert_lt(cs.acked, N, "and the rest were not acknowledged");
+
+    /* room again: a new listener on the same data stores the rest */
+    listener = start_listener_child(in, out, query);
+    cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
+    fonte_client_stats(c, &cs);
+    cr_assert_eq(cs.acked, N);
+    uint64_t session = fonte_client_session(c), expect = N;
+    fonte_client_destroy(&c);
+    kill(listener, SIGTERM);
+    status = reap(listener, 10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "fonte-listener did not stop cleanly");
+    broker_destroy(&b);
+    verify_dir(&session, &expect, 1);
 }
 
 Test(reliability, destroy_with_unacked_events_neither_hangs_nor_leaks)

@@ -6,7 +6,9 @@
  * events, Stats and ReplayAudits.
  *
  * Exit codes (docs/cli.md): CLI_EXIT_OK 0, CLI_EXIT_REFUSED 1 (the system
- * refused or timed out), CLI_EXIT_USAGE 2 (a usage error). Every error is
+ * refused or timed out), CLI_EXIT_USAGE 2 (a usage error),
+ * CLI_EXIT_STORE_FAILED 3 (`fonte up`: a write to the store failed while
+ * running). Every error is
  * one line on stderr, "fonte <command>: <what went wrong>; <what to do>".
  */
 #ifndef FONTE_CLI_H
@@ -26,6 +28,7 @@
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_REFUSED 1
 #define CLI_EXIT_USAGE 2
+#define CLI_EXIT_STORE_FAILED 3
 #define CLI_CONTINUE (-1) /* cli_flags: parsed, go on */
 
 /* A subcommand: argv[0] is its name, the flags and arguments follow. */

@@ -11,16 +11,28 @@
  * the listener had queued, then stops the broker (about a second at most).
  *
  * Exit codes: 0 after a signal; 1 when an endpoint cannot be bound; 2 for
- * a usage error or a data directory that is locked, corrupt or unwritable.
+ * a usage error or a data directory that is locked, corrupt or unwritable;
+ * 3 when a write to the store failed while running (the listener's
+ * on_store_failed sends this process SIGUSR1, taken by the same sigwait;
+ * the store takes no more writes until reopened: store.h).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "cli.h"
 #include "listener.h"
 #include "log.h"
+
+/* The listener's word that the store failed: to cmd_up's sigwait. */
+static void
+store_failed(void *arg)
+{
+    (void) arg;
+    kill(getpid(), SIGUSR1);
+}
 
 static const char usage[] =
     "usage: fonte up [--data DIR] [--ingress E] [--egress E] [--query E]\n"
@@ -101,6 +113,7 @@ cmd_up(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGUSR1); /* the store failed (store_failed) */
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     broker_opts_t bo;
@@ -129,6 +142,7 @@ cmd_up(int argc, char **argv)
     lo.query = ep.query;
     lo.data = data;
     lo.sync = strcmp(sync, "batch") == 0;
+    lo.on_store_failed = store_failed;
     lo.stats_interval_us = stats_us;
     lo.query_cpu = cpu;
     lo.backup_dir = backup_dir;
@@ -159,9 +173,18 @@ cmd_up(int argc, char **argv)
     fflush(stdout);
 
     int sig = 0;
-    sigwait(&stop, &sig);
-    flog(FLOG_INFO, "up", "%s: stopping", strsignal(sig));
+    const char *failed = NULL;
+    do { /* a SIGUSR1 from outside is not a failure: ignored */
+        sigwait(&stop, &sig);
+        failed = store_write_error(listener_store(l));
+    } while (sig == SIGUSR1 && failed == NULL);
+    if (failed != NULL)
+        cli_error(argv[0], "the store at %s failed (%s): stopped. Restart "
+                  "once the cause is fixed: nothing acknowledged is lost",
+                  data, failed);
+    else
+        flog(FLOG_INFO, "up", "%s: stopping", strsignal(sig));
     listener_destroy(&l);
     broker_destroy(&b);
-    return CLI_EXIT_OK;
+    return failed != NULL ? CLI_EXIT_STORE_FAILED : CLI_EXIT_OK;
 }
