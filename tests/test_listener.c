@@ -10,14 +10,16 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
 #include <sched.h>
-
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,7 +44,7 @@ static char dir[64], data[96];
 static void *ctx;
 static broker_t *broker;
 static listener_t *listener;
-static void *pub, *acks;
+static void *pub, *acks, *sys_sub; /* closed by teardown, even after a failure */
 
 /* Every Ack read so far, per session: tests wait on this record, so
  * that reading one session's Acks never loses another's. */
@@ -131,7 +133,9 @@ teardown(void)
         zmq_close(pub);
     if (acks)
         zmq_close(acks);
-    pub = acks = NULL;
+    if (sys_sub)
+        zmq_close(sys_sub);
+    pub = acks = sys_sub = NULL;
     listener_destroy(&listener);
     broker_destroy(&broker);
     zmq_ctx_term(ctx);
@@ -849,7 +853,7 @@ Test(listener, stats_are_published_on_sys_listener)
     o.stats_interval_us = 50000;
     start_listener_with(&o);
     connect_clients();
-    void *sys = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
+    void *sys = sys_sub = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
     zmq_setsockopt(sys, ZMQ_SUBSCRIBE, "$sys.listener", 13);
     Fonte__Stats *st = next_stats_with(sys, "events_stored", 1);
     double v = 0;
@@ -891,7 +895,6 @@ Test(listener, stats_are_published_on_sys_listener)
         cr_assert_eq(v, want[i].v, "%s = %g", want[i].key, v);
     }
     fonte__stats__free_unpacked(st, NULL);
-    zmq_close(sys);
 }
 
 /* Waits (bounded) until the listener has received at least n messages. */
@@ -909,6 +912,87 @@ wait_received(uint64_t n)
                      (unsigned long long) ic.received, (unsigned long long) n);
         nanosleep(&ms, NULL);
     }
+}
+
+/* on_store_failed: counts, and writes a byte to a pipe the test polls */
+static atomic_int store_failures;
+static int failure_pipe[2];
+
+static void
+note_store_failure(void *arg)
+{
+    (void) arg;
+    atomic_fetch_add(&store_failures, 1);
+    if (write(failure_pipe[1], "!", 1) != 1)
+        abort();
+}
+
+/* A commit that fails (the test process's files capped at 64 KiB, as a
+ * full disk) is the last: on_store_failed is called once, nothing more
+ * is acknowledged - neither the events of the failed batch nor the ones
+ * after, once there is room again - the Acks sent match what the store
+ * holds, the counters say so, and the Stats carry store_failed 1. */
+Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
+{
+    enum { N = 1000, S = 0x5107 };
+    struct rlimit was, cap;
+
+    cr_assert_eq(pipe(failure_pipe), 0);
+    start_broker(100000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.stats_interval_us = 50000;
+    o.on_store_failed = note_store_failure;
+    start_listener_with(&o);
+    connect_clients();
+    void *sys = sys_sub = socket_to(ZMQ_SUB, broker_egress_endpoint(broker));
+    zmq_setsockopt(sys, ZMQ_SUBSCRIBE, "$sys.listener", 13);
+    /* some events stored before the cap */
+    for (uint64_t i = 1; i <= 100; i++)
+        publish(pub, "fill", S, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(S, 100, false, 10000), 100);
+
+    signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails: EFBIG */
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    cap = was;
+    cap.rlim_cur = 64 << 10;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    for (uint64_t i = 101; i <= N; i++)
+        publish(pub, "fill", S, i, "order:1", NULL);
+    struct pollfd pf = { failure_pipe[0], POLLIN, 0 };
+    int ready = poll(&pf, 1, 20000);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(ready, 1, "on_store_failed within 20 s");
+
+    const char *why = store_write_error(listener_store(listener));
+    cr_assert_not_null(why);
+    cr_assert_not_null(strstr(why, "File too large"), "%s", why);
+    /* room again: more events, and a resend of the whole session */
+    for (uint64_t i = 1; i <= N + 10; i++)
+        publish(pub, "fill", S, i, "order:1", NULL);
+    wait_received(1 + 2 * N + 10);
+    store_counts_t c;
+    store_counts(listener_store(listener), &c);
+    uint64_t stored = c.events - 1; /* the warm-up event */
+    cr_assert_geq(stored, 100, "the first 100 were stored before the cap");
+    cr_assert_lt(stored, N);
+    /* every Ack sent has come: none says more than the store holds */
+    while (pump_acks(300))
+        ;
+    cr_assert_eq(ack_log(S)->durable, stored);
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    cr_assert_geq(ic.commit_errors, 1);
+    cr_assert_eq(atomic_load(&store_failures), 1, "called once");
+    Fonte__Stats *st = next_stats_with(sys, "store_failed", 1);
+    double v = 0;
+    cr_assert(stats_get(st, "commit_errors", &v));
+    cr_assert_geq(v, 1);
+    fonte__stats__free_unpacked(st, NULL);
+    store_counts(listener_store(listener), &c);
+    cr_assert_eq(c.events - 1, stored, "nothing written since");
+    close(failure_pipe[0]);
+    close(failure_pipe[1]);
 }
 
 Test(listener, small_write_buffer_under_a_burst_drops_nothing_while_the_queue_has_room)
