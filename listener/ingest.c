@@ -83,7 +83,8 @@
     X(batches, "batches")                                                     \
     X(commit_errors, "commit_errors")                                         \
     X(queue_full_waits, "queue_full_waits")                                   \
-    X(stats_sent, "stats_sent")
+    X(stats_sent, "stats_sent")                                               \
+    X(other_listener_acks, "other_listener_acks")
 
 typedef struct counters {
 #define COUNTER_FIELD_(f, key) _Atomic uint64_t f;
@@ -147,6 +148,7 @@ struct ingest {
     flog_limiter_t put_log;
     bool store_failed; /* a commit failed: nothing is written any more */
     flog_limiter_t invalid_log; /* receive thread */
+    int64_t other_warned_us;    /* receive thread: other_listener's log */
 };
 
 /* ------------------------------------------------------------------ */
@@ -264,6 +266,36 @@ queue_push(ingest_t *in, item_t *it)
     return true;
 }
 
+/* An Ack seen on the egress: if another listener signed it, two
+ * listeners store from this broker. fonte runs one per broker (its
+ * producers trim their outboxes on the first Ack of an event, so the
+ * slower listener cannot heal its gaps and stops storing those
+ * sessions); this is counted and logged, once a minute at most. */
+static void
+other_listener(ingest_t *in, const void *body, size_t len)
+{
+    Fonte__Ack *a = NULL;
+    if (codec_ack_decode(body, len, &in->o.limits, &a) != FONTE_OK)
+        return;
+    const char *own = store_id(in->o.store);
+    if (a->listener[0] != '\0' && strcmp(a->listener, own) != 0) {
+        BUMP(in, other_listener_acks, 1);
+        int64_t now = fonte_mono_us();
+        if (in->other_warned_us == 0 ||
+            now - in->other_warned_us >= 60 * 1000000LL) {
+            in->other_warned_us = now;
+            flog(FLOG_ERROR, "listener",
+                 "another listener (store %s) acknowledges events on this "
+                 "broker; this one is %s. fonte runs ONE listener per "
+                 "broker: with two, a producer drops an event once either "
+                 "has it, and the other one cannot heal its gaps (it stops "
+                 "storing that producer session). Stop one of them "
+                 "(docs/operations.md)", a->listener, own);
+        }
+    }
+    fonte__ack__free_unpacked(a, NULL);
+}
+
 /* Checks one received message (frames) and queues it if it is a live
  * event, or counts why not. */
 static void
@@ -277,12 +309,17 @@ classify_message(ingest_t *in, zmq_msg_t *parts, size_t nframes)
         f[i].data = zmq_msg_data(&parts[i]);
         f[i].size = zmq_msg_size(&parts[i]);
     }
-    /* Our own Acks and Stats come back: skip "$" without decoding. */
+    /* Our own Acks and Stats come back: skip "$" without decoding, but
+     * for the Acks' signature: another listener's means two listeners
+     * on one broker (other_listener). */
     if (nframes >= 1 && f[0].size > 0 && *(const char *) f[0].data == '$') {
         if (f[0].size >= 8 && memcmp(f[0].data, CODEC_TOPIC_REPLAY, 8) == 0)
             BUMP(in, ignored_replay, 1);
         else
             BUMP(in, ignored_reserved, 1);
+        if (nframes == 2 && f[0].size > 5 &&
+            memcmp(f[0].data, CODEC_TOPIC_ACK, 5) == 0)
+            other_listener(in, f[1].data, f[1].size);
         return;
     }
     fonte_err rc = codec_check(f, nframes, &in->o.limits, &cls, &view);
@@ -399,8 +436,9 @@ send_ack(ingest_t *in, codec_slice_t producer, uint64_t session,
     ack.session = session;
     ack.durable_seq = durable;
     ack.gap = gap;
+    ack.listener = (char *) store_id(in->o.store);
     if (fonte__ack__get_packed_size(&ack) > sizeof buf)
-        return; /* cannot happen: producer <= 64 bytes */
+        return; /* cannot happen: producer <= 64 bytes, id 16 */
     size_t blen = fonte__ack__pack(&ack, buf);
     int tlen = snprintf(topic, sizeof topic, "%s%s", CODEC_TOPIC_ACK, prod);
     /* counted before it leaves: whoever receives it then sees it counted */

@@ -76,6 +76,8 @@ typedef struct ingest_counters {
     uint64_t commit_errors;   /* ["commit_errors"] failed writes */
     uint64_t queue_full_waits;/* ["queue_full_waits"] receive had to wait */
     uint64_t stats_sent;      /* ["stats_sent"] */
+    uint64_t other_listener_acks; /* ["other_listener_acks"] Acks another
+                                     listener signed: two on one broker */
     uint64_t queue_depth;     /* gauge: events queued now */
     uint64_t queue_bytes;     /* gauge: their bytes */
 } ingest_counters_t;

@@ -155,6 +155,7 @@ answer_status(query_t *q, codec_buf_t *out)
     sr.objects = c.objects;
     sr.sessions = c.sessions;
     sr.data_dir = (char *) store_dir(q->o.store);
+    sr.store_id = (char *) store_id(q->o.store);
     sr.version = FONTE_VERSION;
     rep.body_case = FONTE__REPLY__BODY_STATUS_REPLY;
     rep.status_reply = &sr;

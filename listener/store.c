@@ -21,6 +21,12 @@
  *   'm' "events"                        -> BE64(events stored)
  *   'm' "objects"                       -> BE64(distinct objects)
  *   'm' "sessions"                      -> BE64(distinct `p` keys)
+ *   'm' "id"                            -> 16 lowercase hex digits: the
+ *                                          store's id, random, written
+ *                                          once when first opened (an
+ *                                          addition to design.md §5: a
+ *                                          listener signs its Acks with
+ *                                          it, docs/protocol.md §4)
  *
  * seq starts at 1 and is contiguous: the `e` keys are exactly 1..last_seq.
  * A batch (store_batch_commit) is one LevelDB WriteBatch holding its
@@ -56,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -95,6 +102,7 @@ struct store {
     leveldb_readoptions_t *ropts;
     leveldb_writeoptions_t *wopts;
     _Atomic uint64_t last_seq, events, objects, sessions;
+    char id[CODEC_LISTENER_ID_LEN + 1]; /* m"id", set by store_open */
     /* The first failed write's cause, then write_failed (release): no
      * write is tried again through this handle (store_write_error). */
     char write_error[256];
@@ -385,6 +393,56 @@ load_counters(store_t *s, char *errbuf, size_t errlen)
     return FONTE_OK;
 }
 
+/* Reads m"id", or makes and writes (synced) one for a store that has
+ * none: a new store, or one from before ids. */
+static fonte_err
+load_id(store_t *s, char *errbuf, size_t errlen)
+{
+    size_t vlen = 0;
+    char *err = NULL;
+    char *v = leveldb_get(s->db, s->ropts, "mid", 3, &vlen, &err);
+    bool present = v != NULL;
+    if (err == NULL && present && vlen == CODEC_LISTENER_ID_LEN) {
+        memcpy(s->id, v, vlen);
+        s->id[vlen] = '\0';
+    }
+    leveldb_free(v);
+    if (err == NULL && codec_listener_id_valid(s->id))
+        return FONTE_OK;
+    if (err == NULL && present) {
+        snprintf(errbuf, errlen, "data dir %s: corrupt (its id is not 16 "
+                 "hex digits)", s->dir);
+        return FONTE_ESTORE;
+    }
+    uint8_t r[CODEC_LISTENER_ID_LEN / 2];
+    if (err == NULL && getrandom(r, sizeof r, 0) != (ssize_t) sizeof r) {
+        snprintf(errbuf, errlen, "data dir %s: no random bytes for its id "
+                 "(%s)", s->dir, strerror(errno));
+        return FONTE_ESTORE;
+    }
+    for (size_t i = 0; err == NULL && i < sizeof r; i++)
+        snprintf(s->id + 2 * i, 3, "%02x", r[i]);
+    if (err == NULL) {
+        leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+        leveldb_writeoptions_set_sync(w, 1);
+        leveldb_put(s->db, w, "mid", 3, s->id, CODEC_LISTENER_ID_LEN, &err);
+        leveldb_writeoptions_destroy(w);
+    }
+    if (err != NULL) {
+        snprintf(errbuf, errlen, "data dir %s: cannot read or write its id "
+                 "(%s)", s->dir, err);
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    return FONTE_OK;
+}
+
+const char *
+store_id(const store_t *s)
+{
+    return s->id;
+}
+
 static void
 free_handles(store_t *s)
 {
@@ -454,7 +512,8 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
         rc = FONTE_ESTORE;
         goto fail;
     }
-    if ((rc = load_counters(s, errbuf, errlen)) != FONTE_OK)
+    if ((rc = load_counters(s, errbuf, errlen)) != FONTE_OK ||
+        (rc = load_id(s, errbuf, errlen)) != FONTE_OK)
         goto fail;
     *store_p = s;
     return FONTE_OK;

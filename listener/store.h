@@ -68,6 +68,11 @@ const char *store_table_reads(void);
 fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
                      size_t errlen);
 
+/* The store's id: 16 lowercase hex digits, random, made when the store
+ * was first opened and kept in it (m"id"), so a restart or a backup
+ * copy keeps it. The listener puts it in its Acks. */
+const char *store_id(const store_t *s);
+
 /* Closes the database; NULL-safe, nulls *store_p. Every snapshot and
  * batch must have been destroyed first. */
 void store_close(store_t **store_p);

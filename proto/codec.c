@@ -1287,6 +1287,16 @@ codec_writer_event(codec_writer_t *w, uint32_t as_field, const void *body,
 /* ------------------------------------------------------------------ */
 /* control and query messages                                          */
 
+bool
+codec_listener_id_valid(const char *id)
+{
+    size_t n = 0;
+    for (; id[n] != '\0'; n++)
+        if (!((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'a' && id[n] <= 'f')))
+            return false;
+    return n == CODEC_LISTENER_ID_LEN;
+}
+
 fonte_err
 codec_ack_decode(const void *data, size_t len, const codec_limits_t *lim,
                  Fonte__Ack **ack_p)
@@ -1299,6 +1309,9 @@ codec_ack_decode(const void *data, size_t len, const codec_limits_t *lim,
     if ((rc = codec_check_producer(a->producer, strlen(a->producer))) ==
             FONTE_OK && a->session == 0)
         rc = FONTE_ESESSION;
+    if (rc == FONTE_OK && a->listener[0] != '\0' &&
+        !codec_listener_id_valid(a->listener))
+        rc = FONTE_EFIELD;
     if (rc != FONTE_OK) {
         fonte__ack__free_unpacked(a, NULL);
         *ack_p = NULL;

@@ -283,7 +283,12 @@ void codec_writer_event(codec_writer_t *w, uint32_t as_field,
 
 /* --- control and query messages: unpack plus their own rules --- */
 
-/* Ack: producer valid (FONTE_EPRODUCER), session != 0 (FONTE_ESESSION). */
+/* A listener's id (its store's, store_id): 16 lowercase hex digits. */
+#define CODEC_LISTENER_ID_LEN 16
+bool codec_listener_id_valid(const char *id);
+
+/* Ack: producer valid (FONTE_EPRODUCER), session != 0 (FONTE_ESESSION),
+ * listener empty (an older listener) or a valid id (FONTE_EFIELD). */
 fonte_err codec_ack_decode(const void *data, size_t len,
                            const codec_limits_t *lim, Fonte__Ack **ack_p);
 /* Stats: source valid as a producer name (FONTE_EPRODUCER). */

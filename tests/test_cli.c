@@ -655,6 +655,7 @@ Test(cli, publish_from_flags_is_durable_and_status_shows_it)
     cr_assert_eq(jint(j, "objects"), 1);
     cr_assert_eq(jint(j, "sessions"), 1);
     cr_assert_str_eq(jstr(j, "data_dir"), data_dir);
+    cr_assert_eq(strlen(jstr(j, "store_id")), 16, "%s", jstr(j, "store_id"));
     cr_assert_str_eq(jstr(j, "version"), FONTE_VERSION);
     cr_assert_str_eq(jstr(j, "query"), query);
     json_decref(j);

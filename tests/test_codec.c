@@ -586,6 +586,30 @@ Test(codec, ack_round_trip_and_rules)
     codec_buf_free(&b);
 
     cr_assert_eq(tu_check("$ack.shop", "\xff", 1, NULL), FONTE_EDECODE);
+
+    /* the listener's signature: none (an older listener) or 16 hex */
+    a.producer = "shop";
+    static const struct { const char *id; fonte_err rc; } ids[] = {
+        { "", FONTE_OK },
+        { "0123456789abcdef", FONTE_OK },
+        { "0123456789ABCDEF", FONTE_EFIELD },
+        { "0123456789abcde", FONTE_EFIELD },
+        { "0123456789abcdef0", FONTE_EFIELD },
+        { "0123456789abcdeg", FONTE_EFIELD },
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof *ids; i++) {
+        a.listener = (char *) ids[i].id;
+        b = tu_pack(&a.base);
+        cr_assert_eq(codec_ack_decode(b.data, b.len, lim, &back), ids[i].rc,
+                     "'%s'", ids[i].id);
+        cr_assert_eq(tu_check("$ack.shop", b.data, b.len, NULL), ids[i].rc,
+                     "'%s'", ids[i].id);
+        if (back != NULL)
+            cr_assert_str_eq(back->listener, ids[i].id);
+        fonte__ack__free_unpacked(back, NULL);
+        back = NULL;
+        codec_buf_free(&b);
+    }
 }
 
 Test(codec, stats_round_trip_and_rules)

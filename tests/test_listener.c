@@ -699,6 +699,8 @@ Test(listener, status_request_reports_the_store)
     cr_assert_eq(rep->status_reply->sessions, 2);
     cr_assert_str_eq(rep->status_reply->data_dir, data);
     cr_assert_str_eq(rep->status_reply->version, FONTE_VERSION);
+    cr_assert_str_eq(rep->status_reply->store_id,
+                     store_id(listener_store(listener)));
     fonte__reply__free_unpacked(rep, NULL);
     zmq_close(req);
 }
@@ -925,6 +927,65 @@ note_store_failure(void *arg)
     atomic_fetch_add(&store_failures, 1);
     if (write(failure_pipe[1], "!", 1) != 1)
         abort();
+}
+
+/* Acks carry the store's id; a listener that sees another's Acks on the
+ * broker (two listeners, which fonte does not support) counts them. */
+Test(listener, two_listeners_on_one_broker_see_each_others_acks)
+{
+    char data2[128];
+    listener_t *second = NULL;
+    char err[512];
+
+    start_broker(0);
+    start_listener();
+    listener_opts_t o;
+    listener_defaults(&o);
+    snprintf(data2, sizeof data2, "%s/data2", dir);
+    o.data = data2;
+    cr_assert_eq(listener_new(&o, &second, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    const char *a = store_id(listener_store(listener));
+    const char *b = store_id(listener_store(second));
+    cr_assert_eq(strlen(a), 16);
+    cr_assert_eq(strlen(b), 16);
+    cr_assert_str_neq(a, b, "each store has an id of its own");
+    connect_clients();
+    /* both sign their Acks: read them until both ids were seen */
+    bool seen_a = false, seen_b = false;
+    int64_t end = fonte_mono_us() + 10 * 1000000LL;
+    for (uint64_t seq = 1; !(seen_a && seen_b); seq++) {
+        cr_assert_lt(fonte_mono_us(), end, "Acks of both within 10 s");
+        publish(pub, "two", 0x77, seq, "two:1", NULL);
+        Fonte__Ack *ack = NULL;
+        while (next_ack(acks, 50, &ack)) {
+            seen_a |= strcmp(ack->listener, a) == 0;
+            seen_b |= strcmp(ack->listener, b) == 0;
+            cr_assert(strcmp(ack->listener, a) == 0 ||
+                      strcmp(ack->listener, b) == 0, "%s", ack->listener);
+            fonte__ack__free_unpacked(ack, NULL);
+        }
+    }
+    /* each counted the other's (they read the egress as we do) */
+    ingest_counters_t ca, cb;
+    end = fonte_mono_us() + 10 * 1000000LL;
+    do {
+        listener_counters(listener, &ca);
+        listener_counters(second, &cb);
+        if (ca.other_listener_acks > 0 && cb.other_listener_acks > 0)
+            break;
+        nanosleep(&(struct timespec) { 0, 1000000 }, NULL);
+    } while (fonte_mono_us() < end);
+    cr_assert_gt(ca.other_listener_acks, 0);
+    cr_assert_gt(cb.other_listener_acks, 0);
+    listener_destroy(&second);
+
+    /* the id is the store's: the same after a restart */
+    char keep[17];
+    snprintf(keep, sizeof keep, "%s", a);
+    listener_destroy(&listener);
+    start_listener();
+    cr_assert_str_eq(store_id(listener_store(listener)), keep);
 }
 
 /* A commit that fails (the test process's files capped at 64 KiB, as a

@@ -1014,3 +1014,32 @@ Test(store, the_first_failed_write_is_the_last_until_reopened)
     store_batch_destroy(&b);
     store_close(&s);
 }
+
+/* The store's id: 16 hex digits made at the first open, the same at the
+ * next; a store whose id was damaged is refused as corrupt. */
+Test(store, the_id_is_made_once_and_checked)
+{
+    store_t *s = open_at(sub("db"));
+    char id[17];
+    snprintf(id, sizeof id, "%s", store_id(s));
+    cr_assert_eq(strlen(id), 16);
+    cr_assert(codec_listener_id_valid(id), "%s", id);
+    store_t *other = open_at(sub("db2"));
+    cr_assert_str_neq(store_id(other), id);
+    store_close(&other);
+    store_close(&s);
+    s = open_at(sub("db"));
+    cr_assert_str_eq(store_id(s), id);
+    store_kv_t kv = { "mid", 3, "not-an-id", 9 };
+    cr_assert_eq(store_write_raw(s, &kv, 1), FONTE_OK);
+    store_close(&s);
+
+    store_opts_t o;
+    char err[512] = "";
+    store_opts_init(&o);
+    o.dir = sub("db");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "corrupt (its id is not 16 hex digits)"),
+                       "%s", err);
+}

@@ -1,7 +1,7 @@
 /*
  * status.c - `fonte status`: the listener's StatusReply (last_seq,
- * events, objects, sessions, data_dir, version), as a small table or as
- * one JSON object. A listener that does not answer within --timeout is
+ * events, objects, sessions, data_dir, store_id, version), as a small
+ * table or as one JSON object. A listener that does not answer within --timeout is
  * exit 1 with one line naming the endpoint.
  */
 #include <stdio.h>
@@ -46,19 +46,20 @@ cmd_status(int argc, char **argv)
     if (err != FONTE_OK)
         return cli_query_failed(argv[0], &ep, err, timeout_us);
     if (json) {
-        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s}",
+        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:s}",
                               "last_seq", (json_int_t) st.last_seq, "events",
                               (json_int_t) st.events, "objects",
                               (json_int_t) st.objects, "sessions",
                               (json_int_t) st.sessions, "data_dir",
-                              st.data_dir, "version", st.version, "query",
-                              ep.query);
+                              st.data_dir, "store_id", st.store_id,
+                              "version", st.version, "query", ep.query);
         cli_print_json(stdout, j);
         json_decref(j);
     } else {
         printf("listener  %s\n", ep.query);
         printf("version   %s\n", st.version);
         printf("data_dir  %s\n", st.data_dir);
+        printf("store_id  %s\n", st.store_id);
         printf("last_seq  %llu\n", (unsigned long long) st.last_seq);
         printf("events    %llu\n", (unsigned long long) st.events);
         printf("objects   %llu\n", (unsigned long long) st.objects);

@@ -479,6 +479,7 @@ fonte_status(fonte_client_t *c, fonte_status_t *out)
             out->sessions = s->sessions;
             snprintf(out->data_dir, sizeof out->data_dir, "%s", s->data_dir);
             snprintf(out->version, sizeof out->version, "%s", s->version);
+            snprintf(out->store_id, sizeof out->store_id, "%s", s->store_id);
         }
     }
     fonte__reply__free_unpacked(rep, NULL);

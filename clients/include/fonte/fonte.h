@@ -392,6 +392,8 @@ typedef struct fonte_status {
     uint64_t last_seq, events, objects, sessions;
     char data_dir[4096];
     char version[64];
+    char store_id[17]; /* what the listener signs its Acks with ("" from
+                          an older listener) */
 } fonte_status_t;
 
 /* Asks the listener for its status (one request, Lazy Pirate). Returns
