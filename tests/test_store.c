@@ -66,21 +66,28 @@ typedef struct enc {
     codec_view_t view;
 } enc_t;
 
+/* Encodes ev (and frees it) with its view. */
 static enc_t
-encode(const char *type, const char *object, const char *producer,
-       uint64_t session, uint64_t pseq, const char *dep1, const char *dep2)
+enc_event(Fonte__Event *ev)
 {
     enc_t e;
-    Fonte__Event *ev = tu_event(type, object, producer, session, pseq);
-    if (dep1)
-        tu_event_add_dep(ev, dep1);
-    if (dep2)
-        tu_event_add_dep(ev, dep2);
     cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body), FONTE_OK);
     codec_event_free(&ev);
     cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim, &e.view),
                  FONTE_OK);
     return e;
+}
+
+static enc_t
+encode(const char *type, const char *object, const char *producer,
+       uint64_t session, uint64_t pseq, const char *dep1, const char *dep2)
+{
+    Fonte__Event *ev = tu_event(type, object, producer, session, pseq);
+    if (dep1)
+        tu_event_add_dep(ev, dep1);
+    if (dep2)
+        tu_event_add_dep(ev, dep2);
+    return enc_event(ev);
 }
 
 static void
@@ -647,12 +654,7 @@ scan_store(uint64_t n, uint64_t big_every, size_t big)
         size_t plen = big_every && i % big_every == 0 ? big : 40;
         memset(pay, (int) (i & 0xff), plen);
         tu_event_set_payload(ev, pay, plen, "raw");
-        enc_t e;
-        cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body),
-                     FONTE_OK);
-        codec_event_free(&ev);
-        cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim,
-                                      &e.view), FONTE_OK);
+        enc_t e = enc_event(ev);
         uint64_t seq = 0;
         cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len,
                                      &seq), FONTE_OK);
@@ -930,12 +932,7 @@ commit_ten(store_batch_t *b, uint64_t pseq)
     for (uint64_t i = pseq; i < pseq + 10; i++) {
         Fonte__Event *ev = tu_event("a.b", "o:1", "p", 1, i);
         tu_event_set_payload(ev, pay, sizeof pay, "raw");
-        enc_t e;
-        cr_assert_eq(codec_event_encode(ev, &lim, &e.topic, &e.body),
-                     FONTE_OK);
-        codec_event_free(&ev);
-        cr_assert_eq(codec_event_scan(e.body.data, e.body.len, &lim,
-                                      &e.view), FONTE_OK);
+        enc_t e = enc_event(ev);
         cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len,
                                      NULL), FONTE_OK);
         enc_free(&e);
