@@ -646,6 +646,11 @@ write_batch(ingest_t *in, size_t n)
     uint8_t *verdict = in->verdict;
     size_t n_put = 0, n_dup = 0, n_gap = 0;
 
+    if (in->store_failed) { /* dropped: no write, and no Ack of any kind */
+        BUMP(in, commit_errors, 1);
+        return;
+    }
+
     for (size_t i = 0; i < n; i++) {
         const codec_view_t *v = &in->taken[i]->view;
         uint64_t last;

@@ -1236,6 +1236,10 @@ store_batch_commit(store_batch_t *b)
     char key[2 + CODEC_PRODUCER_MAX + 8], be[8], val[16];
     uint64_t new_sessions = 0;
 
+    if (atomic_load_explicit(&s->write_failed, memory_order_acquire)) {
+        store_batch_clear(b);
+        return FONTE_ESTORE;
+    }
     if (b->count == 0)
         return FONTE_OK;
     for (size_t i = 0; i < b->n_ses; i++) {
@@ -1259,10 +1263,6 @@ store_batch_commit(store_batch_t *b)
     if (b->probe) { /* release the pinned version before writing */
         leveldb_iter_destroy(b->probe);
         b->probe = NULL;
-    }
-    if (atomic_load_explicit(&s->write_failed, memory_order_acquire)) {
-        store_batch_clear(b);
-        return FONTE_ESTORE;
     }
     char *err = NULL;
     leveldb_write(s->db, s->wopts, b->wb, &err);

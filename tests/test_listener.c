@@ -1028,8 +1028,16 @@ Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
     const char *why = store_write_error(listener_store(listener));
     cr_assert_not_null(why);
     cr_assert_not_null(strstr(why, "File too large"), "%s", why);
-    /* room again: more events, and a resend of the whole session */
-    for (uint64_t i = 1; i <= N + 10; i++)
+    while (pump_acks(300)) /* the Acks sent before the failure */
+        ;
+    uint64_t acks_before = ack_log(S)->n, gap_acks_before = ack_log(S)->n_gap;
+    /* room again: a resend of the whole session (duplicates, then what
+     * was never stored) and more: neither stored nor acknowledged, not
+     * even as a duplicate or a gap */
+    for (uint64_t i = 1; i <= 100; i++) /* stored: duplicates only */
+        publish(pub, "fill", S, i, "order:1", NULL);
+    wait_received(1 + N + 100);
+    for (uint64_t i = 101; i <= N + 10; i++)
         publish(pub, "fill", S, i, "order:1", NULL);
     wait_received(1 + 2 * N + 10);
     store_counts_t c;
@@ -1041,6 +1049,8 @@ Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
     while (pump_acks(300))
         ;
     cr_assert_eq(ack_log(S)->durable, stored);
+    cr_assert_eq(ack_log(S)->n, acks_before, "no Ack after the failure");
+    cr_assert_eq(ack_log(S)->n_gap, gap_acks_before, "no gap Ack either");
     ingest_counters_t ic;
     listener_counters(listener, &ic);
     cr_assert_geq(ic.commit_errors, 1);
