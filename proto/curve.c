@@ -170,6 +170,19 @@ fcurve_keygen(const char *path, const char *name, char *errbuf,
                  strerror(errno));
         return FONTE_EIO;
     }
+    /* CZMQ does not check its writes (a full disk leaves empty files and
+     * says nothing): the pair must read back, or neither file stays */
+    fcurve_cert_t back;
+    char why[512];
+    fonte_err lrc = fcurve_cert_load(path, true, &back, why, sizeof why);
+    explicit_bzero(&back, sizeof back);
+    if (lrc != FONTE_OK) {
+        unlink(secret_path);
+        unlink(path);
+        snprintf(errbuf, errlen, "cannot write %s: what was written does "
+                 "not read back (a full disk?)", path);
+        return FONTE_EIO;
+    }
     return FONTE_OK;
 }
 

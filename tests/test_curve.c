@@ -7,10 +7,12 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -142,6 +144,34 @@ Test(curve, keygen_leaves_no_half_pair)
                  err);
     cr_assert_eq(stat(secret, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600);
+}
+
+/* A disk that takes no bytes (RLIMIT_FSIZE 0 in this test's process):
+ * CZMQ's save does not notice, so the pair is read back, and on failure
+ * neither file stays. */
+Test(curve, keygen_on_a_full_disk_leaves_nothing)
+{
+    char err[256] = "", path[256];
+    struct rlimit was, cap;
+    struct stat st;
+
+    snprintf(path, sizeof path, "%s", sub("f.key"));
+    signal(SIGXFSZ, SIG_IGN);
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
+    cap = was;
+    cap.rlim_cur = 0;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    fonte_err rc = fcurve_keygen(path, "f", err, sizeof err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(rc, FONTE_EIO, "%s", err);
+    char want[512];
+    snprintf(want, sizeof want, "cannot write %s: what was written does not "
+             "read back (a full disk?)", path);
+    cr_assert_str_eq(err, want);
+    cr_assert_neq(stat(path, &st), 0);
+    cr_assert_neq(stat(sub("f.key_secret"), &st), 0);
+    cr_assert_eq(fcurve_keygen(path, "f", err, sizeof err), FONTE_OK, "%s",
+                 err);
 }
 
 Test(curve, what_is_not_a_certificate_is_refused_with_its_reason)
