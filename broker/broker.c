@@ -562,7 +562,7 @@ read_monitor(void *mon, uint64_t *connects, uint64_t *disconnects,
 /* Stats                                                               */
 
 #define STATS_COUNTERS_MAX (16 + FONTE_ERR_COUNT_)
-#define STATS_GAUGES_MAX 4
+#define STATS_GAUGES_MAX 5
 
 typedef struct stats_builder {
     Fonte__Stats msg;
@@ -587,6 +587,8 @@ add_counter(stats_builder_t *s, const char *key, uint64_t value)
 static void
 add_gauge(stats_builder_t *s, const char *key, double value)
 {
+    if (s->msg.n_gauges == STATS_GAUGES_MAX)
+        return;
     size_t i = s->msg.n_gauges++;
     fonte__stats__gauges_entry__init(&s->gent[i]);
     s->gent[i].key = (char *) key;
@@ -644,6 +646,7 @@ build_stats(broker_t *b, stats_builder_t *s, int64_t now)
     add_gauge(s, "subscribers", (double) c->subscribers);
     add_gauge(s, "subscriptions", (double) c->subscriptions);
     add_gauge(s, "topics", (double) topics_size(b->topics));
+    add_gauge(s, "stats_interval_us", (double) b->opts.stats_interval_us);
 }
 
 static void

@@ -573,6 +573,7 @@ publish_stats(ingest_t *in, int64_t now)
     add_gauge(s, "sessions", (double) sc.sessions);
     add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
     add_gauge(s, "store_failed", in->store_failed ? 1 : 0);
+    add_gauge(s, "stats_interval_us", (double) in->o.stats_interval_us);
     if (in->o.more_stats != NULL)
         in->o.more_stats(in->o.more_stats_arg, s);
     in->n_lat = 0;

@@ -1105,6 +1105,7 @@ typedef struct stats_feed {
     void *ctx, *xpub;
     char endpoint[64];
     int listener_rounds;
+    double listener_interval_us; /* its stats_interval_us gauge; 0: none */
     atomic_bool stop;
     bool subscribed;
     pthread_t thread;
@@ -1112,15 +1113,16 @@ typedef struct stats_feed {
 
 static void
 feed_stats(void *xpub, const char *source, uint64_t uptime_us,
-           const char *key, uint64_t value)
+           const char *key, uint64_t value, double interval_us)
 {
     Fonte__Stats st = FONTE__STATS__INIT;
     Fonte__Stats__CountersEntry c = FONTE__STATS__COUNTERS_ENTRY__INIT;
     Fonte__Stats__TopicsEntry t = FONTE__STATS__TOPICS_ENTRY__INIT;
     Fonte__Stats__GaugesEntry g = FONTE__STATS__GAUGES_ENTRY__INIT;
+    Fonte__Stats__GaugesEntry iv = FONTE__STATS__GAUGES_ENTRY__INIT;
     Fonte__Stats__CountersEntry *cp = &c;
     Fonte__Stats__TopicsEntry *tp = &t;
-    Fonte__Stats__GaugesEntry *gp = &g;
+    Fonte__Stats__GaugesEntry *gp[2] = { &g, &iv };
     char topic[64];
 
     st.source = (char *) source;
@@ -1137,8 +1139,10 @@ feed_stats(void *xpub, const char *source, uint64_t uptime_us,
         st.n_counters = 1;
         g.key = "events";
         g.value = (double) value;
-        st.gauges = &gp;
-        st.n_gauges = 1;
+        iv.key = "stats_interval_us";
+        iv.value = interval_us;
+        st.gauges = gp;
+        st.n_gauges = interval_us > 0 ? 2 : 1;
     }
     codec_buf_t b = tu_pack(&st.base);
     snprintf(topic, sizeof topic, "$sys.%s", source);
@@ -1160,42 +1164,49 @@ stats_feed_main(void *arg)
         return NULL;
     f->subscribed = true;
     for (uint64_t i = 1; !atomic_load(&f->stop); i++) {
-        feed_stats(f->xpub, "broker", i * 100000, "order.placed", i * 10);
+        feed_stats(f->xpub, "broker", i * 100000, "order.placed", i * 10, 0);
         if ((int) i <= f->listener_rounds)
             feed_stats(f->xpub, "listener", i * 100000, "events_stored",
-                       i * 10);
+                       i * 10, f->listener_interval_us);
         poll(NULL, 0, 100); /* the sources' Stats interval */
     }
     return NULL;
 }
 
-Test(usage, top_marks_a_source_gone_silent_as_stale)
+/* Runs `fonte top` (30 refreshes, 100 ms apart) against the feed f. */
+static void
+top_against(stats_feed_t *f, run_t *r)
 {
-    stats_feed_t f = { .listener_rounds = 8 };
-    size_t len = sizeof f.endpoint;
+    size_t len = sizeof f->endpoint;
     child_t top;
-    run_t r;
 
-    atomic_init(&f.stop, false);
-    f.ctx = zmq_ctx_new();
-    f.xpub = zmq_socket(f.ctx, ZMQ_XPUB);
-    cr_assert_eq(zmq_bind(f.xpub, "tcp://127.0.0.1:*"), 0);
-    cr_assert_eq(zmq_getsockopt(f.xpub, ZMQ_LAST_ENDPOINT, f.endpoint, &len),
-                 0);
-    cr_assert_eq(pthread_create(&f.thread, NULL, stats_feed_main, &f), 0);
-    char *const av[] = { "fonte", "top", "--egress", f.endpoint,
+    atomic_init(&f->stop, false);
+    f->ctx = zmq_ctx_new();
+    f->xpub = zmq_socket(f->ctx, ZMQ_XPUB);
+    cr_assert_eq(zmq_bind(f->xpub, "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq(zmq_getsockopt(f->xpub, ZMQ_LAST_ENDPOINT, f->endpoint,
+                                &len), 0);
+    cr_assert_eq(pthread_create(&f->thread, NULL, stats_feed_main, f), 0);
+    char *const av[] = { "fonte", "top", "--egress", f->endpoint,
                          "--interval", "100ms", "--count", "30",
                          "--timeout", "20s", NULL };
     child_spawn(&top, av);
-    child_finish(&top, NULL, 0, WAIT_MS, &r);
-    atomic_store(&f.stop, true);
-    pthread_join(f.thread, NULL);
-    zmq_close(f.xpub);
-    zmq_ctx_term(f.ctx);
+    child_finish(&top, NULL, 0, WAIT_MS, r);
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL);
+    zmq_close(f->xpub);
+    zmq_ctx_term(f->ctx);
+    cr_assert(f->subscribed);
+    cr_assert_eq(r->rc, 0, "%s", r->err);
+    cr_assert_eq(count_lines(r->out), 30, "%s", r->out);
+}
 
-    cr_assert(f.subscribed);
-    cr_assert_eq(r.rc, 0, "%s", r.err);
-    cr_assert_eq(count_lines(r.out), 30, "%s", r.out);
+Test(usage, top_marks_a_source_gone_silent_as_stale)
+{
+    stats_feed_t f = { .listener_rounds = 8 };
+    run_t r;
+
+    top_against(&f, &r);
     /* while the listener spoke: its rate, nothing stale; after 3 of its
      * intervals of silence: its rate 0, its last gauge kept, flagged */
     bool fresh = false;
@@ -1213,6 +1224,22 @@ Test(usage, top_marks_a_source_gone_silent_as_stale)
     cr_assert_not_null(strstr(last, " stored_per_s=0.0 "), "%s", last);
     cr_assert_not_null(strstr(last, " events=80 "), "%s", last);
     cr_assert_str_eq(strrchr(last, ' '), " stale=$sys.listener");
+    run_free(&r);
+}
+
+/* A source that says it publishes every 10 s (its stats_interval_us
+ * gauge) is not stale after 2 s of silence, whatever its uptimes say. */
+Test(usage, top_waits_for_the_interval_a_source_states)
+{
+    stats_feed_t f = { .listener_rounds = 3, .listener_interval_us = 1e7 };
+    run_t r;
+
+    top_against(&f, &r);
+    const char *last = r.out + strlen(r.out) - 1;
+    while (last > r.out && last[-1] != '\n')
+        last--;
+    cr_assert_null(strstr(last, "stale="), "%s", last);
+    cr_assert_not_null(strstr(last, " events=30 "), "%s", last);
     run_free(&r);
 }
 

@@ -22,8 +22,9 @@
  * run, as for `fonte tail`.
  *
  * A source that was heard and then went silent for TOP_STALE of its own
- * Stats intervals (the uptime between its last two; 1 s until there are
- * two) is stale: it stopped, or lost the broker. Its rates then read 0 -
+ * Stats intervals (its gauge stats_interval_us; from a source without it,
+ * the uptime between its last two Stats, and 1 s until there are two) is
+ * stale: it stopped, or lost the broker. Its rates then read 0 -
  * no events are seen moving - while its gauges keep their last values,
  * and the screen says since when, the plain line ends in
  * stale=<its topic>.
@@ -132,7 +133,8 @@ stale_us(const source_t *s, int64_t now)
 {
     if (s->cur == NULL)
         return 0;
-    double iv = interval(s);
+    double said = num(s->cur, "gauges", "stats_interval_us");
+    double iv = said > 0 ? said / 1e6 : interval(s);
     int64_t every = iv > 0 ? (int64_t) (iv * 1e6) : TOP_STATS_INTERVAL_US;
     int64_t quiet = now - s->heard_us;
     return quiet > TOP_STALE * every ? quiet : 0;
