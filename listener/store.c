@@ -26,7 +26,8 @@
  *                                          once when first opened (an
  *                                          addition to design.md §5: a
  *                                          listener signs its Acks with
- *                                          it, docs/protocol.md §4)
+ *                                          it, docs/protocol.md §4); a
+ *                                          backup copy gets its own
  *
  * seq starts at 1 and is contiguous: the `e` keys are exactly 1..last_seq.
  * A batch (store_batch_commit) is one LevelDB WriteBatch holding its
@@ -619,6 +620,12 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
             size_t kl, vl;
             const char *k = leveldb_iter_key(it, &kl);
             const char *v = leveldb_iter_value(it, &vl);
+            if (kl == 3 && memcmp(k, "mid", 3) == 0) {
+                /* not the id: a listener on the copy is another one
+                 * (it makes its own at the first open) */
+                leveldb_iter_next(it);
+                continue;
+            }
             leveldb_writebatch_put(wb, k, kl, v, vl);
             if (kl == 9 && k[0] == 'm' && memcmp(k, "mlast_seq", 9) == 0 &&
                 vl == 8)

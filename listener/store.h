@@ -69,8 +69,10 @@ fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
                      size_t errlen);
 
 /* The store's id: 16 lowercase hex digits, random, made when the store
- * was first opened and kept in it (m"id"), so a restart or a backup
- * copy keeps it. The listener puts it in its Acks. */
+ * was first opened and kept in it (m"id"), so a restart keeps it; a
+ * backup copy (store_backup leaves it out) makes its own when first
+ * opened, since a listener on a copy is another listener. The listener
+ * signs its Acks with it. */
 const char *store_id(const store_t *s);
 
 /* Closes the database; NULL-safe, nulls *store_p. Every snapshot and

@@ -1245,6 +1245,9 @@ Test(listener, a_backup_is_a_consistent_store_of_its_own)
     store_counts(copy, &c);
     cr_assert_eq(c.last_seq, last);
     cr_assert_eq(c.events, last);
+    /* an id of its own: a listener on the copy is another listener */
+    cr_assert(codec_listener_id_valid(store_id(copy)), "%s", store_id(copy));
+    cr_assert_str_neq(store_id(copy), store_id(listener_store(listener)));
     store_snap_t *a = NULL, *b = NULL;
     cr_assert_eq(store_snap_new(copy, &a), FONTE_OK);
     cr_assert_eq(store_snap_new(listener_store(listener), &b), FONTE_OK);

@@ -42,7 +42,8 @@ static const char usage[] =
     "--data) in this process. Prints the endpoints, then \"ready\".\n"
     "With --curve-cert and --curve-clients every endpoint is CURVE: only\n"
     "the keys of the public certificates in DIR get in.\n"
-    "Ctrl-C or SIGTERM stops it cleanly (exit 0).\n";
+    "Ctrl-C or SIGTERM stops it cleanly (exit 0). A failed write to the\n"
+    "store stops it with exit 3: restart it once the cause is fixed.\n";
 
 static const char endpoint_hint[] = "; write endpoints like tcp://HOST:PORT";
 
