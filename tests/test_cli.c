@@ -1014,7 +1014,8 @@ Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
         "time", "events_per_s", "stored_per_s", "commit_p50_us",
         "commit_p99_us", "ack_lag_p99_us", "queue_depth", "store_bytes",
         "last_seq", "events", "objects", "sessions", "publishers",
-        "subscribers", "invalid", "replays", "topics",
+        "subscribers", "invalid", "store_failed", "other_listener_acks",
+        "replays", "topics",
     };
     char *save = NULL;
     for (char *line = strtok_r(r.out, "\n", &save); line;
@@ -1034,7 +1035,9 @@ Test(cli, top_prints_a_plain_line_per_refresh_when_not_a_terminal)
             if (strcmp(kv, "objects") == 0 || strcmp(kv, "sessions") == 0)
                 cr_assert_str_eq(v, "1");
             if (strcmp(kv, "queue_depth") == 0 ||
-                strcmp(kv, "replays") == 0 || strcmp(kv, "invalid") == 0)
+                strcmp(kv, "replays") == 0 || strcmp(kv, "invalid") == 0 ||
+                strcmp(kv, "store_failed") == 0 ||
+                strcmp(kv, "other_listener_acks") == 0)
                 cr_assert_str_eq(v, "0");
         }
         cr_assert_eq(k, sizeof keys / sizeof *keys);

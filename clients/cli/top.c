@@ -236,7 +236,8 @@ draw_plain(const top_t *t, FILE *out)
             "commit_p50_us=%.0f commit_p99_us=%.0f ack_lag_p99_us=%.0f "
             "queue_depth=%.0f store_bytes=%.0f last_seq=%.0f events=%.0f "
             "objects=%.0f sessions=%.0f publishers=%.0f subscribers=%.0f "
-            "invalid=%.0f replays=%zu topics=",
+            "invalid=%.0f store_failed=%.0f other_listener_acks=%.0f "
+            "replays=%zu topics=",
             now, events_s, counter_rate(&t->listener, "events_stored"),
             num(l, "gauges", "commit_p50_us"),
             num(l, "gauges", "commit_p99_us"),
@@ -247,6 +248,8 @@ draw_plain(const top_t *t, FILE *out)
             num(t->broker.cur, "gauges", "publishers"),
             num(t->broker.cur, "gauges", "subscribers"),
             num(t->broker.cur, "counters", "invalid"),
+            num(l, "gauges", "store_failed"),
+            num(l, "counters", "other_listener_acks"),
             json_object_size(t->replays));
     for (size_t i = 0; i < n && i < TOP_TOPICS; i++)
         fprintf(out, "%s%s:%.1f", i ? "," : "", tr[i].topic, tr[i].rate);
@@ -315,6 +318,14 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
             num(b, "gauges", "publishers"), num(b, "gauges", "subscribers"));
     fprintf(out, "dropped       %.0f invalid at the broker\r\n",
             num(b, "counters", "invalid"));
+    if (num(l, "gauges", "store_failed") > 0)
+        fprintf(out, "\r\nSTORE FAILED: a write failed; the listener takes "
+                "no more and is stopping (exit 3). See its log.\r\n");
+    if (num(l, "counters", "other_listener_acks") > 0)
+        fprintf(out, "\r\nANOTHER LISTENER acknowledges on this broker "
+                "(%.0f Acks): run one listener per broker "
+                "(docs/operations.md).\r\n",
+                num(l, "counters", "other_listener_acks"));
     fprintf(out, "\r\n%-40s %12s\r\n", "TOPIC", "EVENTS/S");
     for (size_t i = 0; i < n && i < TOP_TOPICS; i++)
         fprintf(out, "%-40.40s %12.1f\r\n", tr[i].topic, tr[i].rate);
