@@ -59,6 +59,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -739,6 +740,375 @@ store_repair(const char *dir, char *msg, size_t msglen)
              "objects=%llu sessions=%llu",
              dir, t0, l0, t1, (unsigned long long) c.last_seq,
              (unsigned long long) c.objects, (unsigned long long) c.sessions);
+    return FONTE_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* verification (store_verify) */
+
+/* A session seen in the `e` keys: its last producer_seq. */
+typedef struct vses {
+    char producer[CODEC_PRODUCER_MAX];
+    size_t len;
+    uint64_t session, last;
+    bool has_p;
+} vses_t;
+
+typedef struct verify {
+    store_t *s;
+    leveldb_readoptions_t *ro;
+    store_verify_report_t *out;
+    vses_t *ses;     /* open addressing, cap a power of two */
+    size_t n_ses, cap_ses;
+    uint64_t seq; /* the event whose keys verify_key checks; 0: none */
+    /* The o and t keys are checked as multisets: the sum of a hash of
+     * each key the events imply against the sum over the keys there
+     * (one sequential pass each, no get). Only if they differ does a
+     * second pass get each event's key, to name what is missing. */
+    uint64_t sum_want[2], sum_have[2]; /* [0] o, [1] t */
+    bool get_ot;  /* that second pass: get the o and t keys */
+    bool nomem;
+} verify_t;
+
+static uint64_t
+key_hash(const char *k, size_t kl)
+{
+    uint64_t h = fonte_fnv1a(k, kl, FONTE_FNV_BASIS);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
+}
+
+static void
+problem(verify_t *v, const char *fmt, ...)
+{
+    if (v->out->problems < STORE_VERIFY_SHOWN) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(v->out->shown[v->out->problems],
+                  sizeof v->out->shown[0], fmt, ap);
+        va_end(ap);
+    }
+    v->out->problems++;
+}
+
+static vses_t *
+vses_find(verify_t *v, codec_slice_t producer, uint64_t session, bool add)
+{
+    if (add && 2 * (v->n_ses + 1) > v->cap_ses) {
+        size_t cap = v->cap_ses ? 2 * v->cap_ses : 1024;
+        vses_t *t = calloc(cap, sizeof *t);
+        if (t == NULL) {
+            v->nomem = true;
+            return NULL;
+        }
+        for (size_t i = 0; i < v->cap_ses; i++) {
+            if (v->ses[i].len == 0)
+                continue;
+            codec_slice_t p = { v->ses[i].producer, v->ses[i].len };
+            size_t j = hash_session(p, v->ses[i].session) & (cap - 1);
+            while (t[j].len != 0)
+                j = (j + 1) & (cap - 1);
+            t[j] = v->ses[i];
+        }
+        free(v->ses);
+        v->ses = t;
+        v->cap_ses = cap;
+    }
+    if (v->cap_ses == 0 || producer.len == 0 ||
+        producer.len > CODEC_PRODUCER_MAX)
+        return NULL;
+    size_t j = hash_session(producer, session) & (v->cap_ses - 1);
+    for (;; j = (j + 1) & (v->cap_ses - 1)) {
+        vses_t *e = &v->ses[j];
+        if (e->len == 0) {
+            if (!add)
+                return NULL;
+            memcpy(e->producer, producer.ptr, producer.len);
+            e->len = producer.len;
+            e->session = session;
+            v->n_ses++;
+            return e;
+        }
+        if (e->len == producer.len && e->session == session &&
+            memcmp(e->producer, producer.ptr, producer.len) == 0)
+            return e;
+    }
+}
+
+/* put_fn for event_keys: every key but `e` must be there. */
+static void
+verify_key(void *arg, const char *k, size_t kl, const char *val, size_t vl)
+{
+    verify_t *v = arg;
+    (void) val;
+    (void) vl;
+    if (k[0] == 'e')
+        return;
+    if ((k[0] == 'o' || k[0] == 't') && v->seq != 0) {
+        v->sum_want[k[0] == 't'] += key_hash(k, kl);
+        if (!v->get_ot)
+            return;
+    }
+    char *err = NULL;
+    size_t got = 0;
+    char *x = leveldb_get(v->s->db, v->ro, k, kl, &got, &err);
+    if (err != NULL) {
+        problem(v, "cannot read a %c key (%s)", k[0], err);
+        leveldb_free(err);
+    } else if (x == NULL && v->seq != 0) {
+        problem(v, "no %c key for %s of event %llu", k[0], k + 1,
+                (unsigned long long) v->seq);
+    } else if (x == NULL) {
+        problem(v, "no %c key for %s (the reverse of a d key)", k[0], k + 1);
+    }
+    leveldb_free(x);
+}
+
+/* The events: contiguous seqs, valid, indexed; the sessions they make. */
+static void
+verify_events(verify_t *v, leveldb_iterator_t *it, uint64_t *last)
+{
+    uint64_t expect = 1;
+    for (leveldb_iter_seek(it, "e", 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (k[0] != 'e')
+            break;
+        const char *val = leveldb_iter_value(it, &vl);
+        v->out->keys++;
+        if (kl != 9) {
+            problem(v, "an e key of %zu bytes, not 9", kl);
+            continue;
+        }
+        uint64_t seq = get_be64(k + 1);
+        if (seq != expect)
+            problem(v, "event %llu follows %llu: seqs are not contiguous",
+                    (unsigned long long) seq,
+                    (unsigned long long) (expect - 1));
+        expect = seq + 1;
+        *last = seq;
+        v->out->events++;
+        codec_view_t ev;
+        fonte_err rc = codec_event_scan(val, vl, &codec_limits_default, &ev);
+        if (rc != FONTE_OK) {
+            problem(v, "event %llu does not decode: %s",
+                    (unsigned long long) seq, fonte_strerror(rc));
+            continue;
+        }
+        if (ev.has_replay)
+            problem(v, "event %llu is a replay", (unsigned long long) seq);
+        v->seq = seq;
+        event_keys(seq, &ev, val, vl, verify_key, v);
+        v->seq = 0;
+        vses_t *ses = vses_find(v, ev.producer, ev.session, true);
+        if (ses == NULL)
+            continue; /* out of memory: said at the end */
+        if (ev.producer_seq != ses->last + 1)
+            problem(v, "event %llu is producer_seq %llu of %.*s/%016llx, "
+                    "after %llu", (unsigned long long) seq,
+                    (unsigned long long) ev.producer_seq,
+                    (int) ev.producer.len, ev.producer.ptr,
+                    (unsigned long long) ev.session,
+                    (unsigned long long) ses->last);
+        ses->last = ev.producer_seq;
+    }
+}
+
+/* One index family: its keys well formed; the distinct names in *names
+ * (o, t), the reverse key of each (d). Returns how many keys. */
+static uint64_t
+verify_family(verify_t *v, leveldb_iterator_t *it, char fam, uint64_t *names)
+{
+    char prefix[1] = { fam }, prev[KEY_MAX];
+    size_t prev_len = 0;
+    uint64_t n = 0;
+    for (leveldb_iter_seek(it, prefix, 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (k[0] != fam)
+            break;
+        n++;
+        v->out->keys++;
+        const char *nul = memchr(k + 1, '\0', kl - 1);
+        size_t name_len = nul != NULL ? (size_t) (nul - k - 1) : 0;
+        if (nul == NULL || name_len == 0 || name_len > KEY_MAX / 2 ||
+            ((fam == 'o' || fam == 't') && kl != 2 + name_len + 8) ||
+            ((fam == 'd' || fam == 'r') && kl == 2 + name_len)) {
+            problem(v, "a malformed %c key of %zu bytes", fam, kl);
+            continue;
+        }
+        if (fam == 'o' || fam == 't')
+            v->sum_have[fam == 't'] += key_hash(k, kl);
+        if (names != NULL && (name_len != prev_len ||
+                              memcmp(prev, k + 1, name_len) != 0)) {
+            (*names)++;
+            memcpy(prev, k + 1, name_len);
+            prev_len = name_len;
+        }
+        if (fam == 'd') { /* its reverse: r dep NUL object */
+            char rk[KEY_MAX];
+            size_t dl = kl - 2 - name_len;
+            size_t rl = name_key(rk, 'r', nul + 1, dl, k + 1, name_len);
+            verify_key(v, rk, rl, "", 0);
+        }
+    }
+    return n;
+}
+
+/* a count of keys against what it must be */
+static void
+verify_count(verify_t *v, uint64_t n, char fam, uint64_t want,
+             const char *what)
+{
+    if (n != want)
+        problem(v, "%llu %c keys for %llu %s", (unsigned long long) n, fam,
+                (unsigned long long) want, what);
+}
+
+/* The watermarks: one per session seen, equal to its last producer_seq. */
+static void
+verify_watermarks(verify_t *v, leveldb_iterator_t *it, uint64_t *n_p)
+{
+    for (leveldb_iter_seek(it, "p", 1); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (k[0] != 'p')
+            break;
+        const char *val = leveldb_iter_value(it, &vl);
+        v->out->keys++;
+        (*n_p)++;
+        const char *nul = memchr(k + 1, '\0', kl - 1);
+        if (nul == NULL || kl != (size_t) (nul - k) + 1 + 8 || vl != 16) {
+            problem(v, "a malformed p key or value (%zu, %zu bytes)", kl, vl);
+            continue;
+        }
+        codec_slice_t producer = { k + 1, (size_t) (nul - k - 1) };
+        uint64_t session = get_be64(nul + 1), wm = get_be64(val);
+        vses_t *ses = vses_find(v, producer, session, false);
+        if (ses == NULL)
+            problem(v, "watermark %llu of %.*s/%016llx, a session with no "
+                    "event", (unsigned long long) wm, (int) producer.len,
+                    producer.ptr, (unsigned long long) session);
+        else if (ses->last != wm)
+            problem(v, "watermark %llu of %.*s/%016llx, whose last stored "
+                    "producer_seq is %llu", (unsigned long long) wm,
+                    (int) producer.len, producer.ptr,
+                    (unsigned long long) session,
+                    (unsigned long long) ses->last);
+        else
+            ses->has_p = true;
+    }
+    for (size_t i = 0; i < v->cap_ses; i++)
+        if (v->ses[i].len != 0 && !v->ses[i].has_p)
+            problem(v, "session %.*s/%016llx has events and no watermark",
+                    (int) v->ses[i].len, v->ses[i].producer,
+                    (unsigned long long) v->ses[i].session);
+}
+
+/* The m keys against what was counted, and any key of no family. */
+static void
+verify_rest(verify_t *v, leveldb_iterator_t *it, uint64_t last,
+            uint64_t n_p)
+{
+    static const char fams[] = "deoprtm";
+    const struct { const char *key; uint64_t want; } m[] = {
+        { "mlast_seq", last }, { "mevents", v->out->events },
+        { "mobjects", v->out->objects }, { "msessions", n_p },
+    };
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
+        uint64_t got = 0;
+        char *err = NULL;
+        if (!read_u64(v->s, m[i].key, &got, &err)) {
+            problem(v, "cannot read %s (%s)", m[i].key + 1, err);
+            leveldb_free(err);
+        } else if (got != m[i].want) {
+            problem(v, "counter %s is %llu, the store holds %llu",
+                    m[i].key + 1, (unsigned long long) got,
+                    (unsigned long long) m[i].want);
+        }
+    }
+    for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it);
+         leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl > 0 && k[0] == 'm') {
+            v->out->keys++;
+        } else if (kl == 0 || memchr(fams, k[0], sizeof fams - 1) == NULL) {
+            v->out->keys++;
+            problem(v, "a key of no family (first byte 0x%02x)",
+                    kl ? (unsigned) (uint8_t) k[0] : 0u);
+        }
+    }
+}
+
+fonte_err
+store_verify(store_t *s, store_verify_report_t *out, char *errbuf,
+             size_t errlen)
+{
+    verify_t v = { .s = s, .out = out };
+    uint64_t last = 0, n_p = 0, types = 0;
+    char *err = NULL;
+
+    memset(out, 0, sizeof *out);
+    const leveldb_snapshot_t *snap = leveldb_create_snapshot(s->db);
+    v.ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(v.ro, snap);
+    leveldb_readoptions_set_fill_cache(v.ro, 0);
+    leveldb_iterator_t *it = leveldb_create_iterator(s->db, v.ro);
+
+    verify_events(&v, it, &last);
+    verify_count(&v, verify_family(&v, it, 'o', &out->objects), 'o',
+                 out->events, "events");
+    verify_count(&v, verify_family(&v, it, 't', &types), 't', out->events,
+                 "events");
+    if (v.sum_want[0] != v.sum_have[0] || v.sum_want[1] != v.sum_have[1]) {
+        /* name the events whose keys are missing: the pass again, with
+         * gets, its other problems muted (they were counted once) */
+        store_verify_report_t again = *out;
+        verify_t w = v;
+        problem(&v, "the o or t keys are not exactly the events' own");
+        again.problems = 0;
+        w.out = &again;
+        w.ses = NULL;
+        w.n_ses = w.cap_ses = 0;
+        w.get_ot = true;
+        uint64_t ignored;
+        verify_events(&w, it, &ignored);
+        free(w.ses);
+        for (uint64_t i = 0; i < again.problems && i < STORE_VERIFY_SHOWN; i++)
+            if (strncmp(again.shown[i], "no o key", 8) == 0 ||
+                strncmp(again.shown[i], "no t key", 8) == 0)
+                problem(&v, "%s", again.shown[i]);
+        v.nomem |= w.nomem;
+    }
+    out->deps = verify_family(&v, it, 'd', NULL);
+    verify_count(&v, verify_family(&v, it, 'r', NULL), 'r', out->deps,
+                 "d keys");
+    verify_watermarks(&v, it, &n_p);
+    out->sessions = v.n_ses;
+    verify_rest(&v, it, last, n_p);
+
+    leveldb_iter_get_error(it, &err);
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(v.ro);
+    leveldb_release_snapshot(s->db, snap);
+    free(v.ses);
+    if (err != NULL) {
+        snprintf(errbuf, errlen, "data dir %s: reading failed (%s)", s->dir,
+                 err);
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    if (v.nomem) {
+        snprintf(errbuf, errlen, "data dir %s: out of memory", s->dir);
+        return FONTE_ENOMEM;
+    }
     return FONTE_OK;
 }
 

@@ -102,6 +102,31 @@ fonte_err store_backup(store_t *s, const char *dir, const atomic_bool *stop,
  * data directory. dir must not be open. */
 void store_remove_new(const char *dir);
 
+/* What store_verify found. */
+#define STORE_VERIFY_SHOWN 8
+typedef struct store_verify_report {
+    uint64_t keys, events, objects, sessions; /* as found */
+    uint64_t deps; /* d keys: distinct (object, dependency) pairs */
+    uint64_t problems;
+    char shown[STORE_VERIFY_SHOWN][256]; /* the first problems, in words */
+} store_verify_report_t;
+
+/* Checks the whole store against its invariants (store.c's key table),
+ * reading everything once (plus a get per index key of each event): seqs
+ * contiguous from 1 and each `e` value a valid live event; each event's
+ * `o`, `t`, `d` and `r` keys present, as many `o` and as many `t` keys
+ * as events; each `d` key with its `r` key and as many of each (a `d`
+ * key no event names is not found); per producer
+ * session, producer_seqs 1, 2, ... in store order and its `p` watermark
+ * the last of them, and no `p` key without events; the `m` counters equal
+ * to what is there; no key of an unknown family. FONTE_OK when it could
+ * read everything (then out->problems says whether it is consistent);
+ * FONTE_ESTORE if LevelDB failed reading, FONTE_ENOMEM. For an idle
+ * store (fonte-listener --verify): it reads a snapshot, so a running
+ * writer is not a problem, but events it adds meanwhile are not seen. */
+fonte_err store_verify(store_t *s, store_verify_report_t *out,
+                       char *errbuf, size_t errlen);
+
 /* Runs LevelDB's repair on dir (which must not be open anywhere) and
  * writes one line saying what it did into msg (the number of tables and
  * the state before and after). FONTE_ESTORE with the reason in msg if

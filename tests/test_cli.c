@@ -1470,7 +1470,26 @@ Test(usage, backup_copies_a_running_store)
     RUN(&r, "backup", "B 1", "--query", eps[2]);
     cr_assert_eq(r.rc, 2);
     run_free(&r);
+    /* --verify wants the store to itself: refused while up runs on it */
+    char *const busy[] = { "fonte-listener", "--verify", "--data", data,
+                           NULL };
+    run_input(&r, NULL, 0, busy);
+    cr_assert_eq(r.rc, 2, "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "locked by another process"), "%s",
+                       r.err);
+    run_free(&r);
     cr_assert_eq(up_stop(), 0);
+
+    /* the copy verifies whole: 10 events of one object and one session */
+    char *const check[] = { "fonte-listener", "--verify", "--data", copy,
+                            NULL };
+    run_input(&r, NULL, 0, check);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    char want[256];
+    snprintf(want, sizeof want, "fonte-listener: data dir %s: consistent: "
+             "10 events, 1 objects, 1 sessions, 0 dependency edges, ", copy);
+    cr_assert_eq(strncmp(r.out, want, strlen(want)), 0, "%s", r.out);
+    run_free(&r);
 
     /* the copy is a store: a listener on it says so */
     up_on_free_ports(copy, eps, NULL, out, sizeof out);

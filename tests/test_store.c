@@ -1040,3 +1040,125 @@ Test(store, the_id_is_made_once_and_checked)
     cr_assert_not_null(strstr(err, "corrupt (its id is not 16 hex digits)"),
                        "%s", err);
 }
+
+/* A store of 20 events: producers a (session 1, 12 events) and b
+ * (session 2, 8), objects o:0..o:4, every 5th event depending on u:1
+ * and u:2 (events 5, 10, 15, 20: 2 deps each). */
+static store_t *
+verify_store_at(const char *name)
+{
+    store_t *s = open_at(sub(name));
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    uint64_t na = 0, nb = 0;
+    for (int i = 1; i <= 20; i++) {
+        char obj[16];
+        snprintf(obj, sizeof obj, "o:%d", i % 5);
+        bool a = i <= 12;
+        put(b, "x.y", obj, a ? "a" : "b", a ? 1 : 2, a ? ++na : ++nb,
+            i % 5 == 0 ? "u:1" : NULL, i % 5 == 0 ? "u:2" : NULL);
+        if (i % 7 == 0)
+            cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    }
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    return s;
+}
+
+static void
+verify_ok(store_t *s, store_verify_report_t *r)
+{
+    char err[256] = "";
+    cr_assert_eq(store_verify(s, r, err, sizeof err), FONTE_OK, "%s", err);
+}
+
+/* true if one of the problems shown contains text */
+static bool
+shown(const store_verify_report_t *r, const char *text)
+{
+    for (uint64_t i = 0; i < r->problems && i < STORE_VERIFY_SHOWN; i++)
+        if (strstr(r->shown[i], text) != NULL)
+            return true;
+    return false;
+}
+
+Test(store, verify_finds_a_consistent_store_consistent)
+{
+    store_t *s = verify_store_at("v");
+    store_verify_report_t r;
+    verify_ok(s, &r);
+    cr_assert_eq(r.problems, 0, "%s", r.shown[0]);
+    cr_assert_eq(r.events, 20);
+    cr_assert_eq(r.objects, 5);
+    cr_assert_eq(r.sessions, 2);
+    cr_assert_eq(r.deps, 2, "o:0 on u:1 and u:2, once each");
+    /* e, o, t per event; d and r per edge; 2 p; 5 m (counters, id) */
+    cr_assert_eq(r.keys, 20 * 3 + 2 * 2 + 2 + 5);
+    store_close(&s);
+}
+
+/* Each damage (written raw, past the schema) is found and named. */
+Test(store, verify_names_what_is_wrong)
+{
+    static const struct {
+        const char *what;
+        store_kv_t kv;
+        const char *says;
+    } damage[] = {
+        { "an index key of no event",
+          { "o" "o:1\0\0\0\0\0\0\0\0\x63", 13, "", 0 },
+          "21 o keys for 20 events" },
+        { "a watermark ahead of the events",
+          { "pa\0\0\0\0\0\0\0\0\x01", 11,
+            "\0\0\0\0\0\0\0\x0d\0\0\0\0\0\0\0\0", 16 },
+          "watermark 13 of a/0000000000000001, whose last stored "
+          "producer_seq is 12" },
+        { "a watermark of no session",
+          { "pc\0\0\0\0\0\0\0\0\x03", 11,
+            "\0\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\0", 16 },
+          "watermark 1 of c/0000000000000003, a session with no event" },
+        { "a counter off", { "mevents", 7, "\0\0\0\0\0\0\0\x15", 8 },
+          "counter events is 21, the store holds 20" },
+        { "a key of no family", { "zz", 2, "", 0 },
+          "a key of no family (first byte 0x7a)" },
+        { "an event that does not decode",
+          { "e\0\0\0\0\0\0\0\x07", 9, "\xff\xff", 2 },
+          "event 7 does not decode" },
+    };
+    for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "v%zu", i);
+        store_t *s = verify_store_at(name);
+        cr_assert_eq(store_write_raw(s, &damage[i].kv, 1), FONTE_OK);
+        store_verify_report_t r;
+        verify_ok(s, &r);
+        cr_assert_geq(r.problems, 1, "%s: not found", damage[i].what);
+        cr_assert(shown(&r, damage[i].says), "%s: '%s' not in '%s'",
+                  damage[i].what, damage[i].says, r.shown[0]);
+        store_close(&s);
+    }
+}
+
+/* An event written without its index keys (seq 21, counters moved):
+ * the multiset check fails and the second pass names the missing keys. */
+Test(store, verify_names_the_index_keys_an_event_lacks)
+{
+    store_t *s = verify_store_at("v");
+    enc_t e = encode("x.y", "o:9", "a", 1, 13, NULL, NULL);
+    store_kv_t kv[] = {
+        { "e\0\0\0\0\0\0\0\x15", 9, e.body.data, e.body.len },
+        { "mlast_seq", 9, "\0\0\0\0\0\0\0\x15", 8 },
+        { "mevents", 7, "\0\0\0\0\0\0\0\x15", 8 },
+        { "pa\0\0\0\0\0\0\0\0\x01", 11,
+          "\0\0\0\0\0\0\0\x0d\0\0\0\0\0\0\0\0", 16 },
+    };
+    cr_assert_eq(store_write_raw(s, kv, 4), FONTE_OK);
+    enc_free(&e);
+    store_verify_report_t r;
+    verify_ok(s, &r);
+    cr_assert(shown(&r, "20 o keys for 21 events"), "%s", r.shown[0]);
+    cr_assert(shown(&r, "not exactly the events' own"), "%s", r.shown[0]);
+    cr_assert(shown(&r, "no o key for o:9 of event 21"), "%s", r.shown[0]);
+    cr_assert(shown(&r, "no t key for x.y of event 21"), "%s", r.shown[0]);
+    store_close(&s);
+}
