@@ -459,6 +459,17 @@ check_store(store_t *s, names_t *sessions_out)
     cr_assert_eq(c.objects, objects.n);
     cr_assert_eq(c.sessions, sessions.n);
 
+    /* the same store through store_verify (fonte-listener --verify),
+     * which must agree: consistent, with the same counts */
+    store_verify_report_t r;
+    char err[256] = "";
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(r.problems, 0, "%llu problems: %s",
+                 (unsigned long long) r.problems, r.shown[0]);
+    cr_assert_eq(r.events, last);
+    cr_assert_eq(r.objects, objects.n);
+    cr_assert_eq(r.sessions, sessions.n);
+
     store_snap_destroy(&snap);
     names_free(&objects);
     names_free(&types);

@@ -193,6 +193,11 @@ verify_dir(const uint64_t *sessions, const uint64_t *expect, size_t n)
     so.sync = false;
     cr_assert_eq(store_open(&so, &st, err, sizeof err), FONTE_OK, "%s", err);
     verify_store(st, sessions, expect, n);
+    /* and every invariant of the schema (fonte-listener --verify) */
+    store_verify_report_t r;
+    cr_assert_eq(store_verify(st, &r, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(r.problems, 0, "%llu problems: %s",
+                 (unsigned long long) r.problems, r.shown[0]);
     store_close(&st);
 }
 
