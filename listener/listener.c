@@ -22,6 +22,8 @@
 
 #include <zmq.h>
 
+#include "log.h"
+
 struct listener {
     void *ctx;  /* ingest, acks, stats, republishing */
     void *qctx; /* the query ROUTER alone: its own I/O thread */
@@ -111,6 +113,23 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_gauge(st, "replay_cursors", (double) r.cursors);
 }
 
+/* What LevelDB dropped while opening the store, one warning a line: a
+ * torn end of its log after a crash (never acknowledged), or worse. */
+static void
+log_open_notes(const store_t *s)
+{
+    const char *notes = store_open_notes(s);
+    for (const char *p = notes; p != NULL && *p != '\0';) {
+        size_t n = strcspn(p, "\n");
+        flog(FLOG_WARN, "listener",
+             "data dir %s: LevelDB dropped part of its log at open: %.*s. "
+             "A torn end after a crash held nothing acknowledged; otherwise "
+             "stop the listener and run fonte-listener --verify",
+             store_dir(s), (int) n, p);
+        p += n + (p[n] == '\n');
+    }
+}
+
 fonte_err
 listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
              size_t errlen)
@@ -186,6 +205,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
         so.write_buffer = o->write_buffer;
     if ((rc = store_open(&so, &l->store, errbuf, errlen)) != FONTE_OK)
         goto fail;
+    log_open_notes(l->store);
 
     replay_opts_t ro;
     replay_opts_init(&ro);

@@ -58,6 +58,15 @@ verify_store(const char *dir, size_t cache_mb)
     so.cache_bytes = cache_mb << 20;
     int64_t t0 = fonte_mono_us();
     fonte_err rc = store_open(&so, &s, err, sizeof err);
+    if (rc == FONTE_OK && store_open_notes(s) != NULL) {
+        printf("fonte-listener: data dir %s: LevelDB dropped part of its "
+               "log at open:\n", dir);
+        for (const char *p = store_open_notes(s); *p != '\0';) {
+            size_t n = strcspn(p, "\n");
+            printf("  %.*s\n", (int) n, p);
+            p += n + (p[n] == '\n');
+        }
+    }
     if (rc == FONTE_OK)
         rc = store_verify(s, &r, err, sizeof err);
     store_close(&s);

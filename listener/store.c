@@ -105,6 +105,7 @@ struct store {
     leveldb_writeoptions_t *wopts;
     _Atomic uint64_t last_seq, events, objects, sessions;
     char id[CODEC_LISTENER_ID_LEN + 1]; /* m"id", set by store_open */
+    char *open_notes; /* what LevelDB dropped at open (open_notes) */
     /* The first failed write's cause, then write_failed (release): no
      * write is tried again through this handle (store_write_error). */
     char write_error[256];
@@ -445,6 +446,49 @@ store_id(const store_t *s)
     return s->id;
 }
 
+/* LevelDB tells what it dropped while recovering its log only in its own
+ * info log, DIR/LOG, which it starts afresh at each open ("(ignoring
+ * error) .../000003.log: dropping 32768 bytes; Corruption: checksum
+ * mismatch"). Those lines, up to OPEN_NOTES_MAX of them, joined by
+ * newlines; NULL if there are none (or no LOG). */
+#define OPEN_NOTES_MAX 8
+static char *
+open_notes(const char *dir)
+{
+    char path[4096], line[1024];
+    size_t n = 0, used = 0, cap = OPEN_NOTES_MAX * sizeof line;
+    char *notes = NULL;
+
+    snprintf(path, sizeof path, "%s/LOG", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    while (n < OPEN_NOTES_MAX && fgets(line, sizeof line, f) != NULL) {
+        if (strstr(line, "dropping") == NULL &&
+            strstr(line, "Corruption") == NULL)
+            continue;
+        if (notes == NULL && (notes = malloc(cap)) == NULL)
+            break;
+        line[strcspn(line, "\n")] = '\0';
+        /* after LevelDB's timestamp and thread id */
+        const char *text = line;
+        for (int spaces = 0; spaces < 2 && strchr(text, ' ') != NULL;
+             spaces++)
+            text = strchr(text, ' ') + 1;
+        used += (size_t) snprintf(notes + used, cap - used, "%s%s",
+                                  n ? "\n" : "", text);
+        n++;
+    }
+    fclose(f);
+    return notes;
+}
+
+const char *
+store_open_notes(const store_t *s)
+{
+    return s->open_notes;
+}
+
 static void
 free_handles(store_t *s)
 {
@@ -517,6 +561,7 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
     if ((rc = load_counters(s, errbuf, errlen)) != FONTE_OK ||
         (rc = load_id(s, errbuf, errlen)) != FONTE_OK)
         goto fail;
+    s->open_notes = open_notes(o->dir);
     *store_p = s;
     return FONTE_OK;
 
@@ -540,6 +585,7 @@ store_close(store_t **store_p)
             free(s->obj_cache[i].name);
     free(s->obj_cache);
     free(s->ses_cache);
+    free(s->open_notes);
     free(s->dir);
     free(s);
 }

@@ -75,6 +75,13 @@ fonte_err store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
  * signs its Acks with it. */
 const char *store_id(const store_t *s);
 
+/* What LevelDB said it dropped while opening the store - a torn or
+ * corrupt part of its log, one line each ("(ignoring error) .../000003.log:
+ * dropping 32768 bytes; Corruption: checksum mismatch") - or NULL. A torn
+ * end after a crash held only unacknowledged writes (the Ack follows the
+ * synced write); anything else is worth --verify. */
+const char *store_open_notes(const store_t *s);
+
 /* Closes the database; NULL-safe, nulls *store_p. Every snapshot and
  * batch must have been destroyed first. */
 void store_close(store_t **store_p);
