@@ -126,11 +126,13 @@ typedef struct store_verify_report {
  * key no event names is not found); per producer
  * session, producer_seqs 1, 2, ... in store order and its `p` watermark
  * the last of them, and no `p` key without events; the `m` counters equal
- * to what is there; no key of an unknown family. FONTE_OK when it could
- * read everything (then out->problems says whether it is consistent);
- * FONTE_ESTORE if LevelDB failed reading, FONTE_ENOMEM. For an idle
- * store (fonte-listener --verify): it reads a snapshot, so a running
- * writer is not a problem, but events it adds meanwhile are not seen. */
+ * to what is there; no key of an unknown family. Reads verify LevelDB's
+ * checksums; a block that fails is a problem, and ends that pass (blocks
+ * already in the block cache are not read again: fonte-listener --verify
+ * opens the store with none). FONTE_OK (out->problems says whether the
+ * store is consistent); FONTE_ENOMEM. It reads one snapshot (the counters
+ * too), so a running writer is not a problem, but what it adds meanwhile
+ * is not seen. */
 fonte_err store_verify(store_t *s, store_verify_report_t *out,
                        char *errbuf, size_t errlen);
 

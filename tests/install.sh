@@ -65,15 +65,24 @@ wait "$up_pid" || status=$?
 up_pid=
 [ "$status" = 0 ] || fail "fonte up exited $status after SIGTERM"
 
-for prog in fonte-broker fonte-listener; do
-  unit=$prefix/share/fonte/systemd/$prog.service
-  grep -qx "ExecStart=$prefix/bin/$prog" "$unit" ||
-    fail "$unit: ExecStart is not $prefix/bin/$prog"
+# the units, from this prefix and from one with a space in it
+spaced="$tmp/with space"
+for p in "$prefix" "$spaced"; do
+  cmake --install "$build" --prefix "$p" >/dev/null
+  for prog in fonte-broker fonte-listener; do
+    unit=$p/share/fonte/systemd/$prog.service
+    grep -qFx "ExecStart=\"$p/bin/$prog\"" "$unit" ||
+      fail "$unit: ExecStart is not \"$p/bin/$prog\""
+  done
+  grep -qFx "$p/share/fonte/systemd/fonte-broker.service" \
+    "$build/install_manifest.txt" ||
+    fail "the units are not in install_manifest.txt"
 done
 if command -v systemd-analyze >/dev/null; then
-  for unit in "$prefix"/share/fonte/systemd/*.service; do
+  for unit in "$prefix"/share/fonte/systemd/*.service \
+              "$spaced"/share/fonte/systemd/*.service; do
     systemd-analyze verify "$unit" ||
-      fail "systemd-analyze verify $(basename "$unit")"
+      fail "systemd-analyze verify $unit"
   done
 else
   echo "install: note: no systemd-analyze here; the units were not verified"
