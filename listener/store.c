@@ -661,6 +661,9 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
     leveldb_readoptions_t *ro = leveldb_readoptions_create();
     leveldb_readoptions_set_snapshot(ro, snap);
     leveldb_readoptions_set_fill_cache(ro, 0);
+    /* a block that fails its checksum fails the backup: never a copy of
+     * damage that looks whole */
+    leveldb_readoptions_set_verify_checksums(ro, 1);
     leveldb_writeoptions_t *wo = leveldb_writeoptions_create();
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     leveldb_iterator_t *it = leveldb_create_iterator(s->db, ro);

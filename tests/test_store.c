@@ -1203,9 +1203,10 @@ Test(store, verify_takes_events_of_any_size)
     store_close(&s);
 }
 
-/* A flipped byte in a table (bit rot): LevelDB's block checksum, which
- * verify asks for, catches it; with no block cache every block is read. */
-Test(store, verify_checks_the_tables_checksums)
+/* 2000 events in a table of sub("db"), a byte of it flipped (bit rot),
+ * opened with no block cache: every block is read from the disk. */
+static store_t *
+rotten_store(void)
 {
     store_t *s = open_at(sub("db"));
     store_batch_t *b = NULL;
@@ -1240,6 +1241,13 @@ Test(store, verify_checks_the_tables_checksums)
     o.create = false;
     o.cache_bytes = 0;
     cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    return s;
+}
+
+/* Bit rot: LevelDB's block checksum, which verify asks for, catches it. */
+Test(store, verify_checks_the_tables_checksums)
+{
+    store_t *s = rotten_store();
     store_verify_report_t r;
     verify_ok(s, &r);
     cr_assert_gt(r.problems, 0);
@@ -1295,5 +1303,23 @@ Test(store, what_leveldb_drops_at_open_is_told_and_verify_finds_it)
     cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
     cr_assert_gt(r.problems, 0);
     cr_assert(shown(&r, "seqs are not contiguous"), "%s", r.shown[0]);
+    store_close(&s);
+}
+
+/* A backup of a store with bit rot fails on the damaged block, naming
+ * it, and leaves no copy: never a copy of damage that looks whole. */
+Test(store, a_backup_of_a_damaged_store_fails)
+{
+    store_t *s = rotten_store();
+    store_backup_info_t info;
+    char err[512] = "", copy[160];
+    atomic_bool stop = false;
+    struct stat st;
+
+    snprintf(copy, sizeof copy, "%s", sub("copy"));
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, "checksum mismatch"), "%s", err);
+    cr_assert_neq(stat(copy, &st), 0, "no copy left");
     store_close(&s);
 }
