@@ -1203,6 +1203,29 @@ Test(store, verify_takes_events_of_any_size)
     store_close(&s);
 }
 
+/* Flips the byte at `at` of the file of sub("db") whose name ends in
+ * suffix (".log", ".ldb"): what a bad disk does. */
+static void
+flip_byte(const char *suffix, off_t at)
+{
+    char path[512] = "";
+    DIR *d = opendir(sub("db"));
+    struct dirent *e;
+    cr_assert_not_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, suffix) != NULL)
+            snprintf(path, sizeof path, "%s/%s", sub("db"), e->d_name);
+    closedir(d);
+    cr_assert_neq(path[0], '\0', "no %s file", suffix);
+    int fd = open(path, O_RDWR);
+    cr_assert_geq(fd, 0);
+    char c;
+    cr_assert_eq(pread(fd, &c, 1, at), 1);
+    c ^= 0x5a;
+    cr_assert_eq(pwrite(fd, &c, 1, at), 1);
+    close(fd);
+}
+
 /* 2000 events in a table of sub("db"), its byte at `at` flipped (bit
  * rot), opened with no block cache: every block is read from the disk. */
 static store_t *
@@ -1218,21 +1241,7 @@ rotten_store(off_t at)
     s = open_at(sub("db")); /* the log goes into a table */
     store_close(&s);
 
-    char table[512] = "";
-    DIR *d = opendir(sub("db"));
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".ldb") != NULL)
-            snprintf(table, sizeof table, "%s/%s", sub("db"), e->d_name);
-    closedir(d);
-    cr_assert_neq(table[0], '\0', "a table was written");
-    int fd = open(table, O_RDWR);
-    cr_assert_geq(fd, 0);
-    char c;
-    cr_assert_eq(pread(fd, &c, 1, at), 1);
-    c ^= 0x5a;
-    cr_assert_eq(pwrite(fd, &c, 1, at), 1);
-    close(fd);
+    flip_byte(".ldb", at);
 
     store_opts_t o;
     char err[512] = "";
@@ -1279,21 +1288,7 @@ Test(store, what_leveldb_drops_at_open_is_told_and_verify_finds_it)
     store_close(&s);
 
     /* the log's first block: a byte of the first batch's payloads */
-    char log[512] = "";
-    DIR *d = opendir(sub("db"));
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".log") != NULL)
-            snprintf(log, sizeof log, "%s/%s", sub("db"), e->d_name);
-    closedir(d);
-    cr_assert_neq(log[0], '\0');
-    int fd = open(log, O_RDWR);
-    cr_assert_geq(fd, 0);
-    char c;
-    cr_assert_eq(pread(fd, &c, 1, 5000), 1);
-    c ^= 0x5a;
-    cr_assert_eq(pwrite(fd, &c, 1, 5000), 1);
-    close(fd);
+    flip_byte(".log", 5000);
 
     cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
     const char *notes = store_open_notes(s);
