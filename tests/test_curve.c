@@ -7,12 +7,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -152,17 +150,13 @@ Test(curve, keygen_leaves_no_half_pair)
 Test(curve, keygen_on_a_full_disk_leaves_nothing)
 {
     char err[256] = "", path[256];
-    struct rlimit was, cap;
+    struct rlimit was;
     struct stat st;
 
     snprintf(path, sizeof path, "%s", sub("f.key"));
-    signal(SIGXFSZ, SIG_IGN);
-    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
-    cap = was;
-    cap.rlim_cur = 0;
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    cr_assert_eq(tu_fsize_cap(0, &was), 0);
     fonte_err rc = fcurve_keygen(path, "f", err, sizeof err);
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(tu_fsize_restore(&was), 0);
     cr_assert_eq(rc, FONTE_EIO, "%s", err);
     char want[512];
     snprintf(want, sizeof want, "cannot write %s: what was written does not "

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1007,7 +1006,7 @@ Test(listener, two_listeners_on_one_broker_see_each_others_acks)
 Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
 {
     enum { N = 1000, S = 0x5107 };
-    struct rlimit was, cap;
+    struct rlimit was;
 
     cr_assert_eq(pipe(failure_pipe), 0);
     start_broker(100000);
@@ -1024,16 +1023,12 @@ Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
         publish(pub, "fill", S, i, "order:1", NULL);
     cr_assert_eq(wait_ack(S, 100, false, 10000), 100);
 
-    signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails: EFBIG */
-    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
-    cap = was;
-    cap.rlim_cur = 64 << 10;
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    cr_assert_eq(tu_fsize_cap(64 << 10, &was), 0);
     for (uint64_t i = 101; i <= N; i++)
         publish(pub, "fill", S, i, "order:1", NULL);
     struct pollfd pf = { failure_pipe[0], POLLIN, 0 };
     int ready = poll(&pf, 1, 20000);
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(tu_fsize_restore(&was), 0);
     cr_assert_eq(ready, 1, "on_store_failed within 20 s");
 
     const char *why = store_write_error(listener_store(listener));

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,14 +213,9 @@ spawn(char *const argv[])
 
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        if (child_fsize > 0) {
-            struct rlimit r;
-            getrlimit(RLIMIT_FSIZE, &r);
-            r.rlim_cur = child_fsize;
-            signal(SIGXFSZ, SIG_IGN); /* a write past it fails: EFBIG */
-            if (setrlimit(RLIMIT_FSIZE, &r) != 0)
-                _exit(126);
-        }
+        struct rlimit was;
+        if (child_fsize > 0 && tu_fsize_cap(child_fsize, &was) != 0)
+            _exit(126);
         if (child_stderr != NULL) {
             int fd = open(child_stderr, O_WRONLY | O_CREAT | O_TRUNC, 0644);
             if (fd < 0 || dup2(fd, 2) < 0)

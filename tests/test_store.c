@@ -8,12 +8,10 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -898,17 +896,13 @@ Test(store, a_backup_that_cannot_write_is_estore_and_removed)
     store_backup_info_t info;
     char err[512] = "", copy[160];
     atomic_bool stop = false;
-    struct rlimit was, cap;
+    struct rlimit was;
     struct stat st;
 
     snprintf(copy, sizeof copy, "%s", sub("copy"));
-    signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails with EFBIG */
-    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
-    cap = was;
-    cap.rlim_cur = 64 << 10;
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    cr_assert_eq(tu_fsize_cap(64 << 10, &was), 0);
     fonte_err rc = store_backup(s, copy, &stop, &info, err, sizeof err);
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(tu_fsize_restore(&was), 0);
 
     cr_assert_eq(rc, FONTE_ESTORE, "%s", err);
     char want[256];
@@ -952,21 +946,17 @@ Test(store, the_first_failed_write_is_the_last_until_reopened)
 {
     store_t *s = open_at(sub("db"));
     store_batch_t *b = NULL;
-    struct rlimit was, cap;
+    struct rlimit was;
     uint64_t committed = 0;
     fonte_err rc = FONTE_OK;
 
     cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     cr_assert_null(store_write_error(s));
-    signal(SIGXFSZ, SIG_IGN);
-    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &was), 0);
-    cap = was;
-    cap.rlim_cur = 128 << 10;
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &cap), 0);
+    cr_assert_eq(tu_fsize_cap(128 << 10, &was), 0);
     for (int i = 0; i < 100 && rc == FONTE_OK; i++)
         if ((rc = commit_ten(b, committed + 1)) == FONTE_OK)
             committed += 10;
-    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &was), 0);
+    cr_assert_eq(tu_fsize_restore(&was), 0);
 
     cr_assert_eq(rc, FONTE_ESTORE);
     cr_assert_gt(committed, 0);

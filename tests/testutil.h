@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "codec.h"
 
@@ -60,6 +61,14 @@ unsigned tu_free_port(void);
 /* Removes dir and everything below it (a test's temporary directory);
  * errors are ignored. */
 void tu_rmtree(const char *dir);
+
+/* A full disk, as LevelDB sees it: no file this process writes may grow
+ * past `bytes` (RLIMIT_FSIZE's soft limit; SIGXFSZ ignored, so a write
+ * past it fails with EFBIG). The limit before goes into *was, for
+ * tu_fsize_restore. 0, or -1 with errno. Criterion runs each test in a
+ * process of its own; a child forked after the call inherits the cap. */
+int tu_fsize_cap(unsigned long long bytes, struct rlimit *was);
+int tu_fsize_restore(const struct rlimit *was);
 
 /* How many of this process's threads are named comm (-1 if /proc cannot
  * be read) and, with cpus and on_cpus, how many of those may run on

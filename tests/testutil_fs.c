@@ -5,6 +5,7 @@
 #define _XOPEN_SOURCE 700 /* nftw */
 #include <dirent.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -63,4 +64,22 @@ tu_threads_named(const char *comm, const char *cpus, int *on_cpus)
     }
     closedir(d);
     return n;
+}
+
+int
+tu_fsize_cap(unsigned long long bytes, struct rlimit *was)
+{
+    struct rlimit cap;
+    if (getrlimit(RLIMIT_FSIZE, was) != 0)
+        return -1;
+    cap = *was;
+    cap.rlim_cur = (rlim_t) bytes;
+    signal(SIGXFSZ, SIG_IGN);
+    return setrlimit(RLIMIT_FSIZE, &cap);
+}
+
+int
+tu_fsize_restore(const struct rlimit *was)
+{
+    return setrlimit(RLIMIT_FSIZE, was);
 }
