@@ -15,10 +15,12 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -111,6 +113,27 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_counter(st, "replay_scans_parked", r.scans_parked);
     ingest_stats_gauge(st, "replay_running", (double) r.running);
     ingest_stats_gauge(st, "replay_cursors", (double) r.cursors);
+}
+
+void
+listener_store_failed_signal(void *arg)
+{
+    (void) arg;
+    kill(getpid(), SIGUSR1);
+}
+
+int
+listener_sigwait(listener_t *l, const sigset_t *set)
+{
+    int sig = 0;
+    for (;;) {
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (store_write_error(l->store) != NULL)
+            return 0;
+        if (sig != SIGUSR1)
+            return sig;
+    }
 }
 
 /* What LevelDB dropped while opening the store, one warning a line: a

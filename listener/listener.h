@@ -10,6 +10,7 @@
 #ifndef FONTE_LISTENER_H
 #define FONTE_LISTENER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,15 @@ typedef struct listener_opts {
 
 /* Fills *o with the defaults above. */
 void listener_opts_init(listener_opts_t *o);
+
+/* For a main that stops on signals taken with sigwait (fonte-listener,
+ * fonte up): on_store_failed = listener_store_failed_signal makes the
+ * failure one more signal, SIGUSR1, which the caller adds to its set and
+ * blocks in every thread before any starts; listener_sigwait then waits
+ * for a signal of the set and returns it, or 0 when the store failed. A
+ * SIGUSR1 from anyone else is ignored. */
+void listener_store_failed_signal(void *arg);
+int listener_sigwait(listener_t *l, const sigset_t *set);
 
 /* Opens the store (creating the dir), connects, binds the query endpoint,
  * starts the threads, returns when ready. Errors: FONTE_ESTORE for a

@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "flags.h"
 #include "listener.h"
@@ -93,14 +92,6 @@ verify_store(const char *dir)
     for (uint64_t i = 0; i < r.problems && i < STORE_VERIFY_SHOWN; i++)
         fprintf(stderr, "  %s\n", r.shown[i]);
     return 1;
-}
-
-/* The ingest thread's word that the store failed: to main's sigwait. */
-static void
-store_failed(void *arg)
-{
-    (void) arg;
-    kill(getpid(), SIGUSR1);
 }
 
 int
@@ -223,15 +214,15 @@ main(int argc, char **argv)
         return rc == FONTE_OK ? 0 : 2;
     }
 
-    /* SIGUSR1 is how the ingest thread says the store failed: blocked
-     * in every thread, like the stop signals, and taken by sigwait */
+    /* SIGUSR1 is how the store's failure reaches sigwait
+     * (listener_sigwait): blocked in every thread, like the others */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    o.on_store_failed = store_failed;
+    o.on_store_failed = listener_store_failed_signal;
 
     listener_t *l = NULL;
     char err[1024];
@@ -249,17 +240,12 @@ main(int argc, char **argv)
          o.data, (unsigned long long) c.last_seq, store_table_reads(),
          listener_query_endpoint(l), o.egress);
 
-    int sig = 0;
-    const char *failed = NULL;
-    do { /* a SIGUSR1 from outside is not a failure: ignored */
-        sigwait(&stop, &sig);
-        failed = store_write_error(listener_store(l));
-    } while (sig == SIGUSR1 && failed == NULL);
-    if (failed != NULL) {
+    int sig = listener_sigwait(l, &stop);
+    if (sig == 0) {
         flog(FLOG_ERROR, "listener",
              "stopping: the store at %s failed (%s); exit 3. Restart once "
              "the cause is fixed: nothing acknowledged is lost", o.data,
-             failed);
+             store_write_error(listener_store(l)));
         listener_destroy(&l);
         return 3;
     }

@@ -1246,6 +1246,48 @@ Test(usage, top_waits_for_the_interval_a_source_states)
     run_free(&r);
 }
 
+/* fonte up on a disk that fills (its files capped at 256 KiB: the cap
+ * is this test's, inherited by the child): the listener's failed write
+ * stops the whole process with exit 3 and one line naming the store and
+ * LevelDB's reason; the publisher is not told its last events are
+ * durable. */
+Test(usage, up_stops_with_exit_3_when_its_store_fails)
+{
+    char dir[] = "/tmp/fonte-cli-full-XXXXXX", data[64], pay[64],
+         eps[3][64], out[1024], want[256];
+    struct rlimit was;
+    run_t r, u;
+
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(pay, sizeof pay, "%s/payload", dir);
+    FILE *f = fopen(pay, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 1000; i++)
+        fputc('p', f);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(tu_fsize_cap(256 << 10, &was), 0);
+    up_on_free_ports(data, eps, NULL, out, sizeof out);
+    cr_assert_eq(tu_fsize_restore(&was), 0);
+
+    RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
+        "a.b", "--object", "o:1", "--payload-file", pay, "--count", "1000",
+        "--timeout", "3s");
+    cr_assert_eq(r.rc, 1, "%s", r.err);
+    run_free(&r);
+    child_finish(&up, NULL, 0, WAIT_MS, &u); /* it stops by itself */
+    up.pid = 0;
+    cr_assert_eq(u.rc, 3, "%s", u.err);
+    snprintf(want, sizeof want, "fonte up: the store at %s failed (IO "
+             "error: ", data);
+    cr_assert_not_null(strstr(u.err, want), "%s", u.err);
+    cr_assert_not_null(strstr(u.err, ": File too large): stopped. Restart "
+                                     "once the cause is fixed: nothing "
+                                     "acknowledged is lost\n"), "%s", u.err);
+    run_free(&u);
+    tu_rmtree(dir);
+}
+
 Test(usage, publish_gives_up_on_a_full_outbox_at_its_timeout)
 {
     char in[64], eg[64], want[512];

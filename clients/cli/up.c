@@ -12,27 +12,17 @@
  *
  * Exit codes: 0 after a signal; 1 when an endpoint cannot be bound; 2 for
  * a usage error or a data directory that is locked, corrupt or unwritable;
- * 3 when a write to the store failed while running (the listener's
- * on_store_failed sends this process SIGUSR1, taken by the same sigwait;
- * the store takes no more writes until reopened: store.h).
+ * 3 when a write to the store failed while running (listener_sigwait
+ * returns 0; the store takes no more writes until reopened: store.h).
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "broker.h"
 #include "cli.h"
 #include "listener.h"
 #include "log.h"
-
-/* The listener's word that the store failed: to cmd_up's sigwait. */
-static void
-store_failed(void *arg)
-{
-    (void) arg;
-    kill(getpid(), SIGUSR1);
-}
 
 static const char usage[] =
     "usage: fonte up [--data DIR] [--ingress E] [--egress E] [--query E]\n"
@@ -114,7 +104,7 @@ cmd_up(int argc, char **argv)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGUSR1); /* the store failed (store_failed) */
+    sigaddset(&stop, SIGUSR1); /* the store failed (listener_sigwait) */
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
 
     broker_opts_t bo;
@@ -143,7 +133,7 @@ cmd_up(int argc, char **argv)
     lo.query = ep.query;
     lo.data = data;
     lo.sync = strcmp(sync, "batch") == 0;
-    lo.on_store_failed = store_failed;
+    lo.on_store_failed = listener_store_failed_signal;
     lo.stats_interval_us = stats_us;
     lo.query_cpu = cpu;
     lo.backup_dir = backup_dir;
@@ -173,19 +163,14 @@ cmd_up(int argc, char **argv)
            listener_query_endpoint(l), data);
     fflush(stdout);
 
-    int sig = 0;
-    const char *failed = NULL;
-    do { /* a SIGUSR1 from outside is not a failure: ignored */
-        sigwait(&stop, &sig);
-        failed = store_write_error(listener_store(l));
-    } while (sig == SIGUSR1 && failed == NULL);
-    if (failed != NULL)
+    int sig = listener_sigwait(l, &stop);
+    if (sig == 0)
         cli_error(argv[0], "the store at %s failed (%s): stopped. Restart "
                   "once the cause is fixed: nothing acknowledged is lost",
-                  data, failed);
+                  data, store_write_error(listener_store(l)));
     else
         flog(FLOG_INFO, "up", "%s: stopping", strsignal(sig));
     listener_destroy(&l);
     broker_destroy(&b);
-    return failed != NULL ? CLI_EXIT_STORE_FAILED : CLI_EXIT_OK;
+    return sig == 0 ? CLI_EXIT_STORE_FAILED : CLI_EXIT_OK;
 }
