@@ -60,6 +60,11 @@ events=$("$prefix/bin/fonte" status --query "${ep[query]}" |
   awk '$1 == "events" { print $2 }')
 [ "$events" = 10 ] || fail "fonte status: events '$events', not 10"
 kill -TERM "$up_pid"
+for _ in $(seq 200); do # it stops within a second or two: 20 s at most
+  kill -0 "$up_pid" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$up_pid" 2>/dev/null && fail "fonte up still runs 20 s after SIGTERM"
 status=0
 wait "$up_pid" || status=$?
 up_pid=
