@@ -1552,7 +1552,7 @@ Test(usage, backup_copies_a_running_store)
 
     /* a byte of the copy's table flipped (bit rot): --verify exits 1 and
      * says where its check stopped */
-    char table[256] = "";
+    char table[512] = "";
     DIR *d = opendir(copy);
     struct dirent *de;
     while ((de = readdir(d)) != NULL)
