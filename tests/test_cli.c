@@ -1088,15 +1088,20 @@ Test(usage, top_prints_a_line_naming_the_silent_source)
     cr_assert_eq(r.rc, 0, "%s", r.err);
     cr_assert_str_eq(r.err, "");
     cr_assert_eq(count_lines(r.out), 2, "%s", r.out);
-    char *save = NULL;
+    char *save = NULL, *last = NULL;
     for (char *line = strtok_r(r.out, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save)) {
         cr_assert_eq(strncmp(line, "time=", 5), 0, "%s", line);
         cr_assert_not_null(strstr(line, " events=0 "), "%s", line);
-        cr_assert_not_null(strstr(line, " subscribers=1 "), "%s", line);
         const char *tail = strrchr(line, ' ');
         cr_assert_str_eq(tail, " missing=$sys.listener");
+        last = line;
     }
+    /* top itself, counted by the broker: its accept event reaches the
+     * broker's loop on the monitor socket, which may be after the first
+     * Stats top gets (it happened under the sanitizers), not after the
+     * next */
+    cr_assert_not_null(strstr(last, " subscribers=1 "), "%s", last);
     run_free(&r);
 }
 
