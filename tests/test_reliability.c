@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -135,18 +136,19 @@ publish_n(fonte_client_t *c, const char *type, size_t n)
     }
 }
 
-/* Walks every stored event: for each of the n sessions, producer_seq
- * must run 1, 2, ... in store order, and end at expect[i]. */
-static void
-verify_store(store_t *st, const uint64_t *sessions, const uint64_t *expect,
-             size_t n)
+/* Walks every stored event: each belongs to one of the n sessions, and
+ * each session's producer_seq runs 1, 2, ... in store order, with no gap
+ * and no repeat. last[i] is where session i ends; returns the total. */
+static uint64_t
+walk_sessions(store_t *st, const uint64_t *sessions, uint64_t *last, size_t n)
 {
     store_snap_t *snap = NULL;
     store_iter_t *it = NULL;
     store_item_t item;
-    uint64_t last[8] = { 0 }, total = 0, want = 0;
+    uint64_t total = 0;
 
-    cr_assert_leq(n, 8);
+    for (size_t k = 0; k < n; k++)
+        last[k] = 0;
     cr_assert_eq(store_snap_new(st, &snap), FONTE_OK);
     cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
     while (store_iter_next(it, &item)) {
@@ -169,6 +171,18 @@ verify_store(store_t *st, const uint64_t *sessions, const uint64_t *expect,
     cr_assert_eq(store_iter_error(it), FONTE_OK);
     store_iter_destroy(&it);
     store_snap_destroy(&snap);
+    return total;
+}
+
+/* walk_sessions, and each session ends exactly at expect[i]. */
+static void
+verify_store(store_t *st, const uint64_t *sessions, const uint64_t *expect,
+             size_t n)
+{
+    uint64_t last[8], want = 0;
+
+    cr_assert_leq(n, 8);
+    uint64_t total = walk_sessions(st, sessions, last, n);
     for (size_t k = 0; k < n; k++) {
         cr_assert_eq(last[k], expect[k], "session %zu: %llu of %llu stored",
                      k, (unsigned long long) last[k],
@@ -518,6 +532,95 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
     verify_dir(sessions, expect, KILL_PRODUCERS);
 }
 
+/* Both at once, at random: the broker, the listener or both SIGKILLed
+ * at CHAOS_KILLS points of the stream drawn from a seed, each down for
+ * 0-299 ms (what the producers publish meanwhile waits in their
+ * outboxes), then restarted on the same ports and data directory. The
+ * seed is printed; FONTE_TEST_SEED=<n> runs the same schedule again. */
+Test(reliability, broker_and_listener_killed_at_random_lose_and_duplicate_nothing)
+{
+    enum { CHAOS_KILLS = 8, CHAOS_EVENTS = 300000 / SCALE, CHAOS_PRODUCERS = 3 };
+    const char *env = getenv("FONTE_TEST_SEED");
+    const unsigned seed0 = env != NULL
+                               ? (unsigned) strtoul(env, NULL, 10)
+                               : (unsigned) (fonte_mono_us() ^ getpid());
+    unsigned seed = seed0;
+    fprintf(stderr, "reliability: chaos seed %u (FONTE_TEST_SEED)\n", seed0);
+
+    char in[64], out[64], query[64];
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(out, sizeof out, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(query, sizeof query, "tcp://127.0.0.1:%u", tu_free_port());
+    pid_t broker = start_broker_child(in, out);
+    pid_t listener = start_listener_child(in, out, query);
+
+    atomic_size_t published = 0;
+    producer_t prod[CHAOS_PRODUCERS];
+    pthread_t threads[CHAOS_PRODUCERS];
+    for (int i = 0; i < CHAOS_PRODUCERS; i++) {
+        memset(&prod[i], 0, sizeof prod[i]);
+        snprintf(prod[i].service, sizeof prod[i].service, "chaos-%d", i);
+        prod[i].ingress = in;
+        prod[i].egress = out;
+        prod[i].query = query;
+        prod[i].n = CHAOS_EVENTS / CHAOS_PRODUCERS;
+        prod[i].published = &published;
+        cr_assert_eq(pthread_create(&threads[i], NULL, producer_main,
+                                    &prod[i]), 0);
+    }
+
+    /* the schedule: increasing points between 5% and 85% of the stream */
+    size_t marks[CHAOS_KILLS];
+    for (int k = 0; k < CHAOS_KILLS; k++)
+        marks[k] = CHAOS_EVENTS / 20 +
+                   (size_t) rand_r(&seed) % (CHAOS_EVENTS * 4 / 5);
+    for (int i = 1; i < CHAOS_KILLS; i++)
+        for (int j = i; j > 0 && marks[j - 1] > marks[j]; j--) {
+            size_t t = marks[j];
+            marks[j] = marks[j - 1];
+            marks[j - 1] = t;
+        }
+    int64_t end = fonte_mono_us() + (int64_t) FLUSH_MS * 1000;
+    for (int k = 0; k < CHAOS_KILLS; k++) {
+        while (atomic_load(&published) < marks[k] && fonte_mono_us() < end)
+            usleep(2000); /* watching a counter: no fd to wait on */
+        int victim = rand_r(&seed) % 3; /* broker, listener, both */
+        int down_ms = rand_r(&seed) % 300;
+        if (victim != 1) {
+            kill(broker, SIGKILL);
+            reap(broker, 5000);
+        }
+        if (victim != 0) {
+            kill(listener, SIGKILL);
+            reap(listener, 5000);
+        }
+        /* not a wait for anything: the outage under test lasts this long */
+        usleep((useconds_t) down_ms * 1000);
+        if (victim != 1)
+            broker = start_broker_child(in, out);
+        if (victim != 0)
+            listener = start_listener_child(in, out, query);
+    }
+    for (int i = 0; i < CHAOS_PRODUCERS; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < CHAOS_PRODUCERS; i++)
+        cr_assert_eq(prod[i].flushed, FONTE_OK, "seed %u: producer %d: %s",
+                     seed0, i, fonte_strerror(prod[i].flushed));
+    kill(listener, SIGTERM);
+    int status = reap(listener, 10000);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "fonte-listener did not stop cleanly");
+    kill(broker, SIGTERM);
+    reap(broker, 5000);
+
+    uint64_t sessions[CHAOS_PRODUCERS], expect[CHAOS_PRODUCERS];
+    for (int i = 0; i < CHAOS_PRODUCERS; i++) {
+        sessions[i] = prod[i].session;
+        expect[i] = prod[i].n;
+    }
+    verify_dir(sessions, expect, CHAOS_PRODUCERS);
+}
+
 /* A disk that fills while events arrive: the listener's log cannot grow
  * past 256 KiB (RLIMIT_FSIZE in its process). The commit that fails is
  * not acknowledged, nothing after it is either, and the listener exits 3
@@ -595,6 +698,137 @@ Test(reliability, destroy_with_unacked_events_neither_hangs_nor_leaks)
     cr_assert_lt(fonte_mono_us() - t0, 5000000);
     kill(broker, SIGKILL);
     reap(broker, 5000);
+}
+
+/* ------------------------------------------------------------------ */
+/* a producer that dies                                                */
+
+/* A child whose stdout is the write end of a pipe; *out gets the read
+ * end. */
+static pid_t
+spawn_piped(char *const argv[], int *out)
+{
+    int p[2];
+
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (dup2(p[1], 1) < 0)
+            _exit(126);
+        close(p[0]);
+        close(p[1]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+/* The next line the child printed, without its newline, into line;
+ * false at EOF or when none came within timeout_ms. */
+typedef struct lines {
+    int fd;
+    char buf[4096];
+    size_t len;
+} lines_t;
+
+static bool
+next_line(lines_t *r, char *line, size_t cap, int timeout_ms)
+{
+    int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
+
+    for (;;) {
+        char *nl = memchr(r->buf, '\n', r->len);
+        if (nl != NULL) {
+            size_t n = (size_t) (nl - r->buf);
+            cr_assert_lt(n, cap);
+            memcpy(line, r->buf, n);
+            line[n] = '\0';
+            memmove(r->buf, nl + 1, r->len - n - 1);
+            r->len -= n + 1;
+            return true;
+        }
+        cr_assert_lt(r->len, sizeof r->buf, "a line too long");
+        int64_t left = end - fonte_mono_us();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = { .fd = r->fd, .events = POLLIN };
+        int k = poll(&pfd, 1, (int) (left / 1000) + 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        cr_assert_geq(k, 0);
+        if (k == 0)
+            continue;
+        ssize_t got = read(r->fd, r->buf + r->len, sizeof r->buf - r->len);
+        if (got <= 0)
+            return false; /* EOF: the child is gone */
+        r->len += (size_t) got;
+    }
+}
+
+/* design.md §4: "A producer that dies loses only what it had not
+ * flushed". A producer process flushes every 500 events and says so;
+ * SIGKILLed once it has flushed 5000, the store must hold its session as
+ * 1, 2, ..., k with k at least the last count it printed (what it
+ * published after that may or may not have arrived, but never with a
+ * hole or twice). The listener goes on: the service's next session is
+ * stored whole beside it. */
+Test(reliability, a_producer_killed_loses_only_what_it_had_not_flushed)
+{
+    enum { EVERY = 500, KILL_AT = 5000 / SCALE, NEXT = 300 };
+    broker_t *b = start_broker(0);
+    listener_t *l = start_listener(broker_ingress_endpoint(b),
+                                   broker_egress_endpoint(b));
+    char *argv[] = { FONTE_BIN_DIR "/test_producer",
+                     (char *) broker_ingress_endpoint(b),
+                     (char *) broker_egress_endpoint(b),
+                     (char *) listener_query_endpoint(l), "shop", "500",
+                     NULL };
+    lines_t out = { 0 };
+    char line[128];
+    pid_t pid = spawn_piped(argv, &out.fd);
+
+    cr_assert(next_line(&out, line, sizeof line, 20000),
+              "test_producer said nothing");
+    unsigned long long dead_session = 0, flushed = 0, n;
+    cr_assert_eq(sscanf(line, "session %16llx", &dead_session), 1, "%s",
+                 line);
+    while (flushed < KILL_AT) {
+        cr_assert(next_line(&out, line, sizeof line, 30000),
+                  "test_producer stopped at %llu flushed", flushed);
+        cr_assert_eq(sscanf(line, "flushed %llu", &n), 1, "%s", line);
+        cr_assert_eq(n, flushed + EVERY);
+        flushed = n;
+    }
+    cr_assert_eq(kill(pid, SIGKILL), 0);
+    int status = reap(pid, 5000);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    /* a flush may have returned between our last read and the kill */
+    while (next_line(&out, line, sizeof line, 1000)) {
+        cr_assert_eq(sscanf(line, "flushed %llu", &n), 1, "%s", line);
+        cr_assert_eq(n, flushed + EVERY);
+        flushed = n;
+    }
+    close(out.fd);
+
+    /* the same service again, a new session: stored whole */
+    fonte_client_t *c = start_client("shop", broker_ingress_endpoint(b),
+                                     broker_egress_endpoint(b),
+                                     listener_query_endpoint(l));
+    publish_n(c, "order.placed", NEXT);
+    cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
+    uint64_t sessions[2] = { dead_session, fonte_client_session(c) };
+    uint64_t last[2];
+    cr_assert_neq(sessions[0], sessions[1]);
+    walk_sessions(listener_store(l), sessions, last, 2);
+    cr_assert_geq(last[0], flushed, "%llu flushed, %llu stored",
+                  flushed, (unsigned long long) last[0]);
+    cr_assert_eq(last[1], NEXT);
+    fonte_client_destroy(&c);
+    listener_destroy(&l);
+    broker_destroy(&b);
 }
 
 /* ------------------------------------------------------------------ */
