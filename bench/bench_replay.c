@@ -39,6 +39,11 @@
  *   machine_two_thread_speedup: two CPU-bound threads at once against
  *     one alone; baseline 2.0, what two CPUs of our own give. Printed
  *     before the whole-store part, which needs two.
+ *   machine_cpu_spread: the raw object reads timed on each CPU in turn
+ *     (a thread pinned to it), the slowest CPU's median over the
+ *     fastest's; baseline 1.0, CPUs of one speed. A shared VM's vCPUs
+ *     can differ for minutes at a time, and a replay that keeps two busy
+ *     runs at the slower one's pace.
  *   replay_all_throughput: a causal replay of the whole store ("*"),
  *     every page (10 000 events) fetched and checked the same way,
  *     events/s. Baseline: a raw full scan of the `e` keys, with the read
@@ -296,6 +301,71 @@ timed_fetch(fonte_client_t *c)
         return -1;
     }
     return us;
+}
+
+/* machine_cpu_spread: the baseline's raw object reads timed on each CPU
+ * the process may run on, a thread pinned to each in turn. */
+#define PROBE_READS 30
+
+typedef struct cpu_probe {
+    store_t *store;
+    int cpu;
+    double us; /* the median read, -1 if the thread could not be pinned */
+} cpu_probe_t;
+
+static void *
+probe_main(void *arg)
+{
+    cpu_probe_t *p = arg;
+    cpu_set_t set;
+    double t[PROBE_READS];
+
+    CPU_ZERO(&set);
+    CPU_SET(p->cpu, &set);
+    p->us = -1;
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        return NULL;
+    raw_object_read(p->store); /* on this CPU's caches */
+    for (int i = 0; i < PROBE_READS; i++) {
+        int64_t t0 = fonte_mono_us();
+        raw_object_read(p->store);
+        t[i] = (double) (fonte_mono_us() - t0);
+    }
+    p->us = bench_percentile(t, PROBE_READS, 50);
+    return NULL;
+}
+
+/* The slowest CPU's median raw object read over the fastest's: 1.0 when
+ * the CPUs run the same work at the same speed. A shared VM's vCPUs need
+ * not: on the 2-vCPU machine of docs/performance.md the same scan ran
+ * 1.6 times slower on one than on the other for minutes at a time, and
+ * a replay, which keeps both busy, then runs at the slower one's pace
+ * while a one-thread baseline may run on the faster. -1 with fewer than
+ * two CPUs. */
+static double
+cpu_spread(store_t *s)
+{
+    cpu_set_t allowed;
+    double lo = 0, hi = 0;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0)
+        return -1;
+    for (int cpu = 0; cpu < CPU_SETSIZE && n < 64; cpu++) {
+        if (!CPU_ISSET(cpu, &allowed))
+            continue;
+        cpu_probe_t p = { s, cpu, -1 };
+        pthread_t t;
+        if (pthread_create(&t, NULL, probe_main, &p) != 0)
+            continue;
+        pthread_join(t, NULL);
+        if (p.us <= 0)
+            continue;
+        lo = n == 0 || p.us < lo ? p.us : lo;
+        hi = p.us > hi ? p.us : hi;
+        n++;
+    }
+    return n >= 2 ? hi / lo : -1;
 }
 
 /* A CPU-bound loop for spin_speedup. */
@@ -714,6 +784,9 @@ bench_replay(const bench_ctx_t *ctx)
         double sp = spin_speedup();
         if (sp > 0) /* baseline: what two CPUs of our own would give */
             bench_report("machine_two_thread_speedup", sp, "x", 2.0);
+        double spread = cpu_spread(s);
+        if (spread > 0) /* baseline: CPUs of one speed */
+            bench_report("machine_cpu_spread", spread, "x", 1.0);
     }
     for (size_t run = 0; run < ALL_RUNS && rc == 0; run++) {
         scan_rate[run] = raw_scan(s, &scanned);
