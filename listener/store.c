@@ -28,6 +28,15 @@
  *                                          listener signs its Acks with
  *                                          it, docs/protocol.md §4); a
  *                                          backup copy gets its own
+ *   'm' "format"                        -> BE64(STORE_FORMAT): this
+ *                                          schema's number (another
+ *                                          addition). A store of a higher
+ *                                          number is refused at open
+ *                                          before anything else of it is
+ *                                          read; one without the key
+ *                                          (fonte 0.2.0 and before wrote
+ *                                          none, in this same schema) is
+ *                                          format 1 and gets the key
  *
  * seq starts at 1 and is contiguous: the `e` keys are exactly 1..last_seq.
  * A batch (store_batch_commit) is one LevelDB WriteBatch holding its
@@ -76,6 +85,7 @@
 #define FONTE_TABLE_PREAD 0
 #endif
 
+#define STORE_FORMAT 1 /* the schema above; see m"format" */
 #define OBJ_CACHE_SLOTS 65536u
 #define SES_CACHE_SLOTS 4096u
 #define KEY_MAX (1 + 1024 + 1 + 1024) /* longest key: d/r with two names */
@@ -396,10 +406,49 @@ load_counters(store_t *s, char *errbuf, size_t errlen)
     return FONTE_OK;
 }
 
-/* Reads m"id", or makes and writes (synced) one for a store that has
- * none: a new store, or one from before ids. */
+/* Reads m"format": refuses a store of a format newer than this code
+ * knows, or with a format key that is not one. *missing when it has none
+ * (a new store, or one from before the key): load_id writes it. */
 static fonte_err
-load_id(store_t *s, char *errbuf, size_t errlen)
+load_format(store_t *s, bool *missing, char *errbuf, size_t errlen)
+{
+    size_t vlen = 0;
+    char *err = NULL;
+    char *v = leveldb_get(s->db, s->ropts, "mformat", 7, &vlen, &err);
+
+    *missing = false;
+    if (err != NULL) {
+        snprintf(errbuf, errlen, "data dir %s: cannot read its format (%s)",
+                 s->dir, err);
+        leveldb_free(err);
+        return FONTE_ESTORE;
+    }
+    if (v == NULL) {
+        *missing = true;
+        return FONTE_OK;
+    }
+    uint64_t f = vlen == 8 ? get_be64(v) : 0;
+    leveldb_free(v);
+    if (f == 0) {
+        snprintf(errbuf, errlen, "data dir %s: corrupt (its format key is "
+                 "not a format number)", s->dir);
+        return FONTE_ESTORE;
+    }
+    if (f > STORE_FORMAT) {
+        snprintf(errbuf, errlen, "data dir %s: store format %llu, written "
+                 "by a newer fonte; this fonte-listener %s reads format %d "
+                 "only. Run the newer one on it (nothing was changed)",
+                 s->dir, (unsigned long long) f, FONTE_VERSION, STORE_FORMAT);
+        return FONTE_ESTORE;
+    }
+    return FONTE_OK;
+}
+
+/* Reads m"id", or makes and writes (synced) one for a store that has
+ * none: a new store, or one from before ids. With format_missing, writes
+ * m"format" in the same synced batch. */
+static fonte_err
+load_id(store_t *s, bool format_missing, char *errbuf, size_t errlen)
 {
     size_t vlen = 0;
     char *err = NULL;
@@ -410,30 +459,42 @@ load_id(store_t *s, char *errbuf, size_t errlen)
         s->id[vlen] = '\0';
     }
     leveldb_free(v);
-    if (err == NULL && codec_listener_id_valid(s->id))
+    bool id_ok = err == NULL && codec_listener_id_valid(s->id);
+    if (id_ok && !format_missing)
         return FONTE_OK;
-    if (err == NULL && present) {
+    if (err == NULL && present && !id_ok) {
         snprintf(errbuf, errlen, "data dir %s: corrupt (its id is not 16 "
                  "hex digits)", s->dir);
         return FONTE_ESTORE;
     }
     uint8_t r[CODEC_LISTENER_ID_LEN / 2];
-    if (err == NULL && getrandom(r, sizeof r, 0) != (ssize_t) sizeof r) {
+    if (err == NULL && !id_ok &&
+        getrandom(r, sizeof r, 0) != (ssize_t) sizeof r) {
         snprintf(errbuf, errlen, "data dir %s: no random bytes for its id "
                  "(%s)", s->dir, strerror(errno));
         return FONTE_ESTORE;
     }
-    for (size_t i = 0; err == NULL && i < sizeof r; i++)
+    for (size_t i = 0; err == NULL && !id_ok && i < sizeof r; i++)
         snprintf(s->id + 2 * i, 3, "%02x", r[i]);
     if (err == NULL) {
+        leveldb_writebatch_t *wb = leveldb_writebatch_create();
         leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+        char f[8];
+        if (!id_ok)
+            leveldb_writebatch_put(wb, "mid", 3, s->id,
+                                   CODEC_LISTENER_ID_LEN);
+        if (format_missing) {
+            put_be64(f, STORE_FORMAT);
+            leveldb_writebatch_put(wb, "mformat", 7, f, sizeof f);
+        }
         leveldb_writeoptions_set_sync(w, 1);
-        leveldb_put(s->db, w, "mid", 3, s->id, CODEC_LISTENER_ID_LEN, &err);
+        leveldb_write(s->db, w, wb, &err);
         leveldb_writeoptions_destroy(w);
+        leveldb_writebatch_destroy(wb);
     }
     if (err != NULL) {
         snprintf(errbuf, errlen, "data dir %s: cannot read or write its id "
-                 "(%s)", s->dir, err);
+                 "and format (%s)", s->dir, err);
         leveldb_free(err);
         return FONTE_ESTORE;
     }
@@ -563,8 +624,10 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
         goto fail;
     }
     s->open_notes = open_notes(o->dir); /* now: the next open rotates LOG */
-    if ((rc = load_counters(s, errbuf, errlen)) != FONTE_OK ||
-        (rc = load_id(s, errbuf, errlen)) != FONTE_OK) {
+    bool format_missing = false;
+    if ((rc = load_format(s, &format_missing, errbuf, errlen)) != FONTE_OK ||
+        (rc = load_counters(s, errbuf, errlen)) != FONTE_OK ||
+        (rc = load_id(s, format_missing, errbuf, errlen)) != FONTE_OK) {
         size_t used = strlen(errbuf);
         if (s->open_notes != NULL && used + 1 < errlen)
             snprintf(errbuf + used, errlen - used, "; LevelDB at open: %.*s",
@@ -1764,9 +1827,13 @@ store_write_raw(store_t *s, const store_kv_t *kvs, size_t n)
         return FONTE_ESTORE;
     leveldb_writebatch_t *wb = leveldb_writebatch_create();
     char *err = NULL;
-    for (size_t i = 0; i < n; i++)
-        leveldb_writebatch_put(wb, kvs[i].key, kvs[i].key_len, kvs[i].value,
-                               kvs[i].value_len);
+    for (size_t i = 0; i < n; i++) {
+        if (kvs[i].value == NULL)
+            leveldb_writebatch_delete(wb, kvs[i].key, kvs[i].key_len);
+        else
+            leveldb_writebatch_put(wb, kvs[i].key, kvs[i].key_len,
+                                   kvs[i].value, kvs[i].value_len);
+    }
     leveldb_write(s->db, s->wopts, wb, &err);
     leveldb_writebatch_destroy(wb);
     if (err != NULL) {

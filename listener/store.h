@@ -230,8 +230,10 @@ const char *store_write_error(const store_t *s);
 void store_batch_clear(store_batch_t *b);
 
 /* Writes raw key/value pairs in one synced (per opts) WriteBatch,
- * bypassing the schema and the counters. For the ingest benchmark's
- * baseline only ("raw LevelDB"): never call it on a listener's store. */
+ * bypassing the schema and the counters; a NULL value deletes the key.
+ * For the ingest benchmark's baseline ("raw LevelDB") and for tests that
+ * damage a store or make an old one: never call it on a listener's
+ * store. */
 typedef struct store_kv {
     const void *key;
     size_t key_len;

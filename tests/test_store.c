@@ -1032,6 +1032,59 @@ Test(store, the_id_is_made_once_and_checked)
                        "%s", err);
 }
 
+/* The store's format (m"format"): written at the first open; a store
+ * from before the key (fonte 0.2.0) is format 1 and gets it at its next
+ * open, its events untouched; a newer format is refused before anything
+ * else is read, naming both numbers; a format key that is not a number
+ * is refused as corrupt. */
+Test(store, the_format_is_written_checked_and_a_newer_one_refused)
+{
+    store_opts_t o;
+    store_verify_report_t r;
+    char err[512] = "";
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    cr_assert_eq(commit_ten(b, 1), FONTE_OK);
+    store_batch_destroy(&b);
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    uint64_t keys = r.keys;
+    /* the store as 0.2.0 left it: no format key */
+    store_kv_t gone = { "mformat", 7, NULL, 0 };
+    cr_assert_eq(store_write_raw(s, &gone, 1), FONTE_OK);
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(r.keys, keys - 1);
+    store_close(&s);
+    s = open_at(sub("db"));
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(r.keys, keys, "the key is back");
+    cr_assert_eq(r.problems, 0);
+    cr_assert_eq(r.events, 10);
+
+    static const char two[8] = { 0, 0, 0, 0, 0, 0, 0, 2 };
+    store_kv_t newer = { "mformat", 7, two, sizeof two };
+    cr_assert_eq(store_write_raw(s, &newer, 1), FONTE_OK);
+    store_close(&s);
+    store_opts_init(&o);
+    o.dir = sub("db");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "store format 2, written by a newer "
+                                   "fonte; this fonte-listener " FONTE_VERSION
+                                   " reads format 1 only"), "%s", err);
+
+    /* a format key of the wrong size: corrupt */
+    s = open_at(sub("db2"));
+    store_kv_t bad = { "mformat", 7, "1", 1 };
+    cr_assert_eq(store_write_raw(s, &bad, 1), FONTE_OK);
+    store_close(&s);
+    o.dir = sub("db2");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, "corrupt (its format key is not a "
+                                   "format number)"), "%s", err);
+}
+
 /* A store of 20 events: producers a (session 1, 12 events) and b
  * (session 2, 8), objects o:0..o:4, every 5th event depending on u:1
  * and u:2 (events 5, 10, 15, 20: 2 deps each). */
@@ -1083,8 +1136,9 @@ Test(store, verify_finds_a_consistent_store_consistent)
     cr_assert_eq(r.objects, 5);
     cr_assert_eq(r.sessions, 2);
     cr_assert_eq(r.deps, 2, "o:0 on u:1 and u:2, once each");
-    /* e, o, t per event; d and r per edge; 2 p; 5 m (counters, id) */
-    cr_assert_eq(r.keys, 20 * 3 + 2 * 2 + 2 + 5);
+    /* e, o, t per event; d and r per edge; 2 p; 6 m (counters, id,
+     * format) */
+    cr_assert_eq(r.keys, 20 * 3 + 2 * 2 + 2 + 6);
     store_close(&s);
 }
 
