@@ -34,7 +34,7 @@
  *                                          number is refused at open
  *                                          before anything else of it is
  *                                          read; one without the key
- *                                          (fonte 0.2.0 and before wrote
+ *                                          (fonte before 0.2.1 wrote
  *                                          none, in this same schema) is
  *                                          format 1 and gets the key
  *
@@ -437,7 +437,7 @@ load_format(store_t *s, bool *missing, char *errbuf, size_t errlen)
     if (f > STORE_FORMAT) {
         snprintf(errbuf, errlen, "data dir %s: store format %llu, written "
                  "by a newer fonte; this fonte-listener %s reads format %d "
-                 "only. Run the newer one on it (nothing was changed)",
+                 "only. Run the newer one on it (no data was changed)",
                  s->dir, (unsigned long long) f, FONTE_VERSION, STORE_FORMAT);
         return FONTE_ESTORE;
     }

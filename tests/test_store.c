@@ -1034,9 +1034,9 @@ Test(store, the_id_is_made_once_and_checked)
 
 /* The store's format (m"format"): written at the first open; a store
  * from before the key (fonte 0.2.0) is format 1 and gets it at its next
- * open, its events untouched; a newer format is refused before anything
- * else is read, naming both numbers; a format key that is not a number
- * is refused as corrupt. */
+ * open, its events and its id untouched; a newer format is refused
+ * before anything else is read (ahead of damaged counters), naming both
+ * numbers; a format key that is not a number is refused as corrupt. */
 Test(store, the_format_is_written_checked_and_a_newer_one_refused)
 {
     store_opts_t o;
@@ -1050,6 +1050,8 @@ Test(store, the_format_is_written_checked_and_a_newer_one_refused)
     store_batch_destroy(&b);
     cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
     uint64_t keys = r.keys;
+    char id[17];
+    snprintf(id, sizeof id, "%s", store_id(s));
     /* the store as 0.2.0 left it: no format key */
     store_kv_t gone = { "mformat", 7, NULL, 0 };
     cr_assert_eq(store_write_raw(s, &gone, 1), FONTE_OK);
@@ -1061,10 +1063,14 @@ Test(store, the_format_is_written_checked_and_a_newer_one_refused)
     cr_assert_eq(r.keys, keys, "the key is back");
     cr_assert_eq(r.problems, 0);
     cr_assert_eq(r.events, 10);
+    cr_assert_str_eq(store_id(s), id, "the id is kept");
 
+    /* format 2, and a counter a format-1 reader would call corrupt: the
+     * format is what is reported */
     static const char two[8] = { 0, 0, 0, 0, 0, 0, 0, 2 };
-    store_kv_t newer = { "mformat", 7, two, sizeof two };
-    cr_assert_eq(store_write_raw(s, &newer, 1), FONTE_OK);
+    store_kv_t newer[2] = { { "mformat", 7, two, sizeof two },
+                            { "mlast_seq", 9, "x", 1 } };
+    cr_assert_eq(store_write_raw(s, newer, 2), FONTE_OK);
     store_close(&s);
     store_opts_init(&o);
     o.dir = sub("db");
