@@ -5,8 +5,9 @@ SAN_BUILD  ?= build-sanitize
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 FUZZ_SECONDS ?= 20
+SOAK_MINUTES ?= 10
 
-.PHONY: all deps build test sanitize bench demo fuzz clean
+.PHONY: all deps build test sanitize bench demo fuzz soak clean
 
 all: build
 
@@ -31,6 +32,11 @@ fuzz: deps
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DFONTE_FUZZ=ON -DFONTE_TESTS=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_event fuzz_request fuzz_text
 	@scripts/fuzz.sh $(FUZZ_BUILD)/bin $(FUZZ_SECONDS)
+
+# Not in CI: the chaos reliability test with a new seed per run, for
+# SOAK_MINUTES (scripts/soak.sh).
+soak: build
+	@scripts/soak.sh $(BUILD)/bin $(SOAK_MINUTES)
 
 bench: build
 	@$(BUILD)/bin/fonte-bench
