@@ -495,6 +495,43 @@ producer_main(void *arg)
     return NULL;
 }
 
+/* Starts n producer threads, services "<prefix>-<i>", each to publish
+ * total / n events and flush them; published counts every publish. */
+static void
+producers_start(producer_t *prod, pthread_t *threads, int n,
+                const char *prefix, const char *in, const char *out,
+                const char *query, size_t total, atomic_size_t *published)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&prod[i], 0, sizeof prod[i]);
+        snprintf(prod[i].service, sizeof prod[i].service, "%s-%d", prefix, i);
+        prod[i].ingress = in;
+        prod[i].egress = out;
+        prod[i].query = query;
+        prod[i].n = total / (size_t) n;
+        prod[i].published = published;
+        cr_assert_eq(pthread_create(&threads[i], NULL, producer_main,
+                                    &prod[i]), 0);
+    }
+}
+
+/* Joins them (each stops by its own publish and flush timeouts) and
+ * asserts every one flushed all it published (what says names the run,
+ * e.g. its seed); their sessions and counts into sessions and expect. */
+static void
+producers_join(producer_t *prod, pthread_t *threads, int n,
+               const char *what, uint64_t *sessions, uint64_t *expect)
+{
+    for (int i = 0; i < n; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(prod[i].flushed, FONTE_OK, "%s: producer %d: %s", what,
+                     i, fonte_strerror(prod[i].flushed));
+        sessions[i] = prod[i].session;
+        expect[i] = prod[i].n;
+    }
+}
+
 Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
 {
     broker_t *b = start_broker(0);
@@ -506,17 +543,8 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
     atomic_size_t published = 0;
     producer_t prod[KILL_PRODUCERS];
     pthread_t threads[KILL_PRODUCERS];
-    for (int i = 0; i < KILL_PRODUCERS; i++) {
-        memset(&prod[i], 0, sizeof prod[i]);
-        snprintf(prod[i].service, sizeof prod[i].service, "svc-%d", i);
-        prod[i].ingress = in;
-        prod[i].egress = out;
-        prod[i].query = query;
-        prod[i].n = KILL_EVENTS / KILL_PRODUCERS;
-        prod[i].published = &published;
-        cr_assert_eq(pthread_create(&threads[i], NULL, producer_main,
-                                    &prod[i]), 0);
-    }
+    producers_start(prod, threads, KILL_PRODUCERS, "svc", in, out, query,
+                    KILL_EVENTS, &published);
     /* Kill at 20 %, 45 % and 70 % of the stream; restart at once. */
     const size_t marks[3] = { KILL_EVENTS / 5, KILL_EVENTS * 9 / 20,
                               KILL_EVENTS * 7 / 10 };
@@ -528,22 +556,14 @@ Test(reliability, listener_killed_three_times_loses_and_duplicates_nothing)
         reap(listener, 5000);
         listener = start_listener_child(in, out, query);
     }
-    for (int i = 0; i < KILL_PRODUCERS; i++)
-        pthread_join(threads[i], NULL);
-    for (int i = 0; i < KILL_PRODUCERS; i++)
-        cr_assert_eq(prod[i].flushed, FONTE_OK, "producer %d: %s", i,
-                     fonte_strerror(prod[i].flushed));
+    uint64_t sessions[KILL_PRODUCERS], expect[KILL_PRODUCERS];
+    producers_join(prod, threads, KILL_PRODUCERS, "three kills", sessions,
+                   expect);
     kill(listener, SIGTERM);
     int status = reap(listener, 10000);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "fonte-listener did not stop cleanly");
     broker_destroy(&b);
-
-    uint64_t sessions[KILL_PRODUCERS], expect[KILL_PRODUCERS];
-    for (int i = 0; i < KILL_PRODUCERS; i++) {
-        sessions[i] = prod[i].session;
-        expect[i] = prod[i].n;
-    }
     verify_dir(sessions, expect, KILL_PRODUCERS);
 }
 
@@ -574,17 +594,8 @@ Test(reliability, broker_and_listener_killed_at_random_lose_and_duplicate_nothin
     atomic_size_t published = 0;
     producer_t prod[CHAOS_PRODUCERS];
     pthread_t threads[CHAOS_PRODUCERS];
-    for (int i = 0; i < CHAOS_PRODUCERS; i++) {
-        memset(&prod[i], 0, sizeof prod[i]);
-        snprintf(prod[i].service, sizeof prod[i].service, "chaos-%d", i);
-        prod[i].ingress = in;
-        prod[i].egress = out;
-        prod[i].query = query;
-        prod[i].n = CHAOS_EVENTS / CHAOS_PRODUCERS;
-        prod[i].published = &published;
-        cr_assert_eq(pthread_create(&threads[i], NULL, producer_main,
-                                    &prod[i]), 0);
-    }
+    producers_start(prod, threads, CHAOS_PRODUCERS, "chaos", in, out, query,
+                    CHAOS_EVENTS, &published);
 
     /* the schedule: increasing points between 5% and 85% of the stream */
     size_t marks[CHAOS_KILLS];
@@ -618,23 +629,16 @@ Test(reliability, broker_and_listener_killed_at_random_lose_and_duplicate_nothin
         if (victim != 0)
             listener = start_listener_child(in, out, query);
     }
-    for (int i = 0; i < CHAOS_PRODUCERS; i++)
-        pthread_join(threads[i], NULL);
-    for (int i = 0; i < CHAOS_PRODUCERS; i++)
-        cr_assert_eq(prod[i].flushed, FONTE_OK, "seed %u: producer %d: %s",
-                     seed0, i, fonte_strerror(prod[i].flushed));
+    uint64_t sessions[CHAOS_PRODUCERS], expect[CHAOS_PRODUCERS];
+    char what[32];
+    snprintf(what, sizeof what, "seed %u", seed0);
+    producers_join(prod, threads, CHAOS_PRODUCERS, what, sessions, expect);
     kill(listener, SIGTERM);
     int status = reap(listener, 10000);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "fonte-listener did not stop cleanly");
     kill(broker, SIGTERM);
     reap(broker, 5000);
-
-    uint64_t sessions[CHAOS_PRODUCERS], expect[CHAOS_PRODUCERS];
-    for (int i = 0; i < CHAOS_PRODUCERS; i++) {
-        sessions[i] = prod[i].session;
-        expect[i] = prod[i].n;
-    }
     verify_dir(sessions, expect, CHAOS_PRODUCERS);
 }
 
