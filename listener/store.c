@@ -67,6 +67,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -333,6 +334,34 @@ explain_open_error(const char *dir, const char *err, char *buf, size_t cap)
              strstr(err, "Is a directory") != NULL)
         what = "not usable as a data directory";
     snprintf(buf, cap, "data dir %s: %s (%s)", dir, what, err);
+}
+
+/* True if dir holds a LevelDB database (its CURRENT file); else false
+ * with why in buf, in explain_open_error's words. */
+static bool
+looks_like_store(const char *dir, char *buf, size_t cap)
+{
+    char path[4096];
+    struct stat st;
+
+    if (stat(dir, &st) != 0) {
+        snprintf(buf, cap, "data dir %s: not a fonte store (%s)", dir,
+                 strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(buf, cap, "data dir %s: not usable as a data directory "
+                 "(not a directory)", dir);
+        return false;
+    }
+    snprintf(path, sizeof path, "%s/CURRENT", dir);
+    if (stat(path, &st) != 0) {
+        snprintf(buf, cap, "data dir %s: not a fonte store (no LevelDB "
+                 "database in it: %s/CURRENT: %s)", dir, dir,
+                 strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 static bool
@@ -615,6 +644,12 @@ store_open(const store_opts_t *o, store_t **store_p, char *errbuf,
         leveldb_options_set_block_size(s->options, o->block_size);
     leveldb_writeoptions_set_sync(s->wopts, o->sync);
 
+    /* LevelDB makes the directory, LOCK and LOG before it finds out
+     * that there is no store there: without create, nothing is made */
+    if (!o->create && !looks_like_store(o->dir, errbuf, errlen)) {
+        rc = FONTE_ESTORE;
+        goto fail;
+    }
     s->db = leveldb_open(s->options, o->dir, &err);
     if (err != NULL) {
         explain_open_error(o->dir, err, errbuf, errlen);
@@ -666,6 +701,15 @@ const char *
 store_dir(const store_t *s)
 {
     return s->dir;
+}
+
+static bool
+has_file(const char *dir, const char *name)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0;
 }
 
 /* Counts the table (.ldb/.sst) and log (.log) files in dir. */
@@ -825,10 +869,37 @@ store_repair(const char *dir, char *msg, size_t msglen)
         return FONTE_ESTORE;
     }
     count_files(dir, &t0, &l0);
+    if (t0 == 0 && l0 == 0 && !has_file(dir, "CURRENT")) {
+        snprintf(msg, msglen, "data dir %s: not a fonte store (no LevelDB "
+                 "table, log or CURRENT file in it): nothing to repair, "
+                 "nothing was changed", dir);
+        return FONTE_ESTORE;
+    }
+    /* LevelDB's RepairDB takes no lock: run on the directory of a live
+     * listener it would move the log that listener is appending to, and
+     * what it acknowledged after would be gone at its next open. So the
+     * lock LevelDB itself takes at open (fcntl on DIR/LOCK), held until
+     * the repair is done. */
+    char lockpath[4096];
+    snprintf(lockpath, sizeof lockpath, "%s/LOCK", dir);
+    int lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+    if (lockfd < 0 || fcntl(lockfd, F_SETLK, &fl) != 0) {
+        int e = errno;
+        if (lockfd >= 0)
+            close(lockfd);
+        snprintf(msg, msglen, "data dir %s: %s: nothing was changed", dir,
+                 e == EAGAIN || e == EACCES
+                     ? "locked by another process (is a listener running "
+                       "on it? stop it first)"
+                     : strerror(e));
+        return FONTE_ESTORE;
+    }
     table_reads_init();
     leveldb_options_t *opt = leveldb_options_create();
     leveldb_repair_db(opt, dir, &err);
     leveldb_options_destroy(opt);
+    close(lockfd); /* drops the lock: the reopen below takes its own */
     if (err != NULL) {
         snprintf(msg, msglen, "data dir %s: repair failed (%s)", dir, err);
         leveldb_free(err);

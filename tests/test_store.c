@@ -8,11 +8,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "logscan.h"
@@ -545,6 +547,109 @@ Test(store, repair_rebuilds_a_lost_manifest)
 
     cr_assert_eq(store_repair(sub("nothing"), msg, sizeof msg), FONTE_ESTORE);
     cr_assert_not_null(strstr(msg, sub("nothing")), "%s", msg);
+}
+
+/* Entries in dir other than . and .., -1 if it cannot be read. */
+static int
+dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    return n;
+}
+
+/* --repair (and any open without create: --verify, the bench) on a path
+ * that holds no store makes nothing there: LevelDB would make the
+ * directory, LOCK and LOG before finding no store, and a repair would
+ * then "succeed" on them with an empty store. */
+Test(store, nothing_is_made_where_there_is_no_store)
+{
+    store_opts_t o;
+    store_t *s = NULL;
+    char err[512], msg[512];
+    struct stat st;
+
+    store_opts_init(&o);
+    o.create = false;
+    o.dir = sub("absent");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_null(s);
+    cr_assert_not_null(strstr(err, "not a fonte store (No such file or "
+                                   "directory)"), "%s", err);
+    cr_assert_eq(stat(sub("absent"), &st), -1, "the directory was made");
+
+    cr_assert_eq(mkdir(sub("empty"), 0755), 0);
+    o.dir = sub("empty");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, "not a fonte store (no LevelDB database "
+                                   "in it"), "%s", err);
+    cr_assert_eq(dir_entries(sub("empty")), 0);
+
+    cr_assert_eq(store_repair(sub("empty"), msg, sizeof msg), FONTE_ESTORE);
+    cr_assert_not_null(strstr(msg, "not a fonte store (no LevelDB table, "
+                                   "log or CURRENT file in it): nothing to "
+                                   "repair"), "%s", msg);
+    cr_assert_eq(dir_entries(sub("empty")), 0);
+}
+
+/* LevelDB's RepairDB takes no lock. A repair of the directory of a store
+ * that another process has open (a live listener) is refused, and
+ * changes nothing: it would move the log that process appends to, and
+ * what it acknowledged after would be lost. Once the other process has
+ * closed it, the same repair runs. */
+Test(store, repair_is_refused_while_another_process_has_the_store_open)
+{
+    int ready[2], done[2];
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(done), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) { /* the live listener: opens, says so, waits */
+        store_opts_t o;
+        store_t *s = NULL;
+        char err[512], c = 0;
+        close(ready[0]);
+        close(done[1]); /* so that the test's end is an EOF here */
+        store_opts_init(&o);
+        o.dir = sub("db");
+        if (store_open(&o, &s, err, sizeof err) != FONTE_OK ||
+            write(ready[1], "r", 1) != 1)
+            _exit(1);
+        if (read(done[0], &c, 1) < 0) /* EOF or a byte: the test is done */
+            _exit(1);
+        store_close(&s);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(done[0]);
+    struct pollfd pfd = { .fd = ready[0], .events = POLLIN };
+    cr_assert_eq(poll(&pfd, 1, 10000), 1, "the child did not open the store");
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1);
+    int before = dir_entries(sub("db"));
+
+    char msg[512];
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_ESTORE);
+    cr_assert_not_null(strstr(msg, "locked by another process (is a listener "
+                                   "running on it? stop it first): nothing "
+                                   "was changed"), "%s", msg);
+    cr_assert_eq(dir_entries(sub("db")), before, "files moved or made");
+    struct stat st;
+    cr_assert_eq(stat(sub("db/lost"), &st), -1, "RepairDB ran");
+
+    close(done[1]); /* the child closes the store and exits */
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_OK, "%s",
+                 msg);
 }
 
 /* Mappings of the store's table files in this process (/proc/self/maps). */
