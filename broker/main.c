@@ -66,6 +66,17 @@ main(int argc, char **argv)
                     stderr));
     if (exit_code >= 0)
         return exit_code;
+    const struct { const char *flag, *endpoint; } eps[] = {
+        { "ingress", o.ingress }, { "egress", o.egress },
+    };
+    for (size_t i = 0; i < sizeof eps / sizeof *eps; i++)
+        if (!flags_endpoint_ok(eps[i].endpoint, true)) {
+            fprintf(stderr, "fonte-broker: --%s=%s is not an endpoint to "
+                    "bind: write it like tcp://HOST:PORT with a port of "
+                    "1..65535 or *, or ipc://PATH\n", eps[i].flag,
+                    eps[i].endpoint);
+            return 2;
+        }
     if (hwm > INT_MAX) {
         fprintf(stderr, "fonte-broker: --hwm=%llu is over %d\n",
                 (unsigned long long) hwm, INT_MAX);

@@ -175,6 +175,29 @@ main(int argc, char **argv)
                     stderr));
     if (exit_code >= 0)
         return exit_code;
+    if (repair && verify) {
+        fprintf(stderr, "fonte-listener: --repair and --verify do not go "
+                        "together: verify, then repair if it says so\n");
+        return 2;
+    }
+    if (o.data == NULL || o.data[0] == '\0') {
+        fprintf(stderr, "fonte-listener: --data must name a directory\n");
+        return 2;
+    }
+    const struct { const char *flag, *endpoint; bool bind; } eps[] = {
+        { "egress", o.egress, false }, { "ingress", o.ingress, false },
+        { "query", o.query, true },
+    };
+    for (size_t i = 0; i < sizeof eps / sizeof *eps && !repair && !verify;
+         i++)
+        if (!flags_endpoint_ok(eps[i].endpoint, eps[i].bind)) {
+            fprintf(stderr, "fonte-listener: --%s=%s is not an endpoint to "
+                    "%s: write it like tcp://HOST:PORT with a port of "
+                    "1..65535%s, or ipc://PATH\n", eps[i].flag,
+                    eps[i].endpoint, eps[i].bind ? "bind" : "connect to",
+                    eps[i].bind ? " or *" : "");
+            return 2;
+        }
     if (batch_max == 0 || batch_max > 1000000 || queue_max == 0 ||
         queue_max > 100000000 || cache_mb > 1048576 || o.queue_bytes == 0 ||
         o.limits.max_msg == 0) {

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zmq.h>
+
 /* The decimal number s starts with (digits only: no sign, no space);
  * *end is what follows it. false if s does not start with a digit or the
  * number overflows. */
@@ -314,4 +316,49 @@ flags_exit_code(flags_result r)
         break;
     }
     return 2;
+}
+
+bool
+flags_tcp_port_ok(const char *endpoint, bool bind)
+{
+    const char *colon;
+    uint64_t port;
+
+    if (strncmp(endpoint, "tcp://", 6) != 0)
+        return true; /* ipc://, inproc://: no port */
+    if ((colon = strrchr(endpoint + 6, ':')) == NULL)
+        return false;
+    if (bind && strcmp(colon + 1, "*") == 0)
+        return true;
+    return flags_parse_uint(colon + 1, &port) && port <= 65535 &&
+           (port > 0 || bind);
+}
+
+bool
+flags_endpoint_ok(const char *endpoint, bool bind)
+{
+    static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
+    bool known = false;
+
+    if (endpoint == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
+        if (strncmp(endpoint, schemes[i], strlen(schemes[i])) == 0 &&
+            endpoint[strlen(schemes[i])] != '\0')
+            known = true;
+    if (!known || !flags_tcp_port_ok(endpoint, bind))
+        return false;
+    if (bind)
+        return true; /* binding is the only test of it: at start */
+    void *ctx = zmq_ctx_new(), *s = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
+    int linger = 0;
+    bool ok = false;
+    if (s != NULL) {
+        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+        ok = zmq_connect(s, endpoint) == 0;
+        zmq_close(s);
+    }
+    if (ctx != NULL)
+        zmq_ctx_term(ctx);
+    return ok;
 }

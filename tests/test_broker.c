@@ -974,6 +974,23 @@ Test(broker_program, a_bad_flag_is_one_line_and_exit_2)
     cr_assert_str_eq(out, "");
 }
 
+/* libzmq binds tcp://h:99999 to some other port and says nothing: the
+ * broker refuses a port out of 1..65535 as a bad value. */
+Test(broker_program, an_endpoint_out_of_range_is_one_line_and_exit_2)
+{
+    char out[1024], err[1024];
+    char *argv[] = { NULL, "--ingress=tcp://127.0.0.1:99999", NULL };
+    cr_assert_eq(run(argv, out, err, sizeof err), 2);
+    cr_assert_str_eq(err, "fonte-broker: --ingress=tcp://127.0.0.1:99999 is "
+                          "not an endpoint to bind: write it like "
+                          "tcp://HOST:PORT with a port of 1..65535 or *, or "
+                          "ipc://PATH\n");
+    char *argv2[] = { NULL, "--egress=tcp://127.0.0.1:-1", NULL };
+    cr_assert_eq(run(argv2, out, err, sizeof err), 2);
+    cr_assert_eq(lines(err), 1, "%s", err);
+    cr_assert_str_eq(out, "");
+}
+
 Test(broker_program, a_taken_port_is_one_line_and_exit_1, .init = setup,
      .fini = teardown)
 {

@@ -509,6 +509,44 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
     }
 }
 
+/* fonte-listener's values that libzmq or LevelDB would take and then
+ * misuse: a port out of range (libzmq binds another), an endpoint it
+ * only fails on when first used (exit 1, not 2), an empty --data (the
+ * filesystem's root), --repair with --verify (only one would run). */
+Test(usage, listener_endpoints_data_and_modes_are_checked_first)
+{
+    static const struct {
+        const char *a, *b, *err;
+    } cases[] = {
+        { "--query", "tcp://127.0.0.1:99999",
+          "fonte-listener: --query=tcp://127.0.0.1:99999 is not an endpoint "
+          "to bind: write it like tcp://HOST:PORT with a port of 1..65535 "
+          "or *, or ipc://PATH\n" },
+        { "--ingress", "foo",
+          "fonte-listener: --ingress=foo is not an endpoint to connect to: "
+          "write it like tcp://HOST:PORT with a port of 1..65535, or "
+          "ipc://PATH\n" },
+        { "--egress", "tcp://127.0.0.1:0",
+          "fonte-listener: --egress=tcp://127.0.0.1:0 is not an endpoint to "
+          "connect to: write it like tcp://HOST:PORT with a port of "
+          "1..65535, or ipc://PATH\n" },
+        { "--data", "", "fonte-listener: --data must name a directory\n" },
+        { "--repair", "--verify",
+          "fonte-listener: --repair and --verify do not go together: "
+          "verify, then repair if it says so\n" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *argv[] = { "fonte-listener", (char *) cases[i].a,
+                         (char *) cases[i].b, NULL };
+        run_t r;
+        run_input(&r, NULL, 0, argv);
+        cr_assert_eq(r.rc, 2, "case %zu: %d", i, r.rc);
+        cr_assert_str_eq(r.err, cases[i].err, "case %zu", i);
+        cr_assert_str_eq(r.out, "", "case %zu", i);
+        run_free(&r);
+    }
+}
+
 Test(usage, query_cpu_errors_are_one_line_and_exit_2)
 {
     char dir[] = "/tmp/fonte-test-qcpu-XXXXXX", data[128], want[256];

@@ -256,3 +256,38 @@ Test(flags, dash_h_is_help)
                           "  -h, --help            show this help\n"
                           "  --version             print the version\n");
 }
+
+/* Endpoints: a tcp port of 1..65535 (with bind also * or 0), one of the
+ * three schemes, and for a connect what libzmq takes. */
+Test(flags, endpoints_are_checked_as_fonte_takes_them)
+{
+    static const struct {
+        const char *ep;
+        bool bind, connect;
+    } cases[] = {
+        { "tcp://127.0.0.1:7701", true, true },
+        { "tcp://*:7701", true, false }, /* no host to connect to */
+        { "tcp://[::1]:7701", true, true },
+        { "tcp://127.0.0.1:*", true, false },
+        { "tcp://127.0.0.1:0", true, false },
+        { "tcp://127.0.0.1:65535", true, true },
+        { "tcp://127.0.0.1:65536", false, false },
+        { "tcp://127.0.0.1:99999", false, false },
+        { "tcp://127.0.0.1:-1", false, false },
+        { "tcp://127.0.0.1", false, false },
+        { "tcp://", false, false },
+        { "ipc:///tmp/fonte.sock", true, true },
+        { "inproc://x", true, true },
+        { "foo", false, false },
+        { "udp://127.0.0.1:1", false, false },
+        { "", false, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cr_assert_eq(flags_endpoint_ok(cases[i].ep, true), cases[i].bind,
+                     "bind %s", cases[i].ep);
+        cr_assert_eq(flags_endpoint_ok(cases[i].ep, false), cases[i].connect,
+                     "connect %s", cases[i].ep);
+    }
+    cr_assert_not(flags_endpoint_ok(NULL, false));
+    cr_assert(flags_tcp_port_ok("ipc://x", false));
+}

@@ -198,24 +198,6 @@ cli_error(const char *cmd, const char *fmt, ...)
     fprintf(stderr, "%s\n", line);
 }
 
-/* True unless endpoint is tcp:// and does not end in a port of 1..65535
- * (or "*" or 0, a free port, when bind). */
-static bool
-tcp_port_ok(const char *endpoint, bool bind)
-{
-    const char *colon;
-    uint64_t port;
-
-    if (strncmp(endpoint, "tcp://", 6) != 0)
-        return true; /* ipc://, inproc://: no port */
-    if ((colon = strrchr(endpoint + 6, ':')) == NULL)
-        return false;
-    if (bind && strcmp(colon + 1, "*") == 0)
-        return true;
-    return flags_parse_uint(colon + 1, &port) && port <= 65535 &&
-           (port > 0 || bind);
-}
-
 int
 cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
                     unsigned which)
@@ -238,7 +220,7 @@ cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
     for (size_t i = 0; i < sizeof eps / sizeof *eps; i++) {
         if (!(which & eps[i].bit))
             continue;
-        if (tcp_port_ok(eps[i].endpoint, bind) &&
+        if (flags_tcp_port_ok(eps[i].endpoint, bind) &&
             (s == NULL || zmq_connect(s, eps[i].endpoint) == 0))
             continue;
         cli_error(cmd, "the %s endpoint '%s' is not one fonte can %s; write "
