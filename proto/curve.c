@@ -109,8 +109,15 @@ fcurve_cert_load(const char *path, bool need_secret, fcurve_cert_t *cert,
         return FONTE_EINVAL;
     }
     if ((text = read_text(secret_path)) == NULL) {
+        size_t pl = strlen(path);
         if (!need_secret && errno == ENOENT)
             return FONTE_OK;
+        if (pl > 7 && strcmp(path + pl - 7, "_secret") == 0) {
+            snprintf(errbuf, errlen, "%s is a secret certificate: name the "
+                     "public one, %.*s (its secret half is read from beside "
+                     "it)", path, (int) (pl - 7), path);
+            return FONTE_EINVAL;
+        }
         snprintf(errbuf, errlen, "cannot read secret certificate %s: %s",
                  secret_path, strerror(errno));
         return FONTE_EINVAL;

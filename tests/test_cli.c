@@ -422,11 +422,11 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
         const char *argv[10];
         const char *err; /* exact stderr, or NULL: one line, any text */
     } cases[] = {
-        { { NULL }, "fonte: which command? up, publish, replay, tail, top or "
-                    "status (try fonte --help)\n" },
+        { { NULL }, "fonte: which command? up, publish, replay, tail, top, "
+                    "status, backup or keygen (try fonte --help)\n" },
         { { "frob" }, "fonte: unknown command 'frob'; the commands are up, "
-                      "publish, replay, tail, top, status (try fonte "
-                      "--help)\n" },
+                      "publish, replay, tail, top, status, backup, keygen "
+                      "(try fonte --help)\n" },
         { { "status", "--bogus" },
           "fonte status: unknown flag '--bogus' (try --help)\n" },
         { { "status", "extra" },
@@ -1463,6 +1463,16 @@ Test(cli, a_jsonl_line_too_big_to_publish_publishes_nothing)
                             "\"o:3\"); see docs/protocol.md §3 for the "
                             "rules\n");
     run_free(&r);
+    /* a file with no end: read only as far as needed to refuse it (it
+     * used to be read until memory ran out) */
+    RUN(&r, "publish", "--type", "a.b", "--object", "o:3", "--payload-file",
+        "/dev/zero");
+    cr_assert_eq(r.rc, 2, "%s", r.err);
+    cr_assert_str_eq(r.err, "fonte publish: message larger than the maximum "
+                            "size of 1048576 bytes (type \"a.b\", object "
+                            "\"o:3\"); see docs/protocol.md §3 for the "
+                            "rules\n");
+    run_free(&r);
     cr_assert_eq(stored_events(), 0);
 }
 
@@ -1523,6 +1533,12 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     run_free(&r);
     RUN(&r, "keygen", "../srv", "--dir", dir);
     cr_assert_eq(r.rc, 2);
+    run_free(&r);
+    /* an empty --dir would be the filesystem's root */
+    RUN(&r, "keygen", "x", "--dir", "");
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte keygen: --dir must name a directory (. "
+                            "for this one)\n");
     run_free(&r);
     /* a --dir that cannot be written: exit 1 and why (FONTE_EIO) */
     char bad[128], want[256];

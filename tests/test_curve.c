@@ -107,6 +107,15 @@ Test(curve, keygen_writes_a_pair_that_loads_back)
                  FONTE_EINVAL);
     cr_assert_not_null(strstr(err, "cannot read secret certificate"), "%s",
                        err);
+    /* the secret half named where the public one is wanted */
+    char sec[256], want[600];
+    snprintf(sec, sizeof sec, "%s", sub("a.key_secret"));
+    cr_assert_eq(fcurve_cert_load(sec, true, &pub, err, sizeof err),
+                 FONTE_EINVAL);
+    snprintf(want, sizeof want, "%s is a secret certificate: name the public "
+             "one, %s (its secret half is read from beside it)", sec,
+             sub("a.key"));
+    cr_assert_str_eq(err, want);
 
     /* never overwritten */
     char path[256];

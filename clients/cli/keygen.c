@@ -51,6 +51,10 @@ cmd_keygen(int argc, char **argv)
                   name);
         return CLI_EXIT_USAGE;
     }
+    if (dir[0] == '\0') {
+        cli_error(argv[0], "--dir must name a directory (. for this one)");
+        return CLI_EXIT_USAGE;
+    }
     if (snprintf(path, sizeof path, "%s/%s.key", dir, name) >=
         (int) sizeof path - 8) {
         cli_error(argv[0], "--dir is too long");

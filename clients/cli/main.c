@@ -81,7 +81,7 @@ main(int argc, char **argv)
     }
     if (i == argc) {
         fprintf(stderr, "fonte: which command? up, publish, replay, tail, "
-                        "top or status (try fonte --help)\n");
+                        "top, status, backup or keygen (try fonte --help)\n");
         return CLI_EXIT_USAGE;
     }
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
@@ -99,8 +99,8 @@ main(int argc, char **argv)
             cmd = &commands[k];
     if (cmd == NULL) {
         fprintf(stderr, "fonte: unknown %s '%s'; the commands are up, "
-                        "publish, replay, tail, top, status (try fonte "
-                        "--help)\n",
+                        "publish, replay, tail, top, status, backup, keygen "
+                        "(try fonte --help)\n",
                 argv[i][0] == '-' ? "flag" : "command", argv[i]);
         return CLI_EXIT_USAGE;
     }

@@ -96,7 +96,7 @@ problem(fonte_err err, char *buf, size_t cap)
 }
 
 static bool
-read_file(const char *path, uint8_t **out, size_t *n)
+read_file(const char *path, size_t max, uint8_t **out, size_t *n)
 {
     FILE *f = fopen(path, "rb");
     size_t cap = 4096, len = 0;
@@ -108,10 +108,13 @@ read_file(const char *path, uint8_t **out, size_t *n)
         free(buf);
         return false;
     }
-    for (;;) {
+    bool oom = false;
+    /* until EOF, or past max (then the size check refuses it): a file
+     * like /dev/zero is not read until memory runs out */
+    while (len <= max) {
         if (len == cap) {
             uint8_t *nb = realloc(buf, cap *= 2);
-            if (nb == NULL)
+            if ((oom = nb == NULL))
                 break;
             buf = nb;
         }
@@ -120,7 +123,9 @@ read_file(const char *path, uint8_t **out, size_t *n)
         if (got == 0)
             break;
     }
-    bool ok = !ferror(f) && len < cap;
+    bool ok = !ferror(f) && !oom;
+    if (oom)
+        errno = ENOMEM;
     fclose(f);
     if (!ok) {
         free(buf);
@@ -253,7 +258,8 @@ item_from_flags(const char *cmd, cli_spec_t *it, const char *type,
         it->spec.payload_len = strlen(payload);
     } else if (payload_file != NULL) {
         size_t n = 0;
-        if (!read_file(payload_file, &it->payload, &n)) {
+        if (!read_file(payload_file, codec_limits_default.max_msg,
+                       &it->payload, &n)) {
             cli_error(cmd, "cannot read --payload-file %s: %s", payload_file,
                       strerror(errno ? errno : EIO));
             return CLI_EXIT_USAGE;
