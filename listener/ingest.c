@@ -69,6 +69,10 @@
 #define ACK_SLOTS 4096u
 #define LAT_SAMPLES 4096
 #define RECV_BURST 1000
+/* Not connected to the broker's egress for this long: a warning, then
+ * another every INGEST_LINK_REPEAT_US while it lasts. */
+#define INGEST_LINK_WARN_US (5 * 1000000LL)
+#define INGEST_LINK_REPEAT_US (60 * 1000000LL)
 
 /* The counters: field, Stats key. */
 #define INGEST_COUNTERS(X)                                                    \
@@ -85,7 +89,9 @@
     X(commit_errors, "commit_errors")                                         \
     X(queue_full_waits, "queue_full_waits")                                   \
     X(stats_sent, "stats_sent")                                               \
-    X(other_listener_acks, "other_listener_acks")
+    X(other_listener_acks, "other_listener_acks")                             \
+    X(broker_connects, "broker_connects")                                     \
+    X(broker_disconnects, "broker_disconnects")
 
 typedef struct counters {
 #define COUNTER_FIELD_(f, key) _Atomic uint64_t f;
@@ -120,6 +126,8 @@ struct ingest {
     ingest_opts_t o;
     char *egress, *ingress;
     void *sub, *pub;
+    void *mon;                     /* events of sub's connection: recv's */
+    atomic_bool broker_connected;  /* sub's handshake done, not lost */
     pthread_t recv_thread, writer_thread;
     bool recv_started, writer_started;
     atomic_bool stop_recv;
@@ -180,6 +188,7 @@ ingest_counters(ingest_t *in, ingest_counters_t *out)
     for (size_t i = 0; i < FONTE_ERR_COUNT_; i++)
         out->invalid_by[i] = atomic_load_explicit(&in->c.invalid_by[i],
                                                   memory_order_relaxed);
+    out->broker_connected = atomic_load(&in->broker_connected);
     pthread_mutex_lock(&in->q_mu);
     out->queue_depth = in->q_n;
     out->queue_bytes = in->q_bytes;
@@ -390,14 +399,89 @@ recv_one(ingest_t *in)
     return true;
 }
 
+/* The receive thread's view of its connection to the broker's egress,
+ * from sub's monitor: what it logs, and when. */
+typedef struct link {
+    bool up;           /* handshake done and not lost since */
+    int64_t down_us;   /* since when it is not up */
+    int64_t warned_us; /* the last "not connected" warning, 0: none yet */
+    int64_t refused_us;/* the last refused-handshake warning */
+} link_t;
+
+/* Reads sub's monitor events: the connection's state, counted, logged. */
+static void
+read_link_events(ingest_t *in, link_t *k)
+{
+    zmq_msg_t m;
+
+    zmq_msg_init(&m);
+    while (zmq_msg_recv(&m, in->mon, ZMQ_DONTWAIT) != -1) {
+        uint16_t ev = 0;
+        if (zmq_msg_size(&m) >= 2) /* uint16 event, uint32 value */
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        while (zmq_msg_more(&m) && zmq_msg_recv(&m, in->mon, 0) != -1)
+            ; /* the peer's address */
+        int64_t now = fonte_mono_us();
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED && !k->up) {
+            BUMP(in, broker_connects, 1);
+            flog(k->warned_us ? FLOG_WARN : FLOG_INFO, "listener",
+                 "connected to the broker's egress %s%s", in->egress,
+                 k->warned_us ? ": storing again" : "");
+            k->up = true;
+            k->warned_us = 0;
+            atomic_store(&in->broker_connected, true);
+        } else if (ev == ZMQ_EVENT_DISCONNECTED && k->up) {
+            BUMP(in, broker_disconnects, 1);
+            flog(FLOG_WARN, "listener", "lost the broker's egress %s: "
+                 "reconnecting (producers resend what it misses)",
+                 in->egress);
+            k->up = false;
+            k->down_us = now;
+            atomic_store(&in->broker_connected, false);
+        } else if ((ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                    ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+                    ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+                   now - k->refused_us >= INGEST_LINK_REPEAT_US) {
+            k->refused_us = now;
+            flog(FLOG_WARN, "listener", "the broker's egress %s refused "
+                 "this listener's handshake (%s): nothing is being stored",
+                 in->egress,
+                 ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                     ? "CURVE: is this listener's public key in the "
+                       "broker's --curve-clients?"
+                     : "is that a fonte broker, with the same CURVE "
+                       "settings?");
+        }
+    }
+    zmq_msg_close(&m);
+}
+
+/* Not connected for INGEST_LINK_WARN_US: says so, then every
+ * INGEST_LINK_REPEAT_US while it lasts. */
+static void
+check_link(ingest_t *in, link_t *k)
+{
+    int64_t now = fonte_mono_us();
+    if (k->up || now - k->down_us < INGEST_LINK_WARN_US ||
+        (k->warned_us && now - k->warned_us < INGEST_LINK_REPEAT_US))
+        return;
+    k->warned_us = now;
+    flog(FLOG_WARN, "listener", "not connected to the broker's egress %s "
+         "for %lld s: nothing is being stored (still trying; check "
+         "--egress, FONTE_EGRESS, and that the broker runs)", in->egress,
+         (long long) ((now - k->down_us) / 1000000));
+}
+
 static void *
 recv_main(void *arg)
 {
     ingest_t *in = arg;
-    zmq_pollitem_t pi = { in->sub, 0, ZMQ_POLLIN, 0 };
+    zmq_pollitem_t pi[2] = { { in->sub, 0, ZMQ_POLLIN, 0 },
+                             { in->mon, 0, ZMQ_POLLIN, 0 } };
+    link_t k = { .down_us = fonte_mono_us() };
 
     while (!atomic_load(&in->stop_recv)) {
-        int rc = zmq_poll(&pi, 1, 100);
+        int rc = zmq_poll(pi, 2, 100);
         if (rc < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -405,10 +489,16 @@ recv_main(void *arg)
                  zmq_strerror(zmq_errno()));
             break;
         }
-        for (int k = 0; rc > 0 && k < RECV_BURST; k++)
+        if (pi[1].revents & ZMQ_POLLIN)
+            read_link_events(in, &k);
+        check_link(in, &k);
+        for (int n = 0; (pi[0].revents & ZMQ_POLLIN) && n < RECV_BURST; n++)
             if (!recv_one(in) || atomic_load(&in->stop_recv))
                 break;
     }
+    zmq_socket_monitor(in->sub, NULL, 0);
+    zmq_close(in->mon);
+    in->mon = NULL;
     zmq_close(in->sub);
     in->sub = NULL;
     return NULL;
@@ -577,6 +667,7 @@ publish_stats(ingest_t *in, int64_t now)
     add_gauge(s, "sessions", (double) sc.sessions);
     add_gauge(s, "store_bytes", (double) store_disk_bytes(in->o.store));
     add_gauge(s, "store_failed", in->store_failed ? 1 : 0);
+    add_gauge(s, "broker_connected", atomic_load(&in->broker_connected));
     add_gauge(s, "stats_interval_us", (double) in->o.stats_interval_us);
     if (in->o.more_stats != NULL)
         in->o.more_stats(in->o.more_stats_arg, s);
@@ -773,6 +864,27 @@ writer_main(void *arg)
 
 /* ------------------------------------------------------------------ */
 
+/* For the SUB: a monitor of its connection, in->mon connected to it,
+ * before the SUB connects (an event with no reader yet is dropped). */
+static bool
+make_monitor(ingest_t *in, void *s)
+{
+    char ep[64];
+    int zero = 0;
+    snprintf(ep, sizeof ep, "inproc://fonte-ingest-link-%p", (void *) in);
+    if (zmq_socket_monitor(s, ep, ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                      ZMQ_EVENT_DISCONNECTED |
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                      ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) !=
+        0)
+        return false;
+    if ((in->mon = zmq_socket(in->o.zmq_ctx, ZMQ_PAIR)) == NULL)
+        return false;
+    return zmq_setsockopt(in->mon, ZMQ_LINGER, &zero, sizeof zero) == 0 &&
+           zmq_connect(in->mon, ep) == 0;
+}
+
 static fonte_err
 make_socket(ingest_t *in, int type, const char *endpoint, void **sock_p,
             char *errbuf, size_t errlen)
@@ -793,7 +905,8 @@ make_socket(ingest_t *in, int type, const char *endpoint, void **sock_p,
         zmq_setsockopt(s, hwm_opt, &hwm, sizeof hwm) == 0 &&
         (type != ZMQ_SUB || zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0) == 0) &&
         (in->o.curve_cert == NULL ||
-         fcurve_client(s, in->o.curve_cert, in->o.curve_server) == 0);
+         fcurve_client(s, in->o.curve_cert, in->o.curve_server) == 0) &&
+        (type != ZMQ_SUB || make_monitor(in, s));
     if (!ok || zmq_connect(s, endpoint) != 0) {
         int e = zmq_errno();
         snprintf(errbuf, errlen, "cannot connect %s to %s: %s",
@@ -893,10 +1006,16 @@ ingest_destroy(ingest_t **ingest_p)
     pthread_mutex_lock(&in->q_mu);
     pthread_cond_broadcast(&in->q_not_full);
     pthread_mutex_unlock(&in->q_mu);
-    if (in->recv_started)
+    if (in->recv_started) {
         pthread_join(in->recv_thread, NULL);
-    else if (in->sub)
-        zmq_close(in->sub);
+    } else {
+        if (in->sub) {
+            zmq_socket_monitor(in->sub, NULL, 0);
+            zmq_close(in->sub);
+        }
+        if (in->mon)
+            zmq_close(in->mon);
+    }
 
     /* The writer commits what is queued, then stops. */
     pthread_mutex_lock(&in->q_mu);

@@ -78,6 +78,11 @@ typedef struct ingest_counters {
     uint64_t stats_sent;      /* ["stats_sent"] */
     uint64_t other_listener_acks; /* ["other_listener_acks"] Acks another
                                      listener signed: two on one broker */
+    uint64_t broker_connects;    /* ["broker_connects"] handshakes with the
+                                    broker's egress done */
+    uint64_t broker_disconnects; /* ["broker_disconnects"] those lost */
+    bool broker_connected;       /* gauge ["broker_connected"]: the egress
+                                    connection is up now */
     uint64_t queue_depth;     /* gauge: events queued now */
     uint64_t queue_bytes;     /* gauge: their bytes */
 } ingest_counters_t;

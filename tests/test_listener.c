@@ -1165,6 +1165,74 @@ Test(listener, locked_corrupt_and_unwritable_data_dirs_are_store_errors)
     cr_assert_not_null(strstr(err, below), "%s", err);
 }
 
+/* Polls the listener's counters until ok(c) or 10 s pass. */
+static bool
+counters_until(bool (*ok)(const ingest_counters_t *), ingest_counters_t *c)
+{
+    int64_t end = fonte_mono_us() + 10 * 1000000LL;
+    for (;;) {
+        listener_counters(listener, c);
+        if (ok(c) || fonte_mono_us() > end)
+            return ok(c);
+        usleep(5000); /* polling counters: no fd to wait on */
+    }
+}
+
+static bool
+connected_once(const ingest_counters_t *c)
+{
+    return c->broker_connected && c->broker_connects == 1;
+}
+
+static bool
+lost_once(const ingest_counters_t *c)
+{
+    return !c->broker_connected && c->broker_disconnects == 1;
+}
+
+/* The listener knows whether it hears the broker (a listener started
+ * before its broker, or whose broker went away, stores nothing, and
+ * used to say nothing): broker_connected, broker_connects and
+ * broker_disconnects follow its egress connection (and are in Stats). */
+Test(listener, it_knows_whether_it_hears_the_broker)
+{
+    char in[64], out[64], err[256];
+    snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
+    snprintf(out, sizeof out, "tcp://127.0.0.1:%u", tu_free_port());
+    listener_opts_t o;
+    listener_opts_init(&o);
+    o.egress = out;
+    o.ingress = in;
+    o.query = "tcp://127.0.0.1:*";
+    o.data = data;
+    o.sync = false;
+    o.stats_interval_us = 0;
+    start_listener_with(&o);
+
+    ingest_counters_t c;
+    listener_counters(listener, &c);
+    cr_assert_not(c.broker_connected, "no broker yet");
+    cr_assert_eq(c.broker_connects, 0);
+
+    broker_opts_t bo;
+    broker_opts_init(&bo);
+    bo.ingress = in;
+    bo.egress = out;
+    bo.stats_interval_us = 0;
+    cr_assert_eq(broker_new(&bo, &broker, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    cr_assert(counters_until(connected_once, &c),
+              "connected %d, connects %llu", c.broker_connected,
+              (unsigned long long) c.broker_connects);
+    cr_assert_eq(c.broker_disconnects, 0);
+
+    broker_destroy(&broker);
+    cr_assert(counters_until(lost_once, &c),
+              "connected %d, disconnects %llu", c.broker_connected,
+              (unsigned long long) c.broker_disconnects);
+    cr_assert_eq(c.broker_connects, 1);
+}
+
 Test(listener, taken_query_port_is_an_io_error)
 {
     start_broker(100000);

@@ -321,6 +321,12 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
     if (num(l, "gauges", "store_failed") > 0)
         fprintf(out, "\r\nSTORE FAILED: a write failed; the listener takes "
                 "no more and is stopping (exit 3). See its log.\r\n");
+    json_t *lg = l != NULL ? json_object_get(l, "gauges") : NULL;
+    json_t *bc = lg != NULL ? json_object_get(lg, "broker_connected") : NULL;
+    if (bc != NULL && json_number_value(bc) == 0)
+        fprintf(out, "\r\nLISTENER NOT HEARING THE BROKER: its connection "
+                "to the broker's egress is down, nothing is stored. See its "
+                "log (--egress).\r\n");
     if (num(l, "counters", "other_listener_acks") > 0)
         fprintf(out, "\r\nANOTHER LISTENER acknowledges on this broker "
                 "(%.0f Acks): run one listener per broker "
