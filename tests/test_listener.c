@@ -71,16 +71,25 @@ start_broker(int hwm)
                  err);
 }
 
+/* The tests' options: the data dir, no sync, no Stats, a free query
+ * port, the broker's endpoints given. */
 static void
-listener_defaults(listener_opts_t *o)
+listener_opts_for(listener_opts_t *o, const char *egress, const char *ingress)
 {
     listener_opts_init(o);
-    o->egress = broker_egress_endpoint(broker);
-    o->ingress = broker_ingress_endpoint(broker);
+    o->egress = egress;
+    o->ingress = ingress;
     o->query = "tcp://127.0.0.1:*";
     o->data = data;
     o->sync = false; /* durability itself is the SIGKILL test's business */
     o->stats_interval_us = 0;
+}
+
+static void
+listener_defaults(listener_opts_t *o)
+{
+    listener_opts_for(o, broker_egress_endpoint(broker),
+                      broker_ingress_endpoint(broker));
 }
 
 static void
@@ -662,13 +671,7 @@ Test(listener, invalid_messages_are_counted_by_reason_and_not_stored)
     acks = sink;
 
     listener_opts_t o;
-    listener_opts_init(&o);
-    o.egress = egress;
-    o.ingress = ingress;
-    o.query = "tcp://127.0.0.1:*";
-    o.data = data;
-    o.sync = false;
-    o.stats_interval_us = 0;
+    listener_opts_for(&o, egress, ingress);
     start_listener_with(&o);
     pub = feed;
     wait_ready();
@@ -1200,13 +1203,7 @@ Test(listener, it_knows_whether_it_hears_the_broker)
     snprintf(in, sizeof in, "tcp://127.0.0.1:%u", tu_free_port());
     snprintf(out, sizeof out, "tcp://127.0.0.1:%u", tu_free_port());
     listener_opts_t o;
-    listener_opts_init(&o);
-    o.egress = out;
-    o.ingress = in;
-    o.query = "tcp://127.0.0.1:*";
-    o.data = data;
-    o.sync = false;
-    o.stats_interval_us = 0;
+    listener_opts_for(&o, out, in);
     start_listener_with(&o);
 
     ingest_counters_t c;
