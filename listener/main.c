@@ -198,19 +198,31 @@ main(int argc, char **argv)
                     eps[i].bind ? " or *" : "");
             return 2;
         }
-    if (batch_max == 0 || batch_max > 1000000 || queue_max == 0 ||
-        queue_max > 100000000 || cache_mb > 1048576 || o.queue_bytes == 0 ||
-        o.limits.max_msg == 0) {
-        fprintf(stderr, "fonte-listener: --batch-max must be 1..1000000, "
-                        "--queue-max 1..100000000, --cache-mb at most "
-                        "1048576, --queue-bytes and --max-msg at least 1\n");
-        return 2;
-    }
-    if (max_closure == 0 || max_replay_events == 0 || workers == 0 ||
-        workers > 64) {
-        fprintf(stderr, "fonte-listener: --max-closure and "
-                        "--max-replay-events must be at least 1, "
-                        "--query-workers 1..64\n");
+    /* each value in its range; the first one out is named */
+    const struct { const char *flag; uint64_t v, lo, hi; } ranges[] = {
+        { "batch-max", batch_max, 1, 1000000 },
+        { "queue-max", queue_max, 1, 100000000 },
+        { "cache-mb", cache_mb, 0, 1048576 },
+        { "queue-bytes", o.queue_bytes, 1, UINT64_MAX },
+        { "max-msg", o.limits.max_msg, 1, UINT64_MAX },
+        { "max-closure", max_closure, 1, UINT64_MAX },
+        { "max-replay-events", max_replay_events, 1, UINT64_MAX },
+        { "query-workers", workers, 1, 64 },
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++) {
+        if (ranges[i].v >= ranges[i].lo && ranges[i].v <= ranges[i].hi)
+            continue;
+        if (ranges[i].hi == UINT64_MAX)
+            fprintf(stderr, "fonte-listener: --%s must be at least %llu, "
+                    "not %llu\n", ranges[i].flag,
+                    (unsigned long long) ranges[i].lo,
+                    (unsigned long long) ranges[i].v);
+        else
+            fprintf(stderr, "fonte-listener: --%s must be %llu..%llu, not "
+                    "%llu\n", ranges[i].flag,
+                    (unsigned long long) ranges[i].lo,
+                    (unsigned long long) ranges[i].hi,
+                    (unsigned long long) ranges[i].v);
         return 2;
     }
     if (!flags_parse_cpu(query_cpu, &o.query_cpu)) {

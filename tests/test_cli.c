@@ -512,7 +512,8 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
 /* fonte-listener's values that libzmq or LevelDB would take and then
  * misuse: a port out of range (libzmq binds another), an endpoint it
  * only fails on when first used (exit 1, not 2), an empty --data (the
- * filesystem's root), --repair with --verify (only one would run). */
+ * filesystem's root), --repair with --verify (only one would run); and
+ * numbers out of range, each named. */
 Test(usage, listener_endpoints_data_and_modes_are_checked_first)
 {
     static const struct {
@@ -534,6 +535,13 @@ Test(usage, listener_endpoints_data_and_modes_are_checked_first)
         { "--repair", "--verify",
           "fonte-listener: --repair and --verify do not go together: "
           "verify, then repair if it says so\n" },
+        /* a value out of range is named, with its range */
+        { "--query-workers", "65",
+          "fonte-listener: --query-workers must be 1..64, not 65\n" },
+        { "--batch-max", "0",
+          "fonte-listener: --batch-max must be 1..1000000, not 0\n" },
+        { "--max-closure", "0",
+          "fonte-listener: --max-closure must be at least 1, not 0\n" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *argv[] = { "fonte-listener", (char *) cases[i].a,
