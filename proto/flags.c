@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zmq.h>
-
 /* The decimal number s starts with (digits only: no sign, no space);
  * *end is what follows it. false if s does not start with a digit or the
  * number overflows. */
@@ -338,27 +336,19 @@ bool
 flags_endpoint_ok(const char *endpoint, bool bind)
 {
     static const char *const schemes[] = { "tcp://", "ipc://", "inproc://" };
-    bool known = false;
+    size_t at = 0;
 
     if (endpoint == NULL)
         return false;
-    for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
-        if (strncmp(endpoint, schemes[i], strlen(schemes[i])) == 0 &&
-            endpoint[strlen(schemes[i])] != '\0')
-            known = true;
-    if (!known || !flags_tcp_port_ok(endpoint, bind))
+    for (size_t i = 0; i < sizeof schemes / sizeof *schemes && at == 0; i++)
+        if (strncmp(endpoint, schemes[i], strlen(schemes[i])) == 0)
+            at = strlen(schemes[i]);
+    if (at == 0 || endpoint[at] == '\0' || !flags_tcp_port_ok(endpoint, bind))
         return false;
-    if (bind)
-        return true; /* binding is the only test of it: at start */
-    void *ctx = zmq_ctx_new(), *s = ctx ? zmq_socket(ctx, ZMQ_DEALER) : NULL;
-    int linger = 0;
-    bool ok = false;
-    if (s != NULL) {
-        zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-        ok = zmq_connect(s, endpoint) == 0;
-        zmq_close(s);
-    }
-    if (ctx != NULL)
-        zmq_ctx_term(ctx);
-    return ok;
+    if (at != 6)
+        return true; /* ipc://PATH, inproc://NAME */
+    /* tcp://HOST:PORT: a host, and one to connect to unless bound */
+    size_t host = (size_t) (strrchr(endpoint, ':') - endpoint) - at;
+    return host > 0 &&
+           (bind || !(host == 1 && endpoint[at] == '*'));
 }

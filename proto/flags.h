@@ -76,13 +76,14 @@ bool flags_parse_cpu(const char *s, int *cpu);
 bool flags_parse_duration(const char *s, int64_t *out_us);
 
 /* An endpoint as fonte takes one: tcp://HOST:PORT with a port of
- * 1..65535 (with bind also * or 0: a free port), ipc://PATH or
- * inproc://NAME; to connect to, libzmq must take it as well (tried on a
- * socket of a context of its own, which costs a thread for a moment).
- * libzmq itself takes tcp://h:99999 and binds another port, and a
- * malformed endpoint only fails where it is first used, as a start-up
- * error (exit 1) rather than a bad value (exit 2).
- * flags_tcp_port_ok is the port rule alone (true for non-tcp). */
+ * 1..65535 (with bind also * or 0: a free port; to connect to, a host
+ * other than *), ipc://PATH or inproc://NAME. A syntax check only: it
+ * opens nothing (a trial zmq_connect could reach the broker, which
+ * counts connections) and resolves no name. libzmq itself takes
+ * tcp://h:99999 and binds another port, and a malformed endpoint only
+ * fails where it is first used, as a start-up error (exit 1) rather
+ * than a bad value (exit 2). flags_tcp_port_ok is the port rule alone
+ * (true for non-tcp). */
 bool flags_tcp_port_ok(const char *endpoint, bool bind);
 bool flags_endpoint_ok(const char *endpoint, bool bind);
 bool flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us);

@@ -257,8 +257,8 @@ Test(flags, dash_h_is_help)
                           "  --version             print the version\n");
 }
 
-/* Endpoints: a tcp port of 1..65535 (with bind also * or 0), one of the
- * three schemes, and for a connect what libzmq takes. */
+/* Endpoints: a tcp port of 1..65535 (with bind also * or 0), a host
+ * (not * to connect to), one of the three schemes. */
 Test(flags, endpoints_are_checked_as_fonte_takes_them)
 {
     static const struct {
@@ -275,6 +275,7 @@ Test(flags, endpoints_are_checked_as_fonte_takes_them)
         { "tcp://127.0.0.1:99999", false, false },
         { "tcp://127.0.0.1:-1", false, false },
         { "tcp://127.0.0.1", false, false },
+        { "tcp://:7701", false, false },
         { "tcp://", false, false },
         { "ipc:///tmp/fonte.sock", true, true },
         { "inproc://x", true, true },
