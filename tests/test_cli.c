@@ -1298,6 +1298,18 @@ Test(usage, top_waits_for_the_interval_a_source_states)
     run_free(&r);
 }
 
+/* dir/payload, 1000 bytes of 'p', its path into pay. */
+static void
+write_payload(char *pay, size_t cap, const char *dir)
+{
+    snprintf(pay, cap, "%s/payload", dir);
+    FILE *f = fopen(pay, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < 1000; i++)
+        fputc('p', f);
+    cr_assert_eq(fclose(f), 0);
+}
+
 /* fonte up on a disk that fills (its files capped at 256 KiB: the cap
  * is this test's, inherited by the child): the listener's failed write
  * stops the whole process with exit 3 and one line naming the store and
@@ -1312,12 +1324,7 @@ Test(usage, up_stops_with_exit_3_when_its_store_fails)
 
     cr_assert_not_null(mkdtemp(dir));
     snprintf(data, sizeof data, "%s/data", dir);
-    snprintf(pay, sizeof pay, "%s/payload", dir);
-    FILE *f = fopen(pay, "w");
-    cr_assert_not_null(f);
-    for (int i = 0; i < 1000; i++)
-        fputc('p', f);
-    cr_assert_eq(fclose(f), 0);
+    write_payload(pay, sizeof pay, dir);
     cr_assert_eq(tu_fsize_cap(256 << 10, &was), 0);
     up_on_free_ports(data, eps, NULL, out, sizeof out);
     cr_assert_eq(tu_fsize_restore(&was), 0);
@@ -1351,12 +1358,7 @@ Test(usage, verify_finds_bit_rot_and_exits_1)
 
     cr_assert_not_null(mkdtemp(dir));
     snprintf(data, sizeof data, "%s/data", dir);
-    snprintf(pay, sizeof pay, "%s/payload", dir);
-    FILE *f = fopen(pay, "w");
-    cr_assert_not_null(f);
-    for (int i = 0; i < 1000; i++)
-        fputc('p', f);
-    cr_assert_eq(fclose(f), 0);
+    write_payload(pay, sizeof pay, dir);
     up_on_free_ports(data, eps, NULL, out, sizeof out);
     RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
         "a.b", "--object", "o:1", "--payload-file", pay, "--count", "2000");

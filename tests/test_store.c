@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -584,6 +585,14 @@ Test(store, nothing_is_made_where_there_is_no_store)
                                    "directory)"), "%s", err);
     cr_assert_eq(stat(sub("absent"), &st), -1, "the directory was made");
 
+    int fd = open(sub("plain"), O_CREAT | O_WRONLY, 0644);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    o.dir = sub("plain");
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
+    cr_assert_not_null(strstr(err, "not usable as a data directory (not a "
+                                   "directory)"), "%s", err);
+
     cr_assert_eq(mkdir(sub("empty"), 0755), 0);
     o.dir = sub("empty");
     cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_ESTORE);
@@ -645,11 +654,36 @@ Test(store, repair_is_refused_while_another_process_has_the_store_open)
 
     close(done[1]); /* the child closes the store and exits */
     int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    pid_t w = 0;
+    for (int i = 0; i < 1000 && (w = waitpid(pid, &status, WNOHANG)) == 0;
+         i++)
+        poll(NULL, 0, 10); /* a child's exit has no fd to wait on */
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    cr_assert_eq(w, pid, "the child did not exit within 10 s");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     close(ready[0]);
     cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_OK, "%s",
                  msg);
+}
+
+/* Scans every `e` key of snap: the events read (each non-empty), the
+ * iterator's error at the end into *rc. */
+static size_t
+scan_events(store_snap_t *snap, fonte_err *rc)
+{
+    store_iter_t *it = NULL;
+    store_item_t item;
+    size_t n = 0;
+
+    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
+    while (store_iter_next(it, &item))
+        n += item.value.len > 0;
+    *rc = store_iter_error(it);
+    store_iter_destroy(&it);
+    return n;
 }
 
 /* Mappings of the store's table files in this process (/proc/self/maps). */
@@ -708,16 +742,10 @@ Test(store, tables_are_read_with_pread_not_mmapped)
 
     /* read every event back, by a scan and by gets */
     store_snap_t *snap = NULL;
-    store_iter_t *it = NULL;
-    store_item_t item;
-    size_t n = 0;
     cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
-    while (store_iter_next(it, &item))
-        n += item.value.len > 0;
-    cr_assert_eq(store_iter_error(it), FONTE_OK);
-    store_iter_destroy(&it);
-    cr_assert_eq(n, 4000);
+    fonte_err scan_rc;
+    cr_assert_eq(scan_events(snap, &scan_rc), 4000);
+    cr_assert_eq(scan_rc, FONTE_OK);
     for (uint64_t seq = 1; seq <= 4000; seq += 397) {
         void *data = NULL;
         size_t len = 0;
@@ -1482,17 +1510,12 @@ Test(store, reads_of_a_damaged_block_are_errors)
 {
     store_t *s = rotten_store(2000); /* among the first e keys */
     store_snap_t *snap = NULL;
-    store_iter_t *it = NULL;
-    store_item_t item;
-    uint64_t n = 0;
+    fonte_err scan_rc;
 
     cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    cr_assert_eq(store_iter_events(snap, 0, &it), FONTE_OK);
-    while (store_iter_next(it, &item))
-        n++;
-    cr_assert_eq(store_iter_error(it), FONTE_ESTORE);
+    size_t n = scan_events(snap, &scan_rc);
+    cr_assert_eq(scan_rc, FONTE_ESTORE);
     cr_assert_lt(n, 2000, "it stopped at the damaged block");
-    store_iter_destroy(&it);
     store_snap_destroy(&snap);
     store_close(&s);
 }
