@@ -61,6 +61,7 @@ listener_opts_init(listener_opts_t *o)
     o->max_replay_events = ro.max_events;
     o->query_workers = QUERY_WORKERS_DEFAULT;
     o->query_cpu = -1;
+    o->query_spin_us = QUERY_SPIN_US_DEFAULT;
 }
 
 /* 0 if this process may run on `cpu`, else -1 with errbuf set. */
@@ -97,6 +98,7 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_counter(st, "query_dropped", q.dropped);
     ingest_stats_counter(st, "query_busy", q.busy);
     ingest_stats_counter(st, "query_backups", q.backups);
+    ingest_stats_counter(st, "query_spun", q.spun);
     if (l->auth != NULL) {
         uint64_t allowed, denied;
         fcurve_auth_counts(l->auth, &allowed, &denied);
@@ -249,6 +251,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     query_opts_init(&qo);
     qo.zmq_ctx = l->qctx;
     qo.cpu = o->query_cpu;
+    qo.spin_us = o->query_spin_us;
     qo.endpoint = o->query;
     qo.store = l->store;
     qo.limits = o->limits;
@@ -315,6 +318,12 @@ void
 listener_replay_counters(listener_t *l, replay_counters_t *out)
 {
     replay_counters(l->replay, out);
+}
+
+void
+listener_query_counters(listener_t *l, query_counters_t *out)
+{
+    query_counters(l->query, out);
 }
 
 void

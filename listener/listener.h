@@ -51,6 +51,7 @@ typedef struct listener_opts {
     int query_cpu;             /* run the query thread and its ZeroMQ I/O
                                   thread on this CPU only; -1 (default) =
                                   not pinned. See docs/operations.md. */
+    int64_t query_spin_us;     /* query_opts_t.spin_us (500); 0 = never */
     /* CURVE (proto/curve.h; docs/operations.md "Security"): the
      * listener's certificate (its secret file beside it), with
      * curve_clients (the directory of the public certificates of the
@@ -111,6 +112,9 @@ void listener_counters(listener_t *l, ingest_counters_t *out);
 
 /* Replay counters (thread-safe copy). */
 void listener_replay_counters(listener_t *l, replay_counters_t *out);
+
+/* Query endpoint counters (thread-safe copy). */
+void listener_query_counters(listener_t *l, query_counters_t *out);
 
 /* Holds or releases the ingest writer (ingest_hold): tests use it to
  * stand for a LevelDB stall. Thread-safe. */

@@ -146,6 +146,10 @@ main(int argc, char **argv)
           "waiting at once (10000000)", NULL },
         { "query-workers", "FONTE_QUERY_WORKERS", FLAG_UINT, &workers,
           "threads answering replay requests (4)", NULL },
+        { "query-spin", "FONTE_QUERY_SPIN", FLAG_DURATION, &o.query_spin_us,
+          "after answering a client that asks back to back, wait this "
+          "long for its next request without sleeping, 0 = never (500us)",
+          NULL },
         { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
           "run the query thread and its ZeroMQ I/O thread on this CPU "
           "only, or none (none)", NULL },
@@ -223,6 +227,10 @@ main(int argc, char **argv)
                     (unsigned long long) ranges[i].lo,
                     (unsigned long long) ranges[i].hi,
                     (unsigned long long) ranges[i].v);
+        return 2;
+    }
+    if (o.query_spin_us < 0 || o.query_spin_us > 100000) {
+        fprintf(stderr, "fonte-listener: --query-spin must be 0..100ms\n");
         return 2;
     }
     if (!flags_parse_cpu(query_cpu, &o.query_cpu)) {

@@ -26,6 +26,7 @@
 #define QUERY_WORKERS_DEFAULT 4 /* replay worker threads */
 #define QUERY_PENDING_MAX 64    /* replays queued or running, then "busy" */
 #define QUERY_INLINE_US 2000    /* a replay tried on the query thread */
+#define QUERY_SPIN_US_DEFAULT 500 /* query_opts_t.spin_us */
 
 typedef struct query query_t;
 
@@ -54,6 +55,10 @@ typedef struct query_opts {
                                thread itself (for tests) */
     int cpu;                /* run the query thread on this CPU only;
                                -1 (default) = wherever the OS puts it */
+    int64_t spin_us;        /* after answering a client that asks back to
+                               back, poll for its next request this long
+                               before sleeping (query.c, spin_serve);
+                               0 = never; QUERY_SPIN_US_DEFAULT */
     const char *backup_dir; /* BackupRequests write new stores under
                                it; NULL: they are UNAVAILABLE */
     const fcurve_cert_t *curve; /* a CURVE server with this key pair (a
@@ -70,6 +75,8 @@ typedef struct query_counters {
     uint64_t dropped;      /* no envelope to answer to */
     uint64_t busy;         /* replays refused: QUERY_PENDING_MAX waiting */
     uint64_t backups;      /* BackupRequests answered, any status */
+    uint64_t spun;         /* requests picked up while polling (spin_us)
+                              rather than after sleeping */
 } query_counters_t;
 
 /* Default endpoint, default limits, no replay handler, 4 workers. */

@@ -542,6 +542,8 @@ Test(usage, listener_endpoints_data_and_modes_are_checked_first)
           "fonte-listener: --batch-max must be 1..1000000, not 0\n" },
         { "--max-closure", "0",
           "fonte-listener: --max-closure must be at least 1, not 0\n" },
+        { "--query-spin", "200ms",
+          "fonte-listener: --query-spin must be 0..100ms\n" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *argv[] = { "fonte-listener", (char *) cases[i].a,

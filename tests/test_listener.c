@@ -1464,6 +1464,110 @@ my_cpus(char *list, size_t cap)
     return -1;
 }
 
+/* n status requests on req, each answered OK. */
+static void
+statuses(void *req, int n)
+{
+    for (int i = 0; i < n; i++) {
+        Fonte__Reply *rep = status(req);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+        fonte__reply__free_unpacked(rep, NULL);
+    }
+}
+
+static uint64_t
+spun(void)
+{
+    query_counters_t q;
+    listener_query_counters(listener, &q);
+    return q.spun;
+}
+
+static void
+start_listener_spinning(int64_t spin_us)
+{
+    listener_opts_t o;
+    start_broker(100000);
+    listener_defaults(&o);
+    o.query_spin_us = spin_us;
+    start_listener_with(&o);
+}
+
+/* query.c, spin_serve: the first request has no reply before it, the
+ * second came after one (within spin_us): from the third on, each is
+ * picked up by the poll that follows the reply before it. */
+Test(listener, a_client_asking_back_to_back_is_answered_without_a_wake_up)
+{
+    start_listener_spinning(1000000);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 20);
+    cr_assert_eq(spun(), 18, "%llu", (unsigned long long) spun());
+    zmq_close(req);
+}
+
+Test(listener, with_query_spin_0_the_query_thread_never_polls)
+{
+    start_listener_spinning(0);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 20);
+    cr_assert_eq(spun(), 0);
+    zmq_close(req);
+}
+
+/* A pause longer than spin_us ends the polling: the poll after the 5th
+ * reply times out, the 6th request (after the pause) and the 7th (the
+ * first after a short gap again) come to a sleeping thread, the 8th to
+ * a polling one. The pause is what is tested, not a wait for anything. */
+Test(listener, polling_stops_when_the_client_pauses_and_resumes_after_a_short_gap)
+{
+    start_listener_spinning(50000);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 5);
+    cr_assert_eq(spun(), 3);
+    struct timespec pause = { 0, 300 * 1000000L };
+    nanosleep(&pause, NULL);
+    statuses(req, 1);
+    cr_assert_eq(spun(), 3);
+    statuses(req, 1);
+    cr_assert_eq(spun(), 3);
+    statuses(req, 1);
+    cr_assert_eq(spun(), 4);
+    zmq_close(req);
+}
+
+/* A request handed to a worker is answered later, from the worker: it
+ * turns polling off until two requests in a row are answered inline. */
+Test(listener, a_request_handed_to_a_worker_turns_polling_off)
+{
+    start_listener_spinning(1000000);
+    connect_clients();
+    for (uint64_t i = 1; i <= 3; i++)
+        publish(pub, "shop", 3, i, "order:1", NULL);
+    cr_assert_eq(wait_ack(3, 3, false, 5000), 3);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 3);
+    cr_assert_eq(spun(), 1);
+
+    Fonte__Request r = FONTE__REQUEST__INIT;
+    Fonte__ReplayRequest rr = FONTE__REPLAY_REQUEST__INIT;
+    rr.object = "*"; /* always a worker's (query.c, answer_replay) */
+    r.body_case = FONTE__REQUEST__BODY_REPLAY;
+    r.replay = &rr;
+    Fonte__Reply *rep = ask_request(req, &r);
+    cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
+    cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_REPLAY);
+    /* the warm-up event (wait_ready) and the three */
+    cr_assert_eq(rep->replay->n_events, 4);
+    fonte__reply__free_unpacked(rep, NULL);
+    cr_assert_eq(spun(), 2); /* the replay request itself came to a poll */
+
+    statuses(req, 2);
+    cr_assert_eq(spun(), 2);
+    statuses(req, 1);
+    cr_assert_eq(spun(), 3);
+    zmq_close(req);
+}
+
 Test(listener, query_cpu_pins_the_query_thread_and_its_io_thread_only)
 {
     char all[256], one[16];
