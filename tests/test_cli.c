@@ -599,6 +599,10 @@ Test(usage, query_cpu_errors_are_one_line_and_exit_2)
              "taskset -p)\n", CPU_COUNT(&mine));
     cr_assert_str_eq(r.err, want);
     run_free(&r);
+    RUN(&r, "up", "--query-spin", "1s", "--data", data);
+    cr_assert_eq(r.rc, 2);
+    cr_assert_str_eq(r.err, "fonte up: --query-spin must be 0..100ms\n");
+    run_free(&r);
     struct stat st;
     cr_assert_neq(stat(data, &st), 0, "the data dir was created");
     cr_assert_eq(rmdir(dir), 0);

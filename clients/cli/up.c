@@ -50,7 +50,7 @@ cmd_up(int argc, char **argv)
                *level = "warn", *curve_cert = NULL, *curve_clients = NULL,
                *query_cpu = "none", *backup_dir = NULL;
     int cpu = -1;
-    int64_t stats_us = 1000000;
+    int64_t stats_us = 1000000, spin_us = QUERY_SPIN_US_DEFAULT;
     broker_t *b = NULL;
     listener_t *l = NULL;
     char err[1024];
@@ -71,6 +71,10 @@ cmd_up(int argc, char **argv)
         { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
           "run the listener's query thread and its ZeroMQ I/O thread on "
           "this CPU only, or none (none)", NULL },
+        { "query-spin", "FONTE_QUERY_SPIN", FLAG_DURATION, &spin_us,
+          "after answering a client that asks back to back, wait this "
+          "long for its next request without sleeping, 0 = never (500us)",
+          NULL },
         { "backup-dir", "FONTE_BACKUP_DIR", FLAG_STR, &backup_dir,
           "existing directory where fonte backup NAME makes its copies "
           "(none)", NULL },
@@ -90,6 +94,10 @@ cmd_up(int argc, char **argv)
     if (!flags_parse_cpu(query_cpu, &cpu)) {
         cli_error(argv[0], "--query-cpu must be a CPU number (0, 1, ...) or "
                   "none, not '%s'", query_cpu);
+        return CLI_EXIT_USAGE;
+    }
+    if (spin_us < 0 || spin_us > 100000) {
+        cli_error(argv[0], "--query-spin must be 0..100ms");
         return CLI_EXIT_USAGE;
     }
     if ((curve_cert == NULL) != (curve_clients == NULL)) {
@@ -136,6 +144,7 @@ cmd_up(int argc, char **argv)
     lo.on_store_failed = listener_store_failed_signal;
     lo.stats_interval_us = stats_us;
     lo.query_cpu = cpu;
+    lo.query_spin_us = spin_us;
     lo.backup_dir = backup_dir;
     /* the listener is a client of this broker with the same key pair,
      * which the broker admits as its own */
