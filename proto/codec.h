@@ -108,6 +108,7 @@ typedef struct codec_view {
     const uint8_t *body; /* the scanned bytes, for codec_view_next_dep */
     size_t body_len;
     size_t deps_at; /* where the first depends_on begins in body (or 0) */
+    size_t deps_end; /* where the last one ends (0: not known, body_len) */
 } codec_view_t;
 
 /* --- rules on byte slices (each returns its own error code) --- */

@@ -62,6 +62,47 @@ valid_event(void)
 
 /* ------------------------------------------------------------------ */
 
+/* Protobuf fields may come in any order: dependencies split by other
+ * fields, one after the payload, are all found and all checked
+ * (codec_view_next_dep reads from the first to the end of the last). */
+Test(codec, dependencies_after_the_payload_are_found_and_checked)
+{
+    Fonte__Event *ev = valid_event();
+    tu_event_add_dep(ev, "user:7");
+    tu_event_set_payload(ev, "\x00\x01\x02", 3, "shop.OrderPlaced");
+    codec_buf_t t, b;
+    cr_assert_eq(codec_event_encode(ev, lim, &t, &b), FONTE_OK);
+    uint8_t buf[512];
+    cr_assert_lt(b.len + 16, sizeof buf);
+    memcpy(buf, b.data, b.len);
+    /* depends_on = 4, "cart:9", after everything */
+    static const uint8_t later[] = { 4 << 3 | 2, 6, 'c', 'a', 'r', 't', ':',
+                                     '9' };
+    memcpy(buf + b.len, later, sizeof later);
+    size_t len = b.len + sizeof later;
+
+    codec_view_t v;
+    cr_assert_eq(codec_event_scan(buf, len, lim, &v), FONTE_OK);
+    cr_assert_eq(v.n_deps, 2);
+    size_t pos = 0;
+    codec_slice_t dep;
+    cr_assert(codec_view_next_dep(&v, &pos, &dep));
+    cr_assert_eq(dep.len, 6);
+    cr_assert_eq(memcmp(dep.ptr, "user:7", 6), 0);
+    cr_assert(codec_view_next_dep(&v, &pos, &dep));
+    cr_assert_eq(dep.len, 6);
+    cr_assert_eq(memcmp(dep.ptr, "cart:9", 6), 0);
+    cr_assert_not(codec_view_next_dep(&v, &pos, &dep));
+    cr_assert_eq(pos, len);
+
+    /* the later one broken (not UTF-8): the scan says so */
+    buf[len - 1] = (char) 0xff;
+    cr_assert_eq(codec_event_scan(buf, len, lim, &v), FONTE_EDEP);
+    codec_buf_free(&t);
+    codec_buf_free(&b);
+    codec_event_free(&ev);
+}
+
 Test(codec, event_round_trip_keeps_every_field)
 {
     Fonte__Event *ev = valid_event();
