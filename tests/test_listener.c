@@ -1536,6 +1536,28 @@ Test(listener, polling_stops_when_the_client_pauses_and_resumes_after_a_short_ga
     zmq_close(req);
 }
 
+/* The poll ends after spin_us: a listener whose client stopped asking
+ * uses no CPU. The pauses are what is tested. CPU time is counted in
+ * clock ticks (10 ms here): the bounds leave two ticks of slack. */
+Test(listener, the_poll_stops_and_an_idle_query_thread_uses_no_cpu)
+{
+    start_listener_spinning(50000);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 5);
+    cr_assert_eq(spun(), 3);
+    struct timespec pause = { 0, 400 * 1000000L };
+    long t0 = tu_thread_cpu_ms("fonte-query");
+    cr_assert_geq(t0, 0);
+    nanosleep(&pause, NULL);
+    long t1 = tu_thread_cpu_ms("fonte-query");
+    nanosleep(&pause, NULL);
+    long t2 = tu_thread_cpu_ms("fonte-query");
+    /* at most the one poll of 50 ms after the last reply */
+    cr_assert_leq(t1 - t0, 50 + 20, "%ld ms in the first 400 ms", t1 - t0);
+    cr_assert_leq(t2 - t1, 20, "%ld ms in the next 400 ms", t2 - t1);
+    zmq_close(req);
+}
+
 /* A request handed to a worker is answered later, from the worker: it
  * turns polling off until two requests in a row are answered inline. */
 Test(listener, a_request_handed_to_a_worker_turns_polling_off)

@@ -75,6 +75,10 @@ int tu_fsize_restore(const struct rlimit *was);
  * exactly the CPUs cpus (a Cpus_allowed_list, e.g. "0-1"). */
 int tu_threads_named(const char *comm, const char *cpus, int *on_cpus);
 
+/* CPU time (user + system, ms) the one thread of this process named
+ * comm has used; -1 if there is not exactly one or /proc cannot say. */
+long tu_thread_cpu_ms(const char *comm);
+
 /* Checks a two-frame message made of topic and body. */
 fonte_err tu_check(const char *topic, const void *body, size_t len,
                    codec_class_t *cls);

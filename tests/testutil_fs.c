@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -82,4 +83,43 @@ int
 tu_fsize_restore(const struct rlimit *was)
 {
     return setrlimit(RLIMIT_FSIZE, was);
+}
+
+long
+tu_thread_cpu_ms(const char *comm)
+{
+    char path[300], line[512];
+    long ms = -1;
+    int found = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *t;
+
+    if (d == NULL)
+        return -1;
+    while ((t = readdir(d)) != NULL) {
+        if (t->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", t->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        char *got = fgets(line, sizeof line, f);
+        fclose(f);
+        /* pid (comm) state ... : utime and stime are fields 14 and 15,
+         * counted after the comm's closing parenthesis */
+        char *open = got ? strchr(line, '(') : NULL;
+        char *close = got ? strrchr(line, ')') : NULL;
+        if (open == NULL || close == NULL ||
+            (size_t) (close - open - 1) != strlen(comm) ||
+            strncmp(open + 1, comm, strlen(comm)) != 0)
+            continue;
+        unsigned long ut = 0, st = 0;
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                              "%*u %lu %lu", &ut, &st) != 2)
+            continue;
+        found++;
+        ms = (long) ((ut + st) * 1000 / (unsigned long) sysconf(_SC_CLK_TCK));
+    }
+    closedir(d);
+    return found == 1 ? ms : -1;
 }
