@@ -849,6 +849,20 @@ Test(cli, publish_jsonl_of_10k_events_then_replay_of_one_object)
     cr_assert_str_eq(r.out, "");
     run_free(&r);
 
+    /* an empty item in --types is a typo: refused, nothing asked */
+    static char *const empties[] = { "a.b,,c.d", "a.b,", ",a.b", "" };
+    for (size_t i = 0; i < 4; i++) {
+        char want[160];
+        RUN(&r, "replay", "order:7", "--types", empties[i]);
+        cr_assert_eq(r.rc, 2, "%s: %d", empties[i], r.rc);
+        snprintf(want, sizeof want, "fonte replay: --types '%s' has an empty "
+                 "type: list types separated by single commas (--types "
+                 "a.b,c.d)\n", empties[i]);
+        cr_assert_str_eq(r.err, want);
+        cr_assert_str_eq(r.out, "");
+        run_free(&r);
+    }
+
     RUN(&r, "replay", "nope:1");
     cr_assert_eq(r.rc, 1);
     cr_assert_str_eq(r.err, "fonte replay: no events for object nope:1 "

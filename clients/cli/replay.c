@@ -369,7 +369,16 @@ cmd_replay(int argc, char **argv)
     if (a.limit != 0 && a.limit < 1000)
         fo->page_size = (uint32_t) a.limit; /* fetch no more than shown */
     if (types != NULL) {
-        size_t n = 1;
+        /* an empty item ("a,,b", "a,", "") is a typo, not "any type" */
+        size_t n = 1, len = strlen(types);
+        bool empty = len == 0 || types[0] == ',' || types[len - 1] == ',' ||
+                     strstr(types, ",,") != NULL;
+        if (empty) {
+            cli_error(a.cmd, "--types '%s' has an empty type: list types "
+                      "separated by single commas (--types a.b,c.d)", types);
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
         for (const char *p = types; *p; p++)
             n += *p == ',';
         if ((types_copy = strdup(types)) == NULL ||
