@@ -31,6 +31,14 @@
 
 static broker_t *broker;
 static void *zctx;
+/* Every socket open_sock opened and no sock_close closed yet: teardown
+ * closes them, so that a test failing with a socket open still ends
+ * (zmq_ctx_term waits for every socket of its context). */
+#define OPEN_MAX 32
+static void *open_socks[OPEN_MAX];
+typedef struct server server_t;
+static server_t *running; /* the fake listener whose thread runs, if any */
+static void server_join(server_t *live);
 
 static void
 setup(void)
@@ -49,9 +57,34 @@ setup(void)
     cr_assert_not_null(zctx);
 }
 
+/* Takes s off the list teardown closes. */
+static void
+forget(void *s)
+{
+    for (size_t i = 0; i < OPEN_MAX; i++)
+        if (open_socks[i] == s)
+            open_socks[i] = NULL;
+}
+
+/* Closes a socket from open_sock. */
+static void
+sock_close(void *s)
+{
+    forget(s);
+    zmq_close(s);
+}
+
 static void
 teardown(void)
 {
+    if (running != NULL) { /* a test failed with its server running */
+        server_t *live = running;
+        server_join(live); /* its thread closes the ROUTER */
+        free(live);
+    }
+    for (size_t i = 0; i < OPEN_MAX; i++)
+        if (open_socks[i] != NULL)
+            sock_close(open_socks[i]);
     broker_destroy(&broker);
     zmq_ctx_term(zctx);
 }
@@ -80,14 +113,28 @@ client_opts(fonte_client_opts_t *o, const char *service)
     o->query_timeout_ms = 100;
 }
 
+/* A socket of zctx that does not linger, on the list teardown closes. */
 static void *
-sock(int type, const char *endpoint)
+open_sock(int type)
 {
     void *s = zmq_socket(zctx, type);
     int linger = 0;
 
     cr_assert_not_null(s);
+    size_t i = 0;
+    while (i < OPEN_MAX && open_socks[i] != NULL)
+        i++;
+    cr_assert_lt(i, OPEN_MAX, "more than %d test sockets open", OPEN_MAX);
+    open_socks[i] = s;
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    return s;
+}
+
+static void *
+sock(int type, const char *endpoint)
+{
+    void *s = open_sock(type);
+
     cr_assert_eq(zmq_connect(s, endpoint), 0);
     return s;
 }
@@ -261,7 +308,7 @@ Test(client, invalid_events_are_refused_and_use_no_sequence_number)
     fonte_client_stats(c, &st);
     cr_assert_eq(st.published, 1);
     fonte_client_destroy(&c);
-    zmq_close(w);
+    sock_close(w);
 }
 
 Test(client, full_outbox_gives_efull_after_the_publish_timeout)
@@ -391,7 +438,7 @@ Test(client, only_acks_of_its_own_producer_and_session_count)
     cr_assert_eq(st.outbox_events, 0);
     cr_assert_eq(st.outbox_bytes, 0);
     fonte_client_destroy(&c);
-    zmq_close(pub);
+    sock_close(pub);
 }
 
 Test(client, gap_ack_resends_from_durable_plus_one_in_order)
@@ -456,8 +503,8 @@ Test(client, gap_ack_resends_from_durable_plus_one_in_order)
     cr_assert_eq(st.acked, 2);
     cr_assert_geq(st.resent, 3);
     fonte_client_destroy(&c);
-    zmq_close(pub);
-    zmq_close(w);
+    sock_close(pub);
+    sock_close(w);
 }
 
 Test(client, destroy_with_events_pending_returns_and_frees_them)
@@ -730,13 +777,13 @@ Test(client, targeted_replay_reaches_only_the_target_flagged)
     cr_assert_eq(by.n, 0, "another service got a targeted replay");
     fonte_client_destroy(&target);
     fonte_client_destroy(&bystander);
-    zmq_close(pub);
+    sock_close(pub);
 }
 
 /* ------------------------------------------------------------------ */
 /* queries: a ROUTER played by a thread                                */
 
-typedef struct server {
+struct server {
     void *router;
     char endpoint[64];
     pthread_t thread;
@@ -749,7 +796,8 @@ typedef struct server {
     uint8_t peers[16][16]; /* distinct routing ids seen: one a connection */
     int n_peers;
     void *monitor; /* PAIR: the ROUTER's ZMQ_EVENT_ACCEPTED events */
-} server_t;
+    server_t *live; /* the copy its thread works on: see server_start_at */
+};
 
 /* Counts id among the server's distinct peers. */
 static void
@@ -881,22 +929,19 @@ server_start_at(server_t *sv, const char *endpoint, int replies,
                 Fonte__Reply__Status status, int pages)
 {
     size_t len = sizeof sv->endpoint;
-    int linger = 0;
 
     memset(sv, 0, sizeof *sv);
     sv->replies_left = replies;
     sv->status = status;
     sv->pages = pages;
-    sv->router = zmq_socket(zctx, ZMQ_ROUTER);
-    zmq_setsockopt(sv->router, ZMQ_LINGER, &linger, sizeof linger);
+    sv->router = open_sock(ZMQ_ROUTER);
     /* its accepted connections, watched from before it binds */
     static atomic_int n_monitors;
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://test-server-%d",
              atomic_fetch_add(&n_monitors, 1));
     cr_assert_eq(zmq_socket_monitor(sv->router, mon, ZMQ_EVENT_ACCEPTED), 0);
-    sv->monitor = zmq_socket(zctx, ZMQ_PAIR);
-    zmq_setsockopt(sv->monitor, ZMQ_LINGER, &linger, sizeof linger);
+    sv->monitor = open_sock(ZMQ_PAIR);
     cr_assert_eq(zmq_connect(sv->monitor, mon), 0);
     /* a ROUTER just closed on this port lets it go in its I/O thread, a
      * moment later: try again, for a bounded time */
@@ -908,7 +953,15 @@ server_start_at(server_t *sv, const char *endpoint, int replies,
     }
     cr_assert_eq(rc, 0, "%s: %s", endpoint, zmq_strerror(zmq_errno()));
     zmq_getsockopt(sv->router, ZMQ_LAST_ENDPOINT, sv->endpoint, &len);
-    pthread_create(&sv->thread, NULL, server_main, sv);
+    /* The thread works on a copy on the heap: a failed assertion leaves
+     * the test, and sv on its stack with it, but teardown must still stop
+     * the thread. server_stop copies back what it saw. */
+    sv->live = malloc(sizeof *sv->live);
+    cr_assert_not_null(sv->live);
+    memcpy(sv->live, sv, sizeof *sv);
+    forget(sv->router); /* the thread closes it */
+    running = sv->live;
+    pthread_create(&running->thread, NULL, server_main, running);
 }
 
 static void
@@ -918,12 +971,24 @@ server_start(server_t *sv, int replies, Fonte__Reply__Status status,
     server_start_at(sv, "tcp://127.0.0.1:*", replies, status, pages);
 }
 
+/* Stops the thread of live, which closes its ROUTER. */
+static void
+server_join(server_t *live)
+{
+    atomic_store(&live->stop, true);
+    pthread_join(live->thread, NULL);
+    running = NULL;
+}
+
 static void
 server_stop(server_t *sv)
 {
-    atomic_store(&sv->stop, true);
-    pthread_join(sv->thread, NULL);
-    zmq_close(sv->monitor);
+    server_t *live = sv->live;
+    server_join(live);
+    memcpy(sv, live, sizeof *sv); /* what it saw, for the test to check */
+    free(live);
+    sv->live = NULL;
+    sock_close(sv->monitor);
 }
 
 /* Waits (WAIT_MS at most) until the server has accepted a connection;
