@@ -15,15 +15,16 @@
  *     layer over LevelDB's iterators and gets).
  *   replay_object_pinned_p50_us: the same, to a second listener on an
  *     identical copy of the store, run with --query-cpu (its query thread
- *     and query I/O thread on this process's last CPU): what that option
- *     buys (docs/operations.md).
+ *     and query I/O thread on this process's last CPU; so, by default, no
+ *     polling after replies): what that option buys (docs/operations.md).
  *   replay_object_floor_us: what the same REQ round trip costs when the
  *     server does nothing but the baseline's raw reads and replies with
  *     as many bytes as the replay did - a ROUTER in a context of its own
  *     (as the listener's is), not pinned, on the listener's store handle,
- *     waiting for requests as the listener's query thread does (polling
- *     for QUERY_SPIN_US_DEFAULT after each reply). Baseline: the raw
- *     reads again. Its ratio is the best a server
+ *     waiting for requests much as the listener's query thread does
+ *     (polling for QUERY_SPIN_US_DEFAULT after each reply; the listener
+ *     starts polling from the second request of a burst, this from the
+ *     first). Baseline: the raw reads again. Its ratio is the best a server
  *     behind ZeroMQ with default scheduling could get on this machine:
  *     what the default replay's ratio is made of beyond planning.
  *   replay_object_fetch_p50_us: the same replay asked through libfonte,

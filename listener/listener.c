@@ -61,7 +61,7 @@ listener_opts_init(listener_opts_t *o)
     o->max_replay_events = ro.max_events;
     o->query_workers = QUERY_WORKERS_DEFAULT;
     o->query_cpu = -1;
-    o->query_spin_us = QUERY_SPIN_US_DEFAULT;
+    o->query_spin_us = -1;
 }
 
 /* 0 if this process may run on `cpu`, else -1 with errbuf set. */
@@ -251,7 +251,9 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     query_opts_init(&qo);
     qo.zmq_ctx = l->qctx;
     qo.cpu = o->query_cpu;
-    qo.spin_us = o->query_spin_us;
+    qo.spin_us = o->query_spin_us >= 0 ? o->query_spin_us
+                 : o->query_cpu >= 0 ? 0
+                                     : QUERY_SPIN_US_DEFAULT;
     qo.endpoint = o->query;
     qo.store = l->store;
     qo.limits = o->limits;

@@ -51,7 +51,10 @@ typedef struct listener_opts {
     int query_cpu;             /* run the query thread and its ZeroMQ I/O
                                   thread on this CPU only; -1 (default) =
                                   not pinned. See docs/operations.md. */
-    int64_t query_spin_us;     /* query_opts_t.spin_us (500); 0 = never */
+    int64_t query_spin_us;     /* query_opts_t.spin_us; 0 = never; -1
+                                  (default): 500 us, but 0 with query_cpu
+                                  (the poll would hold the one CPU the
+                                  query's I/O thread needs too) */
     /* CURVE (proto/curve.h; docs/operations.md "Security"): the
      * listener's certificate (its secret file beside it), with
      * curve_clients (the directory of the public certificates of the

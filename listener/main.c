@@ -148,7 +148,8 @@ main(int argc, char **argv)
           "threads answering replay requests (4)", NULL },
         { "query-spin", "FONTE_QUERY_SPIN", FLAG_DURATION, &o.query_spin_us,
           "after answering a client that asks back to back, wait this "
-          "long for its next request without sleeping, 0 = never (500us)",
+          "long for its next request without sleeping, 0 = never (500us, "
+          "0 with --query-cpu)",
           NULL },
         { "query-cpu", "FONTE_QUERY_CPU", FLAG_STR, &query_cpu,
           "run the query thread and its ZeroMQ I/O thread on this CPU "
@@ -229,7 +230,7 @@ main(int argc, char **argv)
                     (unsigned long long) ranges[i].v);
         return 2;
     }
-    if (o.query_spin_us < 0 || o.query_spin_us > 100000) {
+    if (o.query_spin_us > 100000) { /* -1: the default, by --query-cpu */
         fprintf(stderr, "fonte-listener: --query-spin must be 0..100ms\n");
         return 2;
     }

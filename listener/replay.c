@@ -1851,8 +1851,9 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     for (size_t i = 0; i < p->n_out && i < page && want < rp->o.page_bytes;
          i++)
         want += (p->body[p->out_idx[i]] ? p->len[p->out_idx[i]] : 256) + 16;
-    codec_writer_reserve(&w, want < rp->o.page_bytes ? want
-                                                      : rp->o.page_bytes);
+    if (want > rp->o.page_bytes)
+        want = rp->o.page_bytes;
+    codec_writer_reserve(&w, want > w.len ? want - w.len : 0);
     size_t k = write_events(rp, &w, p->out_seq, p->n_out, 0, page, p, &rc);
     if (rc != FONTE_OK) {
         codec_writer_fini(&w);

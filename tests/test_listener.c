@@ -1649,6 +1649,31 @@ Test(listener, query_cpu_pins_the_query_thread_and_its_io_thread_only)
     sock_close(req);
 }
 
+/* Pinned, the query thread shares its CPU with its I/O thread, which a
+ * poll would keep waiting: by default it does not poll; asked to, it
+ * does. */
+Test(listener, with_query_cpu_the_query_thread_polls_only_when_asked)
+{
+    char all[256];
+    listener_opts_t o;
+    start_broker(100000);
+    listener_defaults(&o);
+    o.query_cpu = my_cpus(all, sizeof all);
+    start_listener_with(&o);
+    void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 5);
+    cr_assert_eq(spun(), 0);
+    sock_close(req);
+    listener_destroy(&listener);
+
+    o.query_spin_us = 1000000;
+    start_listener_with(&o);
+    req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
+    statuses(req, 5);
+    cr_assert_eq(spun(), 3);
+    sock_close(req);
+}
+
 Test(listener, by_default_no_thread_is_pinned)
 {
     char all[256];

@@ -50,7 +50,7 @@ cmd_up(int argc, char **argv)
                *level = "warn", *curve_cert = NULL, *curve_clients = NULL,
                *query_cpu = "none", *backup_dir = NULL;
     int cpu = -1;
-    int64_t stats_us = 1000000, spin_us = QUERY_SPIN_US_DEFAULT;
+    int64_t stats_us = 1000000, spin_us = -1; /* listener.h */
     broker_t *b = NULL;
     listener_t *l = NULL;
     char err[1024];
@@ -73,7 +73,8 @@ cmd_up(int argc, char **argv)
           "this CPU only, or none (none)", NULL },
         { "query-spin", "FONTE_QUERY_SPIN", FLAG_DURATION, &spin_us,
           "after answering a client that asks back to back, wait this "
-          "long for its next request without sleeping, 0 = never (500us)",
+          "long for its next request without sleeping, 0 = never (500us, "
+          "0 with --query-cpu)",
           NULL },
         { "backup-dir", "FONTE_BACKUP_DIR", FLAG_STR, &backup_dir,
           "existing directory where fonte backup NAME makes its copies "
@@ -96,7 +97,7 @@ cmd_up(int argc, char **argv)
                   "none, not '%s'", query_cpu);
         return CLI_EXIT_USAGE;
     }
-    if (spin_us < 0 || spin_us > 100000) {
+    if (spin_us > 100000) {
         cli_error(argv[0], "--query-spin must be 0..100ms");
         return CLI_EXIT_USAGE;
     }
