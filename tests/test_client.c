@@ -31,11 +31,6 @@
 
 static broker_t *broker;
 static void *zctx;
-/* Every socket open_sock opened and no sock_close closed yet: teardown
- * closes them, so that a test failing with a socket open still ends
- * (zmq_ctx_term waits for every socket of its context). */
-#define OPEN_MAX 32
-static void *open_socks[OPEN_MAX];
 typedef struct server server_t;
 static server_t *running; /* the fake listener whose thread runs, if any */
 static void server_join(server_t *live);
@@ -57,23 +52,6 @@ setup(void)
     cr_assert_not_null(zctx);
 }
 
-/* Takes s off the list teardown closes. */
-static void
-forget(void *s)
-{
-    for (size_t i = 0; i < OPEN_MAX; i++)
-        if (open_socks[i] == s)
-            open_socks[i] = NULL;
-}
-
-/* Closes a socket from open_sock. */
-static void
-sock_close(void *s)
-{
-    forget(s);
-    zmq_close(s);
-}
-
 static void
 teardown(void)
 {
@@ -82,9 +60,7 @@ teardown(void)
         server_join(live); /* its thread closes the ROUTER */
         free(live);
     }
-    for (size_t i = 0; i < OPEN_MAX; i++)
-        if (open_socks[i] != NULL)
-            sock_close(open_socks[i]);
+    tu_socks_close_all(); /* what a failed test left open */
     broker_destroy(&broker);
     zmq_ctx_term(zctx);
 }
@@ -121,11 +97,8 @@ open_sock(int type)
     int linger = 0;
 
     cr_assert_not_null(s);
-    size_t i = 0;
-    while (i < OPEN_MAX && open_socks[i] != NULL)
-        i++;
-    cr_assert_lt(i, OPEN_MAX, "more than %d test sockets open", OPEN_MAX);
-    open_socks[i] = s;
+    cr_assert_eq(tu_sock_track(s), 0, "more than %d test sockets open",
+                 TU_SOCKS_MAX);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
     return s;
 }
@@ -308,7 +281,7 @@ Test(client, invalid_events_are_refused_and_use_no_sequence_number)
     fonte_client_stats(c, &st);
     cr_assert_eq(st.published, 1);
     fonte_client_destroy(&c);
-    sock_close(w);
+    tu_sock_close(w);
 }
 
 Test(client, full_outbox_gives_efull_after_the_publish_timeout)
@@ -438,7 +411,7 @@ Test(client, only_acks_of_its_own_producer_and_session_count)
     cr_assert_eq(st.outbox_events, 0);
     cr_assert_eq(st.outbox_bytes, 0);
     fonte_client_destroy(&c);
-    sock_close(pub);
+    tu_sock_close(pub);
 }
 
 Test(client, gap_ack_resends_from_durable_plus_one_in_order)
@@ -503,8 +476,8 @@ Test(client, gap_ack_resends_from_durable_plus_one_in_order)
     cr_assert_eq(st.acked, 2);
     cr_assert_geq(st.resent, 3);
     fonte_client_destroy(&c);
-    sock_close(pub);
-    sock_close(w);
+    tu_sock_close(pub);
+    tu_sock_close(w);
 }
 
 Test(client, destroy_with_events_pending_returns_and_frees_them)
@@ -777,7 +750,7 @@ Test(client, targeted_replay_reaches_only_the_target_flagged)
     cr_assert_eq(by.n, 0, "another service got a targeted replay");
     fonte_client_destroy(&target);
     fonte_client_destroy(&bystander);
-    sock_close(pub);
+    tu_sock_close(pub);
 }
 
 /* ------------------------------------------------------------------ */
@@ -959,7 +932,7 @@ server_start_at(server_t *sv, const char *endpoint, int replies,
     sv->live = malloc(sizeof *sv->live);
     cr_assert_not_null(sv->live);
     memcpy(sv->live, sv, sizeof *sv);
-    forget(sv->router); /* the thread closes it */
+    tu_sock_forget(sv->router); /* the thread closes it */
     running = sv->live;
     pthread_create(&running->thread, NULL, server_main, running);
 }
@@ -988,7 +961,7 @@ server_stop(server_t *sv)
     memcpy(sv, live, sizeof *sv); /* what it saw, for the test to check */
     free(live);
     sv->live = NULL;
-    sock_close(sv->monitor);
+    tu_sock_close(sv->monitor);
 }
 
 /* Waits (WAIT_MS at most) until the server has accepted a connection;

@@ -44,11 +44,6 @@ static void *ctx;
 static broker_t *broker;
 static listener_t *listener;
 static void *pub, *acks, *sys_sub; /* closed by teardown, even after a failure */
-/* Every socket socket_to opened and no sock_close closed yet: teardown
- * closes them, so that a test failing with a socket open still ends
- * (zmq_ctx_term waits for every socket of its context). */
-#define OPEN_MAX 32
-static void *open_socks[OPEN_MAX];
 
 /* Every Ack read so far, per session: tests wait on this record, so
  * that reading one session's Acks never loses another's. */
@@ -119,11 +114,9 @@ socket_to(int type, const char *endpoint)
     void *s = zmq_socket(ctx, type);
     int zero = 0;
     cr_assert_not_null(s);
-    size_t i = 0;
-    while (i < OPEN_MAX && open_socks[i] != NULL)
-        i++;
-    cr_assert_lt(i, OPEN_MAX, "more than %d test sockets open", OPEN_MAX);
-    open_socks[i] = s;
+    /* closed by teardown if the test does not (tu_sock_close) */
+    cr_assert_eq(tu_sock_track(s), 0, "more than %d test sockets open",
+                 TU_SOCKS_MAX);
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     if (type == ZMQ_PUB)
         zmq_setsockopt(s, ZMQ_SNDHWM, &zero, sizeof zero);
@@ -131,23 +124,6 @@ socket_to(int type, const char *endpoint)
         zmq_setsockopt(s, ZMQ_RCVHWM, &zero, sizeof zero);
     cr_assert_eq(zmq_connect(s, endpoint), 0);
     return s;
-}
-
-/* Takes s off the list teardown closes. */
-static void
-forget(void *s)
-{
-    for (size_t i = 0; i < OPEN_MAX; i++)
-        if (open_socks[i] == s)
-            open_socks[i] = NULL;
-}
-
-/* Closes a socket from socket_to. */
-static void
-sock_close(void *s)
-{
-    forget(s);
-    zmq_close(s);
 }
 
 static void
@@ -167,11 +143,9 @@ teardown(void)
     void *named[] = { pub, acks, sys_sub };
     for (size_t i = 0; i < 3; i++)
         if (named[i] != NULL)
-            sock_close(named[i]);
+            tu_sock_close(named[i]);
     pub = acks = sys_sub = NULL;
-    for (size_t i = 0; i < OPEN_MAX; i++)
-        if (open_socks[i] != NULL)
-            sock_close(open_socks[i]);
+    tu_socks_close_all();
     listener_destroy(&listener);
     broker_destroy(&broker);
     zmq_ctx_term(ctx);
@@ -743,7 +717,7 @@ Test(listener, status_request_reports_the_store)
     cr_assert_str_eq(rep->status_reply->store_id,
                      store_id(listener_store(listener)));
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 Test(listener, malformed_requests_get_a_bad_request_reply)
@@ -760,7 +734,7 @@ Test(listener, malformed_requests_get_a_bad_request_reply)
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
     cr_assert_neq(rep->error[0], '\0');
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
 
     /* DEALER: two body frames after the delimiter. */
     void *dealer = socket_to(ZMQ_DEALER, listener_query_endpoint(listener));
@@ -794,7 +768,7 @@ Test(listener, malformed_requests_get_a_bad_request_reply)
     cr_assert_eq(codec_reply_decode(buf, (size_t) n, &lim, &rep), FONTE_OK);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "the status reply");
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(dealer);
+    tu_sock_close(dealer);
 }
 
 Test(listener, replay_request_of_an_unknown_object_is_not_found)
@@ -813,7 +787,7 @@ Test(listener, replay_request_of_an_unknown_object_is_not_found)
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__NOT_FOUND);
     cr_assert_str_eq(rep->error, "no events for object order:1");
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 Test(listener, restart_continues_the_sequence_and_the_watermarks)
@@ -924,7 +898,7 @@ Test(listener, stats_are_published_on_sys_listener)
     rep = request(req, "\xff", 1);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
     st = next_stats_with(sys, "query_requests", 2);
     static const struct { const char *key; double v; } want[] = {
         { "query_status", 1 },  { "query_replay", 0 },
@@ -1330,7 +1304,7 @@ Test(listener, a_backup_is_a_consistent_store_of_its_own)
     cr_assert_not_null(strstr(rep->error, "malformed Request"), "%s",
                        rep->error);
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
 
     /* the copy opens as a store: its counters and events are those of
      * seqs 1..last, byte for byte */
@@ -1388,7 +1362,7 @@ Test(listener, a_backup_is_a_consistent_store_of_its_own)
     cr_assert_str_eq(rep->error, "backups are not enabled: start the "
                                  "listener with --backup-dir");
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
     listener_destroy(&other);
 }
 
@@ -1531,7 +1505,7 @@ Test(listener, a_client_asking_back_to_back_is_answered_without_a_wake_up)
     void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
     statuses(req, 20);
     cr_assert_eq(spun(), 18, "%llu", (unsigned long long) spun());
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 Test(listener, with_query_spin_0_the_query_thread_never_polls)
@@ -1540,7 +1514,7 @@ Test(listener, with_query_spin_0_the_query_thread_never_polls)
     void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
     statuses(req, 20);
     cr_assert_eq(spun(), 0);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 /* A pause longer than spin_us ends the polling: the poll after the 5th
@@ -1561,7 +1535,7 @@ Test(listener, polling_stops_when_the_client_pauses_and_resumes_after_a_short_ga
     cr_assert_eq(spun(), 3);
     statuses(req, 1);
     cr_assert_eq(spun(), 4);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 /* The poll ends after spin_us: a listener whose client stopped asking
@@ -1583,7 +1557,7 @@ Test(listener, the_poll_stops_and_an_idle_query_thread_uses_no_cpu)
     /* at most the one poll of 50 ms after the last reply */
     cr_assert_leq(t1 - t0, 50 + 20, "%ld ms in the first 400 ms", t1 - t0);
     cr_assert_leq(t2 - t1, 20, "%ld ms in the next 400 ms", t2 - t1);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 /* A request handed to a worker is answered later, from the worker: it
@@ -1616,7 +1590,7 @@ Test(listener, a_request_handed_to_a_worker_turns_polling_off)
     cr_assert_eq(spun(), 2);
     statuses(req, 1);
     cr_assert_eq(spun(), 3);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 Test(listener, query_cpu_pins_the_query_thread_and_its_io_thread_only)
@@ -1646,7 +1620,7 @@ Test(listener, query_cpu_pins_the_query_thread_and_its_io_thread_only)
     Fonte__Reply *rep = status(req);
     cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
     fonte__reply__free_unpacked(rep, NULL);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 /* Pinned, the query thread shares its CPU with its I/O thread, which a
@@ -1663,7 +1637,7 @@ Test(listener, with_query_cpu_the_query_thread_polls_only_when_asked)
     void *req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
     statuses(req, 5);
     cr_assert_eq(spun(), 0);
-    sock_close(req);
+    tu_sock_close(req);
     listener_destroy(&listener);
 
     o.query_spin_us = 1000000;
@@ -1671,7 +1645,7 @@ Test(listener, with_query_cpu_the_query_thread_polls_only_when_asked)
     req = socket_to(ZMQ_REQ, listener_query_endpoint(listener));
     statuses(req, 5);
     cr_assert_eq(spun(), 3);
-    sock_close(req);
+    tu_sock_close(req);
 }
 
 Test(listener, by_default_no_thread_is_pinned)

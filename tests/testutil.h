@@ -79,6 +79,17 @@ int tu_threads_named(const char *comm, const char *cpus, int *on_cpus);
  * comm has used; -1 if there is not exactly one or /proc cannot say. */
 long tu_thread_cpu_ms(const char *comm);
 
+/* ZeroMQ sockets a test opened, for its teardown to close:
+ * zmq_ctx_term waits for every socket of its context, so a test that
+ * fails (its assertion leaves the body) with one open would otherwise
+ * hang until the suite's timeout. tu_sock_track: 0, or -1 when
+ * TU_SOCKS_MAX are tracked. tu_sock_close: forgets and closes. */
+#define TU_SOCKS_MAX 32
+int tu_sock_track(void *s);
+void tu_sock_forget(void *s);
+void tu_sock_close(void *s);
+void tu_socks_close_all(void);
+
 /* Checks a two-frame message made of topic and body. */
 fonte_err tu_check(const char *topic, const void *body, size_t len,
                    codec_class_t *cls);

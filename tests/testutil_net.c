@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
 #include "testutil.h"
 
 unsigned
@@ -22,4 +24,40 @@ tu_free_port(void)
         abort(); /* no loopback: nothing a test could do */
     close(fd);
     return ntohs(a.sin_port);
+}
+
+static void *tu_socks[TU_SOCKS_MAX];
+
+int
+tu_sock_track(void *s)
+{
+    for (size_t i = 0; i < TU_SOCKS_MAX; i++)
+        if (tu_socks[i] == NULL) {
+            tu_socks[i] = s;
+            return 0;
+        }
+    return -1;
+}
+
+void
+tu_sock_forget(void *s)
+{
+    for (size_t i = 0; i < TU_SOCKS_MAX; i++)
+        if (tu_socks[i] == s)
+            tu_socks[i] = NULL;
+}
+
+void
+tu_sock_close(void *s)
+{
+    tu_sock_forget(s);
+    zmq_close(s);
+}
+
+void
+tu_socks_close_all(void)
+{
+    for (size_t i = 0; i < TU_SOCKS_MAX; i++)
+        if (tu_socks[i] != NULL)
+            tu_sock_close(tu_socks[i]);
 }
