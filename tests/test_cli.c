@@ -663,6 +663,18 @@ Test(usage, up_with_a_taken_port_exits_1_with_one_line)
     cr_assert_str_eq(r.err, want);
     cr_assert_str_eq(r.out, "");
     run_free(&r);
+
+    /* a host that is not this machine's: another hint, not the ports */
+    cr_assert_not_null(mkdtemp(strcpy(dir, "/tmp/fonte-cli-XXXXXX")));
+    RUN(&r, "up", "--data", dir, "--ingress", "tcp://127.0.0.1:*",
+        "--egress", "tcp://127.0.0.1:*", "--query", "tcp://nohost.invalid:1");
+    tu_rmtree(dir);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, "fonte up: cannot bind query endpoint "
+                            "tcp://nohost.invalid:1: No such device; bind to "
+                            "an address or interface of this machine "
+                            "(127.0.0.1, 0.0.0.0, eth0) or *\n");
+    run_free(&r);
 }
 
 /* ------------------------------------------------------------------ */

@@ -40,6 +40,25 @@ static const char endpoint_hint[] = "; write endpoints like tcp://HOST:PORT";
 static const char bind_hint[] =
     "is another fonte up, broker or listener running? choose free ports "
     "with --ingress, --egress, --query";
+static const char host_hint[] =
+    "bind to an address or interface of this machine (127.0.0.1, 0.0.0.0, "
+    "eth0) or *";
+
+/* The hint for a bind that failed with err: a port in use, or a host
+ * that is not this machine's (ZeroMQ says ENODEV for a name it cannot
+ * use as an interface, EADDRNOTAVAIL for an address of another host);
+ * none for anything else. */
+static void
+bind_error(const char *cmd, const char *err, fonte_err rc)
+{
+    const char *m = err[0] ? err : fonte_strerror(rc);
+    if (strstr(m, "No such device") || strstr(m, "assign requested address"))
+        cli_error(cmd, "%s; %s", m, host_hint);
+    else if (strstr(m, "in use"))
+        cli_error(cmd, "%s; %s", m, bind_hint);
+    else
+        cli_error(cmd, "%s", m);
+}
 
 int
 cmd_up(int argc, char **argv)
@@ -130,8 +149,7 @@ cmd_up(int argc, char **argv)
             cli_error(argv[0], "%s%s", err[0] ? err : fonte_strerror(frc),
                       strstr(err, "endpoint") ? endpoint_hint : "");
         else
-            cli_error(argv[0], "%s; %s", err[0] ? err : fonte_strerror(frc),
-                      bind_hint);
+            bind_error(argv[0], err, frc);
         return frc == FONTE_EINVAL ? CLI_EXIT_USAGE : CLI_EXIT_REFUSED;
     }
 
@@ -161,8 +179,7 @@ cmd_up(int argc, char **argv)
             cli_error(argv[0], "%s%s", err[0] ? err : fonte_strerror(frc),
                       strstr(err, "endpoint") ? endpoint_hint : "");
         else
-            cli_error(argv[0], "%s; %s", err[0] ? err : fonte_strerror(frc),
-                      bind_hint);
+            bind_error(argv[0], err, frc);
         broker_destroy(&b);
         return frc == FONTE_ESTORE || frc == FONTE_EINVAL ? CLI_EXIT_USAGE
                                                           : CLI_EXIT_REFUSED;
