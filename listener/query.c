@@ -607,7 +607,10 @@ query_main(void *arg)
              * blocking receive. libzmq does that in one poll(); zmq_poll
              * over two items cost seven poll()s and seven getpid()s a
              * request, each a system call (1.2 us on a VM). */
-            if (q->spin && spin_serve(q))
+            /* (a reply long ago, before a worker's job ended, is no
+             * client waiting to ask again) */
+            if (q->spin && fonte_mono_us() - q->replied_us <= q->o.spin_us &&
+                spin_serve(q))
                 continue;
             int64_t at = 0;
             served_t how = serve_one(q, true, &at);
