@@ -60,12 +60,27 @@ setup(void)
     flog_set_level(FLOG_ERROR); /* the drops are expected here */
 }
 
+/* A fonte-broker child spawned and not reaped yet (0: none): a test
+ * that fails while one runs must not leave it running. */
+static pid_t live_child;
+
+static void
+reap_child(void)
+{
+    if (live_child > 0) {
+        kill(live_child, SIGKILL);
+        waitpid(live_child, NULL, 0);
+        live_child = 0;
+    }
+}
+
 static void
 teardown(void)
 {
     for (size_t i = 0; i < n_socks; i++)
         zmq_close(socks[i]);
     zmq_ctx_term(ctx);
+    reap_child();
 }
 
 static void
@@ -880,6 +895,7 @@ spawn(child_t *c, char **argv)
     posix_spawn_file_actions_addclose(&fa, e[0]);
     argv[0] = (char *) FONTE_BIN_DIR "/fonte-broker";
     cr_assert_eq(posix_spawn(&c->pid, argv[0], &fa, NULL, argv, environ), 0);
+    live_child = c->pid;
     posix_spawn_file_actions_destroy(&fa);
     close(o[1]);
     close(e[1]);
@@ -919,12 +935,12 @@ wait_exit(child_t *c)
 
     while (waitpid(c->pid, &status, WNOHANG) == 0) {
         if (fonte_mono_us() > until) {
-            kill(c->pid, SIGKILL);
-            waitpid(c->pid, &status, 0);
+            reap_child();
             cr_assert_fail("fonte-broker did not exit");
         }
         nap_ms(2);
     }
+    live_child = 0;
     close(c->out);
     close(c->err);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -951,7 +967,7 @@ run(char **argv, char *out, char *err, size_t cap)
     return wait_exit(&c);
 }
 
-Test(broker_program, help_exits_0)
+Test(broker_program, help_exits_0, .fini = reap_child)
 {
     char out[8192], err[8192];
     char *argv[] = { NULL, "--help", NULL };
@@ -961,7 +977,7 @@ Test(broker_program, help_exits_0)
     cr_assert_str_eq(err, "");
 }
 
-Test(broker_program, a_bad_flag_is_one_line_and_exit_2)
+Test(broker_program, a_bad_flag_is_one_line_and_exit_2, .fini = reap_child)
 {
     char out[1024], err[1024];
     char *argv[] = { NULL, "--no-such-flag", NULL };
@@ -976,7 +992,7 @@ Test(broker_program, a_bad_flag_is_one_line_and_exit_2)
 
 /* libzmq binds tcp://h:99999 to some other port and says nothing: the
  * broker refuses a port out of 1..65535 as a bad value. */
-Test(broker_program, an_endpoint_out_of_range_is_one_line_and_exit_2)
+Test(broker_program, an_endpoint_out_of_range_is_one_line_and_exit_2, .fini = reap_child)
 {
     char out[1024], err[1024];
     char *argv[] = { NULL, "--ingress=tcp://127.0.0.1:99999", NULL };
@@ -1024,12 +1040,12 @@ stops_on(int sig)
     cr_assert_eq(wait_exit(&c), 0);
 }
 
-Test(broker_program, sigterm_exits_0)
+Test(broker_program, sigterm_exits_0, .fini = reap_child)
 {
     stops_on(SIGTERM);
 }
 
-Test(broker_program, sigint_exits_0)
+Test(broker_program, sigint_exits_0, .fini = reap_child)
 {
     stops_on(SIGINT);
 }
