@@ -498,11 +498,13 @@ done:
  * A poll that times out turns spinning off until a request again comes
  * within spin_us of a reply, so a client that asks now and then costs
  * at most one spin_us of CPU per request, and an idle listener none.
+ * The poll ends spin_us after that last reply, not after its own start:
+ * a reply long ago (before a worker's job ended) gets one look, no poll.
  * True if a request was served while polling. */
 static bool
 spin_serve(query_t *q)
 {
-    int64_t until = fonte_mono_us() + q->o.spin_us;
+    int64_t until = q->replied_us + q->o.spin_us;
     do {
         int ev = 0;
         size_t sz = sizeof ev;
@@ -607,10 +609,7 @@ query_main(void *arg)
              * blocking receive. libzmq does that in one poll(); zmq_poll
              * over two items cost seven poll()s and seven getpid()s a
              * request, each a system call (1.2 us on a VM). */
-            /* (a reply long ago, before a worker's job ended, is no
-             * client waiting to ask again) */
-            if (q->spin && fonte_mono_us() - q->replied_us <= q->o.spin_us &&
-                spin_serve(q))
+            if (q->spin && spin_serve(q))
                 continue;
             int64_t at = 0;
             served_t how = serve_one(q, true, &at);
