@@ -46,19 +46,23 @@ status_err(Fonte__Reply__Status s)
 }
 
 /* Polls it for up to timeout_ms, the whole of it: a signal that
- * interrupts the poll (EINTR) does not end the wait, which goes on for
- * what is left. zmq_poll's result: > 0 ready, 0 timed out, < 0 error. */
+ * interrupts the poll (EINTR) does not end the wait, and neither does a
+ * poll that times out early (libzmq counts its timeout on a clock of
+ * its own, in whole milliseconds, and returned up to a millisecond
+ * before ours said the time was up); the wait goes on for what is left.
+ * zmq_poll's result: > 0 ready, 0 timed out, < 0 error. */
 static int
 wait_reply(zmq_pollitem_t *it, int timeout_ms)
 {
     int64_t end = fonte_mono_us() + (int64_t) timeout_ms * 1000;
     for (;;) {
-        int64_t left = (end - fonte_mono_us() + 999) / 1000;
+        int64_t left_us = end - fonte_mono_us();
+        int64_t left = (left_us + 999) / 1000;
         int n = zmq_poll(it, 1, left > 0 ? (long) left : 0);
-        if (n >= 0 || errno != EINTR)
+        if (n > 0 || (n < 0 && errno != EINTR))
             return n;
-        if (left <= 0)
-            return 0; /* interrupted at the very end: timed out */
+        if (left_us <= 0)
+            return 0; /* the whole of it waited: timed out */
     }
 }
 
