@@ -1627,6 +1627,32 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     tu_rmtree(dir);
 }
 
+/* fonte backup waits long for a copy (10 minutes by default), but asks
+ * the listener's status first with a wait of its own (5 s, or --timeout if
+ * shorter): no listener is found out in seconds, and nothing is sent. */
+Test(usage, backup_against_a_dead_listener_fails_in_seconds, .timeout = 60)
+{
+    char q[64], want[256];
+    run_t r;
+
+    snprintf(q, sizeof q, "tcp://127.0.0.1:%u", tu_free_port());
+    RUN(&r, "backup", "b-1", "--query", q);
+    snprintf(want, sizeof want,
+             "fonte backup: the listener at %s did not answer within 5 s;"
+             " is `fonte up` running? (--query, FONTE_QUERY)\n", q);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    RUN(&r, "backup", "b-1", "--query", q, "--timeout", "200ms");
+    snprintf(want, sizeof want,
+             "fonte backup: the listener at %s did not answer within 200 ms;"
+             " is `fonte up` running? (--query, FONTE_QUERY)\n", q);
+    cr_assert_eq(r.rc, 1);
+    cr_assert_str_eq(r.err, want);
+    run_free(&r);
+}
+
 /* fonte backup: a copy of a running store under `fonte up --backup-dir`,
  * which opens as a store of its own; a name is never reused; without
  * --backup-dir the listener refuses (exit 1). */

@@ -3,12 +3,16 @@
  * of its store, made while it runs, as NAME under its --backup-dir
  * (docs/operations.md, "Backups"), through libfonte's fonte_backup: sent
  * once (a second one would find the name taken) and waited for up to
- * --timeout.
+ * --timeout. A status request goes first, with a short timeout of its
+ * own (PROBE_US): a copy can take minutes, so the backup's wait is long,
+ * and a listener that is not there should not cost that long to find out.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+
+#define PROBE_US 5000000 /* a live listener answers a status in ms */
 
 static const char usage[] =
     "usage: fonte backup NAME [--timeout D] [--json]\n"
@@ -49,9 +53,17 @@ cmd_backup(int argc, char **argv)
                   "[a-z0-9_-]", name);
         return CLI_EXIT_USAGE;
     }
+    int64_t probe_us = timeout_us < PROBE_US ? timeout_us : PROBE_US;
+    if ((rc = cli_client(argv[0], &ep, "cli", probe_us, &c)) != CLI_EXIT_OK)
+        return rc;
+    fonte_status_t st;
+    fonte_err err = fonte_status(c, &st);
+    fonte_client_destroy(&c);
+    if (err != FONTE_OK)
+        return cli_query_failed(argv[0], &ep, err, probe_us);
     if ((rc = cli_client(argv[0], &ep, "cli", timeout_us, &c)) != CLI_EXIT_OK)
         return rc;
-    fonte_err err = fonte_backup(c, name, &b);
+    err = fonte_backup(c, name, &b);
     fonte_client_destroy(&c);
     if (err == FONTE_EREQUEST || err == FONTE_EUNAVAILABLE ||
         err == FONTE_EINTERNAL) {
