@@ -8,10 +8,13 @@
  * the refusals are counted.
  */
 #include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "broker.h"
 #include "curve.h"
@@ -220,6 +223,69 @@ Test(secure, an_unknown_key_or_no_curve_gets_nothing_in)
     cr_assert_eq(fonte_flush(c, FLUSH_MS), FONTE_OK);
     cr_assert_eq(stored(), 1);
     fonte_client_destroy(&c);
+}
+
+/* A listener whose key the broker does not admit stores nothing, and says
+ * why in its log (a warning naming the likely cause), not only "not
+ * connected" after a while. Its stderr goes to a file for the test. */
+Test(secure, a_listener_the_broker_refuses_says_why)
+{
+    static const char want[] =
+        "the broker's egress %s refused this listener's handshake (CURVE: "
+        "is this listener's public key in the broker's --curve-clients?): "
+        "nothing is being stored";
+    char line[512], logpath[256], err[512] = "", buf[8192];
+    snprintf(line, sizeof line, want, broker_egress_endpoint(broker));
+    snprintf(logpath, sizeof logpath, "%s/stderr.log", dir);
+    int fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    fflush(stderr);
+    int saved = dup(2);
+    cr_assert_geq(saved, 0);
+    cr_assert_eq(dup2(fd, 2), 2);
+    close(fd);
+    flog_set_level(FLOG_WARN);
+
+    listener_opts_t lo;
+    listener_t *l = NULL;
+    listener_opts_init(&lo);
+    lo.egress = broker_egress_endpoint(broker);
+    lo.ingress = broker_ingress_endpoint(broker);
+    lo.query = "tcp://127.0.0.1:*";
+    lo.data = at(3, "data-stranger");
+    lo.sync = false;
+    lo.stats_interval_us = 0;
+    lo.curve_cert = at(4, "stranger.key");
+    lo.curve_broker = at(5, "server.key");
+    lo.curve_clients = at(2, "clients");
+    fonte_err rc = listener_new(&lo, &l, err, sizeof err);
+
+    /* the warning comes once the broker's ZAP handler has said no */
+    bool found = false;
+    ssize_t n = 0;
+    for (int64_t end = fonte_mono_us() + 10000000;
+         rc == FONTE_OK && !found && fonte_mono_us() < end;) {
+        int f = open(logpath, O_RDONLY);
+        n = f >= 0 ? read(f, buf, sizeof buf - 1) : -1;
+        if (f >= 0)
+            close(f);
+        buf[n > 0 ? n : 0] = '\0';
+        found = strstr(buf, line) != NULL;
+        if (!found)
+            poll(NULL, 0, 20);
+    }
+    ingest_counters_t ic = { 0 };
+    if (l != NULL)
+        listener_counters(l, &ic);
+    listener_destroy(&l);
+    flog_set_level(FLOG_ERROR);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    cr_assert_eq(rc, FONTE_OK, "%s", err);
+    cr_assert(found, "no '%s' in the log:\n%s", line, buf);
+    cr_assert_eq(ic.broker_connects, 0, "a refused handshake is no connect");
+    cr_assert_eq(ic.events_stored, 0);
 }
 
 Test(secure, curve_options_that_do_not_go_together_are_refused)
