@@ -888,11 +888,13 @@ store_repair(const char *dir, char *msg, size_t msglen)
         int e = errno;
         if (lockfd >= 0)
             close(lockfd);
-        snprintf(msg, msglen, "data dir %s: %s: nothing was changed", dir,
-                 e == EAGAIN || e == EACCES
-                     ? "locked by another process (is a listener running "
-                       "on it? stop it first)"
-                     : strerror(e));
+        if (e == EAGAIN || e == EACCES)
+            snprintf(msg, msglen, "data dir %s: locked by another process "
+                     "(is a listener running on it? stop it first): nothing "
+                     "was changed", dir);
+        else
+            snprintf(msg, msglen, "data dir %s: cannot lock %s (%s): "
+                     "nothing was changed", dir, lockpath, strerror(e));
         return FONTE_ESTORE;
     }
     table_reads_init();

@@ -669,6 +669,27 @@ Test(store, repair_is_refused_while_another_process_has_the_store_open)
                  msg);
 }
 
+/* A LOCK that cannot be opened (here a directory, which even root
+ * cannot open for writing) refuses the repair with the path and the
+ * system's reason, and nothing in the store changes. */
+Test(store, repair_is_refused_when_its_lock_cannot_be_opened)
+{
+    store_t *s = open_at(sub("db"));
+    store_close(&s);
+    cr_assert_eq(unlink(sub("db/LOCK")), 0);
+    cr_assert_eq(mkdir(sub("db/LOCK"), 0755), 0);
+    int before = dir_entries(sub("db"));
+
+    char msg[512], want[512];
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_ESTORE);
+    snprintf(want, sizeof want, "data dir %s: cannot lock %s/LOCK (%s): "
+             "nothing was changed", sub("db"), sub("db"), strerror(EISDIR));
+    cr_assert_str_eq(msg, want);
+    cr_assert_eq(dir_entries(sub("db")), before, "files moved or made");
+    struct stat st;
+    cr_assert_eq(stat(sub("db/lost"), &st), -1, "RepairDB ran");
+}
+
 /* Scans every `e` key of snap: the events read (each non-empty), the
  * iterator's error at the end into *rc. */
 static size_t
