@@ -61,6 +61,23 @@ keygen(const char *name, bool admit)
     fclose(b);
 }
 
+/* A listener of this broker with the key pair dir/cert, its store in
+ * dir/data, admitting the clients directory on its query endpoint. */
+static void
+listener_opts(listener_opts_t *lo, const char *data, const char *cert)
+{
+    listener_opts_init(lo);
+    lo->egress = broker_egress_endpoint(broker);
+    lo->ingress = broker_ingress_endpoint(broker);
+    lo->query = "tcp://127.0.0.1:*";
+    lo->data = at(3, data);
+    lo->sync = false;
+    lo->stats_interval_us = 0;
+    lo->curve_cert = at(4, cert);
+    lo->curve_broker = at(5, "server.key");
+    lo->curve_clients = at(2, "clients");
+}
+
 static void
 setup(void)
 {
@@ -85,16 +102,7 @@ setup(void)
                  err);
 
     listener_opts_t lo;
-    listener_opts_init(&lo);
-    lo.egress = broker_egress_endpoint(broker);
-    lo.ingress = broker_ingress_endpoint(broker);
-    lo.query = "tcp://127.0.0.1:*";
-    lo.data = at(3, "data");
-    lo.sync = false;
-    lo.stats_interval_us = 0;
-    lo.curve_cert = at(4, "listener.key");
-    lo.curve_broker = at(5, "server.key");
-    lo.curve_clients = at(2, "clients");
+    listener_opts(&lo, "data", "listener.key");
     cr_assert_eq(listener_new(&lo, &listener, err, sizeof err), FONTE_OK,
                  "%s", err);
 }
@@ -248,16 +256,7 @@ Test(secure, a_listener_the_broker_refuses_says_why)
 
     listener_opts_t lo;
     listener_t *l = NULL;
-    listener_opts_init(&lo);
-    lo.egress = broker_egress_endpoint(broker);
-    lo.ingress = broker_ingress_endpoint(broker);
-    lo.query = "tcp://127.0.0.1:*";
-    lo.data = at(3, "data-stranger");
-    lo.sync = false;
-    lo.stats_interval_us = 0;
-    lo.curve_cert = at(4, "stranger.key");
-    lo.curve_broker = at(5, "server.key");
-    lo.curve_clients = at(2, "clients");
+    listener_opts(&lo, "data-stranger", "stranger.key");
     fonte_err rc = listener_new(&lo, &l, err, sizeof err);
 
     /* the warning comes once the broker's ZAP handler has said no */
