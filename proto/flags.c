@@ -86,6 +86,10 @@ flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us)
         mult = 1000;
     else if (strcmp(end, "s") == 0)
         mult = 1000000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000000ULL;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000000ULL;
     else if (*end == '\0')
         mult = (unsigned long long) bare_us;
     else
@@ -161,7 +165,7 @@ kind_hint(const flag_spec_t *f)
     switch (f->kind) {
     case FLAG_SIZE: return "a size like 1048576, 64k or 1M";
     case FLAG_UINT: return "a whole number";
-    case FLAG_DURATION: return "a duration like 500ms, 250us or 2s";
+    case FLAG_DURATION: return "a duration like 500ms, 250us, 2s or 10m";
     case FLAG_BOOL: return "true or false";
     case FLAG_CHOICE: return "one of the listed choices";
     case FLAG_STR: break;

@@ -6,7 +6,7 @@
  * else from the environment, else the default already in the destination.
  * Accepted forms: --name=value, --name value, and --name alone for
  * booleans; -h is --help. Sizes take k/M/G suffixes (powers of 1024:
- * "1M" = 1048576); durations take us/ms/s, and a bare number is in the
+ * "1M" = 1048576); durations take us/ms/s/m/h, and a bare number is in the
  * unit the flag's name ends in (--batch-delay-us=200 is 200 us, and so
  * for -ms and -s), else milliseconds.
  *

@@ -174,7 +174,12 @@ Test(flags, value_parsers)
     cr_assert_eq(d, 15000);
     cr_assert(flags_parse_duration("7us", &d));
     cr_assert_eq(d, 7);
-    cr_assert_not(flags_parse_duration("1h", &d));
+    cr_assert(flags_parse_duration("10m", &d));
+    cr_assert_eq(d, 600000000);
+    cr_assert(flags_parse_duration("2h", &d));
+    cr_assert_eq(d, 7200000000LL);
+    cr_assert_not(flags_parse_duration("1d", &d));
+    cr_assert_not(flags_parse_duration("1mn", &d));
 }
 
 Test(flags, a_bare_duration_is_in_the_unit_the_flag_name_ends_in)
@@ -199,10 +204,10 @@ Test(flags, a_bare_duration_is_in_the_unit_the_flag_name_ends_in)
     cr_assert_eq(parse(&c, 1, a4, NULL, e, sizeof e), FLAGS_OK, "%s", e);
     unsetenv("FONTE_TEST_DELAY_US");
     cr_assert_eq(c.delay_us, 300);
-    char *a5[] = { "prog", "--batch-delay-us=2h", NULL };
+    char *a5[] = { "prog", "--batch-delay-us=2d", NULL };
     cr_assert_eq(parse(&c, 2, a5, NULL, e, sizeof e), FLAGS_ERROR);
-    cr_assert_str_eq(e, "prog: --batch-delay-us=2h is not a duration like "
-                        "500ms, 250us or 2s\n");
+    cr_assert_str_eq(e, "prog: --batch-delay-us=2d is not a duration like "
+                        "500ms, 250us, 2s or 10m\n");
 
     int64_t d = 0;
     cr_assert(flags_parse_duration_in("200", 1, &d));

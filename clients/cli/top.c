@@ -291,13 +291,11 @@ draw_screen(const top_t *t, const cli_endpoints_t *ep, FILE *out)
     for (int i = 0; i < 2; i++) {
         const source_t *s = i == 0 ? &t->broker : &t->listener;
         int64_t quiet = stale_us(s, fonte_mono_us());
-        char d[32];
         if (quiet == 0)
             continue;
-        cli_format_duration(quiet, d, sizeof d);
-        fprintf(out, "no Stats from the %s for %s: stopped, or cut off? "
+        fprintf(out, "no Stats from the %s for %.1f s: stopped, or cut off? "
                 "(its rates read 0, the rest is its last word)\r\n\r\n",
-                i == 0 ? "broker" : "listener", d);
+                i == 0 ? "broker" : "listener", (double) quiet / 1e6);
     }
     fprintf(out, "events/s      %10.1f   stored/s %10.1f\r\n", events_s,
             counter_rate(&t->listener, "events_stored"));
