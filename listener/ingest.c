@@ -807,6 +807,8 @@ write_batch(ingest_t *in, size_t n)
     in->round++;
     for (size_t i = 0; n_put > 0 && i < store_batch_sessions(in->batch); i++) {
         const store_session_t *s = store_batch_session(in->batch, i);
+        if (s->last == s->committed)
+            continue; /* none of its events in this batch (a put failed) */
         send_ack(in, s->producer, s->session, s->last, false);
         ack_slot(in, s->producer, s->session)->dup_round = in->round;
     }

@@ -1847,6 +1847,8 @@ store_batch_commit(store_batch_t *b)
         return FONTE_OK;
     for (size_t i = 0; i < b->n_ses; i++) {
         const store_session_t *p = store_batch_session(b, i);
+        if (p->last == p->committed)
+            continue; /* a put of it failed: nothing of it in this batch */
         put_be64(be, p->session);
         size_t kl = name_key(key, 'p', p->producer.ptr, p->producer.len, be, 8);
         put_be64(val, p->last);
@@ -1881,7 +1883,8 @@ store_batch_commit(store_batch_t *b)
     atomic_store(&s->sessions, sessions);
     for (size_t i = 0; i < b->n_ses; i++) {
         const store_session_t *p = store_batch_session(b, i);
-        ses_cache_put(s, p->producer, p->session, p->last, p->time_us);
+        if (p->last != p->committed)
+            ses_cache_put(s, p->producer, p->session, p->last, p->time_us);
     }
     for (size_t i = 0; i < b->n_new; i++)
         obj_cache_put(s, b->new_objs[i], b->new_lens[i]);

@@ -201,7 +201,10 @@ size_t store_batch_count(const store_batch_t *b);
 
 /* Sessions advanced by the open (or just committed) batch: i in
  * [0, store_batch_sessions(b)). Valid until the next put, watermark or
- * clear (after a commit, the next put or watermark starts a new batch). */
+ * clear (after a commit, the next put or watermark starts a new batch).
+ * A session whose only put in the batch failed is listed with last ==
+ * committed: nothing of it was stored, and the commit writes no `p` key
+ * for it and does not count it. */
 size_t store_batch_sessions(const store_batch_t *b);
 const store_session_t *store_batch_session(const store_batch_t *b, size_t i);
 

@@ -388,6 +388,47 @@ Test(store, watermarks_include_the_open_batch_and_persist)
     store_close(&s);
 }
 
+/* A put refused after its session was looked up (here the sequence rule
+ * skipped by the caller: FONTE_EINVAL; in the store, an object lookup
+ * that fails) leaves that session in the batch with nothing of it: the
+ * commit writes no `p` key for it and does not count it as a session. */
+Test(store, a_session_whose_put_failed_gets_no_watermark)
+{
+    store_t *s = open_at(sub("db"));
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    enc_t e = encode("t", "o:1", "ghost", 9, 5, NULL, NULL);
+    cr_assert_eq(store_batch_put(b, &e.view, e.body.data, e.body.len, NULL),
+                 FONTE_EINVAL, "producer_seq 5 of a new session");
+    enc_free(&e);
+    put(b, "t", "o:1", "real", 7, 1, NULL, NULL);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+
+    store_counts_t c;
+    store_counts(s, &c);
+    cr_assert_eq(c.sessions, 1);
+    cr_assert_eq(c.events, 1);
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
+    cr_assert(store_iter_next(it, &item));
+    cr_assert_eq(item.name.len, 4);
+    cr_assert_eq(memcmp(item.name.ptr, "real", 4), 0);
+    cr_assert_eq(item.session, 7);
+    cr_assert_eq(item.last, 1);
+    cr_assert_not(store_iter_next(it, &item), "a p key for the ghost");
+    store_iter_destroy(&it);
+    store_snap_destroy(&snap);
+    uint64_t last = 99;
+    codec_slice_t ghost = { "ghost", 5 };
+    cr_assert_eq(store_batch_watermark(b, ghost, 9, &last), FONTE_OK);
+    cr_assert_eq(last, 0);
+    store_batch_destroy(&b);
+    store_close(&s);
+}
+
 Test(store, cleared_batch_writes_nothing)
 {
     store_t *s = open_at(sub("db"));
