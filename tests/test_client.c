@@ -11,6 +11,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -412,6 +413,118 @@ Test(client, only_acks_of_its_own_producer_and_session_count)
     cr_assert_eq(st.outbox_bytes, 0);
     fonte_client_destroy(&c);
     tu_sock_close(pub);
+}
+
+/* An Ack of this session for more than it published cannot come from a
+ * listener that stored its events (another store's listener, a forger):
+ * it is refused and counted as invalid, and frees nothing; a gap Ack too.
+ * The real Ack after it still counts. */
+Test(client, an_ack_beyond_what_was_published_is_refused)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_client_stats_t st;
+    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
+
+    client_opts(&o, "shop");
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    uint64_t session = fonte_client_session(c);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    /* until two got through (the broker drops what comes before the
+     * PUB's connection is up) */
+    fonte_client_stats(c, &st);
+    for (int i = 0; i < WAIT_MS / 20 && st.invalid < 2; i++) {
+        send_ack(pub, "shop", session, 4, false);
+        send_ack(pub, "shop", session, 1000, true);
+        cr_assert_eq(fonte_flush(c, 20), FONTE_ETIMEOUT);
+        fonte_client_stats(c, &st);
+    }
+    cr_assert_geq(st.invalid, 2);
+    cr_assert_eq(st.acked, 0);
+    cr_assert_eq(st.outbox_events, 3);
+    cr_assert_eq(st.gap_acks, 0, "a refused gap Ack starts no resend");
+
+    fonte_err rc = FONTE_ETIMEOUT;
+    for (int i = 0; i < WAIT_MS / 20 && rc != FONTE_OK; i++) {
+        send_ack(pub, "shop", session, 3, false);
+        rc = fonte_flush(c, 20);
+    }
+    cr_assert_eq(rc, FONTE_OK);
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.acked, 3);
+    cr_assert_eq(st.outbox_events, 0);
+    fonte_client_destroy(&c);
+    tu_sock_close(pub);
+}
+
+/* A publisher socket at its high-water mark with a resend due: the I/O
+ * thread waits for the socket (a millisecond at a time) and counts that
+ * resend timeout once; it used to poll with no wait and count one on
+ * every turn (73 000 a second). The "broker" is an XSUB that subscribes
+ * and then reads nothing, one message deep, so the connection fills. */
+Test(client, a_blocked_socket_with_a_resend_due_does_not_spin)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_client_stats_t st;
+    static char payload[256 << 10];
+    char ep[128];
+    size_t len = sizeof ep;
+    int one = 1, small = 4096;
+
+    void *xsub = open_sock(ZMQ_XSUB);
+    zmq_setsockopt(xsub, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt(xsub, ZMQ_RCVBUF, &small, sizeof small);
+    cr_assert_eq(zmq_bind(xsub, "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq(zmq_getsockopt(xsub, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+    cr_assert_eq(zmq_socket_monitor(xsub, "inproc://blocked-xsub",
+                                    ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 0);
+    void *mon = sock(ZMQ_PAIR, "inproc://blocked-xsub");
+
+    client_opts(&o, "shop");
+    o.ingress = ep;
+    o.egress = dead_query; /* nothing is acked */
+    o.window = 16;
+    o.resend_timeout_ms = 100;
+    o.publish_timeout_ms = 50;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    /* an XSUB tells its subscriptions to the peers it has when it is
+     * sent them, not to later ones: once the client is connected */
+    zmq_pollitem_t it = { mon, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq(zmq_poll(&it, 1, WAIT_MS), 1, "the client never connected");
+    cr_assert_eq(zmq_send(xsub, "\x01", 1, 0), 1); /* subscribe to all */
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    s.payload = payload;
+    s.payload_len = sizeof payload;
+    for (int i = 0; i < 64; i++)
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+
+    /* blocked: nothing more goes out over ten resend timeouts */
+    uint64_t sent = UINT64_MAX;
+    int still = 0;
+    for (int i = 0; i < WAIT_MS / 100 && still < 10; i++) {
+        poll(NULL, 0, 100); /* a counter that stops moving has no signal */
+        fonte_client_stats(c, &st);
+        still = st.sent == sent ? still + 1 : 0;
+        sent = st.sent;
+    }
+    cr_assert_eq(still, 10, "the socket never blocked (sent %llu)",
+                 (unsigned long long) sent);
+    uint64_t timeouts = st.resend_timeouts;
+    cr_assert_geq(timeouts, 1, "a resend was due");
+    poll(NULL, 0, 500);
+    fonte_client_stats(c, &st);
+    cr_assert_eq(st.sent, sent);
+    cr_assert_eq(st.resend_timeouts, timeouts,
+                 "resend timeouts counted while blocked: %llu -> %llu",
+                 (unsigned long long) timeouts,
+                 (unsigned long long) st.resend_timeouts);
+    fonte_client_destroy(&c);
+    zmq_socket_monitor(xsub, NULL, 0);
+    tu_sock_close(mon);
+    tu_sock_close(xsub);
 }
 
 Test(client, gap_ack_resends_from_durable_plus_one_in_order)

@@ -165,7 +165,14 @@ handle_ack(io_state_t *st, const zmq_msg_t frames[2])
     bool gap = ack->gap;
     fonte__ack__free_unpacked(ack, NULL);
 
-    outbox_ack(c->outbox, d);
+    if (!outbox_ack(c->outbox, d)) {
+        atomic_fetch_add(&c->invalid, 1);
+        flog_limited(&st->warn, FLOG_WARN, "libfonte", "an Ack for "
+                     "producer_seq %llu of this session, beyond what it "
+                     "published: ignored (another store's listener, or a "
+                     "forged Ack, on the broker?)", (unsigned long long) d);
+        return;
+    }
     if (!gap)
         return;
     atomic_fetch_add(&c->gap_acks, 1);
@@ -281,8 +288,12 @@ check_resend(io_state_t *st)
         return IO_MAX_SLEEP_MS;
     int64_t due = old->sent_us + st->resend_us - fonte_mono_us();
     if (due <= 0) {
-        st->next_send = old->seq;
-        atomic_fetch_add(&c->resend_timeouts, 1);
+        /* rewound already, and not resent yet (the socket is blocked):
+         * the same timeout, not another one */
+        if (st->next_send != old->seq) {
+            st->next_send = old->seq;
+            atomic_fetch_add(&c->resend_timeouts, 1);
+        }
         return 0;
     }
     long ms = (long) ((due + 999) / 1000);
@@ -325,7 +336,7 @@ client_io_main(void *arg)
             long ms = left > 0 ? (long) ((left + 999) / 1000) : 0;
             timeout = ms < IO_MAX_SLEEP_MS ? ms : IO_MAX_SLEEP_MS;
         } else if (st.blocked)
-            timeout = timeout < 1 ? timeout : 1;
+            timeout = 1; /* even with a resend due: it is blocked too */
         else if (sent == IO_BURST)
             timeout = 0;
         else if (timeout > 0 && !window_full && !outbox_arm(c->outbox,

@@ -156,13 +156,20 @@ outbox_oldest(outbox_t *ob)
     return it;
 }
 
-void
+bool
 outbox_ack(outbox_t *ob, uint64_t durable)
 {
     pthread_mutex_lock(&ob->mu);
     if (durable <= ob->acked) {
         pthread_mutex_unlock(&ob->mu);
-        return;
+        return true;
+    }
+    /* An Ack beyond what was pushed cannot come from a listener that
+     * stored this session's events: taken, it would drop events never
+     * stored and break the run of seqs the listener expects. */
+    if (durable >= ob->head_seq + ob->count) {
+        pthread_mutex_unlock(&ob->mu);
+        return false;
     }
     while (ob->count > 0 && ob->head_seq <= durable) {
         outbox_item_t *it = slot(ob, ob->head_seq);
@@ -173,13 +180,11 @@ outbox_ack(outbox_t *ob, uint64_t durable)
         ob->head_seq++;
         ob->count--;
     }
-    /* An Ack beyond what was pushed cannot come from this session's
-     * listener; clamp so that later pushes keep consecutive seqs. */
-    uint64_t tail = ob->head_seq + ob->count;
-    ob->acked = durable < tail ? durable : tail - 1;
+    ob->acked = durable;
     pthread_cond_broadcast(&ob->room);
     pthread_cond_broadcast(&ob->acked_cv);
     pthread_mutex_unlock(&ob->mu);
+    return true;
 }
 
 uint64_t

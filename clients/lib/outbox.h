@@ -56,8 +56,9 @@ size_t outbox_peek(outbox_t *ob, uint64_t from, uint64_t until,
 outbox_item_t *outbox_oldest(outbox_t *ob);
 
 /* Drops items with seq <= durable and moves the acked watermark; wakes
- * waiting publishers and flushers. Stale (lower) values are ignored. */
-void outbox_ack(outbox_t *ob, uint64_t durable);
+ * waiting publishers and flushers. Stale (lower) values are ignored
+ * (true). A value beyond the last item pushed changes nothing: false. */
+bool outbox_ack(outbox_t *ob, uint64_t durable);
 
 /* The acked watermark. */
 uint64_t outbox_acked(outbox_t *ob);

@@ -436,7 +436,8 @@ typedef struct fonte_client_stats {
     uint64_t resend_timeouts;/* resends started by the resend timeout */
     uint64_t received;       /* events queued for handlers */
     uint64_t inbox_dropped;  /* events dropped: inbox full */
-    uint64_t invalid;        /* messages from the broker that failed checks */
+    uint64_t invalid;        /* messages from the broker that failed checks,
+                                and Acks beyond what was published */
     uint64_t outbox_events;  /* events waiting for an Ack now */
     uint64_t outbox_bytes;
     uint64_t query_connects; /* query sockets opened (one per timed-out
