@@ -431,7 +431,7 @@ encode(fonte_client_t *c, const fonte_event_spec_t *spec, uint64_t seq,
 
     size_t tlen = strlen(ev.type);
     size_t blen = protobuf_c_message_get_packed_size(&ev.base);
-    if (blen > c->lim.max_msg)
+    if (blen > c->lim.max_msg || blen > UINT32_MAX) /* the outbox's width */
         return FONTE_ETOOBIG;
     uint8_t *data = malloc(tlen + blen);
     if (data == NULL)

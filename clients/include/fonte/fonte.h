@@ -171,7 +171,7 @@ typedef struct fonte_event_spec {
  * see fonte_flush). Errors, with NOTHING sent and no sequence number
  * used: a validation code for a bad event (FONTE_ETYPE, FONTE_EOBJECT,
  * FONTE_EDEPS, FONTE_EDEP, FONTE_EMETA, FONTE_EFIELD, FONTE_EUTF8),
- * FONTE_ETOOBIG if it encodes to more than max_msg, FONTE_EINVAL for NULL
+ * FONTE_ETOOBIG if it encodes to more than max_msg (or 4 GiB), FONTE_EINVAL for NULL
  * arguments, FONTE_EFULL when the outbox stayed full (events or bytes)
  * for publish_timeout_ms, FONTE_ENOMEM. Thread-safe. */
 FONTE_EXPORT fonte_err fonte_publish(fonte_client_t *c,
