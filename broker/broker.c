@@ -58,6 +58,7 @@ struct broker {
     void *ctx;
     fcurve_cert_t cert;        /* with curve: the broker's key pair */
     fcurve_auth_t *auth;       /* with curve: ctx's ZAP handler */
+    char listener_id[FCURVE_Z85]; /* curve_listener's key, Z85; "": any */
     void *xsub, *xpub;         /* the loop's */
     void *pipe_loop, *mon_in, *mon_out; /* the loop's */
     void *pipe_main;           /* broker_destroy's end of the pipe */
@@ -209,6 +210,9 @@ check_opts(const broker_opts_t *o, char *errbuf, size_t errlen)
     else if ((o->curve_cert == NULL) != (o->curve_clients == NULL))
         bad = "curve_cert and curve_clients (--curve-cert, --curve-clients) "
               "go together";
+    else if (o->curve_listener != NULL && o->curve_cert == NULL)
+        bad = "curve_listener (--curve-listener) needs curve_cert and "
+              "curve_clients";
     if (bad == NULL)
         return FONTE_OK;
     set_err(errbuf, errlen, "invalid broker option: %s", bad);
@@ -256,6 +260,18 @@ broker_new(const broker_opts_t *o, broker_t **broker_p, char *errbuf,
          (rc = fcurve_auth_new(b->ctx, o->curve_clients, &b->cert, &b->auth,
                                errbuf, errlen)) != FONTE_OK))
         goto fail;
+    if (o->curve_listener != NULL) {
+        fcurve_cert_t l;
+        if ((rc = fcurve_cert_load(o->curve_listener, false, &l, errbuf,
+                                   errlen)) != FONTE_OK)
+            goto fail;
+        zmq_z85_encode(b->listener_id, l.public_key, FCURVE_KEY);
+    } else if (o->curve_cert != NULL) {
+        flog(FLOG_WARN, "broker", "CURVE without --curve-listener: Acks "
+             "and replays are taken from any admitted key, so a service "
+             "could ack another's events; name the listener's public "
+             "certificate");
+    }
     if ((rc = open_side(b, ZMQ_XSUB, "ingress", o->ingress, &b->xsub,
                         b->ingress, errbuf, errlen)) != FONTE_OK ||
         (rc = open_side(b, ZMQ_XPUB, "egress", o->egress, &b->xpub,
@@ -391,6 +407,27 @@ is_stats_topic(const codec_frame_t *topic)
            memcmp(topic->data, STATS_TOPIC, topic->size) == 0;
 }
 
+/* What only the listener publishes: Acks, replayed events (on
+ * $replay.<target>.<type>, or flagged on their own topic: seen in full
+ * validation only), ReplayAudits and its Stats. */
+static bool
+listener_only(codec_class_t cls, const codec_frame_t *topic,
+              const codec_view_t *v)
+{
+    static const char listener_stats[] = "$sys.listener";
+    switch (cls) {
+    case CODEC_ACK:
+    case CODEC_REPLAY:
+    case CODEC_AUDIT:
+        return true;
+    case CODEC_STATS:
+        return topic->size == sizeof listener_stats - 1 &&
+               memcmp(topic->data, listener_stats, topic->size) == 0;
+    default:
+        return v->has_replay;
+    }
+}
+
 /* Validates a whole message of nframes (only the first two are kept in
  * m[0..1]); FONTE_OK if it may be forwarded. */
 static fonte_err
@@ -404,11 +441,21 @@ check_message(broker_t *b, zmq_msg_t *m, size_t nframes)
         return FONTE_EFRAMES;
     f[0] = (codec_frame_t) { zmq_msg_data(&m[0]), zmq_msg_size(&m[0]) };
     f[1] = (codec_frame_t) { zmq_msg_data(&m[1]), zmq_msg_size(&m[1]) };
-    rc = b->opts.validate_full ? codec_check(f, 2, &b->opts.limits, &cls, NULL)
+    codec_view_t v;
+    v.has_replay = false;
+    rc = b->opts.validate_full ? codec_check(f, 2, &b->opts.limits, &cls, &v)
                                : check_frames(f, &b->opts.limits, &cls);
-    if (rc == FONTE_OK && cls == CODEC_STATS && is_stats_topic(&f[0]))
+    if (rc != FONTE_OK)
+        return rc;
+    if (cls == CODEC_STATS && is_stats_topic(&f[0]))
         return FONTE_ERESERVED; /* only this broker speaks on it */
-    return rc;
+    if (b->listener_id[0] != '\0' && listener_only(cls, &f[0], &v)) {
+        /* the ZAP handler made the peer's public key its User-Id */
+        const char *who = zmq_msg_gets(&m[0], "User-Id");
+        if (who == NULL || strcmp(who, b->listener_id) != 0)
+            return FONTE_ERESERVED;
+    }
+    return FONTE_OK;
 }
 
 static void

@@ -61,6 +61,14 @@ typedef struct broker_opts {
      * certificates of the clients admitted on both endpoints */
     const char *curve_cert;
     const char *curve_clients;
+    /* With CURVE: the listener's public certificate. Then what only the
+     * listener says - Acks, replays ($replay.*, and with validate_full
+     * any event flagged as a replay), ReplayAudits, Stats on
+     * $sys.listener - is forwarded only from a connection with that key,
+     * and counted invalid (FONTE_ERESERVED) from any other: an admitted
+     * service cannot ack another's events. NULL: from any admitted key
+     * (logged at start). */
+    const char *curve_listener;
 } broker_opts_t;
 
 /* Counters since start, as the loop last copied them: at least every

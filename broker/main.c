@@ -58,6 +58,10 @@ main(int argc, char **argv)
         { "curve-clients", "FONTE_CURVE_CLIENTS", FLAG_STR, &o.curve_clients,
           "CURVE: directory of the public certificates admitted, with "
           "--curve-cert (none)", NULL },
+        { "curve-listener", "FONTE_CURVE_LISTENER", FLAG_STR,
+          &o.curve_listener, "CURVE: the listener's public certificate; "
+          "Acks and replays are then taken from it only (none: from any "
+          "admitted key)", NULL },
         { NULL, NULL, FLAG_STR, NULL, NULL, NULL },
     };
 

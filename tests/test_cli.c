@@ -1612,6 +1612,20 @@ Test(usage, keygen_and_a_curve_up_admit_only_the_keys_given)
     cr_assert_eq(jint(j, "events"), 0);
     json_decref(j);
     run_free(&r);
+    /* published and acked: the broker takes Acks from the listener's
+     * key (up's own pair) and only from it */
+    RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
+        "a.b", "--object", "o:1", "--count", "3", "--curve-cert", cli,
+        "--curve-broker", srv);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    run_free(&r);
+    RUN(&r, "status", "--json", "--query", eps[2], "--curve-cert", cli,
+        "--curve-broker", srv);
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    j = parse_line(r.out, r.out_len);
+    cr_assert_eq(jint(j, "events"), 3);
+    json_decref(j);
+    run_free(&r);
     RUN(&r, "status", "--query", eps[2], "--timeout", "1s");
     cr_assert_eq(r.rc, 1, "no CURVE: no answer");
     run_free(&r);

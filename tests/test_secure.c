@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "broker.h"
 #include "curve.h"
@@ -98,6 +99,9 @@ setup(void)
     bo.stats_interval_us = 0;
     bo.curve_cert = at(1, "server.key");
     bo.curve_clients = at(2, "clients");
+    static char listener_pub[256];
+    snprintf(listener_pub, sizeof listener_pub, "%s/listener.key", dir);
+    bo.curve_listener = listener_pub;
     cr_assert_eq(broker_new(&bo, &broker, err, sizeof err), FONTE_OK, "%s",
                  err);
 
@@ -287,6 +291,113 @@ Test(secure, a_listener_the_broker_refuses_says_why)
     cr_assert_eq(ic.events_stored, 0);
 }
 
+/* Sends topic + body on sock (one message of two frames). */
+static void
+send2(void *sock, const char *topic, codec_buf_t body)
+{
+    cr_assert_eq(zmq_send(sock, topic, strlen(topic), ZMQ_SNDMORE),
+                 (int) strlen(topic));
+    cr_assert_eq(zmq_send(sock, body.data, body.len, 0), (int) body.len);
+    codec_buf_free(&body);
+}
+
+/* With --curve-listener, what only the listener says is taken from the
+ * listener's key only: an admitted service's Ack (of its own events),
+ * replayed event, ReplayAudit and $sys.listener Stats are dropped and
+ * counted invalid.ERESERVED, and no subscriber sees them; its ordinary
+ * event goes through. */
+Test(secure, only_the_listener_may_ack_replay_or_audit)
+{
+    char err[512] = "", path[256];
+    fcurve_cert_t shop, server;
+    snprintf(path, sizeof path, "%s/shop.key", dir);
+    cr_assert_eq(fcurve_cert_load(path, true, &shop, err, sizeof err),
+                 FONTE_OK, "%s", err);
+    cr_assert_eq(fcurve_cert_load(at(6, "server.key"), false, &server, err,
+                                  sizeof err), FONTE_OK, "%s", err);
+    void *ctx = zmq_ctx_new();
+    void *pub = zmq_socket(ctx, ZMQ_PUB), *sub = zmq_socket(ctx, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt(pub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq(fcurve_client(pub, &shop, &server), 0);
+    cr_assert_eq(fcurve_client(sub, &shop, &server), 0);
+    cr_assert_eq(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0), 0);
+    cr_assert_eq(zmq_connect(pub, broker_ingress_endpoint(broker)), 0);
+    cr_assert_eq(zmq_connect(sub, broker_egress_endpoint(broker)), 0);
+
+    Fonte__Ack ack = FONTE__ACK__INIT;
+    ack.producer = "shop";
+    ack.session = 7;
+    ack.durable_seq = 1;
+    Fonte__Stats st = FONTE__STATS__INIT;
+    st.source = "listener";
+    Fonte__ReplayAudit au = FONTE__REPLAY_AUDIT__INIT;
+    au.replay_id = "r1";
+    au.root = "order:1";
+    au.state = FONTE__REPLAY_AUDIT__STATE__STARTED;
+    Fonte__Event *replayed = tu_event("order.placed", "order:1", "shop", 7, 1);
+    tu_event_set_replay(replayed, "r1", "order:1", "");
+    Fonte__Event *flagged = tu_event("order.placed", "order:1", "shop", 7, 2);
+    tu_event_set_replay(flagged, "r1", "order:1", "revenue");
+    /* another session: the listener stores it and acks it (session 8) */
+    Fonte__Event *plain = tu_event("order.placed", "order:2", "shop", 8, 1);
+
+    /* until the ordinary event comes through: the connections are up and
+     * every message before it was judged */
+    broker_counters_t bc;
+    bool through = false;
+    for (int64_t end = fonte_mono_us() + 10000000;
+         !through && fonte_mono_us() < end;) {
+        send2(pub, "$ack.shop", tu_pack(&ack.base));
+        send2(pub, "$sys.listener", tu_pack(&st.base));
+        send2(pub, "$sys.replay", tu_pack(&au.base));
+        send2(pub, "order.placed", tu_pack(&replayed->base));
+        send2(pub, "$replay.revenue.order.placed", tu_pack(&flagged->base));
+        send2(pub, "order.placed", tu_pack(&plain->base));
+        zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+        while (zmq_poll(&it, 1, 50) == 1) {
+            char topic[64] = "";
+            uint8_t body[4096];
+            int tn = zmq_recv(sub, topic, sizeof topic - 1, 0);
+            int bn = zmq_recv(sub, body, sizeof body, 0);
+            cr_assert(tn > 0 && bn > 0);
+            topic[tn] = '\0';
+            if (strcmp(topic, "$ack.shop") == 0) { /* the listener's own */
+                Fonte__Ack *a = NULL;
+                cr_assert_eq(codec_ack_decode(body, (size_t) bn,
+                                              &codec_limits_default, &a),
+                             FONTE_OK);
+                cr_assert_eq(a->session, 8, "the forged Ack went through");
+                fonte__ack__free_unpacked(a, NULL);
+                continue;
+            }
+            cr_assert_str_eq(topic, "order.placed", "%s went through", topic);
+            Fonte__Event *ev = NULL;
+            cr_assert_eq(codec_event_unpack(body, (size_t) bn,
+                                            &codec_limits_default, &ev),
+                         FONTE_OK);
+            cr_assert_null(ev->replay, "a flagged event went through");
+            cr_assert_str_eq(ev->object, "order:2");
+            fonte__event__free_unpacked(ev, NULL);
+            through = true;
+        }
+    }
+    cr_assert(through, "the ordinary event never came through");
+    broker_counters(broker, &bc);
+    cr_assert_geq(bc.invalid_by[FONTE_ERESERVED], 5);
+    cr_assert_eq(bc.invalid_by[FONTE_ERESERVED] % 5, 0, "%llu",
+                 (unsigned long long) bc.invalid_by[FONTE_ERESERVED]);
+    cr_assert_eq(bc.invalid, bc.invalid_by[FONTE_ERESERVED]);
+
+    fonte__event__free_unpacked(replayed, NULL);
+    fonte__event__free_unpacked(flagged, NULL);
+    fonte__event__free_unpacked(plain, NULL);
+    zmq_close(pub);
+    zmq_close(sub);
+    zmq_ctx_term(ctx);
+}
+
 Test(secure, curve_options_that_do_not_go_together_are_refused)
 {
     fonte_client_opts_t o;
@@ -311,6 +422,14 @@ Test(secure, curve_options_that_do_not_go_together_are_refused)
     bo.curve_cert = at(1, "server.key");
     cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
     cr_assert_not_null(strstr(err, "go together"), "%s", err);
+    bo.curve_cert = NULL;
+    bo.curve_listener = at(7, "listener.key");
+    cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
+    cr_assert_str_eq(err, "invalid broker option: curve_listener "
+                          "(--curve-listener) needs curve_cert and "
+                          "curve_clients");
+    bo.curve_listener = NULL;
+    bo.curve_cert = at(1, "server.key");
     bo.curve_clients = at(2, "clients");
     bo.curve_cert = at(1, "stranger.key_secret"); /* not a public file */
     cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);

@@ -142,6 +142,7 @@ cmd_up(int argc, char **argv)
     bo.stats_interval_us = stats_us;
     bo.curve_cert = curve_cert;
     bo.curve_clients = curve_clients;
+    bo.curve_listener = curve_cert; /* the listener uses the same pair */
     err[0] = '\0';
     fonte_err frc = broker_new(&bo, &b, err, sizeof err);
     if (frc != FONTE_OK) {
