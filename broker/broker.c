@@ -38,6 +38,7 @@
 #include "curve.h"
 #include "log.h"
 #include "topics.h"
+#include "zmqx.h"
 
 #define STATS_TOPIC "$sys.broker"
 #define STATS_SOURCE "broker"
@@ -144,7 +145,7 @@ open_side(broker_t *b, int type, const char *name, const char *endpoint,
                 zmq_strerror(errno));
         return FONTE_EIO;
     }
-    if (zmq_bind(s, endpoint) != 0) {
+    if (zmqx_bind(s, endpoint) != 0) {
         int err = errno;
         set_err(errbuf, errlen, "cannot bind %s %s: %s", name, endpoint,
                 zmq_strerror(err));
@@ -169,7 +170,7 @@ open_pair(broker_t *b, const char *endpoint, bool bind, void **sock_p)
     *sock_p = s;
     if (zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero) != 0)
         return FONTE_EIO;
-    if ((bind ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint)) != 0)
+    if ((bind ? zmqx_bind(s, endpoint) : zmqx_connect(s, endpoint)) != 0)
         return FONTE_EIO;
     return FONTE_OK;
 }
@@ -348,7 +349,7 @@ broker_destroy(broker_t **broker_p)
     fcurve_auth_destroy(&b->auth); /* its socket too, before the term */
     explicit_bzero(&b->cert, sizeof b->cert); /* the secret key */
     if (b->ctx != NULL)
-        zmq_ctx_term(b->ctx); /* every socket had linger 0: prompt */
+        zmqx_ctx_term(b->ctx); /* every socket had linger 0: prompt */
     topics_destroy(&b->topics);
     pthread_mutex_destroy(&b->lock);
     free(b);

@@ -65,6 +65,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "zmqx.h"
 
 #define ACK_SLOTS 4096u
 #define LAT_SAMPLES 4096
@@ -886,7 +887,7 @@ make_monitor(ingest_t *in, void *s)
     if ((in->mon = zmq_socket(in->o.zmq_ctx, ZMQ_PAIR)) == NULL)
         return false;
     return zmq_setsockopt(in->mon, ZMQ_LINGER, &zero, sizeof zero) == 0 &&
-           zmq_connect(in->mon, ep) == 0;
+           zmqx_connect(in->mon, ep) == 0;
 }
 
 static fonte_err
@@ -911,7 +912,7 @@ make_socket(ingest_t *in, int type, const char *endpoint, void **sock_p,
         (in->o.curve_cert == NULL ||
          fcurve_client(s, in->o.curve_cert, in->o.curve_server) == 0) &&
         (type != ZMQ_SUB || make_monitor(in, s));
-    if (!ok || zmq_connect(s, endpoint) != 0) {
+    if (!ok || zmqx_connect(s, endpoint) != 0) {
         int e = zmq_errno();
         snprintf(errbuf, errlen, "cannot connect %s to %s: %s",
                  type == ZMQ_SUB ? "SUB" : "PUB", endpoint, zmq_strerror(e));

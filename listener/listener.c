@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "zmqx.h"
 
 struct listener {
     void *ctx;  /* ingest, acks, stats, republishing */
@@ -197,7 +198,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
         (l->qctx = zmq_ctx_new()) == NULL) {
         snprintf(errbuf, errlen, "listener: out of memory");
         if (l != NULL && l->ctx != NULL)
-            zmq_ctx_term(l->ctx);
+            zmqx_ctx_term(l->ctx);
         free(l);
         return FONTE_ENOMEM;
     }
@@ -348,9 +349,9 @@ listener_destroy(listener_t **listener_p)
     replay_destroy(&l->replay);
     store_close(&l->store);
     if (l->ctx)
-        zmq_ctx_term(l->ctx);
+        zmqx_ctx_term(l->ctx);
     if (l->qctx)
-        zmq_ctx_term(l->qctx);
+        zmqx_ctx_term(l->qctx);
     explicit_bzero(&l->cert, sizeof l->cert); /* the secret key */
     free(l);
 }

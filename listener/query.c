@@ -56,6 +56,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "zmqx.h"
 
 /* How long the query thread waits for a request before it looks at the
  * stop flag (and, while workers hold jobs, at their finished replies). */
@@ -691,7 +692,7 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
         zmq_setsockopt(q->router, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg) ||
         zmq_setsockopt(q->router, ZMQ_RCVTIMEO, &wait_ms, sizeof wait_ms) ||
         (o->curve != NULL && fcurve_server(q->router, o->curve) != 0) ||
-        zmq_bind(q->router, o->endpoint) != 0 ||
+        zmqx_bind(q->router, o->endpoint) != 0 ||
         zmq_getsockopt(q->router, ZMQ_LAST_ENDPOINT, q->endpoint, &len) != 0) {
         int e = zmq_errno();
         snprintf(errbuf, errlen, "cannot bind query endpoint %s: %s",

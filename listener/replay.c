@@ -55,6 +55,7 @@
 #include "logscan.h"
 #include "order.h"
 #include "query.h"
+#include "zmqx.h"
 
 #define KEEP_BYTES ((size_t) 16 << 20) /* event bytes kept while planning */
 #define LOAD_BATCH 65536 /* events whose gets are put in seq order at once */
@@ -2354,7 +2355,7 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
             zmq_setsockopt(rp->xpub, ZMQ_SNDHWM, &hwm, sizeof hwm) ||
             (o->curve_cert != NULL &&
              fcurve_client(rp->xpub, o->curve_cert, o->curve_server) != 0) ||
-            zmq_connect(rp->xpub, o->ingress) != 0) {
+            zmqx_connect(rp->xpub, o->ingress) != 0) {
             snprintf(errbuf, errlen, "replay: cannot connect to ingress %s: %s",
                      o->ingress, zmq_strerror(zmq_errno()));
             replay_destroy(&rp);

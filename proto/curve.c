@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "zmqx.h"
 
 #define CERT_FILE_MAX 65536 /* bytes of a certificate file read */
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
@@ -412,7 +413,7 @@ fcurve_auth_new(void *ctx, const char *dir, const fcurve_cert_t *also,
     a->rep = zmq_socket(ctx, ZMQ_REP);
     if (a->rep == NULL ||
         zmq_setsockopt(a->rep, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
-        zmq_bind(a->rep, ZAP_ENDPOINT) != 0) {
+        zmqx_bind(a->rep, ZAP_ENDPOINT) != 0) {
         snprintf(errbuf, errlen, "cannot start the ZAP handler: %s",
                  zmq_strerror(zmq_errno()));
         goto fail;

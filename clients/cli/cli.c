@@ -9,6 +9,7 @@
  * "--" and takes the repeatable flags out, then hands the rest over.
  */
 #include "cli.h"
+#include "zmqx.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -221,7 +222,7 @@ cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
         if (!(which & eps[i].bit))
             continue;
         if (flags_tcp_port_ok(eps[i].endpoint, bind) &&
-            (s == NULL || zmq_connect(s, eps[i].endpoint) == 0))
+            (s == NULL || zmqx_connect(s, eps[i].endpoint) == 0))
             continue;
         cli_error(cmd, "the %s endpoint '%s' is not one fonte can %s; write "
                   "it like tcp://HOST:PORT with a port of 1..65535%s (--%s, "
@@ -234,7 +235,7 @@ cli_check_endpoints(const char *cmd, const cli_endpoints_t *ep,
     if (s != NULL)
         zmq_close(s);
     if (ctx != NULL)
-        zmq_ctx_term(ctx);
+        zmqx_ctx_term(ctx);
     return rc;
 }
 
@@ -362,7 +363,7 @@ cli_sub(void *ctx, const cli_endpoints_t *ep, const char *const *prefixes,
         return NULL;
     }
     explicit_bzero(&cert, sizeof cert);
-    if (zmq_connect(s, ep->egress) != 0) {
+    if (zmqx_connect(s, ep->egress) != 0) {
         zmq_close(s);
         return NULL;
     }
@@ -396,7 +397,7 @@ cli_feed_open(const char *cmd, const cli_endpoints_t *ep, int64_t timeout_us,
                   "(--egress, FONTE_EGRESS)", ep->egress,
                   zmq_strerror(errno));
         if (*ctx_p != NULL)
-            zmq_ctx_term(*ctx_p);
+            zmqx_ctx_term(*ctx_p);
         *ctx_p = NULL;
         return CLI_EXIT_USAGE;
     }

@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "zmqx.h"
 
 static const char usage[] =
     "usage: fonte replay OBJECT [--no-deps] [--dependents] [--order O] "
@@ -269,7 +270,7 @@ out:
     if (sub != NULL)
         zmq_close(sub);
     if (ctx != NULL)
-        zmq_ctx_term(ctx);
+        zmqx_ctx_term(ctx);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "zmqx.h"
 
 static const char usage[] =
     "usage: fonte tail [PREFIX] [--json] [--count N [--timeout D]] [--sys]\n"
@@ -209,6 +210,6 @@ cmd_tail(int argc, char **argv)
     if (sub != NULL)
         zmq_close(sub);
     if (ctx != NULL)
-        zmq_ctx_term(ctx);
+        zmqx_ctx_term(ctx);
     return rc;
 }

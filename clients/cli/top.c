@@ -39,6 +39,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "zmqx.h"
 
 static const char usage[] =
     "usage: fonte top [--interval D] [--count N [--timeout D]]\n"
@@ -530,6 +531,6 @@ cmd_top(int argc, char **argv)
     if (sub != NULL)
         zmq_close(sub);
     if (ctx != NULL)
-        zmq_ctx_term(ctx);
+        zmqx_ctx_term(ctx);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "flags.h"
 #include "log.h"
 #include "sync.h"
+#include "zmqx.h"
 
 #define DISPATCH_MAX 4096 /* events handled per fonte_dispatch call */
 #define PREFIX_MAX 128
@@ -87,7 +88,7 @@ client_socket(fonte_client_t *c, int type, const char *endpoint,
          fcurve_client(s, &c->cert,
                        type == ZMQ_REQ ? &c->listener_cert
                                        : &c->broker_cert) != 0) ||
-        zmq_connect(s, endpoint) != 0) {
+        zmqx_connect(s, endpoint) != 0) {
         int e = errno;
         zmq_close(s);
         errno = e;
@@ -224,7 +225,7 @@ open_sockets(fonte_client_t *c)
         zmq_setsockopt(c->pub, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop) != 0 ||
         (c->curve && fcurve_client(c->pub, &c->cert, &c->broker_cert) != 0))
         return FONTE_EIO;
-    if (zmq_connect(c->pub, c->ingress) != 0)
+    if (zmqx_connect(c->pub, c->ingress) != 0)
         return FONTE_EINVAL;
     /* Acks and replays come back on their own socket so that heavy user
      * subscriptions can never push an Ack out of a full queue. */
@@ -350,7 +351,7 @@ fonte_client_destroy(fonte_client_t **client_p)
     while (c->n_qpool > 0)
         zmq_close(c->qpool[--c->n_qpool]);
     if (c->zctx != NULL)
-        zmq_ctx_term(c->zctx);
+        zmqx_ctx_term(c->zctx);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
     outbox_destroy(&c->outbox);
