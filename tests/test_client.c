@@ -35,6 +35,17 @@ static broker_t *broker;
 static void *zctx;
 typedef struct server server_t;
 static server_t *running; /* the fake listener whose thread runs, if any */
+
+/* How the fake listener misbehaves, set before server_start (its thread
+ * reads it): none, or one of a listener's faults a client must refuse. */
+enum {
+    HOSTILE_NONE,
+    HOSTILE_WRONG_BODY,   /* a replay answered with a StatusReply */
+    HOSTILE_BAD_EVENT,    /* an event in a page breaks the rules */
+    HOSTILE_SAME_CURSOR,  /* every page hands back the cursor "1" */
+    HOSTILE_PAST_TOTAL    /* pages go on past the total announced */
+};
+static int hostile;
 static void server_join(server_t *live);
 
 static void
@@ -63,6 +74,7 @@ teardown(void)
         free(live);
     }
     tu_socks_close_all(); /* what a failed test left open */
+    hostile = HOSTILE_NONE;
     broker_destroy(&broker);
     zmq_ctx_term(zctx);
 }
@@ -423,6 +435,37 @@ Test(client, outbox_is_bounded_in_bytes_too)
     cr_assert_eq(st.outbox_events, 2);
     cr_assert_leq(st.outbox_bytes, 1000);
     fonte_client_destroy(&c);
+}
+
+/* A window larger than the outbox (SIZE_MAX, "no limit") is the
+ * outbox: events go out. acked + 1 + window used to wrap around, and
+ * the client then sent nothing, ever. */
+Test(client, a_window_past_the_outbox_is_the_outbox)
+{
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    void *w = watcher("order.");
+
+    client_opts(&o, "shop");
+    o.window = SIZE_MAX;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    fonte_event_spec_t s = spec("order.placed", "order:1");
+    int seen = 0;
+    /* the watcher's subscription may reach the broker after the first
+     * sends: resends (200 ms) bring them again */
+    cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    for (int64_t end = fonte_mono_us() + WAIT_MS * 1000;
+         seen == 0 && fonte_mono_us() < end;) {
+        Fonte__Event *ev = watch(w, 100);
+        if (ev != NULL) {
+            cr_assert_eq(ev->producer_seq, 1);
+            fonte__event__free_unpacked(ev, NULL);
+            seen++;
+        }
+    }
+    cr_assert_eq(seen, 1, "nothing was sent");
+    fonte_client_destroy(&c);
+    tu_sock_close(w);
 }
 
 Test(client, flush_without_a_listener_times_out)
@@ -1006,14 +1049,17 @@ reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
             e.session = 0xabc;
             e.producer_seq = seq;
             e.seq = seq;
+            if (hostile == HOSTILE_BAD_EVENT)
+                e.type = "Bad Type";
             evs[i] = e;
             evp[i] = &evs[i];
         }
         page.events = evp;
         page.n_events = 2;
         page.total = (uint64_t) sv->pages * 2;
-        if (page_no + 1 < sv->pages) {
-            snprintf(cursor, sizeof cursor, "%d", page_no + 1);
+        if (page_no + 1 < sv->pages || hostile == HOSTILE_PAST_TOTAL) {
+            snprintf(cursor, sizeof cursor, "%d",
+                     hostile == HOSTILE_SAME_CURSOR ? 1 : page_no + 1);
             page.cursor.data = (uint8_t *) cursor;
             page.cursor.len = strlen(cursor);
         }
@@ -1061,7 +1107,8 @@ server_main(void *arg)
         sv->requests++;
         if (rc == FONTE_OK && sv->replies_left > 0) {
             codec_buf_t out = { 0 };
-            if (rq->body_case == FONTE__REQUEST__BODY_REPLAY) {
+            if (rq->body_case == FONTE__REQUEST__BODY_REPLAY &&
+                hostile != HOSTILE_WRONG_BODY) {
                 reply_page(sv, rq->replay, &out);
             } else {
                 Fonte__Reply rep = FONTE__REPLY__INIT;
@@ -1581,6 +1628,44 @@ Test(client, queries_from_many_threads_at_once_each_get_an_answer)
     server_stop(&sv);
     cr_assert_eq(sv.requests, 41);
     cr_assert_eq((uint64_t) sv.n_peers, before);
+}
+
+/* A listener that answers out of turn is refused with FONTE_EDECODE, and
+ * a fetch never runs on forever: a reply of the wrong kind, an event that
+ * breaks the rules (not the caller's FONTE_ETYPE), a page that hands
+ * back the cursor it was asked with, pages past the total announced. */
+Test(client, a_listener_out_of_turn_gets_edecode_not_a_hang)
+{
+    static const struct {
+        int mode, pages;
+    } cases[] = {
+        { HOSTILE_WRONG_BODY, 1 },
+        { HOSTILE_BAD_EVENT, 1 },
+        { HOSTILE_SAME_CURSOR, 3 },
+        { HOSTILE_PAST_TOTAL, 3 },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        server_t sv;
+        fonte_event_list_t *l = NULL;
+        fonte_replay_ticket_t t;
+        hostile = cases[k].mode;
+        server_start(&sv, 10, FONTE__REPLY__STATUS__OK, cases[k].pages);
+        fonte_client_t *c = query_client(sv.endpoint);
+        if (hostile == HOSTILE_WRONG_BODY)
+            cr_assert_eq(fonte_request_replay(c, "order:1", NULL, &t),
+                         FONTE_EDECODE);
+        else
+            cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_EDECODE,
+                         "case %zu", k);
+        cr_assert_null(l);
+        fonte_client_destroy(&c);
+        server_stop(&sv);
+        int asked = sv.requests;
+        /* the same cursor is refused on its second page; past the total
+         * on the page after the last (3 pages of 2 events) */
+        int want[] = { 1, 1, 2, 4 };
+        cr_assert_eq(asked, want[k], "case %zu: %d requests", k, asked);
+    }
 }
 
 Test(client, request_replay_and_status_return_the_listener_answer)

@@ -278,6 +278,12 @@ fonte_client_new(const fonte_client_opts_t *o, fonte_client_t **client_p)
     pthread_mutex_init(&c->subs_mu, NULL);
     pthread_mutex_init(&c->qpool_mu, NULL);
     c->opts = *o;
+    /* more in flight than the outbox holds means nothing, and a window
+     * near SIZE_MAX would wrap acked + 1 + window (io.c) */
+    if (c->opts.window > c->opts.outbox_max_events)
+        c->opts.window = c->opts.outbox_max_events;
+    if (c->opts.window > UINT32_MAX)
+        c->opts.window = UINT32_MAX;
     c->service = dup_or_null(o->service, &nomem);
     c->ingress = dup_or_null(o->ingress, &nomem);
     c->egress = dup_or_null(o->egress, &nomem);

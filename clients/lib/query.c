@@ -122,6 +122,10 @@ ask(fonte_client_t *c, void **sock_p, const Fonte__Request *req, bool once,
             }
             rc = codec_reply_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
                                     &c->lim, rep_p);
+            /* an event in it that breaks the rules is the listener's
+             * fault, not the caller's arguments' (FONTE_ETYPE...) */
+            if (rc != FONTE_OK && rc != FONTE_ENOMEM)
+                rc = FONTE_EDECODE;
             zmq_msg_close(&msg);
             break;
         }
@@ -230,6 +234,7 @@ struct fonte_fetch_iter {
     uint8_t *cursor;
     void *sock;
     uint64_t total;
+    uint64_t received, pages; /* so far: bounded by total */
     bool done;
 };
 
@@ -295,19 +300,26 @@ iter_page(fonte_fetch_iter_t *it, fonte_event_list_t *l)
         goto out;
     Fonte__ReplayReply *page = rep->replay;
     size_t got = page->n_events;
+    /* A listener that goes on past the total it announced (a page that
+     * does not move the cursor, more events or more pages than total)
+     * would keep a fetch going, and growing, forever: refused. Its
+     * total is the same on every page, and every page but the last
+     * holds at least one event. */
+    if (it->pages > 0 && page->total != it->total)
+        goto out;
+    if (got > page->total - it->received || it->pages > page->total)
+        goto out;
+    if (page->cursor.len != 0 && it->cursor != NULL &&
+        it->rr.cursor.len == page->cursor.len &&
+        memcmp(it->cursor, page->cursor.data, page->cursor.len) == 0)
+        goto out;
     if ((rc = take_page(l, page)) != FONTE_OK)
         goto out;
     it->total = page->total;
+    it->received += got;
+    it->pages++;
     if (page->cursor.len == 0) {
         it->done = true;
-        goto out;
-    }
-    /* A page without events that does not move the cursor would loop
-     * forever: a listener bug, refused. */
-    if (got == 0 && it->cursor != NULL &&
-        it->rr.cursor.len == page->cursor.len &&
-        memcmp(it->cursor, page->cursor.data, page->cursor.len) == 0) {
-        rc = FONTE_EDECODE;
         goto out;
     }
     uint8_t *cur = malloc(page->cursor.len);
@@ -442,8 +454,10 @@ fonte_request_replay(fonte_client_t *c, const char *object,
     client_query_give(c, sock);
     if (rc != FONTE_OK)
         return rc;
-    if ((rc = status_err(rep->status)) == FONTE_OK && ticket != NULL) {
-        if (rep->body_case == FONTE__REPLY__BODY_REPLAY && rep->replay) {
+    if ((rc = status_err(rep->status)) == FONTE_OK) {
+        if (rep->body_case != FONTE__REPLY__BODY_REPLAY || !rep->replay)
+            rc = FONTE_EDECODE; /* an answer to something else */
+        else if (ticket != NULL) {
             snprintf(ticket->replay_id, sizeof ticket->replay_id, "%s",
                      rep->replay->replay_id);
             ticket->total = rep->replay->total;

@@ -80,7 +80,8 @@ typedef struct fonte_client_opts {
     size_t outbox_max_events;   /* unacked events kept; default 65536 */
     size_t outbox_max_bytes;    /* their encoded bytes; default 64 MiB */
     size_t window;              /* events in flight beyond the last Ack;
-                                   default 8192 */
+                                   default 8192; at most outbox_max_events
+                                   (a larger value is taken as that) */
     int sndhwm;                 /* send queue of the publisher socket,
                                    messages; it never drops, the client
                                    waits for room; 0 = 2 * window */
@@ -323,7 +324,10 @@ FONTE_EXPORT void fonte_event_list_destroy(fonte_event_list_t **list_p);
  * listener's reply status; a validation code for bad arguments, with
  * nothing sent (FONTE_EOBJECT, FONTE_ETYPE, FONTE_EINVAL for types NULL
  * with n_types, FONTE_ELIMIT for more than 256 types); FONTE_EDECODE or
- * FONTE_EFRAMES for a bad reply; FONTE_EIO, FONTE_ENOMEM. A signal does
+ * FONTE_EFRAMES for a bad reply (one that does not decode, holds an
+ * event that breaks the rules, answers another kind of request, hands
+ * back the cursor it was asked with, or goes past the total the
+ * listener announced); FONTE_EIO, FONTE_ENOMEM. A signal does
  * not cut a wait short. On error *list_p is NULL. Thread-safe; blocks
  * the caller. */
 FONTE_EXPORT fonte_err fonte_fetch(fonte_client_t *c, const char *object,
