@@ -124,9 +124,10 @@ FONTE_EXPORT void fonte_client_opts_init(fonte_client_opts_t *o);
  * background: the broker and listener need not be up yet.
  * Returns FONTE_OK and sets *client_p (destroy with fonte_client_destroy);
  * FONTE_EPRODUCER for a missing or invalid service name, FONTE_EINVAL for
- * another bad option (an endpoint ZeroMQ cannot parse, a zero limit, a
- * CURVE certificate that cannot be read, or curve_cert without
- * curve_broker),
+ * another bad option (an ingress or egress endpoint ZeroMQ cannot parse,
+ * a zero limit, a CURVE certificate that cannot be read, or curve_cert
+ * without curve_broker; the query endpoint is connected at the first
+ * query, where one ZeroMQ cannot parse is FONTE_EIO),
  * FONTE_EIO if the session cannot be drawn or a socket or thread cannot
  * be made, FONTE_ENOMEM. On error *client_p is NULL. The strings in *o are
  * copied. */
