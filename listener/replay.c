@@ -374,10 +374,24 @@ walk_edges(plan_t *p, edge_iter_fn open_iter, const char *object, size_t len,
         return FONTE_ETIMEOUT;
     if ((rc = open_iter(p->snap, object, len, &it)) != FONTE_OK)
         return rc;
-    while (store_iter_next(it, &item))
+    /* one object may have edges to millions (a hub every order names):
+     * the deadline and the closure limit are looked at during its walk
+     * too, not only between objects */
+    for (size_t k = 1; store_iter_next(it, &item); k++) {
         if ((rc = order_names_intern(names, item.name.ptr, item.name.len, &id,
                                      NULL)) != FONTE_OK)
             break;
+        if ((k & 255) == 0) {
+            if (order_names_count(names) > p->o->max_closure) {
+                rc = FONTE_ELIMIT;
+                break;
+            }
+            if (plan_late(p)) {
+                rc = FONTE_ETIMEOUT;
+                break;
+            }
+        }
+    }
     if (rc == FONTE_OK)
         rc = store_iter_error(it);
     store_iter_destroy(&it);
@@ -977,16 +991,19 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
     l->pf_queued = false;
     random_bytes(id, CURSOR_ID);
     pthread_mutex_lock(&rp->cursor_lock);
+    bool free_slot = false;
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
         cursor_t *c = &rp->cursors[i];
         if (c->list != NULL && now - c->last_use_us > rp->o.cursor_ttl_us)
             cursor_drop_locked(c);
+        if (free_slot)
+            continue;
         if (c->list == NULL) {
             victim = i;
-            break;
-        }
-        if (c->last_use_us < rp->cursors[victim].last_use_us)
+            free_slot = true;
+        } else if (c->last_use_us < rp->cursors[victim].last_use_us) {
             victim = i;
+        }
     }
     cursor_t *c = &rp->cursors[victim];
     cursor_drop_locked(c);
@@ -999,6 +1016,39 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
     }
     pthread_mutex_unlock(&rp->cursor_lock);
     return FONTE_OK;
+}
+
+/* Drops the cursors idle for longer than cursor_ttl_us, whether or not
+ * anyone asks again: an abandoned stream holds a snapshot, iterators
+ * (which keep LevelDB from deleting files), a scanner thread and pages
+ * cut ahead. What they held is freed once the lock is let go (a
+ * scanner is joined). Called by the prefetch thread. */
+static void
+cursor_sweep(replay_t *rp)
+{
+    int64_t now = fonte_mono_us();
+    seqlist_t *dead = NULL;
+
+    pthread_mutex_lock(&rp->cursor_lock);
+    for (size_t i = 0; i < rp->o.max_cursors; i++) {
+        cursor_t *c = &rp->cursors[i];
+        if (c->list == NULL || now - c->last_use_us <= rp->o.cursor_ttl_us)
+            continue;
+        seqlist_t *l = c->list;
+        c->list = NULL;
+        if (--l->refs == 0) { /* in no queue: the queue holds a ref */
+            l->pf_next = dead;
+            dead = l;
+        }
+    }
+    pthread_mutex_unlock(&rp->cursor_lock);
+    while (dead != NULL) {
+        seqlist_t *next = dead->pf_next;
+        free(dead->seqs);
+        logstream_free(dead->stream);
+        free(dead);
+        dead = next;
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -1618,10 +1668,28 @@ prefetch_main(void *arg)
     replay_t *rp = arg;
 
     pthread_setname_np(pthread_self(), "fonte-prefetch");
+    /* idle cursors are swept every half TTL (10 ms .. 1 s) */
+    int64_t every = rp->o.cursor_ttl_us / 2;
+    every = every < 10000 ? 10000 : every > 1000000 ? 1000000 : every;
+    int64_t next_sweep = fonte_mono_us() + every;
     pthread_mutex_lock(&rp->pf_lock);
     for (;;) {
-        while (rp->pf_head == NULL && !rp->pf_stop)
-            pthread_cond_wait(&rp->pf_cond, &rp->pf_lock);
+        while (rp->pf_head == NULL && !rp->pf_stop) {
+            int64_t now = fonte_mono_us();
+            if (now >= next_sweep) {
+                pthread_mutex_unlock(&rp->pf_lock);
+                cursor_sweep(rp);
+                pthread_mutex_lock(&rp->pf_lock);
+                next_sweep = fonte_mono_us() + every;
+                continue;
+            }
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            int64_t ns = until.tv_nsec + (next_sweep - now) * 1000;
+            until.tv_sec += (time_t) (ns / 1000000000);
+            until.tv_nsec = (long) (ns % 1000000000);
+            pthread_cond_timedwait(&rp->pf_cond, &rp->pf_lock, &until);
+        }
         if (rp->pf_stop)
             break;
         seqlist_t *l = rp->pf_head;
@@ -1707,7 +1775,9 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
         goto done;
     }
     if (rc != FONTE_OK) {
-        if (ls->fail_status != FONTE__REPLY__STATUS__OK)
+        /* fail_* belong to the cutter: read only when none is at work
+         * (a retry may run while the next page is cut ahead) */
+        if (!ls->cutting && ls->fail_status != FONTE__REPLY__STATUS__OK)
             reply_error(ls->fail_status, ls->fail, out);
         else
             reply_error(FONTE__REPLY__STATUS__INTERNAL, fonte_strerror(rc),
@@ -2339,7 +2409,11 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     pthread_mutex_init(&rp->cursor_lock, NULL);
     pthread_mutex_init(&rp->job_lock, NULL);
     pthread_mutex_init(&rp->pf_lock, NULL);
-    pthread_cond_init(&rp->pf_cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rp->pf_cond, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&rp->pf_thread, NULL, prefetch_main, rp) != 0) {
         snprintf(errbuf, errlen, "replay: cannot start its prefetch thread");
         replay_destroy(&rp);
