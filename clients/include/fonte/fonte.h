@@ -88,7 +88,8 @@ typedef struct fonte_client_opts {
     int resend_timeout_ms;      /* resend from the oldest unacked event
                                    when it is this old; default 1000 */
     int publish_timeout_ms;     /* fonte_publish waits this long for room
-                                   in a full outbox; default 5000 */
+                                   in a full outbox; default 5000; < 0
+                                   waits forever (as fonte_flush's) */
     int query_timeout_ms;       /* one query try; default 2000 */
     int query_retries;          /* tries per query page; default 3 */
     size_t inbox_max;           /* received events waiting for dispatch;
