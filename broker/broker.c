@@ -549,7 +549,9 @@ forward_burst(broker_t *b)
     zmq_msg_close(&scratch);
 }
 
-/* Passes (un)subscriptions from egress to ingress, unchanged. */
+/* Passes (un)subscriptions from egress to ingress, unchanged. Anything
+ * else a subscriber sends (an XSUB may send any message upstream) would
+ * reach every publisher: dropped whole and counted. */
 static void
 forward_subscriptions(broker_t *b)
 {
@@ -561,15 +563,25 @@ forward_subscriptions(broker_t *b)
             break;
         const unsigned char *d = zmq_msg_data(&m);
         size_t len = zmq_msg_size(&m);
-        if (len > 0 && d[0] == 1) {
+        if (zmq_msg_more(&m) || len == 0 || d[0] > 1) {
+            b->c.upstream_dropped++;
+            while (zmq_msg_more(&m) &&
+                   zmq_msg_recv(&m, b->xpub, ZMQ_DONTWAIT) != -1)
+                ; /* the rest of it is here: delivery is atomic */
+            reset_msg(&m);
+            continue;
+        }
+        if (d[0] == 1) {
             b->c.subscribes++;
             b->c.subscriptions++;
-        } else if (len > 0 && d[0] == 0) {
+        } else {
             b->c.unsubscribes++;
-            b->c.subscriptions--;
+            /* XPUB passes an unsubscription of a prefix never subscribed
+             * from a peer that does not filter its own (libzmq 4.3) */
+            if (b->c.subscriptions > 0)
+                b->c.subscriptions--;
         }
-        int flags = zmq_msg_more(&m) ? ZMQ_SNDMORE : 0;
-        if (zmq_msg_send(&m, b->xsub, flags | ZMQ_DONTWAIT) == -1)
+        if (zmq_msg_send(&m, b->xsub, ZMQ_DONTWAIT) == -1)
             reset_msg(&m);
     }
     zmq_msg_close(&m);
@@ -609,7 +621,7 @@ read_monitor(void *mon, uint64_t *connects, uint64_t *disconnects,
 /* ------------------------------------------------------------------ */
 /* Stats                                                               */
 
-#define STATS_COUNTERS_MAX (16 + FONTE_ERR_COUNT_)
+#define STATS_COUNTERS_MAX (20 + FONTE_ERR_COUNT_)
 #define STATS_GAUGES_MAX 5
 
 typedef struct stats_builder {
@@ -668,6 +680,7 @@ build_stats(broker_t *b, stats_builder_t *s, int64_t now)
             add_counter(s, b->invalid_keys[i], c->invalid_by[i]);
     add_counter(s, "subscribes", c->subscribes);
     add_counter(s, "unsubscribes", c->unsubscribes);
+    add_counter(s, "upstream_dropped", c->upstream_dropped);
     add_counter(s, "topics_untracked", c->untracked);
     add_counter(s, "stats_sent", c->stats_sent);
     add_counter(s, "ingress_connects", c->ingress_connects);

@@ -83,6 +83,9 @@ typedef struct broker_counters {
     uint64_t invalid_by[FONTE_ERR_COUNT_]; /* ["invalid.<errname>"] */
     uint64_t subscribes;   /* ["subscribes"] passed upstream */
     uint64_t unsubscribes; /* ["unsubscribes"] passed upstream */
+    uint64_t upstream_dropped; /* ["upstream_dropped"] messages from
+                                  subscribers that are not one-frame
+                                  (un)subscriptions: not passed on */
     uint64_t untracked;    /* ["topics_untracked"] events not in topics */
     uint64_t stats_sent;   /* ["stats_sent"] $sys.broker messages sent */
     uint64_t ingress_connects, ingress_disconnects; /* ["ingress_*"] */

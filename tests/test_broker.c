@@ -368,6 +368,41 @@ Test(broker, subscriptions_and_unsubscriptions_reach_upstream, .init = setup,
     broker_destroy(&b);
 }
 
+/* What a subscriber sends upstream that is not a one-frame
+ * (un)subscription - an XSUB may send anything - is dropped whole and
+ * counted, not passed to every publisher: the publisher sees the
+ * subscriptions around it, in order, and nothing else. */
+Test(broker, a_subscribers_other_messages_are_dropped_and_counted,
+     .init = setup, .fini = teardown)
+{
+    broker_t *b = start_broker(true, 0, 0, 0);
+    void *pub = pub_new(b);
+    void *xsub = socket_new(ZMQ_XSUB, 0);
+    cr_assert_eq(zmq_connect(xsub, broker_egress_endpoint(b)), 0);
+
+    /* until the connection is up: the first subscription gets through */
+    cr_assert_eq(zmq_send(xsub, "\x01order.", 7, 0), 7);
+    wait_subscription(pub, 1, "order.");
+    cr_assert_eq(zmq_send(xsub, "\x05junk", 5, 0), 5);
+    cr_assert_eq(zmq_send(xsub, "\x07two", 4, ZMQ_SNDMORE), 4);
+    cr_assert_eq(zmq_send(xsub, "parts", 5, 0), 5);
+    cr_assert_eq(zmq_send(xsub, "", 0, 0), 0);
+    cr_assert_eq(zmq_send(xsub, "\x01user.", 6, 0), 6);
+    /* next upstream is user. (wait_subscription would pass over others:
+     * read the very next message) */
+    char got[64];
+    int n = recv_one(pub, got, sizeof got);
+    cr_assert_eq(n, 6, "%d bytes upstream", n);
+    cr_assert_eq(memcmp(got, "\x01user.", 6), 0, "junk reached upstream");
+
+    broker_counters_t c;
+    WAIT_COUNTERS(b, c, c.upstream_dropped == 3);
+    cr_assert_eq(c.upstream_dropped, 3);
+    cr_assert_eq(c.subscribes, 2);
+    cr_assert_eq(c.subscriptions, 2);
+    broker_destroy(&b);
+}
+
 Test(broker, a_publisher_that_connects_late_gets_the_subscriptions,
      .init = setup, .fini = teardown)
 {
