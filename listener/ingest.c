@@ -65,6 +65,7 @@
 #include <zmq.h>
 
 #include "log.h"
+#include "sync.h"
 #include "zmqx.h"
 
 #define ACK_SLOTS 4096u
@@ -942,12 +943,8 @@ ingest_new(const ingest_opts_t *o, ingest_t **ingest_p, char *errbuf,
         return FONTE_ENOMEM;
     in->o = *o;
     pthread_mutex_init(&in->q_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&in->q_not_empty, &ca);
-    pthread_cond_init(&in->q_not_full, &ca);
-    pthread_condattr_destroy(&ca);
+    sync_cond_init(&in->q_not_empty);
+    sync_cond_init(&in->q_not_full);
     in->egress = strdup(o->egress);
     in->ingress = strdup(o->ingress);
     in->q_cap = o->queue_max;

@@ -55,6 +55,7 @@
 #include "logscan.h"
 #include "order.h"
 #include "query.h"
+#include "sync.h"
 #include "zmqx.h"
 
 #define KEEP_BYTES ((size_t) 16 << 20) /* event bytes kept while planning */
@@ -1683,12 +1684,7 @@ prefetch_main(void *arg)
                 next_sweep = fonte_mono_us() + every;
                 continue;
             }
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            int64_t ns = until.tv_nsec + (next_sweep - now) * 1000;
-            until.tv_sec += (time_t) (ns / 1000000000);
-            until.tv_nsec = (long) (ns % 1000000000);
-            pthread_cond_timedwait(&rp->pf_cond, &rp->pf_lock, &until);
+            sync_cond_wait_until(&rp->pf_cond, &rp->pf_lock, next_sweep);
         }
         if (rp->pf_stop)
             break;
@@ -2409,11 +2405,7 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     pthread_mutex_init(&rp->cursor_lock, NULL);
     pthread_mutex_init(&rp->job_lock, NULL);
     pthread_mutex_init(&rp->pf_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rp->pf_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    sync_cond_init(&rp->pf_cond); /* the sweep's timed wait */
     if (pthread_create(&rp->pf_thread, NULL, prefetch_main, rp) != 0) {
         snprintf(errbuf, errlen, "replay: cannot start its prefetch thread");
         replay_destroy(&rp);

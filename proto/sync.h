@@ -1,6 +1,7 @@
 /*
  * sync.h - condition variables on the monotonic clock, so that every
- * wait in libfonte has a deadline that wall-clock jumps cannot stretch.
+ * timed wait (libfonte's, the listener's) has a deadline that wall-clock
+ * jumps cannot stretch.
  * Deadlines are fonte_mono_us() values; a negative deadline waits forever.
  */
 #ifndef FONTE_SYNC_H
