@@ -402,10 +402,10 @@ check_frames(const codec_frame_t *f, const codec_limits_t *lim,
 }
 
 static bool
-is_stats_topic(const codec_frame_t *topic)
+topic_is(const codec_frame_t *topic, const char *name)
 {
-    return topic->size == strlen(STATS_TOPIC) &&
-           memcmp(topic->data, STATS_TOPIC, topic->size) == 0;
+    return topic->size == strlen(name) &&
+           memcmp(topic->data, name, topic->size) == 0;
 }
 
 /* What only the listener publishes: Acks, replayed events (on
@@ -415,15 +415,13 @@ static bool
 listener_only(codec_class_t cls, const codec_frame_t *topic,
               const codec_view_t *v)
 {
-    static const char listener_stats[] = "$sys.listener";
     switch (cls) {
     case CODEC_ACK:
     case CODEC_REPLAY:
     case CODEC_AUDIT:
         return true;
     case CODEC_STATS:
-        return topic->size == sizeof listener_stats - 1 &&
-               memcmp(topic->data, listener_stats, topic->size) == 0;
+        return topic_is(topic, "$sys.listener");
     default:
         return v->has_replay;
     }
@@ -448,7 +446,7 @@ check_message(broker_t *b, zmq_msg_t *m, size_t nframes)
                                : check_frames(f, &b->opts.limits, &cls);
     if (rc != FONTE_OK)
         return rc;
-    if (cls == CODEC_STATS && is_stats_topic(&f[0]))
+    if (cls == CODEC_STATS && topic_is(&f[0], STATS_TOPIC))
         return FONTE_ERESERVED; /* only this broker speaks on it */
     if (b->listener_id[0] != '\0' && listener_only(cls, &f[0], &v)) {
         /* the ZAP handler made the peer's public key its User-Id */
