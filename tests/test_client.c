@@ -43,7 +43,9 @@ enum {
     HOSTILE_WRONG_BODY,   /* a replay answered with a StatusReply */
     HOSTILE_BAD_EVENT,    /* an event in a page breaks the rules */
     HOSTILE_SAME_CURSOR,  /* every page hands back the cursor "1" */
-    HOSTILE_PAST_TOTAL    /* pages go on past the total announced */
+    HOSTILE_PAST_TOTAL,   /* pages go on past the total announced */
+    HOSTILE_TOTAL_MOVES,  /* each page announces another total */
+    HOSTILE_EMPTY_PAGES   /* pages without events, new cursors forever */
 };
 static int hostile;
 static void server_join(server_t *live);
@@ -1055,9 +1057,11 @@ reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
             evp[i] = &evs[i];
         }
         page.events = evp;
-        page.n_events = 2;
-        page.total = (uint64_t) sv->pages * 2;
-        if (page_no + 1 < sv->pages || hostile == HOSTILE_PAST_TOTAL) {
+        page.n_events = hostile == HOSTILE_EMPTY_PAGES ? 0 : 2;
+        page.total = (uint64_t) sv->pages * 2 +
+                     (hostile == HOSTILE_TOTAL_MOVES ? (uint64_t) page_no : 0);
+        if (page_no + 1 < sv->pages || hostile == HOSTILE_PAST_TOTAL ||
+            hostile == HOSTILE_EMPTY_PAGES) {
             snprintf(cursor, sizeof cursor, "%d",
                      hostile == HOSTILE_SAME_CURSOR ? 1 : page_no + 1);
             page.cursor.data = (uint8_t *) cursor;
@@ -1633,7 +1637,8 @@ Test(client, queries_from_many_threads_at_once_each_get_an_answer)
 /* A listener that answers out of turn is refused with FONTE_EDECODE, and
  * a fetch never runs on forever: a reply of the wrong kind, an event that
  * breaks the rules (not the caller's FONTE_ETYPE), a page that hands
- * back the cursor it was asked with, pages past the total announced. */
+ * back the cursor it was asked with, pages past the total announced, a
+ * total that moves, empty pages that never end. */
 Test(client, a_listener_out_of_turn_gets_edecode_not_a_hang)
 {
     static const struct {
@@ -1643,6 +1648,8 @@ Test(client, a_listener_out_of_turn_gets_edecode_not_a_hang)
         { HOSTILE_BAD_EVENT, 1 },
         { HOSTILE_SAME_CURSOR, 3 },
         { HOSTILE_PAST_TOTAL, 3 },
+        { HOSTILE_TOTAL_MOVES, 3 },
+        { HOSTILE_EMPTY_PAGES, 3 },
     };
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
         server_t sv;
@@ -1662,8 +1669,10 @@ Test(client, a_listener_out_of_turn_gets_edecode_not_a_hang)
         server_stop(&sv);
         int asked = sv.requests;
         /* the same cursor is refused on its second page; past the total
-         * on the page after the last (3 pages of 2 events) */
-        int want[] = { 1, 1, 2, 4 };
+         * on the page after the last (3 pages of 2 events); a moved total
+         * on the second page; empty pages once there are more pages than
+         * the total (6) */
+        int want[] = { 1, 1, 2, 4, 2, 8 };
         cr_assert_eq(asked, want[k], "case %zu: %d requests", k, asked);
     }
 }

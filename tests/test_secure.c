@@ -8,6 +8,7 @@
  * the refusals are counted.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -428,8 +429,16 @@ Test(secure, curve_options_that_do_not_go_together_are_refused)
     cr_assert_str_eq(err, "invalid broker option: curve_listener "
                           "(--curve-listener) needs curve_cert and "
                           "curve_clients");
-    bo.curve_listener = NULL;
     bo.curve_cert = at(1, "server.key");
+    bo.curve_clients = at(2, "clients");
+    bo.curve_listener = at(7, "nope.key"); /* with CURVE, but unreadable */
+    cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
+    char want[512];
+    snprintf(want, sizeof want, "cannot read certificate %s/nope.key: %s",
+             dir, strerror(ENOENT));
+    cr_assert_str_eq(err, want);
+    cr_assert_null(b);
+    bo.curve_listener = NULL;
     bo.curve_clients = at(2, "clients");
     bo.curve_cert = at(1, "stranger.key_secret"); /* not a public file */
     cr_assert_eq(broker_new(&bo, &b, err, sizeof err), FONTE_EINVAL);
