@@ -130,6 +130,8 @@ struct replay {
 
     pthread_mutex_t cursor_lock;
     cursor_t *cursors; /* max_cursors slots; list == NULL when free */
+    seqlist_t *dead;   /* unreferenced, to free once the lock is let go
+                          (seqlist_reap), linked by pf_next */
 
     pthread_mutex_t job_lock; /* jobs, n_jobs, stop */
     job_t *jobs, *jobs_tail;
@@ -946,24 +948,60 @@ page_size_of(const replay_t *rp, const Fonte__ReplayRequest *req)
     return n > 0 ? n : 1;
 }
 
-/* Drops one reference; the last frees the list. cursor_lock held. */
 static void logstream_free(logstream_t *ls);
 
+/* Drops one reference. cursor_lock held: the last one only moves the
+ * list to rp->dead (a list nobody references is in no prefetch queue,
+ * which holds a reference, so pf_next is free to link it). Freeing a
+ * stream joins its scanner thread, which may be in a LevelDB read:
+ * never done under cursor_lock, which every page and every new replay
+ * takes. The caller reaps after unlocking. */
 static void
-seqlist_unref_locked(seqlist_t *l)
+seqlist_unref_locked(replay_t *rp, seqlist_t *l)
 {
     if (l != NULL && --l->refs == 0) {
-        free(l->seqs);
-        logstream_free(l->stream);
-        free(l);
+        l->pf_next = rp->dead;
+        rp->dead = l;
     }
 }
 
-/* Empties slot c (expired or evicted). cursor_lock held. */
+/* Frees the lists dropped under cursor_lock. Not holding it. */
 static void
-cursor_drop_locked(cursor_t *c)
+seqlist_reap(replay_t *rp)
 {
-    seqlist_unref_locked(c->list);
+    pthread_mutex_lock(&rp->cursor_lock);
+    seqlist_t *dead = rp->dead;
+    rp->dead = NULL;
+    pthread_mutex_unlock(&rp->cursor_lock);
+    while (dead != NULL) {
+        seqlist_t *next = dead->pf_next;
+        free(dead->seqs);
+        logstream_free(dead->stream);
+        free(dead);
+        dead = next;
+    }
+}
+
+/* Drops one reference, and frees the list if it was the last. Not
+ * holding cursor_lock. */
+static void
+seqlist_unref(replay_t *rp, seqlist_t *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_lock(&rp->cursor_lock);
+    seqlist_unref_locked(rp, l);
+    bool reap = rp->dead != NULL;
+    pthread_mutex_unlock(&rp->cursor_lock);
+    if (reap)
+        seqlist_reap(rp);
+}
+
+/* Empties slot c (expired or evicted). cursor_lock held; reap after. */
+static void
+cursor_drop_locked(replay_t *rp, cursor_t *c)
+{
+    seqlist_unref_locked(rp, c->list);
     c->list = NULL;
 }
 
@@ -996,7 +1034,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
         cursor_t *c = &rp->cursors[i];
         if (c->list != NULL && now - c->last_use_us > rp->o.cursor_ttl_us)
-            cursor_drop_locked(c);
+            cursor_drop_locked(rp, c);
         if (free_slot)
             continue;
         if (c->list == NULL) {
@@ -1007,7 +1045,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
         }
     }
     cursor_t *c = &rp->cursors[victim];
-    cursor_drop_locked(c);
+    cursor_drop_locked(rp, c);
     memcpy(c->id, id, CURSOR_ID);
     c->list = l;
     c->last_use_us = now;
@@ -1016,6 +1054,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
         *ref = l;
     }
     pthread_mutex_unlock(&rp->cursor_lock);
+    seqlist_reap(rp); /* what expired or was evicted */
     return FONTE_OK;
 }
 
@@ -1028,28 +1067,15 @@ static void
 cursor_sweep(replay_t *rp)
 {
     int64_t now = fonte_mono_us();
-    seqlist_t *dead = NULL;
 
     pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++) {
         cursor_t *c = &rp->cursors[i];
-        if (c->list == NULL || now - c->last_use_us <= rp->o.cursor_ttl_us)
-            continue;
-        seqlist_t *l = c->list;
-        c->list = NULL;
-        if (--l->refs == 0) { /* in no queue: the queue holds a ref */
-            l->pf_next = dead;
-            dead = l;
-        }
+        if (c->list != NULL && now - c->last_use_us > rp->o.cursor_ttl_us)
+            cursor_drop_locked(rp, c);
     }
     pthread_mutex_unlock(&rp->cursor_lock);
-    while (dead != NULL) {
-        seqlist_t *next = dead->pf_next;
-        free(dead->seqs);
-        logstream_free(dead->stream);
-        free(dead);
-        dead = next;
-    }
+    seqlist_reap(rp);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1438,10 +1464,8 @@ park_idle(replay_t *rp, const logstream_t *self)
         }
         pthread_mutex_unlock(&ls->lock);
     }
-    pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < n; i++)
-        seqlist_unref_locked(idle[i]);
-    pthread_mutex_unlock(&rp->cursor_lock);
+        seqlist_unref(rp, idle[i]);
 }
 
 /* Makes sure ls has a log scanner, with a thread of its own if it may
@@ -1614,11 +1638,8 @@ prefetch(replay_t *rp, seqlist_t *l)
         pthread_cond_signal(&rp->pf_cond);
     }
     pthread_mutex_unlock(&rp->pf_lock);
-    if (!queued) {
-        pthread_mutex_lock(&rp->cursor_lock);
-        seqlist_unref_locked(l);
-        pthread_mutex_unlock(&rp->cursor_lock);
-    }
+    if (!queued)
+        seqlist_unref(rp, l);
 }
 
 /* Cuts ls's next page ahead if there is room (the stream's ahead_pages
@@ -1697,9 +1718,7 @@ prefetch_main(void *arg)
 
         if (cut_ahead(rp, l->stream))
             prefetch(rp, l); /* room for one more: on with the next */
-        pthread_mutex_lock(&rp->cursor_lock);
-        seqlist_unref_locked(l);
-        pthread_mutex_unlock(&rp->cursor_lock);
+        seqlist_unref(rp, l);
         pthread_mutex_lock(&rp->pf_lock);
     }
     pthread_mutex_unlock(&rp->pf_lock);
@@ -1812,11 +1831,7 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
         prefetch(rp, ref != NULL ? ref : l);
 done:
     codec_writer_fini(&w);
-    if (ref != NULL) {
-        pthread_mutex_lock(&rp->cursor_lock);
-        seqlist_unref_locked(ref);
-        pthread_mutex_unlock(&rp->cursor_lock);
-    }
+    seqlist_unref(rp, ref);
     if (ls != NULL) {
         pthread_mutex_unlock(&ls->lock);
         if (l == NULL)
@@ -1852,7 +1867,7 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
         if (c->list == NULL || memcmp(c->id, cur, CURSOR_ID) != 0)
             continue;
         if (now - c->last_use_us > rp->o.cursor_ttl_us) {
-            cursor_drop_locked(c);
+            cursor_drop_locked(rp, c);
         } else {
             c->last_use_us = now;
             l = c->list;
@@ -1861,6 +1876,8 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
         break;
     }
     pthread_mutex_unlock(&rp->cursor_lock);
+    if (l == NULL)
+        seqlist_reap(rp); /* an expired one was dropped */
 
     /* a next page names its size, or has that of the first */
     size_t page_size = l == NULL || req->page_size != 0
@@ -1896,11 +1913,7 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
         atomic_fetch_add(&rp->pages, 1);
 done:
     codec_writer_fini(&w);
-    if (l != NULL) {
-        pthread_mutex_lock(&rp->cursor_lock);
-        seqlist_unref_locked(l);
-        pthread_mutex_unlock(&rp->cursor_lock);
-    }
+    seqlist_unref(rp, l);
 }
 
 /* The first page of a RETURN replay, from a fresh plan. */
@@ -2454,7 +2467,7 @@ replay_destroy(replay_t **replay_p)
     while (rp->pf_head != NULL) {
         seqlist_t *l = rp->pf_head;
         rp->pf_head = l->pf_next;
-        seqlist_unref_locked(l);
+        seqlist_unref(rp, l);
     }
     pthread_mutex_lock(&rp->job_lock);
     rp->stop = true;
@@ -2471,8 +2484,11 @@ replay_destroy(replay_t **replay_p)
     for (size_t i = 0; i < rp->n_subs; i++)
         free(rp->subs[i]);
     free(rp->subs);
+    pthread_mutex_lock(&rp->cursor_lock);
     for (size_t i = 0; i < rp->o.max_cursors; i++)
-        cursor_drop_locked(&rp->cursors[i]);
+        cursor_drop_locked(rp, &rp->cursors[i]);
+    pthread_mutex_unlock(&rp->cursor_lock);
+    seqlist_reap(rp);
     free(rp->cursors);
     free(rp->firsts.slot);
     pthread_mutex_destroy(&rp->firsts.lock);
