@@ -231,6 +231,10 @@ Test(client, new_rejects_an_endpoint_zeromq_cannot_parse)
     client_opts(&o, "shop");
     o.window = 0;
     cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+    client_opts(&o, "shop");
+    o.query_spin_us = -1;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+    cr_assert_null(c);
 }
 
 /* The process's threads now (/proc/self/task), -1 if unreadable. */
@@ -1409,6 +1413,78 @@ Test(client, fetch_follows_the_cursor_until_it_is_empty)
     cr_assert_str_eq(sv.cursors[0], "");
     cr_assert_str_eq(sv.cursors[1], "1");
     cr_assert_str_eq(sv.cursors[2], "2");
+}
+
+/* query_spin_us: the same pages as a sleeping client's, the same
+ * requests. */
+Test(client, a_polling_client_gets_the_same_pages)
+{
+    server_t sv;
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_event_list_t *l = NULL;
+
+    server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 3);
+    client_opts(&o, "shop");
+    o.query = sv.endpoint;
+    o.query_spin_us = 1000000; /* more than any reply here takes */
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_OK);
+    cr_assert_eq(fonte_event_list_count(l), 6);
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_eq(fonte_event_seq(fonte_event_list_get(l, i)), i + 1);
+    fonte_event_list_destroy(&l);
+    fonte_client_destroy(&c);
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 3);
+}
+
+/* CPU time of this thread, microseconds. */
+static int64_t
+thread_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A client that polls for its reply does so on its own thread (CPU time
+ * spent while waiting), and never past the query's timeout: a spin of
+ * 10 s against a silent listener still ends in FONTE_ETIMEOUT after the
+ * 200 ms try. A client that sleeps spends next to no CPU on the same
+ * wait. */
+Test(client, query_spin_polls_on_the_callers_thread_within_the_timeout)
+{
+    server_t sv;
+    fonte_client_opts_t o;
+    fonte_client_t *c = NULL;
+    fonte_event_list_t *l = NULL;
+
+    server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
+    for (int spin = 0; spin < 2; spin++) {
+        client_opts(&o, "shop");
+        o.query = sv.endpoint;
+        o.query_timeout_ms = 200;
+        o.query_retries = 1;
+        o.query_spin_us = spin ? 10000000 : 0;
+        cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+        int64_t t0 = fonte_mono_us(), cpu0 = thread_cpu_us();
+        cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_ETIMEOUT);
+        int64_t took = fonte_mono_us() - t0, cpu = thread_cpu_us() - cpu0;
+        cr_assert_null(l);
+        cr_assert_geq(took, 200000);
+        cr_assert_lt(took, 5000000, "the spin outlived the timeout: %lld us",
+                     (long long) took);
+        if (spin)
+            cr_assert_geq(cpu, 40000, "polled for %lld us of CPU",
+                          (long long) cpu);
+        else
+            cr_assert_lt(cpu, 40000, "slept, yet %lld us of CPU",
+                         (long long) cpu);
+        fonte_client_destroy(&c);
+    }
+    server_stop(&sv);
+    cr_assert_eq(sv.requests, 2);
 }
 
 Test(client, fetch_iterator_hands_over_one_page_per_call)

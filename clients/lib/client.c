@@ -162,6 +162,7 @@ check_opts(const fonte_client_opts_t *o)
         o->outbox_max_events == 0 || o->outbox_max_bytes == 0 ||
         o->window == 0 || o->resend_timeout_ms <= 0 ||
         o->query_timeout_ms <= 0 || o->query_retries <= 0 ||
+        o->query_spin_us < 0 ||
         o->inbox_max == 0 || o->inbox_max_bytes == 0 || o->max_msg == 0 ||
         o->max_reply == 0 ||
         o->sndhwm < 0)

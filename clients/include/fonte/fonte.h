@@ -111,6 +111,11 @@ typedef struct fonte_client_opts {
     const char *curve_listener;
     size_t inbox_max_bytes;     /* and their encoded bytes; more are
                                    dropped; default 64 MiB */
+    int query_spin_us;          /* after sending a query, poll for its
+                                   reply for this long (a CPU busy)
+                                   before sleeping; default 0: sleep at
+                                   once. For latency-sensitive callers
+                                   on VMs (docs/client.md, "Latency") */
 } fonte_client_opts_t;
 
 /* Fills *o with the defaults above. ingress, egress and query come from
