@@ -6,36 +6,45 @@
  *     of 200 events that depends on 2 objects of 50 events each, in a
  *     store of 1M events over 10 000 objects (causal order, one page),
  *     1000 requests, to a listener with default options. The client
- *     walks each reply zero-copy and checks every event with
+ *     polls for its reply (for up to CLIENT_SPIN_US, as libfonte's
+ *     query_spin_us does: docs/client.md, "Latency"), so that the line
+ *     is what the listener costs, not the wake-up of the client's
+ *     thread; then walks each reply zero-copy and checks every event with
  *     codec_event_scan: it ends up with the bytes of each event,
  *     validated, as the baseline ends up with raw bytes. Baseline in the
  *     same run: the same keys read straight from LevelDB - the three
  *     objects' `o` prefix scans and a get of each `e` key - through
  *     store.h (only store.c may include leveldb/c.h; store.h is a thin
  *     layer over LevelDB's iterators and gets).
- *   replay_object_pinned_p50_us: the same, to a second listener on an
- *     identical copy of the store, run with --query-cpu (its query thread
- *     and query I/O thread on this process's last CPU; so, by default, no
- *     polling after replies): what that option buys (docs/operations.md).
- *   replay_object_floor_us: what the same REQ round trip costs when the
- *     server does nothing but the baseline's raw reads and replies with
- *     as many bytes as the replay did - a ROUTER in a context of its own
- *     (as the listener's is), not pinned, on the listener's store handle,
- *     waiting for requests much as the listener's query thread does
- *     (polling for QUERY_SPIN_US_DEFAULT after each reply; the listener
- *     starts polling from the second request of a burst, this from the
- *     first). Baseline: the raw reads again. Its ratio is the best a server
- *     behind ZeroMQ with default scheduling could get on this machine:
- *     what the default replay's ratio is made of beyond planning.
+ *   replay_object_sleeping_p50_us: the same, the client waiting in a
+ *     blocking receive (libfonte's default). Baseline: the raw reads.
+ *   replay_object_pinned_p50_us: the same as the first, to a second
+ *     listener on an identical copy of the store, run with --query-cpu
+ *     (its query thread and query I/O thread on this process's last CPU;
+ *     so, by default, no polling after replies): what that option buys
+ *     (docs/operations.md).
+ *   replay_object_floor_us: what the same REQ round trip (the client
+ *     polling) costs when the server does nothing but the baseline's raw
+ *     reads and replies with as many bytes as the replay did - a ROUTER
+ *     in a context of its own (as the listener's is), not pinned, on the
+ *     listener's store handle, waiting for requests much as the
+ *     listener's query thread does (polling for QUERY_SPIN_US_DEFAULT
+ *     after each reply; the listener starts polling from the second
+ *     request of a burst, this from the first). Baseline: the raw reads
+ *     again. Its ratio is the best a server behind ZeroMQ with default
+ *     scheduling could get on this machine: what the default replay's
+ *     ratio is made of beyond planning.
  *   replay_object_fetch_p50_us: the same replay asked through libfonte,
  *     fonte_fetch (its pooled REQ socket, the reply decoded into an
- *     event list). Baseline: the default replay's p50 above, the bare
- *     REQ round trip of the same request: the ratio is what the client
- *     library adds.
- *   The five take turns in blocks of TURN requests (raw reads, default
- *     replays, pinned replays, floor, fetches), so that all five see
- *     the same phases of a shared machine, which last seconds; within a
- *     block each runs back to back, as it would alone. (Turns of one request
+ *     event list; query_spin_us CLIENT_SPIN_US). Baseline: the default
+ *     replay's p50 above, the bare REQ round trip of the same request:
+ *     the ratio is what the client library adds.
+ *   The six take turns in blocks of TURN requests (raw reads, replays
+ *     polled for, replays slept for, pinned replays, floor, fetches), so
+ *     that all six see the same phases of a shared machine, which last
+ *     seconds; within a block each runs back to back, as it would alone.
+ *     Each turn starts one part later than the one before, so that no
+ *     part always follows the same other one. (Turns of one request
  *     each were tried: every raw read then ran right after a round trip
  *     and took 20-50% longer than back to back, which flattered every
  *     ratio.)
@@ -48,10 +57,12 @@
  *     can differ for minutes at a time, and a replay that keeps two busy
  *     runs at the slower one's pace.
  *   replay_all_throughput: a causal replay of the whole store ("*"),
- *     every page (10 000 events) fetched and checked the same way,
- *     events/s. Baseline: a raw full scan of the `e` keys, with the read
- *     options the replay's own scan uses (fill_cache off, which alone
- *     makes a scan about 25% faster: the same for both sides). After one
+ *     every page (10 000 events) fetched and checked the same way (the
+ *     client sleeping for each: polling would take a CPU from the
+ *     listener's two threads), events/s. Baseline: a raw full scan of
+ *     the `e` keys, with the read options the replay's own scan uses
+ *     (fill_cache off, which alone makes a scan about 25% faster: the
+ *     same for both sides). After one
  *     untimed scan (which maps the tables in: the first pass over a
  *     freshly opened store is 30% slower on either side), the two sides
  *     run in turns, ALL_RUNS times each, and each side's median is
@@ -77,6 +88,7 @@
  */
 #define _GNU_SOURCE /* sched_getaffinity */
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -102,6 +114,7 @@ static const codec_limits_t lim = CODEC_LIMITS_DEFAULT;
 
 #define ALL_RUNS 5
 #define TURN 50 /* object requests per turn of each side */
+#define PARTS 6 /* the object part's sides: raw, 2 replays, pinned, floor, fetch */
 
 typedef struct layout {
     size_t n, objects, requests;
@@ -223,6 +236,27 @@ raw_object_read(store_t *s)
     return n;
 }
 
+/* How the object replays' client waits for its reply: polling (zmq_msg_recv
+ * with ZMQ_DONTWAIT, again and again) for up to this long, then in a
+ * blocking receive - what libfonte's query_spin_us does. 0: blocking at
+ * once. */
+#define CLIENT_SPIN_US 2000
+
+/* Receives the reply into m, polling for up to spin_us first. */
+static int
+reply_recv(zmq_msg_t *m, void *req, int spin_us)
+{
+    int64_t until = fonte_mono_us() + spin_us;
+    while (spin_us > 0) {
+        int r = zmq_msg_recv(m, req, ZMQ_DONTWAIT);
+        if (r >= 0 || zmq_errno() != EAGAIN)
+            return r;
+        if (fonte_mono_us() >= until)
+            break;
+    }
+    return zmq_msg_recv(m, req, 0);
+}
+
 /* One REQ round trip; the reply is walked zero-copy and each event's
  * bytes checked with codec_event_scan - what a client that consumes
  * event bytes does, and the same kind of result the raw baseline yields
@@ -231,7 +265,7 @@ raw_object_read(store_t *s)
 static long
 ask(void *req, const char *object, uint32_t page_size,
     ProtobufCBinaryData *cur, uint8_t *curbuf, size_t curcap,
-    size_t *reply_len)
+    size_t *reply_len, int spin_us)
 {
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     Fonte__Request q = FONTE__REQUEST__INIT;
@@ -250,7 +284,7 @@ ask(void *req, const char *object, uint32_t page_size,
     zmq_msg_init(&m);
     long n = -1;
     codec_reply_view_t v;
-    if (zmq_msg_recv(&m, req, 0) >= 0 &&
+    if (reply_recv(&m, req, spin_us) >= 0 &&
         codec_reply_scan(zmq_msg_data(&m), zmq_msg_size(&m), &lim, &v) ==
             FONTE_OK &&
         v.status == FONTE__REPLY__STATUS__OK) {
@@ -273,13 +307,14 @@ ask(void *req, const char *object, uint32_t page_size,
     return n;
 }
 
-/* One replay of the root object: microseconds, or -1 (a line on stderr)
- * unless it gave the 300 events. */
+/* One replay of the root object, the client waiting for the reply as
+ * spin_us says: microseconds, or -1 (a line on stderr) unless it gave the
+ * 300 events. */
 static double
-timed_ask(void *req)
+timed_ask(void *req, int spin_us)
 {
     int64_t t0 = fonte_mono_us();
-    long n = ask(req, ROOT, 1000, NULL, NULL, 0, NULL);
+    long n = ask(req, ROOT, 1000, NULL, NULL, 0, NULL, spin_us);
     if (n != 300) {
         fprintf(stderr, "bench replay: a replay gave %ld events\n", n);
         return -1;
@@ -438,7 +473,7 @@ replay_all(void *req, size_t n)
     int64_t t0 = fonte_mono_us();
 
     do {
-        long k = ask(req, "*", 10000, &cur, curbuf, sizeof curbuf, NULL);
+        long k = ask(req, "*", 10000, &cur, curbuf, sizeof curbuf, NULL, 0);
         if (k < 0) {
             fprintf(stderr, "bench replay: full replay failed\n");
             return -1;
@@ -592,7 +627,8 @@ floor_ask(floor_srv_t *f)
     zmq_msg_t m;
     zmq_msg_init(&m);
     bool got = zmq_send(f->client.req, "r", 1, 0) == 1 &&
-               zmq_msg_recv(&m, f->client.req, 0) == (int) f->reply_len;
+               reply_recv(&m, f->client.req, CLIENT_SPIN_US) ==
+                   (int) f->reply_len;
     zmq_msg_close(&m);
     return got ? (double) (fonte_mono_us() - t0) : -1;
 }
@@ -736,8 +772,9 @@ replay_run(const bench_ctx_t *ctx)
     double *pin = calloc(l.requests, sizeof *pin);
     double *flr = calloc(l.requests, sizeof *flr);
     double *lib = calloc(l.requests, sizeof *lib);
+    double *slp = calloc(l.requests, sizeof *slp);
     int rc = base == NULL || ours == NULL || pin == NULL || flr == NULL ||
-             lib == NULL;
+             lib == NULL || slp == NULL;
     fonte_client_opts_t co;
     fonte_client_t *client = NULL;
     fonte_client_opts_init(&co);
@@ -745,6 +782,7 @@ replay_run(const bench_ctx_t *ctx)
     co.query = listener_query_endpoint(dflt.l);
     co.ingress = co.egress = "tcp://127.0.0.1:9"; /* fetches only */
     co.query_timeout_ms = 10000;
+    co.query_spin_us = CLIENT_SPIN_US;
     if (rc == 0 && fonte_client_new(&co, &client) != FONTE_OK) {
         fprintf(stderr, "bench replay: cannot make a libfonte client\n");
         rc = 1;
@@ -756,8 +794,8 @@ replay_run(const bench_ctx_t *ctx)
         rc = 1;
     }
     if (rc == 0 &&
-        (ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len) != 300 ||
-         ask(pinned.client.req, ROOT, 1000, NULL, NULL, 0, NULL) != 300 ||
+        (ask(req, ROOT, 1000, NULL, NULL, 0, &reply_len, 0) != 300 ||
+         ask(pinned.client.req, ROOT, 1000, NULL, NULL, 0, NULL, 0) != 300 ||
          timed_fetch(client) < 0)) {
         fprintf(stderr, "bench replay: warm-up replay failed\n");
         rc = 1;
@@ -770,23 +808,38 @@ replay_run(const bench_ctx_t *ctx)
     }
     for (size_t at = 0; at < l.requests && rc == 0; at += TURN) {
         size_t end = at + TURN < l.requests ? at + TURN : l.requests;
-        for (size_t i = at; i < end; i++) {
-            int64_t t0 = fonte_mono_us();
-            raw_object_read(s);
-            base[i] = (double) (fonte_mono_us() - t0);
+        /* each turn starts one part later than the one before, so that
+         * no part always runs right after the same other one */
+        for (size_t k = 0; k < PARTS && rc == 0; k++) {
+            size_t part = (k + at / TURN) % PARTS;
+            for (size_t i = at; i < end && rc == 0; i++) {
+                int64_t t0 = fonte_mono_us();
+                switch (part) {
+                case 0:
+                    raw_object_read(s);
+                    base[i] = (double) (fonte_mono_us() - t0);
+                    break;
+                case 1:
+                    ours[i] = timed_ask(req, CLIENT_SPIN_US);
+                    break;
+                case 2:
+                    slp[i] = timed_ask(req, 0);
+                    break;
+                case 3:
+                    pin[i] = timed_ask(pinned.client.req, CLIENT_SPIN_US);
+                    break;
+                case 4:
+                    flr[i] = floor_ask(&fl);
+                    break;
+                default:
+                    lib[i] = timed_fetch(client);
+                    break;
+                }
+                if (ours[i] < 0 || slp[i] < 0 || pin[i] < 0 || flr[i] < 0 ||
+                    lib[i] < 0)
+                    rc = 1;
+            }
         }
-        for (size_t i = at; i < end && rc == 0; i++)
-            if ((ours[i] = timed_ask(req)) < 0)
-                rc = 1;
-        for (size_t i = at; i < end && rc == 0; i++)
-            if ((pin[i] = timed_ask(pinned.client.req)) < 0)
-                rc = 1;
-        for (size_t i = at; i < end && rc == 0; i++)
-            if ((flr[i] = floor_ask(&fl)) < 0)
-                rc = 1;
-        for (size_t i = at; i < end && rc == 0; i++)
-            if ((lib[i] = timed_fetch(client)) < 0)
-                rc = 1;
         if (rc != 0)
             fprintf(stderr, "bench replay: a request failed\n");
     }
@@ -797,6 +850,8 @@ replay_run(const bench_ctx_t *ctx)
                      bench_percentile(ours, l.requests, 50), "us", b50);
         bench_report("replay_object_p99_us",
                      bench_percentile(ours, l.requests, 99), "us", b99);
+        bench_report("replay_object_sleeping_p50_us",
+                     bench_percentile(slp, l.requests, 50), "us", b50);
         bench_report("replay_object_pinned_p50_us",
                      bench_percentile(pin, l.requests, 50), "us", b50);
         bench_report("replay_object_floor_us",
@@ -840,5 +895,6 @@ replay_run(const bench_ctx_t *ctx)
     free(pin);
     free(flr);
     free(lib);
+    free(slp);
     return rc;
 }
