@@ -173,6 +173,7 @@ replay_opts_init(replay_opts_t *o)
     o->scan_idle_us = 1000000;
     o->ahead_pages = AHEAD_PAGES;
     o->seen_after = 4096;
+    o->cycles_bytes = (size_t) 1 << 20;
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,6 +278,7 @@ typedef struct plan {
     size_t n_out;
     char **cycles;
     size_t n_cycles;
+    uint64_t cycles_omitted; /* broken, not listed (cycles_bytes) */
 
     int64_t load_us, order_us;   /* for the debug log */
     int64_t deadline_us; /* 0, or give up with FONTE_ETIMEOUT after it */
@@ -724,13 +726,19 @@ cmp_str(const void *a, const void *b)
 }
 
 /* Each broken cycle of r as its object names (ids of names), sorted and
- * joined by ",", into a new array *out of *n_out strings. */
+ * joined by ",", into a new array *out of *n_out strings: the first ones,
+ * in the order they were broken, while their names come to at most
+ * budget bytes (a reply carries them beside its page); the rest are
+ * counted in *omitted, not listed. */
 static fonte_err
 format_cycles(const order_names_t *names_of, const order_result_t *r,
-              char ***out, size_t *n_out)
+              size_t budget, char ***out, size_t *n_out, uint64_t *omitted)
 {
+    size_t used = 0;
+
     *out = NULL;
     *n_out = 0;
+    *omitted = 0;
     if (r->n_cycles == 0)
         return FONTE_OK;
     char **cycles = calloc(r->n_cycles, sizeof *cycles);
@@ -739,15 +747,22 @@ format_cycles(const order_names_t *names_of, const order_result_t *r,
     *out = cycles;
     for (size_t c = 0; c < r->n_cycles; c++) {
         size_t k = r->cycle_off[c + 1] - r->cycle_off[c], total = 0;
+        for (size_t i = 0; i < k && *omitted == 0; i++)
+            total += strlen(order_names_get(
+                         names_of, r->cycle_objects[r->cycle_off[c] + i],
+                         NULL)) + 1;
+        if (*omitted > 0 || total > budget - used) {
+            (*omitted)++;
+            continue;
+        }
+        used += total;
         const char **names = malloc((k ? k : 1) * sizeof *names);
         if (names == NULL)
             return FONTE_ENOMEM;
-        for (size_t i = 0; i < k; i++) {
+        for (size_t i = 0; i < k; i++)
             names[i] = order_names_get(names_of,
                                        r->cycle_objects[r->cycle_off[c] + i],
                                        NULL);
-            total += strlen(names[i]) + 1;
-        }
         qsort(names, k, sizeof *names, cmp_str);
         char *str = malloc(total ? total : 1);
         if (str == NULL) {
@@ -768,6 +783,18 @@ format_cycles(const order_names_t *names_of, const order_result_t *r,
         cycles[(*n_out)++] = str;
     }
     return FONTE_OK;
+}
+
+/* The ReplayReply's cycles (4) and, when some were not listed,
+ * cycles_omitted (6). */
+static void
+write_cycles(codec_writer_t *w, char *const *cycles, size_t n,
+             uint64_t omitted)
+{
+    for (size_t i = 0; i < n; i++)
+        codec_writer_bytes(w, 4, cycles[i], strlen(cycles[i]));
+    if (omitted > 0)
+        codec_writer_uint(w, 6, omitted);
 }
 
 /* Steps 1-4. On failure p->status/error say what to answer (unless the
@@ -851,7 +878,8 @@ plan_build(plan_t *p, store_t *store)
         p->out_seq[p->n_out] = p->ev[e].seq;
         p->out_idx[p->n_out++] = e;
     }
-    rc = format_cycles(p->names, &r, &p->cycles, &p->n_cycles);
+    rc = format_cycles(p->names, &r, p->o->cycles_bytes, &p->cycles,
+                       &p->n_cycles, &p->cycles_omitted);
     order_result_fini(&r);
     return rc;
 
@@ -1216,6 +1244,7 @@ struct logstream {
     page_t spare;               /* a seqs buffer for the next page cut */
     char **cycles; /* reported on the page whose `cycles` is set */
     size_t n_cycles;
+    uint64_t cycles_omitted;
     Fonte__Reply__Status fail_status; /* OK while the stream is good */
     char fail[256];
     /* Kept from page to page while the stream lives (setting them up
@@ -1584,7 +1613,8 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             ls->finished = true;
             const order_names_t *names;
             const order_result_t *r = order_stream_cycles(ls->os, &names);
-            if ((rc = format_cycles(names, r, &ls->cycles, &ls->n_cycles)))
+            if ((rc = format_cycles(names, r, ls->o->cycles_bytes, &ls->cycles,
+                                    &ls->n_cycles, &ls->cycles_omitted)))
                 break;
             pg->cycles = true;
             continue;
@@ -1802,8 +1832,7 @@ answer_stream(replay_t *rp, seqlist_t *l, logstream_t *ls, const uint8_t *id,
     /* cycles and total first: once a first page's stream is under a
      * cursor, another thread may take it */
     if (ls->sent.cycles)
-        for (size_t i = 0; i < ls->n_cycles; i++)
-            codec_writer_bytes(&w, 4, ls->cycles[i], strlen(ls->cycles[i]));
+        write_cycles(&w, ls->cycles, ls->n_cycles, ls->cycles_omitted);
     codec_writer_uint(&w, 3, ls->total);
     bool more = pos + k < ls->total;
     if (more) {
@@ -1954,8 +1983,7 @@ answer_first_page(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
         codec_writer_bytes(&w, 2, cur, CURSOR_LEN);
     }
     codec_writer_uint(&w, 3, p->n_out);
-    for (size_t i = 0; i < p->n_cycles; i++)
-        codec_writer_bytes(&w, 4, p->cycles[i], strlen(p->cycles[i]));
+    write_cycles(&w, p->cycles, p->n_cycles, p->cycles_omitted);
     if (reply_wrap(&w, out) != FONTE_OK)
         reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);
     codec_writer_fini(&w);
@@ -2030,8 +2058,7 @@ answer_republish(replay_t *rp, plan_t *p, const Fonte__ReplayRequest *req,
     codec_writer_t w = { 0 };
     reply_writer(&w);
     codec_writer_uint(&w, 3, j->n);
-    for (size_t i = 0; i < p->n_cycles; i++)
-        codec_writer_bytes(&w, 4, p->cycles[i], strlen(p->cycles[i]));
+    write_cycles(&w, p->cycles, p->n_cycles, p->cycles_omitted);
     codec_writer_bytes(&w, 5, j->replay_id, strlen(j->replay_id));
     if (reply_wrap(&w, out) != FONTE_OK)
         reply_error(FONTE__REPLY__STATUS__INTERNAL, "out of memory", out);

@@ -50,6 +50,10 @@ typedef struct replay_opts {
     size_t max_events;      /* events in a replay, default 10 000 000 */
     size_t page_size;       /* default events per page, 1000 */
     size_t page_bytes;      /* a page never exceeds this, 4 MiB */
+    size_t cycles_bytes;    /* names of broken cycles listed in a reply
+                               beside its page, at most; default 1 MiB;
+                               the cycles past it are counted in
+                               cycles_omitted */
     size_t max_cursors;     /* open paged replays, default 64 */
     int64_t cursor_ttl_us;  /* idle cursor lifetime, default 60 s */
     size_t max_jobs;        /* queued republishes, default 16 */

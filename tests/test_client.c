@@ -1076,6 +1076,9 @@ reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
             page.replay_id = "r-7";
             page.cycles = (char **) cycles;
             page.n_cycles = 2;
+            page.cycles_omitted = 5; /* more than it lists */
+        } else if (page_no == 0) {
+            page.cycles_omitted = 4; /* none listed, 4 broken */
         }
         rep.body_case = FONTE__REPLY__BODY_REPLAY;
         rep.replay = &page;
@@ -1405,6 +1408,7 @@ Test(client, fetch_follows_the_cursor_until_it_is_empty)
     }
     cr_assert_null(fonte_event_list_get(l, 6));
     cr_assert_eq(fonte_event_list_cycles_count(l), 0);
+    cr_assert_eq(fonte_event_list_cycles_omitted(l), 4); /* first page's */
     fonte_event_list_destroy(&l);
     cr_assert_null(l);
     fonte_client_destroy(&c);
@@ -1764,7 +1768,7 @@ Test(client, request_replay_and_status_return_the_listener_answer)
     cr_assert_eq(fonte_request_replay(c, "order:1", NULL, &t), FONTE_OK);
     cr_assert_str_eq(t.replay_id, "r-7");
     cr_assert_eq(t.total, 2);
-    cr_assert_eq(t.cycles, 2);
+    cr_assert_eq(t.cycles, 7); /* 2 listed, 5 not */
     cr_assert_eq(fonte_status(c, &st), FONTE_OK);
     cr_assert_eq(st.last_seq, 12);
     cr_assert_eq(st.objects, 3);

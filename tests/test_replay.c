@@ -1307,6 +1307,74 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     tu_rmtree(dir);
 }
 
+/* The cycles a reply lists are bounded (cycles_bytes of names: 8 for
+ * each 2-cycle here, "a:1" and "b:1" with their separators); the ones
+ * past the bound are counted in cycles_omitted, in the order they were
+ * broken, so a store full of cycles cannot make a reply too big for a
+ * client to take. Three 2-cycles chained from a:1: {a,b}, {c,d}, {e,f}.
+ * The same for a planned replay and the streamed whole store (a
+ * republish's answer writes them with the same write_cycles). */
+Test(replay, listed_cycles_are_bounded_and_the_rest_counted)
+{
+    char dir[] = "/tmp/fonte-test-cycles-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    store_opts_t so;
+    store_opts_init(&so);
+    so.dir = dir;
+    store_t *s = NULL;
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    static const char *const spec[][2] = {
+        { "a:1", "b:1" }, { "b:1", "a:1" }, { "b:1", "c:1" },
+        { "c:1", "d:1" }, { "d:1", "c:1" }, { "d:1", "e:1" },
+        { "e:1", "f:1" }, { "f:1", "e:1" },
+    };
+    for (size_t i = 0; i < 8; i++)
+        put_event(b, spec[i][0], "cyc", i + 1, spec[i][1]);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+
+    static const struct {
+        size_t budget, listed;
+    } cases[] = { { 0, 3 }, { 24, 3 }, { 23, 2 }, { 16, 2 }, { 8, 1 },
+                  { 7, 0 } };
+    static const char *const names[] = { "a:1,b:1", "c:1,d:1", "e:1,f:1" };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        replay_opts_t ro;
+        replay_opts_init(&ro);
+        if (cases[k].budget > 0)
+            ro.cycles_bytes = cases[k].budget;
+        replay_t *rp = NULL;
+        cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK,
+                     "%s", err);
+        for (int all = 0; all < 2; all++) {
+            Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+            r.object = all ? "*" : "a:1";
+            codec_buf_t out;
+            Fonte__Reply *rep = NULL;
+            cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
+            cr_assert_eq(codec_reply_decode(out.data, out.len,
+                                            &codec_limits_default, &rep),
+                         FONTE_OK);
+            codec_buf_free(&out);
+            cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s",
+                         rep->error);
+            cr_assert_eq(rep->replay->total, 8);
+            cr_assert_eq(rep->replay->n_cycles, cases[k].listed,
+                         "budget %zu, %s", cases[k].budget, r.object);
+            for (size_t i = 0; i < cases[k].listed; i++)
+                cr_assert_str_eq(rep->replay->cycles[i], names[i]);
+            cr_assert_eq(rep->replay->cycles_omitted, 3 - cases[k].listed,
+                         "budget %zu, %s", cases[k].budget, r.object);
+            fonte__reply__free_unpacked(rep, NULL);
+        }
+        replay_destroy(&rp);
+    }
+    store_close(&s);
+    tu_rmtree(dir);
+}
+
 /* A log with a hole (event 4 gone, 5 there: damage that only a repair or
  * a hand-edited store could leave): the stream says which event is
  * missing, INTERNAL, and keeps saying it. */

@@ -86,6 +86,12 @@ print_history(const replay_args_t *a, fonte_client_t *c,
         for (size_t i = 0; i < fonte_event_list_cycles_count(page); i++)
             fprintf(stderr, "fonte %s: note: a dependency cycle was broken "
                     "among %s\n", a->cmd, fonte_event_list_cycle(page, i));
+        uint64_t more = fonte_event_list_cycles_omitted(page);
+        if (more > 0)
+            fprintf(stderr, "fonte %s: note: %llu more dependency cycle%s "
+                    "broken, not listed (the listener lists up to 1 MiB of "
+                    "their names)\n", a->cmd, (unsigned long long) more,
+                    more == 1 ? " was" : "s were");
         size_t n = fonte_event_list_count(page);
         for (size_t i = 0; i < n && (a->limit == 0 || printed < a->limit);
              i++) {

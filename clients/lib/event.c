@@ -16,6 +16,7 @@ struct fonte_event_list {
     size_t n, cap;
     char **cycles;
     size_t n_cycles;
+    uint64_t cycles_omitted;
 };
 
 static const char *
@@ -232,6 +233,14 @@ event_list_add_cycle(fonte_event_list_t *l, const char *cycle)
     return FONTE_OK;
 }
 
+void
+event_list_add_cycles_omitted(fonte_event_list_t *l, uint64_t n)
+{
+    l->cycles_omitted = n > UINT64_MAX - l->cycles_omitted
+                            ? UINT64_MAX
+                            : l->cycles_omitted + n;
+}
+
 FONTE_EXPORT size_t
 fonte_event_list_count(const fonte_event_list_t *l)
 {
@@ -254,6 +263,12 @@ FONTE_EXPORT const char *
 fonte_event_list_cycle(const fonte_event_list_t *l, size_t i)
 {
     return l != NULL && i < l->n_cycles ? l->cycles[i] : NULL;
+}
+
+FONTE_EXPORT uint64_t
+fonte_event_list_cycles_omitted(const fonte_event_list_t *l)
+{
+    return l != NULL ? l->cycles_omitted : 0;
 }
 
 FONTE_EXPORT void

@@ -25,5 +25,7 @@ fonte_event_list_t *event_list_new(void);
 fonte_err event_list_take(fonte_event_list_t *l, Fonte__Event *pb);
 /* Appends a copy of cycle. FONTE_ENOMEM. */
 fonte_err event_list_add_cycle(fonte_event_list_t *l, const char *cycle);
+/* Counts n more cycles the listener broke and did not list. */
+void event_list_add_cycles_omitted(fonte_event_list_t *l, uint64_t n);
 
 #endif

@@ -17,6 +17,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -225,6 +226,7 @@ take_page(fonte_event_list_t *l, Fonte__ReplayReply *page)
     page->n_events = 0;
     for (size_t i = 0; i < page->n_cycles && rc == FONTE_OK; i++)
         rc = event_list_add_cycle(l, page->cycles[i]);
+    event_list_add_cycles_omitted(l, page->cycles_omitted);
     return rc;
 }
 
@@ -468,7 +470,11 @@ fonte_request_replay(fonte_client_t *c, const char *object,
             snprintf(ticket->replay_id, sizeof ticket->replay_id, "%s",
                      rep->replay->replay_id);
             ticket->total = rep->replay->total;
-            ticket->cycles = (uint32_t) rep->replay->n_cycles;
+            uint64_t n = rep->replay->n_cycles;
+            n += rep->replay->cycles_omitted < UINT32_MAX
+                     ? rep->replay->cycles_omitted
+                     : UINT32_MAX;
+            ticket->cycles = n < UINT32_MAX ? (uint32_t) n : UINT32_MAX;
         }
     }
     fonte__reply__free_unpacked(rep, NULL);

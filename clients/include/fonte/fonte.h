@@ -98,7 +98,8 @@ typedef struct fonte_client_opts {
                                    1 MiB; never more than the broker's
                                    --max-msg (docs/client.md) */
     size_t max_reply;           /* largest query reply; default 8 MiB; at
-                                   least 4 MiB + max_msg (a page) */
+                                   least 5 MiB + max_msg (a page, and
+                                   the cycles listed beside it) */
     bool reliable;              /* false: fire and forget, no outbox, no
                                    Acks; default true */
     /* CURVE (docs/operations.md, "Security"): this service's certificate
@@ -309,10 +310,14 @@ FONTE_EXPORT size_t fonte_event_list_count(const fonte_event_list_t *l);
 FONTE_EXPORT const fonte_event_t *fonte_event_list_get(
     const fonte_event_list_t *l, size_t i);
 /* Broken dependency cycles reported by the listener: each a string of
- * the cycle's objects joined by ",". */
+ * the cycle's objects joined by ",". A listener lists the first ones
+ * broken, up to 1 MiB of names per reply, and counts the rest: those
+ * are fonte_event_list_cycles_omitted (0 unless there were that many). */
 FONTE_EXPORT size_t fonte_event_list_cycles_count(const fonte_event_list_t *l);
 FONTE_EXPORT const char *fonte_event_list_cycle(const fonte_event_list_t *l,
                                                 size_t i);
+FONTE_EXPORT uint64_t fonte_event_list_cycles_omitted(
+    const fonte_event_list_t *l);
 /* NULL-safe; nulls *list_p. */
 FONTE_EXPORT void fonte_event_list_destroy(fonte_event_list_t **list_p);
 
@@ -378,8 +383,9 @@ FONTE_EXPORT void fonte_fetch_iter_destroy(fonte_fetch_iter_t **it_p);
 typedef struct fonte_replay_ticket {
     char replay_id[257];
     uint64_t total;  /* events it will publish */
-    uint32_t cycles; /* dependency cycles it broke to order them: which
-                        objects, fonte_fetch with the same selection says */
+    uint32_t cycles; /* dependency cycles it broke to order them (listed
+                        or not): which objects, fonte_fetch with the same
+                        selection says */
 } fonte_replay_ticket_t;
 
 /* Asks the listener to republish object's history (opts NULL = defaults,
