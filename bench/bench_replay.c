@@ -16,8 +16,9 @@
  *     objects' `o` prefix scans and a get of each `e` key - through
  *     store.h (only store.c may include leveldb/c.h; store.h is a thin
  *     layer over LevelDB's iterators and gets).
- *   replay_object_sleeping_p50_us: the same, the client waiting in a
- *     blocking receive (libfonte's default). Baseline: the raw reads.
+ *   replay_object_sleeping_p50_us / _p99_us: the same, the client waiting
+ *     in a blocking receive (libfonte's default). Baseline: the raw
+ *     reads.
  *   replay_object_pinned_p50_us: the same as the first, to a second
  *     listener on an identical copy of the store, run with --query-cpu
  *     (its query thread and query I/O thread on this process's last CPU;
@@ -240,7 +241,7 @@ raw_object_read(store_t *s)
  * with ZMQ_DONTWAIT, again and again) for up to this long, then in a
  * blocking receive - what libfonte's query_spin_us does. 0: blocking at
  * once. */
-#define CLIENT_SPIN_US 2000
+#define CLIENT_SPIN_US 1000
 
 /* Receives the reply into m, polling for up to spin_us first. */
 static int
@@ -852,6 +853,8 @@ replay_run(const bench_ctx_t *ctx)
                      bench_percentile(ours, l.requests, 99), "us", b99);
         bench_report("replay_object_sleeping_p50_us",
                      bench_percentile(slp, l.requests, 50), "us", b50);
+        bench_report("replay_object_sleeping_p99_us",
+                     bench_percentile(slp, l.requests, 99), "us", b99);
         bench_report("replay_object_pinned_p50_us",
                      bench_percentile(pin, l.requests, 50), "us", b50);
         bench_report("replay_object_floor_us",
