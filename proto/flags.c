@@ -94,7 +94,7 @@ flags_parse_duration_in(const char *s, int64_t bare_us, int64_t *out_us)
         mult = (unsigned long long) bare_us;
     else
         return false;
-    if (v > (unsigned long long) INT64_MAX / mult)
+    if (v > (unsigned long long) FLAGS_DURATION_MAX_US / mult)
         return false;
     *out_us = (int64_t) (v * mult);
     return true;
@@ -165,7 +165,8 @@ kind_hint(const flag_spec_t *f)
     switch (f->kind) {
     case FLAG_SIZE: return "a size like 1048576, 64k or 1M";
     case FLAG_UINT: return "a whole number";
-    case FLAG_DURATION: return "a duration like 500ms, 250us, 2s or 10m";
+    case FLAG_DURATION:
+        return "a duration like 500ms, 250us, 2s or 10m (at most 100000h)";
     case FLAG_BOOL: return "true or false";
     case FLAG_CHOICE: return "one of the listed choices";
     case FLAG_STR: break;

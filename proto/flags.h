@@ -75,6 +75,10 @@ bool flags_parse_uint(const char *s, uint64_t *out);
 bool flags_parse_cpu(const char *s, int *cpu);
 bool flags_parse_duration(const char *s, int64_t *out_us);
 
+/* The longest duration the parsers take: 100 000 hours (11 years), so
+ * that a deadline computed as now + a duration never overflows. */
+#define FLAGS_DURATION_MAX_US (100000LL * 3600 * 1000000)
+
 /* An endpoint as fonte takes one: tcp://HOST:PORT with a port of
  * 1..65535 (with bind also * or 0: a free port; to connect to, a host
  * other than *), ipc://PATH or inproc://NAME. A syntax check only: it

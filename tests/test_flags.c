@@ -180,6 +180,13 @@ Test(flags, value_parsers)
     cr_assert_eq(d, 7200000000LL);
     cr_assert_not(flags_parse_duration("1d", &d));
     cr_assert_not(flags_parse_duration("1mn", &d));
+    /* at most 100 000 h: now + any duration stays in an int64_t */
+    cr_assert(flags_parse_duration("100000h", &d));
+    cr_assert_eq(d, FLAGS_DURATION_MAX_US);
+    cr_assert_eq(d, 360000000000000LL);
+    cr_assert_not(flags_parse_duration("100001h", &d));
+    cr_assert_not(flags_parse_duration("2562047788h", &d));
+    cr_assert_not(flags_parse_duration("360000000000001us", &d));
 }
 
 Test(flags, a_bare_duration_is_in_the_unit_the_flag_name_ends_in)
@@ -207,7 +214,7 @@ Test(flags, a_bare_duration_is_in_the_unit_the_flag_name_ends_in)
     char *a5[] = { "prog", "--batch-delay-us=2d", NULL };
     cr_assert_eq(parse(&c, 2, a5, NULL, e, sizeof e), FLAGS_ERROR);
     cr_assert_str_eq(e, "prog: --batch-delay-us=2d is not a duration like "
-                        "500ms, 250us, 2s or 10m\n");
+                        "500ms, 250us, 2s or 10m (at most 100000h)\n");
 
     int64_t d = 0;
     cr_assert(flags_parse_duration_in("200", 1, &d));
