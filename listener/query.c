@@ -701,7 +701,9 @@ query_new(const query_opts_t *o, query_t **query_p, char *errbuf,
             zmq_close(q->router);
         free(q);
         /* an endpoint libzmq cannot parse is the caller's mistake */
-        return e == EINVAL || e == EPROTONOSUPPORT ? FONTE_EINVAL : FONTE_EIO;
+        return e == EINVAL || e == EPROTONOSUPPORT || e == ENOCOMPATPROTO
+                   ? FONTE_EINVAL
+                   : FONTE_EIO;
     }
     pthread_mutex_init(&q->lock, NULL);
     pthread_cond_init(&q->wake, NULL);

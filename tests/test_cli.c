@@ -441,6 +441,22 @@ Test(usage, each_usage_error_is_one_line_and_exit_2)
         { { "replay", "a:1", "--republish", "--limit", "3" }, NULL },
         { { "replay", "a:1", "--order", "random" }, NULL },
         { { "replay", "a:1", "--republish", "--target", "Bad.Name" }, NULL },
+        /* a value flag last, with no value: not the "--" put after the
+         * flags for the arguments (it took it: a republish to "--") */
+        { { "replay", "a:1", "--republish", "--target" },
+          "fonte replay: flag --target needs a value (try --help)\n" },
+        { { "replay", "a:1", "--types" },
+          "fonte replay: flag --types needs a value (try --help)\n" },
+        { { "keygen", "shop", "--dir" },
+          "fonte keygen: flag --dir needs a value (try --help)\n" },
+        /* an empty target given is refused, not "everyone" */
+        { { "replay", "a:1", "--republish", "--target", "" },
+          "fonte replay: invalid --target '': a service name, 1..64 of "
+          "[a-z0-9_-] (leave --target out to replay to everyone)\n" },
+        { { "up", "--query", "udp://1.2.3.4:5" },
+          "fonte up: cannot bind query endpoint udp://1.2.3.4:5: The "
+          "protocol is not compatible with the socket type; write "
+          "endpoints like tcp://HOST:PORT\n" },
         { { "publish", "--type", "a" },
           "fonte publish: --type and --object are required (or --jsonl to "
           "read JSON lines from stdin; try --help)\n" },
@@ -1193,6 +1209,8 @@ typedef struct stats_feed {
     char endpoint[64];
     int listener_rounds;
     double listener_interval_us; /* its stats_interval_us gauge; 0: none */
+    int late_round; /* > 0: from this round the broker's Stats also have
+                       zz.new, 1 000 000 events old, 20 further each time */
     atomic_bool stop;
     bool subscribed;
     pthread_t thread;
@@ -1200,15 +1218,17 @@ typedef struct stats_feed {
 
 static void
 feed_stats(void *xpub, const char *source, uint64_t uptime_us,
-           const char *key, uint64_t value, double interval_us)
+           const char *key, uint64_t value, double interval_us,
+           uint64_t late_value)
 {
     Fonte__Stats st = FONTE__STATS__INIT;
     Fonte__Stats__CountersEntry c = FONTE__STATS__COUNTERS_ENTRY__INIT;
     Fonte__Stats__TopicsEntry t = FONTE__STATS__TOPICS_ENTRY__INIT;
+    Fonte__Stats__TopicsEntry late = FONTE__STATS__TOPICS_ENTRY__INIT;
     Fonte__Stats__GaugesEntry g = FONTE__STATS__GAUGES_ENTRY__INIT;
     Fonte__Stats__GaugesEntry iv = FONTE__STATS__GAUGES_ENTRY__INIT;
     Fonte__Stats__CountersEntry *cp = &c;
-    Fonte__Stats__TopicsEntry *tp = &t;
+    Fonte__Stats__TopicsEntry *tp[2] = { &t, &late };
     Fonte__Stats__GaugesEntry *gp[2] = { &g, &iv };
     char topic[64];
 
@@ -1217,8 +1237,10 @@ feed_stats(void *xpub, const char *source, uint64_t uptime_us,
     if (strcmp(source, "broker") == 0) {
         t.key = (char *) key;
         t.value = value;
-        st.topics = &tp;
-        st.n_topics = 1;
+        late.key = "zz.new";
+        late.value = late_value;
+        st.topics = tp;
+        st.n_topics = late_value > 0 ? 2 : 1;
     } else {
         c.key = (char *) key;
         c.value = value;
@@ -1251,10 +1273,14 @@ stats_feed_main(void *arg)
         return NULL;
     f->subscribed = true;
     for (uint64_t i = 1; !atomic_load(&f->stop); i++) {
-        feed_stats(f->xpub, "broker", i * 100000, "order.placed", i * 10, 0);
+        uint64_t late = f->late_round > 0 && (int) i >= f->late_round
+                            ? 1000000 + (i - (uint64_t) f->late_round) * 20
+                            : 0;
+        feed_stats(f->xpub, "broker", i * 100000, "order.placed", i * 10, 0,
+                   late);
         if ((int) i <= f->listener_rounds)
             feed_stats(f->xpub, "listener", i * 100000, "events_stored",
-                       i * 10, f->listener_interval_us);
+                       i * 10, f->listener_interval_us, 0);
         poll(NULL, 0, 100); /* the sources' Stats interval */
     }
     return NULL;
@@ -1311,6 +1337,36 @@ Test(usage, top_marks_a_source_gone_silent_as_stale)
     cr_assert_not_null(strstr(last, " stored_per_s=0.0 "), "%s", last);
     cr_assert_not_null(strstr(last, " events=80 "), "%s", last);
     cr_assert_str_eq(strrchr(last, ' '), " stale=$sys.listener");
+    run_free(&r);
+}
+
+/* A topic that enters the broker's busiest (its Stats name only those)
+ * has no rate until the Stats after: its count before is not known, and
+ * taking it as 0 showed its whole history (1 000 000 events) as one
+ * interval's. From then on, its true rate (20 events a 100 ms). */
+Test(usage, top_gives_a_topic_new_to_the_stats_no_rate_until_it_has_two)
+{
+    stats_feed_t f = { .listener_rounds = 1000, .late_round = 5 };
+    run_t r;
+
+    top_against(&f, &r);
+    bool measured = false;
+    char *save = NULL;
+    for (char *line = strtok_r(r.out, "\n", &save); line;
+         line = strtok_r(NULL, "\n", &save)) {
+        const char *z = strstr(line, "zz.new:");
+        if (z != NULL) {
+            cr_assert_eq(strncmp(z, "zz.new:200.0", 12), 0, "%s", line);
+            cr_assert_not_null(strstr(line, " events_per_s=300.0 "), "%s",
+                               line);
+            measured = true;
+        } else { /* 0 on the first line: one Stats, no rate yet */
+            cr_assert(strstr(line, " events_per_s=100.0 ") != NULL ||
+                          strstr(line, " events_per_s=0.0 ") != NULL,
+                      "%s", line);
+        }
+    }
+    cr_assert(measured, "zz.new never got its rate:\n%s", r.out);
     run_free(&r);
 }
 

@@ -142,8 +142,18 @@ cli_flags(const flag_spec_t *specs, cli_multi_t *multi, int argc,
         }
         av[na++] = argv[i];
         const flag_spec_t *f = find_spec(specs, name, nlen);
-        if (f != NULL && f->kind != FLAG_BOOL && eq == NULL && i + 1 < argc)
-            av[na++] = argv[++i]; /* its value, even if it looks positional */
+        if (f != NULL && f->kind != FLAG_BOOL && eq == NULL) {
+            /* its value, even if it looks positional; none at the end
+             * is an error here, before the "--" put after the flags
+             * below could be taken for it */
+            if (i + 1 >= argc) {
+                cli_error(argv[0], "flag --%s needs a value (try --help)",
+                          f->name);
+                rc = CLI_EXIT_USAGE;
+                goto out;
+            }
+            av[na++] = argv[++i];
+        }
     }
     if (np > 0)
         av[na++] = "--";

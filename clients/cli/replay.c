@@ -354,14 +354,18 @@ cmd_replay(int argc, char **argv)
         cli_error(a.cmd, "--until must be more than --after");
         goto out;
     }
-    if (a.target == NULL)
-        a.target = "";
-    if (a.target[0] != '\0' &&
+    /* a given --target is a service: an empty one (`--target "$SVC"` with
+     * SVC unset) would otherwise replay to everyone, which cannot be
+     * taken back */
+    if (a.target != NULL &&
         codec_check_producer(a.target, strlen(a.target)) != FONTE_OK) {
         cli_error(a.cmd, "invalid --target '%s': a service name, 1..64 of "
-                  "[a-z0-9_-]", a.target);
+                  "[a-z0-9_-] (leave --target out to replay to everyone)",
+                  a.target);
         goto out;
     }
+    if (a.target == NULL)
+        a.target = "";
 
     fonte_replay_opts_t ro;
     fonte_replay_opts_init(&ro);

@@ -56,6 +56,10 @@ static const char usage[] =
 #define TOP_TOPICS 10
 #define TOP_PATIENCE 3 /* refreshes to wait for the other source */
 #define TOP_STALE 3    /* a source's intervals of silence: stale */
+#define TOP_REPLAYS 256 /* replays in progress kept: a STARTED whose end
+                           never comes (a listener killed mid-replay, or
+                           audits forged on an open ingress) must not
+                           grow the dashboard for ever */
 #define TOP_STATS_INTERVAL_US 1000000 /* the sources' default */
 
 typedef struct source {
@@ -168,7 +172,10 @@ by_rate(const void *a, const void *b)
 }
 
 /* Per-topic rates of the broker's event topics, highest first; the sum
- * of all of them in *total. Returns how many were written. */
+ * of all of them in *total. Returns how many were written. A topic in
+ * the broker's busiest now but not in its Stats before has no rate yet:
+ * its count then is not known (it was below the busiest), and taking it
+ * as 0 would show its whole history as one interval's events. */
 static size_t
 topic_rates(const top_t *t, topic_rate_t *out, size_t cap, double *total)
 {
@@ -184,8 +191,11 @@ topic_rates(const top_t *t, topic_rate_t *out, size_t cap, double *total)
     json_object_foreach(json_object_get(b->cur, "topics"), key, v) {
         if (key[0] == '$')
             continue;
-        double before = num(b->prev, "topics", key);
-        double r = (json_number_value(v) - before) / dt;
+        const json_t *pv =
+            json_object_get(json_object_get(b->prev, "topics"), key);
+        if (pv == NULL)
+            continue; /* measured from the next Stats on */
+        double r = (json_number_value(v) - json_number_value(pv)) / dt;
         if (r < 0)
             r = 0;
         *total += r;
@@ -387,8 +397,10 @@ take_message(top_t *t, void *sub)
             if (codec_audit_decode(body, len, &codec_limits_default, &a) ==
                 FONTE_OK) {
                 if (a->state == FONTE__REPLAY_AUDIT__STATE__STARTED) {
-                    json_object_set_new(t->replays, a->replay_id,
-                                        cli_audit_json(a, CODEC_TOPIC_AUDIT));
+                    if (json_object_size(t->replays) < TOP_REPLAYS)
+                        json_object_set_new(
+                            t->replays, a->replay_id,
+                            cli_audit_json(a, CODEC_TOPIC_AUDIT));
                 } else {
                     json_object_del(t->replays, a->replay_id);
                     if (a->state == FONTE__REPLAY_AUDIT__STATE__FINISHED)
