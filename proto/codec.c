@@ -864,6 +864,11 @@ codec_event_validate(const Fonte__Event *ev, const codec_limits_t *lim)
 
     if (ev == NULL)
         return FONTE_EINVAL;
+    /* a payload length near SIZE_MAX (a failed read()'s -1 kept in a
+     * size_t) would wrap protobuf-c's packed size to a small number: an
+     * encoder sized by it would then copy SIZE_MAX bytes */
+    if (ev->payload.len > lim->max_msg)
+        return FONTE_ETOOBIG;
     memset(&ef, 0, sizeof ef);
     ef.id = cstr(ev->id);
     ef.type = cstr(ev->type);

@@ -371,6 +371,12 @@ Test(client, invalid_events_are_refused_and_use_no_sequence_number)
     s.payload = big;
     s.payload_len = sizeof big;
     cr_assert_eq(fonte_publish(c, &s), FONTE_ETOOBIG);
+    /* a length near SIZE_MAX (a failed read()'s -1 in a size_t) wrapped
+     * the packed size to a small one: a heap overflow, then FONTE_OK */
+    s.payload_len = SIZE_MAX;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_ETOOBIG);
+    s.payload_len = SIZE_MAX - 40;
+    cr_assert_eq(fonte_publish(c, &s), FONTE_ETOOBIG);
 
     fonte_client_stats_t st;
     fonte_client_stats(c, &st);

@@ -320,6 +320,27 @@ Test(codec, topic_classes)
 /* ------------------------------------------------------------------ */
 /* event fields: each rule, its code                                   */
 
+/* A payload longer than max_msg is ETOOBIG before anything is sized: a
+ * length near SIZE_MAX wraps protobuf-c's packed size to a small number
+ * (the bytes are never read here). */
+Test(codec, a_payload_length_past_max_msg_is_etoobig_before_sizing)
+{
+    static const size_t lens[] = { SIZE_MAX, SIZE_MAX - 40, (1 << 20) + 1 };
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        Fonte__Event *ev = valid_event();
+        uint8_t *keep = ev->payload.data;
+        size_t keep_len = ev->payload.len;
+        static uint8_t one[1];
+        ev->payload.data = one;
+        ev->payload.len = lens[i];
+        cr_assert_eq(codec_event_validate(ev, lim), FONTE_ETOOBIG, "%zu",
+                     lens[i]);
+        ev->payload.data = keep;
+        ev->payload.len = keep_len;
+        codec_event_free(&ev);
+    }
+}
+
 Test(codec, bad_type_is_etype)
 {
     Fonte__Event *ev = valid_event();
