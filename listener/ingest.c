@@ -33,7 +33,9 @@
  * broker's XPUB drops for this subscriber; libfonte's resend heals that
  * (a gap Ack, or its resend timeout).
  *
- * Writer: takes up to batch_max events (waiting up to batch_delay_us for
+ * Writer: takes up to batch_max events, and no more than batch_bytes of
+ * what they will write (batch_cost: an event with many dependencies
+ * makes four times its size in keys), waiting up to batch_delay_us for
  * a batch to fill), applies the acceptance rule per (producer, session)
  * against the store's watermark - producer_seq == last + 1: store;
  * <= last: duplicate, ignored, the session's Ack is sent again (once per
@@ -49,7 +51,8 @@
  * the producers resend to the listener that reopens the store.
  *
  * Limits: memory is the queue (queue_max events, queue_bytes bytes), the
- * SUB's RCVHWM and one batch; the ack-state table is a fixed array.
+ * SUB's RCVHWM and one batch (batch_bytes, one event over at most); the
+ * ack-state table is a fixed array.
  */
 #define _GNU_SOURCE /* memmem */
 #include "ingest.h"
@@ -89,6 +92,7 @@
     X(gap_acks_sent, "gap_acks_sent")                                         \
     X(batches, "batches")                                                     \
     X(commit_errors, "commit_errors")                                         \
+    X(put_errors, "put_errors")                                               \
     X(queue_full_waits, "queue_full_waits")                                   \
     X(stats_sent, "stats_sent")                                               \
     X(other_listener_acks, "other_listener_acks")                             \
@@ -171,6 +175,7 @@ ingest_opts_init(ingest_opts_t *o)
     o->egress = "tcp://127.0.0.1:7702";
     o->ingress = "tcp://127.0.0.1:7701";
     o->batch_max = INGEST_BATCH_MAX_DEFAULT;
+    o->batch_bytes = INGEST_BATCH_BYTES_DEFAULT;
     o->batch_delay_us = INGEST_BATCH_DELAY_US_DEFAULT;
     o->queue_max = INGEST_QUEUE_MAX_DEFAULT;
     o->queue_bytes = INGEST_QUEUE_BYTES_DEFAULT;
@@ -247,6 +252,20 @@ static size_t
 item_bytes(const item_t *it)
 {
     return sizeof *it + it->len;
+}
+
+/* What it will weigh in a WriteBatch, about: its bytes (the e value),
+ * its e, o and t keys, and for each dependency a d and an r key, each
+ * naming the event's object and the dependency. */
+static size_t
+batch_cost(const item_t *it)
+{
+    const codec_view_t *v = &it->view;
+    size_t end = v->deps_end ? v->deps_end : v->body_len, deps = 0;
+    if (v->n_deps > 0 && end > v->deps_at)
+        deps = end - v->deps_at; /* the dependencies' names and tags */
+    return it->len + 64 + 2 * v->object.len + v->type.len +
+           2 * (deps + v->n_deps * (v->object.len + 16));
 }
 
 /* Puts it in the queue, waiting while full. False (and it is freed) if
@@ -723,8 +742,14 @@ queue_take(ingest_t *in, bool *stop)
                pthread_cond_timedwait(&in->q_not_empty, &in->q_mu, &ts) == 0)
             ;
     }
+    size_t cost = 0;
     while (n < in->o.batch_max && in->q_n > 0) {
         item_t *it = in->ring[in->q_head];
+        size_t c = batch_cost(it);
+        if (n > 0 && (cost >= in->o.batch_bytes ||
+                      c > in->o.batch_bytes - cost))
+            break; /* the next batch's */
+        cost += c;
         in->q_head = (in->q_head + 1) % in->q_cap;
         in->q_n--;
         in->q_bytes -= item_bytes(it);
@@ -768,10 +793,12 @@ write_batch(ingest_t *in, size_t n)
             verdict[i] = GAP;
             n_gap++;
         }
-        if (rc != FONTE_OK)
+        if (rc != FONTE_OK) {
+            BUMP(in, put_errors, 1);
             flog_limited(&in->put_log, FLOG_ERROR, "listener",
                          "cannot add an event to the batch: %s",
                          fonte_strerror(rc));
+        }
     }
     BUMP(in, duplicates, n_dup);
     BUMP(in, gaps, n_gap);
@@ -933,7 +960,8 @@ ingest_new(const ingest_opts_t *o, ingest_t **ingest_p, char *errbuf,
 
     *ingest_p = NULL;
     if (o->zmq_ctx == NULL || o->store == NULL || o->egress == NULL ||
-        o->ingress == NULL || o->batch_max == 0 || o->queue_max == 0 ||
+        o->ingress == NULL || o->batch_max == 0 || o->batch_bytes == 0 ||
+        o->queue_max == 0 ||
         o->queue_bytes == 0 || o->batch_delay_us < 0 ||
         o->stats_interval_us < 0) {
         snprintf(errbuf, errlen, "ingest: invalid options");

@@ -18,6 +18,7 @@
 #include "store.h"
 
 #define INGEST_BATCH_MAX_DEFAULT 2000
+#define INGEST_BATCH_BYTES_DEFAULT ((size_t) 4 << 20) /* batch_cost */
 #define INGEST_BATCH_DELAY_US_DEFAULT 0 /* group commit batches already */
 #define INGEST_QUEUE_MAX_DEFAULT 100000 /* events */
 #define INGEST_QUEUE_BYTES_DEFAULT ((size_t) 16 << 20) /* bodies + item headers */
@@ -38,6 +39,9 @@ typedef struct ingest_opts {
     const char *ingress;    /* broker XSUB to publish Acks/Stats into */
     store_t *store;         /* borrowed; outlives the ingest */
     size_t batch_max;       /* events per WriteBatch */
+    size_t batch_bytes;     /* and their cost: the event bytes plus the
+                               keys they make (a d and an r key per
+                               dependency); at least one event a batch */
     int64_t batch_delay_us; /* wait this long for a batch to fill */
     size_t queue_max;       /* queued events */
     size_t queue_bytes;     /* queued bytes: bodies plus item headers */
@@ -74,6 +78,9 @@ typedef struct ingest_counters {
     uint64_t gap_acks_sent;   /* ["gap_acks_sent"] those with gap set */
     uint64_t batches;         /* ["batches"] committed WriteBatches */
     uint64_t commit_errors;   /* ["commit_errors"] failed writes */
+    uint64_t put_errors;      /* ["put_errors"] events not added to their
+                                 batch (a store read failed, or memory):
+                                 not stored, not acked, resent */
     uint64_t queue_full_waits;/* ["queue_full_waits"] receive had to wait */
     uint64_t stats_sent;      /* ["stats_sent"] */
     uint64_t other_listener_acks; /* ["other_listener_acks"] Acks another

@@ -49,6 +49,7 @@ listener_opts_init(listener_opts_t *o)
     o->data = LISTENER_DATA_DEFAULT;
     o->sync = true;
     o->batch_max = INGEST_BATCH_MAX_DEFAULT;
+    o->batch_bytes = INGEST_BATCH_BYTES_DEFAULT;
     o->batch_delay_us = INGEST_BATCH_DELAY_US_DEFAULT;
     o->cache_mb = LISTENER_CACHE_MB_DEFAULT;
     o->queue_max = INGEST_QUEUE_MAX_DEFAULT;
@@ -273,6 +274,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     io.ingress = o->ingress;
     io.store = l->store;
     io.batch_max = o->batch_max;
+    io.batch_bytes = o->batch_bytes;
     io.batch_delay_us = o->batch_delay_us;
     io.queue_max = o->queue_max;
     io.queue_bytes = o->queue_bytes;

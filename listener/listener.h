@@ -37,6 +37,7 @@ typedef struct listener_opts {
     const char *data;      /* data directory */
     bool sync;             /* --sync=batch (true, default) | none */
     size_t batch_max;      /* events per WriteBatch (2000) */
+    size_t batch_bytes;    /* and their cost, event and key bytes (4 MiB) */
     int64_t batch_delay_us;/* how long the writer may wait to fill a batch (200) */
     size_t cache_mb;       /* LevelDB block cache, MiB (8) */
     size_t write_buffer;   /* LevelDB memtable bytes; 0 = store default (4 MiB) */

@@ -123,6 +123,8 @@ main(int argc, char **argv)
           "fsync each batch before acking it, or not (batch)", sync_choices },
         { "batch-max", "FONTE_BATCH_MAX", FLAG_UINT, &batch_max,
           "events per WriteBatch (2000)", NULL },
+        { "batch-bytes", "FONTE_BATCH_BYTES", FLAG_SIZE, &o.batch_bytes,
+          "and their bytes, keys included (4M)", NULL },
         { "batch-delay-us", "FONTE_BATCH_DELAY_US", FLAG_DURATION,
           &o.batch_delay_us,
           "wait this long for a batch to fill: 200 = 200us, or 2ms "
@@ -206,6 +208,7 @@ main(int argc, char **argv)
     /* each value in its range; the first one out is named */
     const struct { const char *flag; uint64_t v, lo, hi; } ranges[] = {
         { "batch-max", batch_max, 1, 1000000 },
+        { "batch-bytes", o.batch_bytes, 1, UINT64_MAX },
         { "queue-max", queue_max, 1, 100000000 },
         { "cache-mb", cache_mb, 0, 1048576 },
         { "queue-bytes", o.queue_bytes, 1, UINT64_MAX },

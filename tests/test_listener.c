@@ -1136,6 +1136,35 @@ Test(listener, small_write_buffer_under_a_burst_drops_nothing_while_the_queue_ha
     cr_assert_eq(check_store(listener_store(listener), NULL), 4 * per + 1);
 }
 
+/* A batch is bounded in what it writes (batch_bytes), not only in events:
+ * with a bound below one event's cost, 20 events queued while the writer
+ * was held go out in 20 batches, each acked; by default they would go in
+ * one. */
+Test(listener, a_batch_is_bounded_in_bytes_too)
+{
+    start_broker(100000);
+    listener_opts_t o;
+    listener_defaults(&o);
+    o.batch_bytes = 1; /* every event over it: one a batch */
+    start_listener_with(&o);
+    connect_clients();
+    ingest_counters_t ic;
+    listener_counters(listener, &ic);
+    uint64_t base = ic.received, batches = ic.batches;
+    listener_hold_writer(listener, true);
+    for (uint64_t i = 1; i <= 20; i++)
+        publish(pub, "shop", 1, i, "order:1", "user:7");
+    wait_received(base + 20);
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.queue_depth, 20);
+    listener_hold_writer(listener, false);
+    cr_assert_eq(wait_ack(1, 20, false, 10000), 20);
+    listener_counters(listener, &ic);
+    cr_assert_eq(ic.events_stored, 1 + 20); /* the warm-up's, and these */
+    cr_assert_eq(ic.batches - batches, 20, "%llu batches",
+                 (unsigned long long) (ic.batches - batches));
+}
+
 Test(listener, locked_corrupt_and_unwritable_data_dirs_are_store_errors)
 {
     start_broker(100000);
