@@ -816,17 +816,33 @@ Test(client, the_inbox_is_bounded_in_events_and_in_bytes)
     fonte_client_t *pubc = NULL;
     static char pay[4096];
     /* the bytes bound (64 KiB, 1000 events) with 4 KiB events; the
-     * events bound (10, 64 MiB) with 16-byte ones */
+     * events bound (10, 64 MiB) with 16-byte ones; the bytes bound
+     * again with events of 64 dependencies and 64 meta entries of a few
+     * bytes each (about 900 bytes on the wire): counted as what they
+     * hold once decoded (event_mem_estimate: over 10 KB each, each
+     * string a heap block), not as their wire bytes, which let 100 of
+     * them in where 6 fit */
+    static const char *deps[64];
+    static fonte_meta_t meta[64];
+    static char names[64][8];
+    for (int i = 0; i < 64; i++) {
+        snprintf(names[i], sizeof names[i], "d:%d", i);
+        deps[i] = names[i];
+        meta[i].key = names[i] + 2; /* "0".."63" */
+        meta[i].value = "v";
+    }
     const struct {
         size_t max, max_bytes, payload;
         uint64_t lo, hi;
-    } cases[2] = { { 1000, 64 << 10, sizeof pay, 1, 16 },
-                   { 10, (size_t) 64 << 20, 16, 10, 10 } };
+        bool heavy;
+    } cases[3] = { { 1000, 64 << 10, sizeof pay, 1, 16, false },
+                   { 10, (size_t) 64 << 20, 16, 10, 10, false },
+                   { 1000, 64 << 10, 16, 1, 6, true } };
 
     client_opts(&o, "shop");
     o.reliable = false; /* no listener here: no resends either */
     cr_assert_eq(fonte_client_new(&o, &pubc), FONTE_OK);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         fonte_client_t *subc = NULL;
         fonte_client_stats_t before, after;
         int n[3] = { 0, 0, -1 }; /* warm-ups, burst, last warm-up */
@@ -865,6 +881,12 @@ Test(client, the_inbox_is_bounded_in_events_and_in_bytes)
         fonte_event_spec_t e = spec("burst.event", "b:1");
         e.payload = pay;
         e.payload_len = cases[k].payload;
+        if (cases[k].heavy) {
+            e.depends_on = deps;
+            e.n_depends_on = 64;
+            e.meta = meta;
+            e.n_meta = 64;
+        }
         for (int i = 0; i < 100; i++)
             cr_assert_eq(fonte_publish(pubc, &e), FONTE_OK);
         end = fonte_mono_us() + WAIT_MS * 1000;

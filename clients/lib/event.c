@@ -38,6 +38,25 @@ event_new(Fonte__Event *pb)
     return e;
 }
 
+/* A heap block's cost beyond what it holds: glibc's header and rounding
+ * (a 1-byte string takes a 32-byte chunk), about. */
+#define BLOCK_OVERHEAD 32
+
+size_t
+event_mem_estimate(const Fonte__Event *pb, size_t encoded)
+{
+    /* protobuf-c gives each string, each meta entry and each repeated
+     * field's array a block of its own: 64 dependencies and 64 meta
+     * entries of a few bytes each, 600 bytes on the wire, hold ~13 KB */
+    size_t blocks = 7 + pb->n_depends_on + (pb->n_depends_on > 0) +
+                    3 * pb->n_meta + (pb->n_meta > 0) +
+                    (pb->replay != NULL ? 5 : 0);
+    return encoded + sizeof(fonte_event_t) + sizeof *pb +
+           pb->n_depends_on * sizeof(char *) +
+           pb->n_meta * (sizeof(Fonte__Event__MetaEntry) + sizeof(void *)) +
+           blocks * BLOCK_OVERHEAD;
+}
+
 void
 event_destroy(fonte_event_t **e_p)
 {

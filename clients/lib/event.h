@@ -17,6 +17,9 @@ struct fonte_event {
 /* Wraps pb (taking ownership, also on failure: then pb is freed). NULL
  * on allocation failure. */
 fonte_event_t *event_new(Fonte__Event *pb);
+/* What an event decoded from `encoded` wire bytes holds in memory,
+ * about (the inbox counts this against inbox_max_bytes). */
+size_t event_mem_estimate(const Fonte__Event *pb, size_t encoded);
 void event_destroy(fonte_event_t **e_p);
 
 /* An empty list; NULL on allocation failure. */

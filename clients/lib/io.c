@@ -202,9 +202,10 @@ queue_event(io_state_t *st, const zmq_msg_t frames[2], size_t nframes)
         atomic_fetch_add(&c->invalid, 1);
         return;
     }
+    size_t bytes = event_mem_estimate(pb, f[0].size + f[1].size);
     fonte_event_t *e = event_new(pb);
     if (e != NULL)
-        inbox_push(c->inbox, e, f[0].size + f[1].size); /* it counts */
+        inbox_push(c->inbox, e, bytes); /* it counts */
 }
 
 static bool

@@ -110,8 +110,9 @@ typedef struct fonte_client_opts {
     const char *curve_cert;
     const char *curve_broker;
     const char *curve_listener;
-    size_t inbox_max_bytes;     /* and their encoded bytes; more are
-                                   dropped; default 64 MiB */
+    size_t inbox_max_bytes;     /* and the memory they hold, about (their
+                                   bytes and a heap block per string);
+                                   more are dropped; default 64 MiB */
     int query_spin_us;          /* after sending a query, poll for its
                                    reply for this long (a CPU busy)
                                    before sleeping; default 0: sleep at
