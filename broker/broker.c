@@ -549,7 +549,9 @@ forward_burst(broker_t *b)
 
 /* Passes (un)subscriptions from egress to ingress, unchanged. Anything
  * else a subscriber sends (an XSUB may send any message upstream) would
- * reach every publisher: dropped whole and counted. */
+ * reach every publisher: dropped whole and counted. So is a prefix
+ * longer than any topic the broker routes ("$replay." + target + "." +
+ * type): it matches nothing, and every publisher's XPUB would keep it. */
 static void
 forward_subscriptions(broker_t *b)
 {
@@ -561,7 +563,8 @@ forward_subscriptions(broker_t *b)
             break;
         const unsigned char *d = zmq_msg_data(&m);
         size_t len = zmq_msg_size(&m);
-        if (zmq_msg_more(&m) || len == 0 || d[0] > 1) {
+        if (zmq_msg_more(&m) || len == 0 || d[0] > 1 ||
+            len - 1 > CODEC_TOPIC_PREFIX_MAX + b->opts.limits.max_type) {
             b->c.upstream_dropped++;
             while (zmq_msg_more(&m) &&
                    zmq_msg_recv(&m, b->xpub, ZMQ_DONTWAIT) != -1)

@@ -387,19 +387,30 @@ Test(broker, a_subscribers_other_messages_are_dropped_and_counted,
     cr_assert_eq(zmq_send(xsub, "\x07two", 4, ZMQ_SNDMORE), 4);
     cr_assert_eq(zmq_send(xsub, "parts", 5, 0), 5);
     cr_assert_eq(zmq_send(xsub, "", 0, 0), 0);
+    /* a prefix longer than any topic (80 + 128 = 208 bytes) matches
+     * nothing, and every publisher would keep it: dropped; 208 passes */
+    char longest[1 + 209];
+    longest[0] = 1;
+    memset(longest + 1, 'a', 209);
+    cr_assert_eq(zmq_send(xsub, longest, 1 + 209, 0), 1 + 209);
     cr_assert_eq(zmq_send(xsub, "\x01user.", 6, 0), 6);
+    longest[1] = 'b';
+    cr_assert_eq(zmq_send(xsub, longest, 1 + 208, 0), 1 + 208);
     /* next upstream is user. (wait_subscription would pass over others:
      * read the very next message) */
-    char got[64];
+    char got[256];
     int n = recv_one(pub, got, sizeof got);
     cr_assert_eq(n, 6, "%d bytes upstream", n);
     cr_assert_eq(memcmp(got, "\x01user.", 6), 0, "junk reached upstream");
+    n = recv_one(pub, got, sizeof got);
+    cr_assert_eq(n, 1 + 208, "%d bytes upstream", n);
+    cr_assert_eq(memcmp(got, longest, 1 + 208), 0);
 
     broker_counters_t c;
-    WAIT_COUNTERS(b, c, c.upstream_dropped == 3);
-    cr_assert_eq(c.upstream_dropped, 3);
-    cr_assert_eq(c.subscribes, 2);
-    cr_assert_eq(c.subscriptions, 2);
+    WAIT_COUNTERS(b, c, c.upstream_dropped == 4);
+    cr_assert_eq(c.upstream_dropped, 4);
+    cr_assert_eq(c.subscribes, 3);
+    cr_assert_eq(c.subscriptions, 3);
     broker_destroy(&b);
 }
 
