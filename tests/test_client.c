@@ -1266,16 +1266,31 @@ server_wait_accepted(server_t *sv)
     return ok && event == ZMQ_EVENT_ACCEPTED;
 }
 
+/* A client of the listener at endpoint: query_spin_us spin_us, and
+ * query_timeout_ms and query_retries unless 0 (then the defaults). */
 static fonte_client_t *
-query_client(const char *endpoint)
+query_client_with(const char *endpoint, int spin_us, int timeout_ms,
+                  int retries)
 {
     fonte_client_opts_t o;
     fonte_client_t *c = NULL;
 
     client_opts(&o, "shop");
     o.query = endpoint;
+    o.query_spin_us = spin_us;
+    if (timeout_ms > 0)
+        o.query_timeout_ms = timeout_ms;
+    if (retries > 0)
+        o.query_retries = retries;
     cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
     return c;
+}
+
+/* A client of the listener at endpoint, default query options. */
+static fonte_client_t *
+query_client(const char *endpoint)
+{
+    return query_client_with(endpoint, 0, 0, 0);
 }
 
 Test(client, fetch_with_a_dead_listener_times_out_after_the_retries)
@@ -1452,15 +1467,12 @@ Test(client, fetch_follows_the_cursor_until_it_is_empty)
 Test(client, a_polling_client_gets_the_same_pages)
 {
     server_t sv;
-    fonte_client_opts_t o;
     fonte_client_t *c = NULL;
     fonte_event_list_t *l = NULL;
 
     server_start(&sv, 10, FONTE__REPLY__STATUS__OK, 3);
-    client_opts(&o, "shop");
-    o.query = sv.endpoint;
-    o.query_spin_us = 1000000; /* more than any reply here takes */
-    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+    /* a spin longer than any reply here takes */
+    c = query_client_with(sv.endpoint, 1000000, 2000, 3);
     cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_OK);
     cr_assert_eq(fonte_event_list_count(l), 6);
     for (size_t i = 0; i < 6; i++)
@@ -1488,18 +1500,12 @@ thread_cpu_us(void)
 Test(client, query_spin_polls_on_the_callers_thread_within_the_timeout)
 {
     server_t sv;
-    fonte_client_opts_t o;
     fonte_client_t *c = NULL;
     fonte_event_list_t *l = NULL;
 
     server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
     for (int spin = 0; spin < 2; spin++) {
-        client_opts(&o, "shop");
-        o.query = sv.endpoint;
-        o.query_timeout_ms = 200;
-        o.query_retries = 1;
-        o.query_spin_us = spin ? 10000000 : 0;
-        cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+        c = query_client_with(sv.endpoint, spin ? 10000000 : 0, 200, 1);
         int64_t t0 = fonte_mono_us(), cpu0 = thread_cpu_us();
         cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_ETIMEOUT);
         int64_t took = fonte_mono_us() - t0, cpu = thread_cpu_us() - cpu0;

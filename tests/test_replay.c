@@ -1204,18 +1204,26 @@ put_event(store_batch_t *b, const char *object, const char *producer,
     codec_event_free(&ev);
 }
 
-/* A store of n events written directly (no ingest), for big replays. */
-static void
-build_store(const char *dir, size_t n)
+/* A new store in dir, not synced (a test's crash loses nothing). */
+static store_t *
+unsynced_store(const char *dir)
 {
+    char err[256] = "";
     store_opts_t so;
     store_opts_init(&so);
     so.dir = dir;
     so.sync = false;
     store_t *s = NULL;
-    store_batch_t *b = NULL;
-    char err[256] = "";
     cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
+    return s;
+}
+
+/* A store of n events written directly (no ingest), for big replays. */
+static void
+build_store(const char *dir, size_t n)
+{
+    store_t *s = unsynced_store(dir);
+    store_batch_t *b = NULL;
     cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     for (size_t i = 0; i < n; i++) {
         char object[32], dep[32];
@@ -1307,6 +1315,38 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
     tu_rmtree(dir);
 }
 
+/* replay_handle(rp, s, r) with no deadline, its reply decoded (the caller
+ * frees it). */
+static Fonte__Reply *
+handled(replay_t *rp, store_t *s, const Fonte__ReplayRequest *r)
+{
+    codec_buf_t out;
+    Fonte__Reply *rep = NULL;
+    cr_assert_eq(replay_handle(rp, s, r, 0, &out), FONTE_OK);
+    cr_assert_eq(codec_reply_decode(out.data, out.len, &codec_limits_default,
+                                    &rep), FONTE_OK);
+    codec_buf_free(&out);
+    return rep;
+}
+
+/* A store in the new temporary directory dir (a mkdtemp template) holding
+ * n events, written directly: event i of object objs[i] (producer p,
+ * producer seq i + 1) depending on deps[i] unless NULL. */
+static store_t *
+small_store(char *dir, const char *const objs[], const char *const deps[],
+            size_t n)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    store_t *s = unsynced_store(dir);
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (size_t i = 0; i < n; i++)
+        put_event(b, objs[i], "p", i + 1, deps[i]);
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    return s;
+}
+
 /* The cycles a reply lists are bounded (cycles_bytes of names: 8 for
  * each 2-cycle here, "a:1" and "b:1" with their separators); the ones
  * past the bound are counted in cycles_omitted, in the order they were
@@ -1317,23 +1357,11 @@ Test(replay, a_big_replay_does_not_hold_a_status_request, .timeout = 120)
 Test(replay, listed_cycles_are_bounded_and_the_rest_counted)
 {
     char dir[] = "/tmp/fonte-test-cycles-XXXXXX", err[256] = "";
-    cr_assert_not_null(mkdtemp(dir));
-    store_opts_t so;
-    store_opts_init(&so);
-    so.dir = dir;
-    store_t *s = NULL;
-    store_batch_t *b = NULL;
-    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
-    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
-    static const char *const spec[][2] = {
-        { "a:1", "b:1" }, { "b:1", "a:1" }, { "b:1", "c:1" },
-        { "c:1", "d:1" }, { "d:1", "c:1" }, { "d:1", "e:1" },
-        { "e:1", "f:1" }, { "f:1", "e:1" },
-    };
-    for (size_t i = 0; i < 8; i++)
-        put_event(b, spec[i][0], "cyc", i + 1, spec[i][1]);
-    cr_assert_eq(store_batch_commit(b), FONTE_OK);
-    store_batch_destroy(&b);
+    static const char *const objs[] = { "a:1", "b:1", "b:1", "c:1",
+                                        "d:1", "d:1", "e:1", "f:1" };
+    static const char *const deps[] = { "b:1", "a:1", "c:1", "d:1",
+                                        "c:1", "e:1", "f:1", "e:1" };
+    store_t *s = small_store(dir, objs, deps, 8);
 
     static const struct {
         size_t budget, listed;
@@ -1351,13 +1379,7 @@ Test(replay, listed_cycles_are_bounded_and_the_rest_counted)
         for (int all = 0; all < 2; all++) {
             Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
             r.object = all ? "*" : "a:1";
-            codec_buf_t out;
-            Fonte__Reply *rep = NULL;
-            cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-            cr_assert_eq(codec_reply_decode(out.data, out.len,
-                                            &codec_limits_default, &rep),
-                         FONTE_OK);
-            codec_buf_free(&out);
+            Fonte__Reply *rep = handled(rp, s, &r);
             cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s",
                          rep->error);
             cr_assert_eq(rep->replay->total, 8);
@@ -1536,12 +1558,7 @@ Test(replay, an_abandoned_cursor_expires_by_itself)
         Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
         r.object = (char *) objects[k];
         r.page_size = 2;
-        codec_buf_t out;
-        Fonte__Reply *rep = NULL;
-        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-        cr_assert_eq(codec_reply_decode(out.data, out.len,
-                                        &codec_limits_default, &rep),
-                     FONTE_OK);
+        Fonte__Reply *rep = handled(rp, s, &r);
         cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
         uint8_t cur[64];
         size_t cur_len = rep->replay->cursor.len;
@@ -1549,7 +1566,6 @@ Test(replay, an_abandoned_cursor_expires_by_itself)
                   objects[k]);
         memcpy(cur, rep->replay->cursor.data, cur_len);
         fonte__reply__free_unpacked(rep, NULL);
-        codec_buf_free(&out);
         replay_counters_t c;
         replay_counters(rp, &c);
         cr_assert_eq(c.cursors, 1);
@@ -1564,15 +1580,11 @@ Test(replay, an_abandoned_cursor_expires_by_itself)
                      objects[k]);
         r.cursor.data = cur;
         r.cursor.len = cur_len;
-        cr_assert_eq(replay_handle(rp, s, &r, 0, &out), FONTE_OK);
-        cr_assert_eq(codec_reply_decode(out.data, out.len,
-                                        &codec_limits_default, &rep),
-                     FONTE_OK);
+        rep = handled(rp, s, &r);
         cr_assert_eq(rep->status, FONTE__REPLY__STATUS__BAD_REQUEST);
         cr_assert_str_eq(rep->error,
                          "unknown or expired cursor: start the replay again");
         fonte__reply__free_unpacked(rep, NULL);
-        codec_buf_free(&out);
     }
     replay_off_store(dir, &s, &rp);
 }
@@ -2163,21 +2175,9 @@ Test(replay, a_stream_remembering_what_it_sees_keeps_the_planned_order)
 Test(replay, a_stream_remembers_an_objects_first_seq_not_its_last)
 {
     char dir[] = "/tmp/fonte-test-seenfirst-XXXXXX", err[256] = "";
-    cr_assert_not_null(mkdtemp(dir));
-    store_opts_t so;
-    store_opts_init(&so);
-    so.dir = dir;
-    so.sync = false;
-    store_t *s = NULL;
-    store_batch_t *b = NULL;
-    cr_assert_eq(store_open(&so, &s, err, sizeof err), FONTE_OK, "%s", err);
-    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     static const char *const objs[] = { "a", "a", "b", "c", "z" };
     static const char *const deps[] = { NULL, "z", "a", NULL, NULL };
-    for (size_t i = 0; i < 5; i++)
-        put_event(b, objs[i], "p", i + 1, deps[i]);
-    cr_assert_eq(store_batch_commit(b), FONTE_OK);
-    store_batch_destroy(&b);
+    store_t *s = small_store(dir, objs, deps, 5);
     replay_opts_t ro;
     replay_opts_init(&ro);
     ro.seen_after = 0;
