@@ -212,7 +212,8 @@ main(int argc, char **argv)
         { "queue-max", queue_max, 1, 100000000 },
         { "cache-mb", cache_mb, 0, 1048576 },
         { "queue-bytes", o.queue_bytes, 1, UINT64_MAX },
-        { "max-msg", o.limits.max_msg, 1, UINT64_MAX },
+        /* ZMQ_MAXMSGSIZE is an int64_t: more would be -1, no limit */
+        { "max-msg", o.limits.max_msg, 1, INT64_MAX },
         { "max-closure", max_closure, 1, UINT64_MAX },
         { "max-replay-events", max_replay_events, 1, UINT64_MAX },
         { "query-workers", workers, 1, 64 },

@@ -337,6 +337,30 @@ read_varint(reader_t *r, uint64_t *v)
     return false;
 }
 
+/* A tag or a length: a varint of at most 5 bytes, as protobuf-c reads
+ * them (it refuses a longer one, padded or not; a scan that took it
+ * would pass an event every protobuf-c reader then refuses). */
+static inline bool
+read_short_varint(reader_t *r, uint64_t *v)
+{
+    if (r->p < r->end && *r->p < 0x80) {
+        *v = *r->p++;
+        return true;
+    }
+    uint64_t x = 0;
+    for (unsigned i = 0; i < 5; i++) {
+        if (r->p >= r->end)
+            return false;
+        uint8_t b = *r->p++;
+        x |= (uint64_t) (b & 0x7f) << (7 * i);
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
 static inline bool
 read_fixed(reader_t *r, size_t n, uint64_t *v)
 {
@@ -360,7 +384,7 @@ read_field(reader_t *r, field_t *f)
 {
     uint64_t tag, len;
 
-    if (!read_varint(r, &tag) || tag > UINT32_MAX)
+    if (!read_short_varint(r, &tag) || tag > UINT32_MAX)
         return false;
     f->num = (uint32_t) (tag >> 3);
     f->wt = (int) (tag & 7);
@@ -374,7 +398,7 @@ read_field(reader_t *r, field_t *f)
     case WT_I32:
         return read_fixed(r, 4, &f->u);
     case WT_LEN:
-        if (!read_varint(r, &len) || len > (uint64_t) (r->end - r->p))
+        if (!read_short_varint(r, &len) || len > (uint64_t) (r->end - r->p))
             return false;
         f->s.ptr = (const char *) r->p;
         f->s.len = (size_t) len;
@@ -385,7 +409,54 @@ read_field(reader_t *r, field_t *f)
     }
 }
 
-/* A map<string,string> entry: key = 1, value = 2. */
+/* An earlier copy of a singular string field, about to give way to a
+ * later one (protobuf keeps the last): it must still be text, since the
+ * readers that unpack with protobuf-c check every copy (wire_check), and
+ * an event one reader takes and another refuses would be stored and then
+ * break every replay page it is on. */
+static inline bool
+copy_ok(const codec_slice_t *s)
+{
+    return s->len == 0 || text_ok(s->ptr, s->len, s->len);
+}
+
+/* What the structural walk of an event carries down into its
+ * submessages: every field counted (CODEC_FIELDS_MAX, nested ones too:
+ * protobuf-c spends ~90 bytes on each), and whether an earlier copy of a
+ * singular string field was not text (FONTE_EUTF8 once the structure
+ * has been walked). */
+typedef struct walk_ctx {
+    size_t fields;
+    bool bad_copy;
+} walk_ctx_t;
+
+/* The structure of a map<string,string> entry (key = 1, value = 2, both
+ * bytes on the wire). */
+static fonte_err
+walk_meta_entry(codec_slice_t entry, walk_ctx_t *ctx)
+{
+    reader_t r = { (const uint8_t *) entry.ptr,
+                   (const uint8_t *) entry.ptr + entry.len };
+    field_t f = { 0 };
+    codec_slice_t key = { "", 0 }, value = { "", 0 };
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f) || ++ctx->fields > CODEC_FIELDS_MAX)
+            return FONTE_EDECODE;
+        if (f.num == 1 || f.num == 2) {
+            codec_slice_t *dst = f.num == 1 ? &key : &value;
+            if (f.wt != WT_LEN)
+                return FONTE_EDECODE;
+            if (!copy_ok(dst))
+                ctx->bad_copy = true;
+            *dst = f.s;
+        }
+    }
+    return FONTE_OK;
+}
+
+/* A map<string,string> entry: key = 1, value = 2 (walk_meta_entry has
+ * checked its structure). */
 static fonte_err
 scan_meta_entry(codec_slice_t entry)
 {
@@ -406,15 +477,17 @@ scan_meta_entry(codec_slice_t entry)
     return check_meta(key, value);
 }
 
+/* The replay submessage's fields into ef (a later copy of the submessage
+ * merges into an earlier one, as protobuf does), counted into *fields. */
 static fonte_err
-scan_replay(codec_slice_t msg, event_fields_t *ef)
+scan_replay(codec_slice_t msg, event_fields_t *ef, walk_ctx_t *ctx)
 {
     reader_t r = { (const uint8_t *) msg.ptr,
                    (const uint8_t *) msg.ptr + msg.len };
     field_t f = { 0 };
 
     while (r.p < r.end) {
-        if (!read_field(&r, &f))
+        if (!read_field(&r, &f) || ++ctx->fields > CODEC_FIELDS_MAX)
             return FONTE_EDECODE;
         codec_slice_t *dst = NULL;
         switch (f.num) {
@@ -433,6 +506,8 @@ scan_replay(codec_slice_t msg, event_fields_t *ef)
         if (dst != NULL) {
             if (f.wt != WT_LEN)
                 return FONTE_EDECODE;
+            if (!copy_ok(dst))
+                ctx->bad_copy = true;
             *dst = f.s;
         }
     }
@@ -451,6 +526,7 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
     reader_t r = { body, (const uint8_t *) body + len };
     field_t f = { 0 };
     fonte_err rc;
+    walk_ctx_t ctx = { 0, false };
 
     /* view is a copy of zeroes and ef is set field by field: small
      * memsets (and copies of constants) compile to `rep stos`, whose
@@ -495,7 +571,8 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
                 if (!read_fixed(&r, 8, &f.u))
                     return FONTE_EDECODE;
             } else {
-                if (!read_varint(&r, &n) || n > (uint64_t) (r.end - r.p))
+                if (!read_short_varint(&r, &n) ||
+                    n > (uint64_t) (r.end - r.p))
                     return FONTE_EDECODE;
                 f.s.ptr = (const char *) r.p;
                 f.s.len = (size_t) n;
@@ -504,6 +581,8 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
         } else if (!read_field(&r, &f)) {
             return FONTE_EDECODE;
         }
+        if (++ctx.fields > CODEC_FIELDS_MAX)
+            return FONTE_EDECODE;
         codec_slice_t *dst = NULL;
         int want = WT_LEN;
         switch (f.num) {
@@ -520,10 +599,14 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
             break;
         case EV_META:
             ef->n_meta++;
+            if (f.wt == WT_LEN &&
+                (rc = walk_meta_entry(f.s, &ctx)) != FONTE_OK)
+                return rc;
             break;
         case EV_REPLAY:
             ef->has_replay = true;
-            if (f.wt == WT_LEN && (rc = scan_replay(f.s, ef)) != FONTE_OK)
+            if (f.wt == WT_LEN &&
+                (rc = scan_replay(f.s, ef, &ctx)) != FONTE_OK)
                 return rc;
             break;
         case EV_SESSION:
@@ -549,6 +632,8 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
         if (f.wt != want)
             return FONTE_EDECODE;
         if (dst != NULL) {
+            if (dst->len > 0 && dst != &view->payload && !copy_ok(dst))
+                ctx.bad_copy = true; /* an earlier copy, not text */
             /* Field by field: a 16-byte copy of f.s, just written as two
              * 8-byte halves, would stall on store forwarding. */
             dst->ptr = f.s.ptr;
@@ -568,7 +653,8 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
     view->has_replay = ef->has_replay;
     view->replay_target = ef->replay_target;
     view->replay_root = ef->replay_root;
-    return FONTE_OK;
+    /* after the whole structure: a structural error comes first */
+    return ctx.bad_copy ? FONTE_EUTF8 : FONTE_OK;
 }
 
 fonte_err
@@ -691,7 +777,8 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
             /* the same nested walk as codec_event_fields, results unused */
             event_fields_t ef;
             fonte_err rc;
-            if ((rc = scan_replay(s, &ef)) != FONTE_OK)
+            walk_ctx_t ctx = { 0, false };
+            if ((rc = scan_replay(s, &ef, &ctx)) != FONTE_OK)
                 return rc;
             break;
         }
@@ -967,9 +1054,15 @@ unpack_budgeted(const ProtobufCMessageDescriptor *desc, const void *data,
 {
     static const uint8_t nothing = 0;
 
-    /* Generous for real messages (a few times their size), tight enough
-     * that a message of empty repeated submessages cannot blow up. */
-    budget_t b = { 16 * len + 65536 };
+    /* Bounds what a hostile message can make protobuf-c allocate: about
+     * 90 bytes for each field (a scanned-member slot, an unknown field's
+     * record) and a struct for each submessage, so some 50 times the
+     * bytes of a message made of the smallest fields, and a few times
+     * the bytes of a real one. Every event the scan passes decodes within
+     * it, alone (at most CODEC_FIELDS_MAX fields) or in a Reply's page:
+     * an event one reader stores and another cannot decode would break
+     * every replay page it is on. */
+    budget_t b = { 64 * len + 65536 };
     ProtobufCAllocator alloc = { budget_alloc, budget_free, &b };
     ProtobufCMessage *m = protobuf_c_message_unpack(
         desc, &alloc, len, len > 0 ? data : &nothing);
@@ -1098,6 +1191,31 @@ codec_event_encode(const Fonte__Event *ev, const codec_limits_t *lim,
 /* ------------------------------------------------------------------ */
 /* replies, zero-copy                                                  */
 
+/* A Reply's body is one of replay (3), status_reply (4) and backup_reply
+ * (5), bytes on the wire, and at most one of them: protobuf would merge
+ * two copies of one and keep the last of two different ones, which a
+ * zero-copy walk does not do; refusing both keeps codec_reply_scan and
+ * codec_reply_decode in agreement (a listener never sends either). The
+ * body's field number, 0 for none, -1 if malformed. */
+static int
+reply_body(const void *data, size_t len)
+{
+    reader_t r = { data, (const uint8_t *) data + len };
+    field_t f = { 0 };
+    int body = 0;
+
+    while (r.p < r.end) {
+        if (!read_field(&r, &f))
+            return -1;
+        if (f.num >= 3 && f.num <= 5) {
+            if (f.wt != WT_LEN || body != 0)
+                return -1;
+            body = (int) f.num;
+        }
+    }
+    return body;
+}
+
 fonte_err
 codec_reply_scan(const void *data, size_t len, const codec_limits_t *lim,
                  codec_reply_view_t *v)
@@ -1109,36 +1227,52 @@ codec_reply_scan(const void *data, size_t len, const codec_limits_t *lim,
     v->error.ptr = v->cursor.ptr = "";
     if (len > lim->max_reply)
         return FONTE_ETOOBIG;
+    int body = reply_body(data, len);
+    if (body < 0)
+        return FONTE_EDECODE;
+    if (body == 4 || body == 5) {
+        /* a status or backup answer, small and rare: not walked here,
+         * so protobuf-c's word on it is taken, as codec_reply_decode's */
+        ProtobufCMessage *m = NULL;
+        fonte_err rc = codec_unpack(&fonte__reply__descriptor, data, len,
+                                    lim->max_reply, &m);
+        if (m != NULL)
+            protobuf_c_message_free_unpacked(m, NULL);
+        if (rc != FONTE_OK)
+            return rc;
+    }
     while (r.p < r.end) {
-        if (!read_field(&r, &f))
-            return FONTE_EDECODE;
+        (void) read_field(&r, &f); /* cannot fail: reply_body read it */
         if (f.num == 1 && f.wt == WT_VARINT) {
             v->status = (int) f.u;
         } else if (f.num == 2 && f.wt == WT_LEN) {
             v->error = f.s;
-        } else if (f.num == 3 && f.wt == WT_LEN) {
+        } else if (f.num == 3) {
             v->has_replay = true;
             v->replay = (const uint8_t *) f.s.ptr;
             v->replay_len = f.s.len;
-        } else if (f.num <= 3 || (f.num == 4 && f.wt != WT_LEN)) {
+        } else if (f.num <= 2) {
             return FONTE_EDECODE; /* a known field with a wrong wire type */
         }
     }
     if (v->status < 0 || v->status > FONTE__REPLY__STATUS__INTERNAL)
         return FONTE_EDECODE;
+    /* ReplayReply: the wire type of each field it knows */
+    static const int8_t want[7] = { -1,     WT_LEN, WT_LEN,   WT_VARINT,
+                                    WT_LEN, WT_LEN, WT_VARINT };
     r.p = v->replay;
     r.end = v->replay + v->replay_len;
     while (v->has_replay && r.p < r.end) {
         if (!read_field(&r, &f))
             return FONTE_EDECODE;
-        if (f.num == 1 && f.wt == WT_LEN)
-            v->n_events++;
-        else if (f.num == 2 && f.wt == WT_LEN)
-            v->cursor = f.s;
-        else if (f.num == 3 && f.wt == WT_VARINT)
-            v->total = f.u;
-        else if (f.num <= 3)
+        if (f.num < 7 && f.wt != want[f.num])
             return FONTE_EDECODE;
+        if (f.num == 1)
+            v->n_events++;
+        else if (f.num == 2)
+            v->cursor = f.s;
+        else if (f.num == 3)
+            v->total = f.u;
     }
     return FONTE_OK;
 }
@@ -1449,6 +1583,9 @@ fonte_err
 codec_reply_decode(const void *data, size_t len, const codec_limits_t *lim,
                    Fonte__Reply **rep_p)
 {
+    *rep_p = NULL;
+    if (len <= lim->max_reply && reply_body(data, len) < 0)
+        return FONTE_EDECODE; /* two bodies: as codec_reply_scan says */
     fonte_err rc = codec_unpack(&fonte__reply__descriptor, data, len,
                                 lim->max_reply, (ProtobufCMessage **) rep_p);
     if (rc != FONTE_OK)

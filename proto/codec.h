@@ -39,6 +39,9 @@
 #define CODEC_ID_MAX 103              /* 64 + '/' + 16 hex + '/' + 20 digits + NUL */
 #define CODEC_NAME_MAX 256            /* payload_type, replay_id */
 #define CODEC_META_MAX 64             /* meta entries */
+#define CODEC_FIELDS_MAX 512          /* fields of an event on the wire,
+                                         nested, repeated and unknown
+                                         ones too (a real one has < 150) */
 #define CODEC_META_KEY_MAX 128
 #define CODEC_META_VALUE_MAX 4096
 #define CODEC_TEXT_MAX 1024           /* reason, error text */

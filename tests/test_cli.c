@@ -560,6 +560,12 @@ Test(usage, listener_endpoints_data_and_modes_are_checked_first)
           "fonte-listener: --max-closure must be at least 1, not 0\n" },
         { "--query-spin", "200ms",
           "fonte-listener: --query-spin must be 0..100ms\n" },
+        /* ZMQ_MAXMSGSIZE is an int64_t: 2^64 - 1 would be no limit */
+        { "--max-msg", "18446744073709551615",
+          "fonte-listener: --max-msg must be 1..9223372036854775807, not "
+          "18446744073709551615\n" },
+        { "--batch-bytes", "0",
+          "fonte-listener: --batch-bytes must be at least 1, not 0\n" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *argv[] = { "fonte-listener", (char *) cases[i].a,

@@ -235,6 +235,14 @@ Test(client, new_rejects_an_endpoint_zeromq_cannot_parse)
     o.query_spin_us = -1;
     cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
     cr_assert_null(c);
+    /* ZMQ_MAXMSGSIZE is an int64_t: SIZE_MAX would be -1, no limit */
+    client_opts(&o, "shop");
+    o.max_msg = SIZE_MAX;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+    client_opts(&o, "shop");
+    o.max_reply = (size_t) INT64_MAX + 1;
+    cr_assert_eq(fonte_client_new(&o, &c), FONTE_EINVAL);
+    cr_assert_null(c);
 }
 
 /* The process's threads now (/proc/self/task), -1 if unreadable. */

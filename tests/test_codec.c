@@ -1157,6 +1157,189 @@ Test(codec, writer_splices_seq_and_replay_onto_stored_bytes)
     codec_event_free(&ev);
 }
 
+/* The scan (broker, listener) and protobuf-c (libfonte, the CLI) must
+ * agree on every event: one the scan passes is stored, and if protobuf-c
+ * then refused it, live subscribers would drop it and every replay page
+ * holding it would fail, for good. The bytes of a valid event with `more`
+ * appended are checked by the scan (want), by codec_event_decode, and
+ * inside a Reply's page by codec_reply_decode. */
+static void
+agree(const uint8_t *more, size_t more_len, fonte_err want)
+{
+    Fonte__Event *ev = valid_event();
+    codec_buf_t base = tu_pack(&ev->base);
+    codec_event_free(&ev);
+    size_t len = base.len + more_len;
+    uint8_t *body = malloc(len);
+    cr_assert_not_null(body);
+    memcpy(body, base.data, base.len);
+    memcpy(body + base.len, more, more_len);
+    codec_buf_free(&base);
+
+    codec_view_t v;
+    fonte_err got = codec_event_scan(body, len, lim, &v);
+    cr_assert_eq(got, want, "scan: %s, not %s", fonte_errname(got),
+                 fonte_errname(want));
+    codec_frame_t f[2] = { { "order.placed", 12 }, { body, len } };
+    Fonte__Event *back = NULL;
+    got = codec_event_decode(f, 2, lim, &back);
+    cr_assert_eq(got, want, "decode: %s", fonte_errname(got));
+    codec_event_free(&back);
+    if (want == FONTE_OK) { /* in a page, as a replay sends it */
+        codec_writer_t page = { 0 }, reply = { 0 };
+        codec_writer_event(&page, 1, body, len, 9, NULL);
+        codec_writer_uint(&page, 3, 1);
+        codec_writer_bytes(&reply, 3, page.data, page.len);
+        Fonte__Reply *rep = NULL;
+        got = codec_reply_decode(reply.data, reply.len, lim, &rep);
+        cr_assert_eq(got, FONTE_OK, "in a reply: %s", fonte_errname(got));
+        cr_assert_eq(rep->replay->n_events, 1);
+        cr_assert_eq(rep->replay->events[0]->seq, 9);
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_writer_fini(&page);
+        codec_writer_fini(&reply);
+    }
+    free(body);
+}
+
+/* Tags and lengths are at most 5 bytes, as protobuf-c reads them: padded
+ * to 6 (still a valid varint) the scan took them and protobuf-c did not.
+ * A value (time_us) may take 10. */
+Test(codec, tags_and_lengths_of_more_than_5_bytes_are_edecode)
+{
+    /* unknown field 100, varint 5, its tag padded to 6 bytes, then 5 */
+    static const uint8_t tag6[] = { 0xa0, 0x86, 0x80, 0x80, 0x80, 0x00, 5 };
+    static const uint8_t tag5[] = { 0xa0, 0x86, 0x80, 0x80, 0x00, 5 };
+    static const uint8_t tag2[] = { 0xa0, 0x06, 5 };
+    /* time_us (8): tag padded to 6 bytes */
+    static const uint8_t known6[] = { 0xc0, 0x80, 0x80, 0x80, 0x80, 0x00, 5 };
+    /* payload (10) "abc", its length padded to 6 bytes, then to 5 */
+    static const uint8_t len6[] = { 0x52, 0x83, 0x80, 0x80, 0x80, 0x80, 0x00,
+                                    'a', 'b', 'c' };
+    static const uint8_t len5[] = { 0x52, 0x83, 0x80, 0x80, 0x80, 0x00, 'a',
+                                    'b', 'c' };
+    /* time_us = 1 as a 10-byte varint: a value, not a tag or a length */
+    static const uint8_t value10[] = { 0x40, 0x81, 0x80, 0x80, 0x80, 0x80,
+                                       0x80, 0x80, 0x80, 0x80, 0x00 };
+    agree(tag6, sizeof tag6, FONTE_EDECODE);
+    agree(tag5, sizeof tag5, FONTE_OK);
+    agree(tag2, sizeof tag2, FONTE_OK);
+    agree(known6, sizeof known6, FONTE_EDECODE);
+    agree(len6, sizeof len6, FONTE_EDECODE);
+    agree(len5, sizeof len5, FONTE_OK);
+    agree(value10, sizeof value10, FONTE_OK);
+}
+
+/* An event has at most CODEC_FIELDS_MAX (512) fields, unknown and repeated
+ * ones too: protobuf-c spends ~90 bytes on each, and 2 027 unknown fields
+ * of 2 bytes made it refuse an event the scan had passed. Under the
+ * bound, the two agree, alone and in a page. */
+Test(codec, an_event_of_more_than_512_fields_is_edecode)
+{
+    static uint8_t more[2 * 2100];
+    Fonte__Event *ev = valid_event();
+    codec_buf_t base = tu_pack(&ev->base);
+    codec_event_free(&ev);
+    codec_view_t v;
+    cr_assert_eq(codec_event_fields(base.data, base.len, &v), FONTE_OK);
+    size_t have = 7; /* valid_event's fields: id, type, object, producer,
+                        session, producer_seq, time_us */
+    codec_buf_free(&base);
+    for (size_t i = 0; i < sizeof more; i += 2) {
+        more[i] = 15 << 3; /* unknown field 15, varint 0 */
+        more[i + 1] = 0;
+    }
+    agree(more, 2 * (CODEC_FIELDS_MAX - have), FONTE_OK);
+    agree(more, 2 * (CODEC_FIELDS_MAX - have + 1), FONTE_EDECODE);
+    agree(more, sizeof more, FONTE_EDECODE);
+    /* the same with time_us over and over (the last one wins) */
+    for (size_t i = 0; i < sizeof more; i += 2)
+        more[i] = 8 << 3;
+    agree(more, 2 * (CODEC_FIELDS_MAX - have), FONTE_OK);
+    agree(more, 2 * (CODEC_FIELDS_MAX - have + 1), FONTE_EDECODE);
+}
+
+/* Every copy of a string field must be text, not only the last one
+ * (protobuf keeps the last; protobuf-c's readers check them all): an
+ * earlier `object` of invalid UTF-8 with a NUL is EUTF8, as is an earlier
+ * meta key or replay id. */
+Test(codec, an_earlier_copy_of_a_string_field_must_be_text_too)
+{
+    static const uint8_t object[] = { 0x1a, 2, 0xff, 0x00, 0x1a, 3, 'a', ':',
+                                      '1' };
+    static const uint8_t text[] = { 0x1a, 3, 'b', ':', '2', 0x1a, 3, 'a', ':',
+                                    '1' };
+    /* meta entry { key "\xff", key "k", value "v" } */
+    static const uint8_t meta[] = { 0x5a, 9, 0x0a, 1, 0xff, 0x0a, 1, 'k',
+                                    0x12, 1, 'v' };
+    agree(object, sizeof object, FONTE_EUTF8);
+    agree(text, sizeof text, FONTE_OK);
+    agree(meta, sizeof meta, FONTE_EUTF8);
+}
+
+/* The structure of a meta entry is checked with the event's structure:
+ * an entry whose key is a varint is EDECODE, even with a bad type later
+ * (the order of docs/protocol.md §3: structure before type). */
+Test(codec, a_malformed_meta_entry_is_edecode_before_the_type_rule)
+{
+    Fonte__Event *ev = valid_event();
+    tu_set(&ev->type, "BAD");
+    codec_buf_t base = tu_pack(&ev->base);
+    codec_event_free(&ev);
+    uint8_t body[512];
+    static const uint8_t meta[] = { 0x5a, 2, 0x08, 1 };
+    cr_assert_lt(base.len + sizeof meta, sizeof body);
+    memcpy(body, base.data, base.len);
+    memcpy(body + base.len, meta, sizeof meta);
+    codec_view_t v;
+    cr_assert_eq(codec_event_scan(body, base.len + sizeof meta, lim, &v),
+                 FONTE_EDECODE);
+    cr_assert_eq(codec_event_scan(base.data, base.len, lim, &v),
+                 FONTE_ETYPE);
+    codec_buf_free(&base);
+}
+
+/* codec_reply_scan and codec_reply_decode agree on every Reply: two
+ * bodies (protobuf keeps the last, merges two copies of one), a field of
+ * the ReplayReply with a wrong wire type, a body with a wrong wire type
+ * are EDECODE for both; an empty ReplayReply is OK for both. */
+Test(codec, reply_scan_and_decode_agree)
+{
+    static const struct {
+        uint8_t bytes[8];
+        size_t len;
+        fonte_err want;
+    } cases[] = {
+        { { 0x1a, 0x00 }, 2, FONTE_OK },
+        { { 0x1a, 0x00, 0x2a, 0x00 }, 4, FONTE_EDECODE },
+        { { 0x1a, 0x00, 0x1a, 0x00 }, 4, FONTE_EDECODE },
+        { { 0x1a, 0x02, 0x20, 0x01 }, 4, FONTE_EDECODE }, /* cycles varint */
+        { { 0x1a, 0x02, 0x18, 0x05 }, 4, FONTE_OK },      /* total 5 */
+        { { 0x1a, 0x02, 0x1a, 0x00 }, 4, FONTE_EDECODE }, /* total bytes */
+        { { 0x2a, 0x01, 0x00 }, 3, FONTE_EDECODE }, /* body, wrong type */
+        { { 0x18, 0x01 }, 2, FONTE_EDECODE },       /* replay, a varint */
+        { { 0x1a, 0x02, 0x30, 0x07 }, 4, FONTE_OK }, /* cycles_omitted 7 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        codec_reply_view_t v;
+        Fonte__Reply *rep = NULL;
+        fonte_err scan = codec_reply_scan(cases[i].bytes, cases[i].len, lim,
+                                          &v);
+        fonte_err dec = codec_reply_decode(cases[i].bytes, cases[i].len, lim,
+                                           &rep);
+        cr_assert_eq(scan, cases[i].want, "case %zu: scan %s", i,
+                     fonte_errname(scan));
+        cr_assert_eq(dec, cases[i].want, "case %zu: decode %s", i,
+                     fonte_errname(dec));
+        if (dec == FONTE_OK) {
+            cr_assert(v.has_replay);
+            cr_assert_eq(rep->body_case, FONTE__REPLY__BODY_REPLAY);
+            cr_assert_eq(v.total, rep->replay->total);
+        }
+        fonte__reply__free_unpacked(rep, NULL);
+    }
+}
+
 Test(codec, fields_walk_checks_structure_only)
 {
     Fonte__Event *ev = valid_event();

@@ -62,7 +62,7 @@ fonte_client_opts_init(fonte_client_opts_t *o)
     const char *mm = env_or("FONTE_MAX_MSG", NULL);
     uint64_t max_msg = 0;
     o->max_msg = mm != NULL && flags_parse_size(mm, &max_msg) &&
-                         max_msg > 0 && max_msg <= SIZE_MAX
+                         max_msg > 0 && max_msg <= INT64_MAX
                      ? (size_t) max_msg
                      : codec_limits_default.max_msg;
     o->max_reply = codec_limits_default.max_reply;
@@ -165,6 +165,9 @@ check_opts(const fonte_client_opts_t *o)
         o->query_spin_us < 0 ||
         o->inbox_max == 0 || o->inbox_max_bytes == 0 || o->max_msg == 0 ||
         o->max_reply == 0 ||
+        /* ZMQ_MAXMSGSIZE is an int64_t: more would be -1, no limit */
+        (uint64_t) o->max_msg > INT64_MAX ||
+        (uint64_t) o->max_reply > INT64_MAX ||
         o->sndhwm < 0)
         return FONTE_EINVAL;
     if (o->curve_cert == NULL
