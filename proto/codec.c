@@ -441,8 +441,9 @@ walk_meta_entry(codec_slice_t entry, walk_ctx_t *ctx)
     codec_slice_t key = { "", 0 }, value = { "", 0 };
 
     while (r.p < r.end) {
-        if (!read_field(&r, &f) || ++ctx->fields > CODEC_FIELDS_MAX)
+        if (!read_field(&r, &f))
             return FONTE_EDECODE;
+        ctx->fields++;
         if (f.num == 1 || f.num == 2) {
             codec_slice_t *dst = f.num == 1 ? &key : &value;
             if (f.wt != WT_LEN)
@@ -487,8 +488,9 @@ scan_replay(codec_slice_t msg, event_fields_t *ef, walk_ctx_t *ctx)
     field_t f = { 0 };
 
     while (r.p < r.end) {
-        if (!read_field(&r, &f) || ++ctx->fields > CODEC_FIELDS_MAX)
+        if (!read_field(&r, &f))
             return FONTE_EDECODE;
+        ctx->fields++;
         codec_slice_t *dst = NULL;
         switch (f.num) {
         case RP_ID: dst = &ef->replay_id; break;
@@ -520,7 +522,7 @@ scan_replay(codec_slice_t msg, event_fields_t *ef, walk_ctx_t *ctx)
 
 static fonte_err
 walk_event(const void *body, size_t len, event_fields_t *ef,
-           codec_view_t *view)
+           codec_view_t *view, walk_ctx_t *out)
 {
     static const codec_view_t zero_view;
     reader_t r = { body, (const uint8_t *) body + len };
@@ -581,8 +583,7 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
         } else if (!read_field(&r, &f)) {
             return FONTE_EDECODE;
         }
-        if (++ctx.fields > CODEC_FIELDS_MAX)
-            return FONTE_EDECODE;
+        ctx.fields++;
         codec_slice_t *dst = NULL;
         int want = WT_LEN;
         switch (f.num) {
@@ -653,15 +654,16 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
     view->has_replay = ef->has_replay;
     view->replay_target = ef->replay_target;
     view->replay_root = ef->replay_root;
-    /* after the whole structure: a structural error comes first */
-    return ctx.bad_copy ? FONTE_EUTF8 : FONTE_OK;
+    if (out != NULL)
+        *out = ctx;
+    return FONTE_OK;
 }
 
 fonte_err
 codec_event_fields(const void *body, size_t len, codec_view_t *view)
 {
     event_fields_t ef;
-    return walk_event(body, len, &ef, view);
+    return walk_event(body, len, &ef, view, NULL);
 }
 
 fonte_err
@@ -675,8 +677,16 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
 
     if (len > lim->max_msg)
         return FONTE_ETOOBIG;
-    if ((rc = walk_event(body, len, &ef, view)) != FONTE_OK)
+    walk_ctx_t ctx;
+    if ((rc = walk_event(body, len, &ef, view, &ctx)) != FONTE_OK)
         return rc;
+    /* after the whole structure, before the rules: too many fields for a
+     * protobuf-c reader's budget, or an earlier copy of a string field
+     * (protobuf keeps the last) that is not text */
+    if (ctx.fields > CODEC_FIELDS_MAX)
+        return FONTE_EDECODE;
+    if (ctx.bad_copy)
+        return FONTE_EUTF8;
 
     /* Same order as codec_event_validate: head, deps, tail, meta, replay. */
     if ((rc = check_head(&ef, lim)) != FONTE_OK)
@@ -773,11 +783,22 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
                 deps[*n_deps] = s;
             (*n_deps)++;
             break;
+        case EV_META: { /* its structure, as codec_event_fields walks it */
+            walk_ctx_t ctx = { 0, false };
+            fonte_err rc;
+            if ((rc = walk_meta_entry(s, &ctx)) != FONTE_OK)
+                return rc;
+            break;
+        }
         case EV_REPLAY: {
             /* the same nested walk as codec_event_fields, results unused */
             event_fields_t ef;
             fonte_err rc;
             walk_ctx_t ctx = { 0, false };
+            SET_EMPTY_(ef.replay_id); /* scan_replay looks at earlier ones */
+            SET_EMPTY_(ef.replay_root);
+            SET_EMPTY_(ef.replay_target);
+            SET_EMPTY_(ef.replay_reason);
             if ((rc = scan_replay(s, &ef, &ctx)) != FONTE_OK)
                 return rc;
             break;
@@ -1246,6 +1267,8 @@ codec_reply_scan(const void *data, size_t len, const codec_limits_t *lim,
         if (f.num == 1 && f.wt == WT_VARINT) {
             v->status = (int) f.u;
         } else if (f.num == 2 && f.wt == WT_LEN) {
+            if (!text_ok(f.s.ptr, f.s.len, f.s.len))
+                return FONTE_EUTF8; /* every string, as wire_check */
             v->error = f.s;
         } else if (f.num == 3) {
             v->has_replay = true;
@@ -1273,6 +1296,9 @@ codec_reply_scan(const void *data, size_t len, const codec_limits_t *lim,
             v->cursor = f.s;
         else if (f.num == 3)
             v->total = f.u;
+        else if ((f.num == 4 || f.num == 5) &&
+                 !text_ok(f.s.ptr, f.s.len, f.s.len))
+            return FONTE_EUTF8; /* cycles, replay_id: strings */
     }
     return FONTE_OK;
 }

@@ -4,8 +4,10 @@
  * Input: first byte picks the topic class, the rest is the body. Asserts
  * that the zero-copy scanner and protobuf-c agree: whatever codec_check
  * accepts, codec_event_decode unpacks and codec_event_validate accepts,
- * with every field the view reads equal to protobuf-c's; and that the two
- * structure-only walks (fields, graph) agree.
+ * with every field the view reads equal to protobuf-c's, and that the
+ * same bytes decode by the descriptor walk (codec_unpack) and inside a
+ * Reply's page (codec_reply_decode, what clients of a replay use); and
+ * that the two structure-only walks (fields, graph) agree.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +34,8 @@ same_event(const codec_view_t *v, const Fonte__Event *ev)
     same(v->payload_type, ev->payload_type);
     if (v->session != ev->session || v->producer_seq != ev->producer_seq ||
         v->seq != ev->seq || v->time_us != ev->time_us ||
-        v->n_deps != ev->n_depends_on || v->has_replay != (ev->replay != NULL))
+        v->n_deps != ev->n_depends_on || v->n_meta != ev->n_meta ||
+        v->has_replay != (ev->replay != NULL))
         abort();
     if (v->payload.len != ev->payload.len ||
         (v->payload.len &&
@@ -91,6 +94,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (codec_event_validate(ev, lim) != FONTE_OK)
             abort();
         same_event(&view, ev);
+        /* the descriptor walk and a page of a replay take it too */
+        ProtobufCMessage *m = NULL;
+        if (codec_unpack(&fonte__event__descriptor, data + 1, size - 1,
+                         lim->max_msg, &m) != FONTE_OK)
+            abort();
+        protobuf_c_message_free_unpacked(m, NULL);
+        codec_writer_t page = { 0 }, reply = { 0 };
+        codec_writer_event(&page, 1, data + 1, size - 1, 1, NULL);
+        codec_writer_bytes(&reply, 3, page.data, page.len);
+        Fonte__Reply *rep = NULL;
+        if (page.failed || reply.failed ||
+            codec_reply_decode(reply.data, reply.len, lim, &rep) != FONTE_OK ||
+            rep->replay == NULL || rep->replay->n_events != 1)
+            abort();
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_writer_fini(&page);
+        codec_writer_fini(&reply);
         /* and what we accept survives our own encoder */
         codec_buf_t t, b;
         if (codec_event_encode(ev, lim, &t, &b) != FONTE_OK)

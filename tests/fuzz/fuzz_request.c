@@ -5,6 +5,7 @@
  * A decoded message must re-encode, and the re-encoded bytes must decode
  * again with the same verdict.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "codec.h"
@@ -29,17 +30,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         codec_buf_free(&b);
         fonte__request__free_unpacked(q, NULL);
     }
-    if (codec_reply_decode(data, size, lim, &p) == FONTE_OK)
-        fonte__reply__free_unpacked(p, NULL);
-    /* the zero-copy walk: safe on anything, and every event it yields is
-     * either refused by the scanner or a valid event */
+    fonte_err dec = codec_reply_decode(data, size, lim, &p);
+    fonte__reply__free_unpacked(p, NULL);
+    /* the zero-copy walk: safe on anything, and agreeing with protobuf-c:
+     * what decodes, it takes; what it takes with every event scanned
+     * valid, decodes, with as many events */
     codec_reply_view_t v;
-    if (codec_reply_scan(data, size, lim, &v) == FONTE_OK) {
-        size_t pos = 0;
+    fonte_err scan = codec_reply_scan(data, size, lim, &v);
+    if (dec == FONTE_OK && scan != FONTE_OK)
+        abort();
+    if (scan == FONTE_OK) {
+        size_t pos = 0, n = 0;
         codec_slice_t e;
         codec_view_t ev;
-        while (codec_reply_next_event(&v, &pos, &e))
-            (void) codec_event_scan(e.ptr, e.len, lim, &ev);
+        bool all_valid = true;
+        while (codec_reply_next_event(&v, &pos, &e)) {
+            n++;
+            if (codec_event_scan(e.ptr, e.len, lim, &ev) != FONTE_OK)
+                all_valid = false;
+        }
+        if (n != v.n_events || (all_valid && dec != FONTE_OK))
+            abort();
     }
     return 0;
 }
