@@ -151,6 +151,9 @@ struct replay {
     atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
     atomic_int scan_slots;     /* log scanner threads that may start */
     atomic_size_t seen_names;  /* objects the streams remember, together */
+    atomic_bool seen_wanted;   /* a stream needed seen_after first seqs:
+                                  later causal streams remember from
+                                  their start (seen_note) */
 
     _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
         republished, running, scans_parked;
@@ -1198,13 +1201,20 @@ first_put(first_cache_t *c, const char *name, size_t len, uint64_t first)
 #define AHEAD_BUDGET ((size_t) 32 << 20)
 /* Objects whose first seq in the window a causal stream remembers as
  * their first events go by (about 50 bytes each: up to 13 MiB a stream,
- * 52 MiB for all), once it has needed seen_after first seqs from the
- * first-seq cache or the store (replay_opts: a store with more objects
- * named as dependencies than that cache holds would seek for most of
- * them on every replay, 10-30 us each). A dependency on one of them
- * needs no seek; others are sought as before. Remembering costs a
- * lookup per event (10-15% of a replay of the bench's store, which needs
- * it not), hence not from the start. */
+ * 52 MiB for all), so that a dependency on one of them needs no seek;
+ * others are sought as before (10-30 us each). A store with more objects
+ * named as dependencies than the first-seq cache holds would otherwise
+ * seek for most of them on every replay. Remembering costs a lookup per
+ * event (10-15% of a replay of the bench's store, which needs it not),
+ * so a stream remembers only once some stream of this listener has
+ * needed seen_after first seqs (replay_opts), and then from its start:
+ * what a stream remembers is an object's first seq only if it saw every
+ * event of the window before it. For the same reason a stream that
+ * skips one object (no room, no memory) remembers nothing more. (Until
+ * 2026-11-29 a stream began to remember in mid-window, once it had
+ * itself needed seen_after: an object with events before that point was
+ * then remembered at a later one, and a dependency on it waited for that
+ * later event - a cycle that was not there, and the wrong order.) */
 #define SEEN_MAX ((size_t) 1 << 18)
 #define SEEN_ALL_MAX ((size_t) 1 << 20) /* all streams together: 52 MiB */
 
@@ -1262,7 +1272,8 @@ struct logstream {
     order_names_t *seen;
     uint64_t *seen_first;
     size_t cap_seen;
-    bool seen_off;
+    bool remember; /* from the start (seen_note) */
+    bool seen_off; /* no more: something was not remembered */
     size_t asked; /* first seqs this stream needed beyond what it saw */
 };
 
@@ -1326,7 +1337,8 @@ stream_first(void *arg, const char *object, size_t len, uint64_t *first)
         *first = ls->seen_first[id];
         return FONTE_OK;
     }
-    ls->asked++;
+    if (++ls->asked >= ls->o->seen_after && !ls->remember)
+        atomic_store(&ls->rp->seen_wanted, true); /* for the next ones */
     /* a cached first seq after the window's start is its first in it */
     *first = first_get(ls->firsts, object, len);
     if (*first <= ls->after) {
@@ -1367,6 +1379,8 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     ls->seen_names = &rp->seen_names;
     ls->firsts = &rp->firsts;
     ls->causal = req->order != FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
+    ls->remember = ls->causal && (rp->o.seen_after == 0 ||
+                                  atomic_load(&rp->seen_wanted));
     ls->after = req->after_seq;
     ls->hi = hi;
     ls->next = req->after_seq + 1;
@@ -1380,26 +1394,30 @@ logstream_new(replay_t *rp, const Fonte__ReplayRequest *req, uint64_t hi)
     return ls;
 }
 
-/* Remembers that object was first seen at seq, if it is new and there
- * is room (a name not remembered is only sought later). */
+/* Remembers that object was first seen at seq, if it is new. A stream
+ * remembers from its window's first event on, every object, or stops
+ * for good at the first it cannot (no room, no memory): what it has
+ * remembered stays true, and what it has not is sought. */
 static void
 seen_note(logstream_t *ls, codec_slice_t object, uint64_t seq)
 {
     uint32_t id;
     int added = 0;
 
-    if (ls->seen == NULL && (ls->seen_off ||
-                             (ls->seen = order_names_new()) == NULL)) {
+    if (ls->seen == NULL && (ls->seen = order_names_new()) == NULL) {
         ls->seen_off = true; /* no memory for it: do without */
         return;
     }
     size_t n = order_names_count(ls->seen);
     if (n >= SEEN_MAX || atomic_load(ls->seen_names) >= SEEN_ALL_MAX ||
         !grow((void **) &ls->seen_first, &ls->cap_seen, n + 1,
-              sizeof *ls->seen_first))
+              sizeof *ls->seen_first) ||
+        order_names_intern(ls->seen, object.ptr, object.len, &id, &added) !=
+            FONTE_OK) {
+        ls->seen_off = true; /* from here on it would not be the first */
         return;
-    if (order_names_intern(ls->seen, object.ptr, object.len, &id, &added) ==
-            FONTE_OK && added) {
+    }
+    if (added) { /* else seen before: its first seq is kept */
         ls->seen_first[id] = seq;
         atomic_fetch_add(ls->seen_names, 1);
     }
@@ -1427,7 +1445,7 @@ stream_push(logstream_t *ls, const store_item_t *item)
                            (unsigned long long) item->seq);
     if (!ls->causal)
         nd = 0; /* sequence order: dependencies impose nothing */
-    else if (ls->asked >= ls->o->seen_after)
+    else if (ls->remember && !ls->seen_off)
         seen_note(ls, object, item->seq);
     rc = order_stream_push(ls->os, item->seq, object, ls->deps, nd);
     if (rc == FONTE_ELIMIT)

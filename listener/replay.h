@@ -59,12 +59,13 @@ typedef struct replay_opts {
     size_t max_jobs;        /* queued republishes, default 16 */
     size_t load_batch;      /* events whose gets are put in seq order at
                                once; 0 = 65536 (tests make it small) */
-    size_t seen_after;      /* a causal whole-store stream remembers the
-                               objects it sees (their first seqs, up to
-                               262 144) once it has needed this many
-                               first seqs of objects it had not seen,
-                               default 4096 (a store that big may not fit
-                               the first-seq cache); 0: from its start */
+    size_t seen_after;      /* causal whole-store streams remember the
+                               objects they see (their first seqs, up to
+                               262 144), from their start, once a stream
+                               of this replay service has needed this
+                               many first seqs of objects it had not
+                               seen, default 4096 (a store that big may
+                               not fit the first-seq cache); 0: always */
     int scan_threads;       /* whole-store replays that may read the log
                                ahead on a thread of their own at once,
                                default 2; 0 = none (logscan.h) */

@@ -1778,20 +1778,17 @@ Test(replay, a_stopping_listener_gives_up_planning)
 
 /* What a_second_whole_store_replay_asks_the_store_no_first_seq's store
  * (build_store, 3 000 events) costs in first-seq lookups to a fresh
- * replay service with seen_after: event i is of obj:(i % 1000), so
- * obj:d is first seen at i = d; every third event names obj:(7i % 1000).
- * A name is asked of the store when first named (not by its own event:
- * no edge) if the stream has not remembered seeing it - it remembers
- * what it sees once it has needed seen_after first seqs (of objects it
- * had not seen: asked of the cache or the store). */
+ * replay service: event i is of obj:(i % 1000), so obj:d is first seen
+ * at i = d; every third event names obj:(7i % 1000). A name is asked of
+ * the store when first named (not by its own event: no edge), unless the
+ * stream remembers the objects it sees (from its start) and has seen it. */
 static uint64_t
-expected_lookups(size_t seen_after)
+expected_lookups(bool remembers)
 {
     bool named[1000] = { false }, seen[1000] = { false };
     uint64_t asked = 0;
     for (size_t i = 0; i < 3000; i++) {
-        if (asked >= seen_after)
-            seen[i % 1000] = true;
+        seen[i % 1000] = remembers;
         if (i % 3 != 0)
             continue;
         size_t d = (i * 7) % 1000;
@@ -1806,8 +1803,9 @@ expected_lookups(size_t seen_after)
  * store once, by the first whole-store replay; the second takes all of
  * them from the cache (direct-mapped, some evicted each other and were
  * asked again on every replay). A stream that remembers the objects it
- * sees (seen_after) asks only for those named before any event of their
- * own went by. */
+ * sees asks only for those named before any event of their own went by:
+ * with seen_after 0 every stream remembers from its start; with 50 (or
+ * the default 4096) the first does not, and needs 998 first seqs. */
 Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
 {
     char dir[] = "/tmp/fonte-test-firsts-XXXXXX", err[256] = "";
@@ -1829,28 +1827,21 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
     uint64_t asked[3][2];
     for (int k = 0; k < 3; k++) {
         for (int again = 0; again < 2; again++) {
-            codec_buf_t out;
-            Fonte__Reply *rep = NULL;
-            cr_assert_eq(replay_handle(rp[k], s, &r, 0, &out), FONTE_OK);
-            cr_assert_eq(codec_reply_decode(out.data, out.len,
-                                            &codec_limits_default, &rep),
-                         FONTE_OK);
+            Fonte__Reply *rep = handled(rp[k], s, &r);
             cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK);
             cr_assert_eq(rep->replay->n_events, 3000);
             fonte__reply__free_unpacked(rep, NULL);
-            codec_buf_free(&out);
             replay_counters_t c;
             replay_counters(rp[k], &c);
             asked[k][again] = c.first_lookups;
         }
     }
-    /* by default: 1 000 names, but obj:0 and obj:500 are named only by
-     * their own events (i = 0, 1500: no edge, nothing to ask) */
-    cr_assert_eq(expected_lookups(4096), 998);
-    cr_assert_lt(expected_lookups(50), 998);
-    cr_assert_lt(expected_lookups(0), expected_lookups(50));
+    /* 1 000 names, but obj:0 and obj:500 are named only by their own
+     * events (i = 0, 1500: no edge, nothing to ask) */
+    cr_assert_eq(expected_lookups(false), 998);
+    cr_assert_lt(expected_lookups(true), 998);
     for (int k = 0; k < 3; k++) {
-        uint64_t want = expected_lookups(seen_after[k]);
+        uint64_t want = expected_lookups(seen_after[k] == 0);
         cr_assert_eq(asked[k][0], want, "seen_after %zu: %llu lookups, not "
                      "%llu", seen_after[k], (unsigned long long) asked[k][0],
                      (unsigned long long) want);
@@ -1860,6 +1851,47 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
     replay_destroy(&rp[2]);
     replay_destroy(&rp[1]);
     replay_off_store(dir, &s, &rp[0]);
+}
+
+/* An object with events before a stream began to remember was then
+ * remembered at a later one (a review, 2026-11-29): a at 1; x at 2 names
+ * y (the stream's first first-seq, seen_after 1); a at 3 names c; c at
+ * 4 names a. c needs a's first event (1, out), a at 3 needs c's (4): the
+ * order is 1, 2, 4, 3, no cycle. Remembering from mid-window put a's
+ * first at 3: c waited for it, and a cycle {a, c} was reported. The
+ * second replay of the same service remembers from its start: the same.
+ * The planned path (a's replay) agrees. */
+Test(replay, a_stream_remembers_objects_from_its_start_or_not_at_all)
+{
+    char dir[] = "/tmp/fonte-test-late-XXXXXX", err[256] = "";
+    static const char *const objs[] = { "a", "x", "a", "c" };
+    static const char *const deps[] = { NULL, "y", "c", "a" };
+    store_t *s = small_store(dir, objs, deps, 4);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    ro.seen_after = 1;
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    /* "*" twice, then a's closure {a, c} (planned): 1, 4, 3 */
+    static const uint64_t want[3][4] = { { 1, 2, 4, 3 }, { 1, 2, 4, 3 },
+                                         { 1, 4, 3 } };
+    for (int k = 0; k < 3; k++) {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = k < 2 ? "*" : "a";
+        Fonte__Reply *rep = handled(rp, s, &r);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+        size_t n = k < 2 ? 4 : 3;
+        cr_assert_eq(rep->replay->n_events, n, "replay %d", k);
+        for (size_t i = 0; i < n; i++)
+            cr_assert_eq(rep->replay->events[i]->seq, want[k][i],
+                         "replay %d, #%zu: %llu", k, i,
+                         (unsigned long long) rep->replay->events[i]->seq);
+        cr_assert_eq(rep->replay->n_cycles, 0, "replay %d: cycle %s", k,
+                     rep->replay->n_cycles ? rep->replay->cycles[0] : "");
+        fonte__reply__free_unpacked(rep, NULL);
+    }
+    replay_off_store(dir, &s, &rp);
 }
 
 /* How many threads of this process are named name. */
