@@ -120,7 +120,26 @@ typedef struct topo {
     heap_t ready, cand;
     uint32_t *out;
     size_t emitted;
+    size_t work, work_max; /* steps of cycle breaking (spend) */
+    bool over;             /* work went past work_max */
 } topo_t;
+
+/* Counts n steps of breaking cycles: nodes relabelled, edges looked at,
+ * nodes recorded in a broken cycle. A component that stays strongly
+ * connected release after release (a chain of objects each depending on
+ * both its neighbours) is relabelled and recorded whole at every
+ * release: n releases of O(n) each. false once work_max is passed:
+ * FONTE_ELIMIT, a clear error instead of minutes of CPU and gigabytes. */
+static inline bool
+spend(topo_t *t, size_t n)
+{
+    t->work += n;
+    if (t->work > t->work_max) {
+        t->over = true;
+        return false;
+    }
+    return true;
+}
 
 static bool
 new_comp(topo_t *t, uint32_t *id)
@@ -154,7 +173,8 @@ tarjan(topo_t *t, const uint32_t *nodes, size_t k)
     size_t sp = 0;
     size_t first_comp = t->ncomp;
 
-    if (!grow((void **) &t->pool, &t->cappool, t->npool + k, sizeof *t->pool))
+    if (!spend(t, k) ||
+        !grow((void **) &t->pool, &t->cappool, t->npool + k, sizeof *t->pool))
         return false;
     for (size_t r = 0; r < k; r++) {
         uint32_t root = nodes[r];
@@ -207,6 +227,8 @@ tarjan(topo_t *t, const uint32_t *nodes, size_t k)
     }
     for (size_t r = 0; r < k; r++) {
         uint32_t u = nodes[r];
+        if (!spend(t, g->off[u + 1] - g->off[u]))
+            return false;
         for (uint32_t i = g->off[u]; i < g->off[u + 1]; i++) {
             uint32_t w = g->to[i];
             if (t->mark[w] == t->stamp && t->scc[w] != t->scc[u])
@@ -259,7 +281,8 @@ release(topo_t *t, uint32_t v, cycles_t *cyc)
     uint32_t c = t->scc[v];
     uint32_t lo = t->coff[c], hi = t->coff[c] + t->csize[c];
 
-    if (!grow((void **) &cyc->off, &cyc->cap, cyc->n + 2, sizeof *cyc->off) ||
+    if (!spend(t, hi - lo) ||
+        !grow((void **) &cyc->off, &cyc->cap, cyc->n + 2, sizeof *cyc->off) ||
         !grow((void **) &cyc->nodes, &cyc->capn, cyc->nn + (hi - lo),
               sizeof *cyc->nodes))
         return false;
@@ -318,6 +341,7 @@ toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc)
     t.key = key;
     t.n = n;
     t.out = out;
+    t.work_max = ORDER_CYCLE_WORK(n, g->off[n]);
     t.indeg = calloc(n1, sizeof *t.indeg);
     t.done = calloc(n1, sizeof *t.done);
     if (!t.indeg || !t.done)
@@ -374,6 +398,8 @@ toposort(const csr_t *g, const uint64_t *key, uint32_t *out, cycles_t *cyc)
     }
     rc = FONTE_OK;
 fail:
+    if (t.over)
+        rc = FONTE_ELIMIT;
     free(all);
     free(t.indeg);
     free(t.scc);

@@ -75,8 +75,16 @@ typedef struct order_result {
 } order_result_t;
 
 /* Each returns FONTE_OK and fills *res (which it first clears), FONTE_EINVAL
- * when an object id or a deps range is out of bounds, or FONTE_ENOMEM;
- * on error *res holds nothing to free. */
+ * when an object id or a deps range is out of bounds, FONTE_ELIMIT when
+ * breaking its cycles would take more than ORDER_CYCLE_WORK steps, or
+ * FONTE_ENOMEM; on error *res holds nothing to free. */
+/* The steps cycle breaking may take for n nodes and m edges (nodes
+ * relabelled, edges looked at, nodes recorded): enough for any graph
+ * whose cycles fall apart as they are broken, and for interlocking ones
+ * of a thousand nodes (a chain each depending on both neighbours: n^2
+ * steps, 0.3 s); beyond it, FONTE_ELIMIT rather than O(n^2) time and
+ * memory (10 000 such nodes took 32 s and 784 MB). */
+#define ORDER_CYCLE_WORK(n, m) (8 * ((size_t) (n) + (size_t) (m)) + 4000000)
 fonte_err order_causal(const order_graph_t *g, order_result_t *res);
 fonte_err order_sequence(const order_graph_t *g, order_result_t *res);
 fonte_err order_objects(const order_graph_t *g, order_result_t *res);

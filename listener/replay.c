@@ -866,6 +866,11 @@ plan_build(plan_t *p, store_t *store)
         break;
     }
     p->order_us = fonte_mono_us() - t0;
+    if (rc == FONTE_ELIMIT)
+        return plan_fail(p, FONTE__REPLY__STATUS__LIMIT, rc,
+                         "the dependency cycles of %s interlock too much to "
+                         "be broken in causal order (%zu events): replay it "
+                         "with order=sequence", req->object, p->n_ev);
     if (rc != FONTE_OK)
         return rc;
     p->out_seq = malloc((r.n_order ? r.n_order : 1) * sizeof *p->out_seq);
@@ -1626,7 +1631,14 @@ stream_page(logstream_t *ls, size_t page_size, page_t *pg)
             continue;
         }
         if (!ls->finished) {
-            if ((rc = order_stream_finish(ls->os)) != FONTE_OK)
+            if ((rc = order_stream_finish(ls->os)) == FONTE_ELIMIT) {
+                rc = stream_fail(ls, FONTE__REPLY__STATUS__LIMIT, rc,
+                                 "the dependency cycles of %s interlock too "
+                                 "much to be broken in causal order: replay "
+                                 "it with order=sequence", REPLAY_ALL);
+                break;
+            }
+            if (rc != FONTE_OK)
                 break;
             ls->finished = true;
             const order_names_t *names;

@@ -1894,6 +1894,72 @@ Test(replay, a_stream_remembers_objects_from_its_start_or_not_at_all)
     replay_off_store(dir, &s, &rp);
 }
 
+/* Dependency cycles that interlock (a chain of objects each naming both
+ * neighbours: breaking them costs O(n^2), a review measured 5 s for
+ * 5 000) are refused LIMIT with what to do instead, whole store or one
+ * object's closure; in sequence order they replay. */
+Test(replay, interlocking_cycles_are_refused_limit)
+{
+    char dir[] = "/tmp/fonte-test-interlock-XXXXXX", err[256] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    store_t *s = unsynced_store(dir);
+    store_batch_t *b = NULL;
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    const size_t n = 5000;
+    for (size_t i = 0; i < n; i++) {
+        char obj[32], left[32], right[32];
+        snprintf(obj, sizeof obj, "node:%zu", i);
+        snprintf(left, sizeof left, "node:%zu", i > 0 ? i - 1 : n - 1);
+        snprintf(right, sizeof right, "node:%zu", (i + 1) % n);
+        Fonte__Event *ev = tu_event("node.linked", obj, "p", 1, i + 1);
+        tu_event_add_dep(ev, left);
+        tu_event_add_dep(ev, right);
+        codec_buf_t t, body;
+        codec_view_t v;
+        cr_assert_eq(codec_event_encode(ev, &codec_limits_default, &t, &body),
+                     FONTE_OK);
+        cr_assert_eq(codec_event_scan(body.data, body.len,
+                                      &codec_limits_default, &v), FONTE_OK);
+        cr_assert_eq(store_batch_put(b, &v, body.data, body.len, NULL),
+                     FONTE_OK);
+        codec_buf_free(&t);
+        codec_buf_free(&body);
+        codec_event_free(&ev);
+    }
+    cr_assert_eq(store_batch_commit(b), FONTE_OK);
+    store_batch_destroy(&b);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    static const char *const objects[] = { "*", "node:0" };
+    for (int k = 0; k < 2; k++) {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = (char *) objects[k];
+        r.page_size = 10000;
+        Fonte__Reply *rep = handled(rp, s, &r);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__LIMIT, "%s: %s",
+                     objects[k], rep->error);
+        char want[256];
+        snprintf(want, sizeof want,
+                 k == 0 ? "the dependency cycles of * interlock too much to be "
+                          "broken in causal order: replay it with "
+                          "order=sequence"
+                        : "the dependency cycles of node:0 interlock too much "
+                          "to be broken in causal order (5000 events): "
+                          "replay it with order=sequence");
+        cr_assert_str_eq(rep->error, want);
+        fonte__reply__free_unpacked(rep, NULL);
+        r.order = FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
+        rep = handled(rp, s, &r);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+        cr_assert_eq(rep->replay->n_events, n);
+        fonte__reply__free_unpacked(rep, NULL);
+    }
+    replay_off_store(dir, &s, &rp);
+}
+
 /* How many threads of this process are named name. */
 static int
 threads_named(const char *name)
