@@ -869,8 +869,8 @@ plan_build(plan_t *p, store_t *store)
     if (rc == FONTE_ELIMIT)
         return plan_fail(p, FONTE__REPLY__STATUS__LIMIT, rc,
                          "the dependency cycles of %s interlock too much to "
-                         "be broken in causal order (%zu events): replay it "
-                         "with order=sequence", req->object, p->n_ev);
+                         "be broken in causal order: replay it with "
+                         "order=sequence", req->object);
     if (rc != FONTE_OK)
         return rc;
     p->out_seq = malloc((r.n_order ? r.n_order : 1) * sizeof *p->out_seq);

@@ -1943,12 +1943,9 @@ Test(replay, interlocking_cycles_are_refused_limit)
                      objects[k], rep->error);
         char want[256];
         snprintf(want, sizeof want,
-                 k == 0 ? "the dependency cycles of * interlock too much to be "
-                          "broken in causal order: replay it with "
-                          "order=sequence"
-                        : "the dependency cycles of node:0 interlock too much "
-                          "to be broken in causal order (5000 events): "
-                          "replay it with order=sequence");
+                 "the dependency cycles of %s interlock too much to be "
+                 "broken in causal order: replay it with order=sequence",
+                 objects[k]);
         cr_assert_str_eq(rep->error, want);
         fonte__reply__free_unpacked(rep, NULL);
         r.order = FONTE__REPLAY_REQUEST__ORDER__SEQUENCE;
