@@ -733,6 +733,30 @@ count_files(const char *dir, int *tables, int *logs)
 
 #define BACKUP_BATCH_BYTES ((size_t) 1 << 20)
 
+/* fsyncs the directory that holds path (a rename in it is then durable).
+ * 0 or -1 (errno). */
+static int
+sync_parent(const char *path)
+{
+    char d[4096];
+    snprintf(d, sizeof d, "%s", path);
+    char *slash = strrchr(d, '/');
+    if (slash == NULL)
+        snprintf(d, sizeof d, ".");
+    else if (slash == d)
+        d[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
 fonte_err
 store_backup(store_t *s, const char *dir, const atomic_bool *stop,
              store_backup_info_t *out, char *errbuf, size_t errlen)
@@ -747,6 +771,18 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
                  stat(dir, &st) == 0 ? "exists already" : strerror(errno));
         return FONTE_EINVAL;
     }
+    /* The copy is made in DIR.partial and renamed to DIR once whole and
+     * synced: a backup cut short (kill -9, a power loss) leaves no DIR
+     * that opens as a store with keys missing. (Backup names have no
+     * dot, so DIR.partial is never another backup.) One left by a crash
+     * is removed here. */
+    char part[4096];
+    if (snprintf(part, sizeof part, "%s.partial", dir) >= (int) sizeof part) {
+        snprintf(errbuf, errlen, "backup %s: path too long", dir);
+        return FONTE_EINVAL;
+    }
+    if (stat(part, &st) == 0)
+        store_remove_new(part);
     /* the store's own table options (block size, open tables, memtable,
      * bloom filters, compression): the copy is as compact, and costs the
      * listener as little memory, as the store */
@@ -761,9 +797,9 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
         leveldb_options_set_max_open_files(opt, s->opts.max_open_files);
     if (s->opts.block_size)
         leveldb_options_set_block_size(opt, s->opts.block_size);
-    leveldb_t *db = leveldb_open(opt, dir, &err);
+    leveldb_t *db = leveldb_open(opt, part, &err);
     if (err != NULL) {
-        snprintf(errbuf, errlen, "backup %s: cannot create (%s)", dir, err);
+        snprintf(errbuf, errlen, "backup %s: cannot create (%s)", part, err);
         leveldb_free(err);
         leveldb_options_destroy(opt);
         return FONTE_ESTORE;
@@ -808,8 +844,11 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
             snprintf(errbuf, errlen, "backup %s: stopped", dir);
             break;
         }
-        /* the last batch is synced: the copy is durable when we answer */
-        leveldb_writeoptions_set_sync(wo, !more);
+        /* every batch synced: LevelDB may close a log it has not synced
+         * when it switches memtables (and drop the flush under way when
+         * it is closed), so syncing only the last one left megabytes of
+         * the copy in a log no fsync had covered */
+        leveldb_writeoptions_set_sync(wo, 1);
         leveldb_write(db, wo, wb, &err);
         leveldb_writebatch_clear(wb);
         pending = 0;
@@ -837,8 +876,21 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
     leveldb_release_snapshot(s->db, snap);
     leveldb_close(db);
     leveldb_options_destroy(opt);
-    if (rc != FONTE_OK)
-        store_remove_new(dir);
+    if (rc == FONTE_OK && rename(part, dir) != 0) {
+        snprintf(errbuf, errlen, "backup %s: cannot rename %s to it (%s)",
+                 dir, part, strerror(errno));
+        rc = FONTE_ESTORE;
+    }
+    if (rc == FONTE_OK && sync_parent(dir) != 0) {
+        snprintf(errbuf, errlen, "backup %s: cannot sync its directory (%s)",
+                 dir, strerror(errno));
+        rc = FONTE_ESTORE;
+    }
+    if (rc != FONTE_OK) {
+        store_remove_new(part);
+        if (stat(dir, &st) == 0) /* renamed, not synced: not a backup */
+            store_remove_new(dir);
+    }
     return rc;
 }
 

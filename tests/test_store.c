@@ -1073,11 +1073,35 @@ Test(store, a_backup_refuses_an_existing_dir_and_removes_a_stopped_one)
     cr_assert_neq(stat(copy, &st), 0, "the copy begun is removed");
     cr_assert_eq(errno, ENOENT);
 
+    char part[200];
+    snprintf(part, sizeof part, "%s.partial", copy);
+    cr_assert_neq(stat(part, &st), 0, "nor its .partial");
+
     atomic_store(&stop, false);
     cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
                  FONTE_OK, "%s", err);
     cr_assert_eq(info.last_seq, 3000);
     cr_assert_gt(info.keys, 3000);
+    cr_assert_neq(stat(part, &st), 0, "made in .partial, then renamed");
+
+    /* a copy cut short by a crash is left as COPY.partial, never as a
+     * COPY that would open as a store with keys missing; the next backup
+     * of that name removes it and makes the copy whole */
+    cr_assert_eq(rename(copy, part), 0); /* as a crash would leave it */
+    cr_assert_eq(store_backup(s, copy, &stop, &info, err, sizeof err),
+                 FONTE_OK, "%s", err);
+    cr_assert_neq(stat(part, &st), 0, "the stale .partial is gone");
+    cr_assert_eq(errno, ENOENT);
+    store_opts_t o;
+    store_opts_init(&o);
+    o.dir = copy;
+    o.create = false;
+    store_t *c = NULL;
+    cr_assert_eq(store_open(&o, &c, err, sizeof err), FONTE_OK, "%s", err);
+    store_counts_t n;
+    store_counts(c, &n);
+    cr_assert_eq(n.last_seq, 3000);
+    store_close(&c);
     store_close(&s);
 }
 
