@@ -57,12 +57,17 @@ verify_store(const char *dir)
     so.cache_bytes = 0; /* no block cache: every block read is checked */
     int64_t t0 = fonte_mono_us();
     fonte_err rc = store_open(&so, &s, err, sizeof err);
-    if (rc == FONTE_OK && store_open_notes(s) != NULL) {
-        printf("fonte-listener: data dir %s: LevelDB dropped part of its "
-               "log at open:\n", dir);
+    /* What LevelDB dropped of its log at this open is gone, and the open
+     * has rewritten the log: this is the only time it can be told, so it
+     * counts as a problem (exit 1) even if what is left is consistent. */
+    bool dropped = rc == FONTE_OK && store_open_notes(s) != NULL;
+    if (dropped) {
+        fprintf(stderr, "fonte-listener: data dir %s: LevelDB dropped part "
+                "of its log at open (it is gone now; this is the only "
+                "report of it):\n", dir);
         for (const char *p = store_open_notes(s); *p != '\0';) {
             size_t n = strcspn(p, "\n");
-            printf("  %.*s\n", (int) n, p);
+            fprintf(stderr, "  %.*s\n", (int) n, p);
             p += n + (p[n] == '\n');
         }
     }
@@ -74,6 +79,15 @@ verify_store(const char *dir)
         return 2;
     }
     double secs = (double) (fonte_mono_us() - t0) / 1e6;
+    if (r.problems == 0 && dropped) {
+        fprintf(stderr, "fonte-listener: data dir %s: what is left is "
+                "consistent (%llu events), but events acknowledged in the "
+                "part dropped are lost, unless it was only the last write "
+                "of a listener that crashed (never acknowledged); restore "
+                "from a backup if in doubt (%.1f s)\n", dir,
+                (unsigned long long) r.events, secs);
+        return 1;
+    }
     if (r.problems == 0) {
         printf("fonte-listener: data dir %s: consistent: %llu events, %llu "
                "objects, %llu sessions, %llu dependency edges, %llu keys "

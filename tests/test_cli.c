@@ -1488,6 +1488,67 @@ Test(usage, verify_finds_bit_rot_and_exits_1)
     tu_rmtree(dir);
 }
 
+/* A bit flipped in the store's log: LevelDB drops that part of it at the
+ * next open, with everything after it in the same batch, and rewrites
+ * the log, so --verify's open is the only time it can be told. It says
+ * so and exits 1, even though what is left is consistent (it said
+ * "consistent", exit 0, and the second verify had nothing left to see).
+ * (A flip in an earlier batch leaves a hole, which verify reports as
+ * INCONSISTENT: exit 1 too.) */
+Test(usage, verify_reports_what_leveldb_dropped_at_open_and_exits_1)
+{
+    char dir[] = "/tmp/fonte-cli-log-XXXXXX", data[64], pay[64],
+         eps[3][64], out[1024], want[256], log[512] = "";
+    run_t r;
+
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(data, sizeof data, "%s/data", dir);
+    write_payload(pay, sizeof pay, dir);
+    up_on_free_ports(data, eps, NULL, out, sizeof out);
+    RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
+        "a.b", "--object", "o:1", "--payload-file", pay, "--count", "2000");
+    cr_assert_eq(r.rc, 0, "%s", r.err);
+    run_free(&r);
+    cr_assert_eq(up_stop(), 0); /* the events are in the log still */
+
+    DIR *d = opendir(data);
+    struct dirent *de;
+    off_t size = 0;
+    while ((de = readdir(d)) != NULL) {
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", data, de->d_name);
+        if (strstr(de->d_name, ".log") != NULL && stat(path, &st) == 0 &&
+            st.st_size > size) {
+            size = st.st_size;
+            snprintf(log, sizeof log, "%s", path);
+        }
+    }
+    closedir(d);
+    cr_assert_gt(size, 100000, "the events are in a log of %lld bytes",
+                 (long long) size);
+    /* in the last record (the last batch): what is left has no hole */
+    int fd = open(log, O_RDWR);
+    char c;
+    cr_assert_eq(pread(fd, &c, 1, size - 20), 1);
+    c ^= 0x5a;
+    cr_assert_eq(pwrite(fd, &c, 1, size - 20), 1);
+    close(fd);
+    char *const check[] = { "fonte-listener", "--verify", "--data", data,
+                            NULL };
+    run_input(&r, NULL, 0, check);
+    cr_assert_eq(r.rc, 1, "%s", r.err);
+    snprintf(want, sizeof want, "fonte-listener: data dir %s: LevelDB "
+             "dropped part of its log at open (it is gone now; this is the "
+             "only report of it):\n", data);
+    cr_assert_eq(strncmp(r.err, want, strlen(want)), 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "checksum mismatch"), "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "but events acknowledged in the part "
+                                     "dropped are lost"), "%s", r.err);
+    run_free(&r);
+    tu_rmtree(dir);
+}
+
 Test(usage, publish_gives_up_on_a_full_outbox_at_its_timeout)
 {
     char in[64], eg[64], want[512];
