@@ -273,7 +273,8 @@ main(int argc, char **argv)
         char msg[1024];
         fonte_err rc = store_repair(o.data, msg, sizeof msg);
         fprintf(rc == FONTE_OK ? stdout : stderr, "fonte-listener: %s\n", msg);
-        return rc == FONTE_OK ? 0 : 2;
+        /* 1: repaired, but something was lost on the way */
+        return rc == FONTE_OK ? 0 : rc == FONTE_ELIMIT ? 1 : 2;
     }
 
     /* SIGUSR1 is how the store's failure reaches sigwait

@@ -950,13 +950,53 @@ store_repair(const char *dir, char *msg, size_t msglen)
         return FONTE_ESTORE;
     }
     table_reads_init();
+    /* The logs first, replayed with their checksums: RepairDB reads them
+     * without (LevelDB 1.23's repair.cc: "do not checksum"), so a record
+     * with a flipped bit would come out of it as a valid event. A normal
+     * open checks every record it replays, turns the logs into tables
+     * and drops what fails (kept for the message). It takes the lock
+     * itself, in this process: ours is let go first (closing any of the
+     * process's descriptors of LOCK would drop it anyway), and taken
+     * again for RepairDB. */
+    close(lockfd);
+    char *notes = NULL;
     leveldb_options_t *opt = leveldb_options_create();
+    leveldb_t *db = leveldb_open(opt, dir, &err);
+    if (db != NULL) {
+        leveldb_close(db);
+        notes = open_notes(dir);
+    } else if (err != NULL && strstr(err, "lock") != NULL) {
+        snprintf(msg, msglen, "data dir %s: locked by another process (is a "
+                 "listener running on it? stop it first): nothing was "
+                 "changed", dir);
+        leveldb_free(err);
+        leveldb_options_destroy(opt);
+        return FONTE_ESTORE;
+    }
+    leveldb_free(err); /* it did not open: RepairDB is what it needs */
+    err = NULL;
+    lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lockfd < 0 || fcntl(lockfd, F_SETLK, &fl) != 0) {
+        if (lockfd >= 0)
+            close(lockfd);
+        snprintf(msg, msglen, "data dir %s: locked by another process "
+                 "before the repair (is a listener starting on it? stop it "
+                 "first); its logs were replayed into tables, nothing else "
+                 "was changed", dir);
+        free(notes);
+        leveldb_options_destroy(opt);
+        return FONTE_ESTORE;
+    }
+    /* tables read with their checksums checked (repair.cc: verify_checksums
+     * = paranoid_checks): a damaged block is not copied as if whole */
+    leveldb_options_set_paranoid_checks(opt, 1);
     leveldb_repair_db(opt, dir, &err);
     leveldb_options_destroy(opt);
     close(lockfd); /* drops the lock: the reopen below takes its own */
     if (err != NULL) {
         snprintf(msg, msglen, "data dir %s: repair failed (%s)", dir, err);
         leveldb_free(err);
+        free(notes);
         return FONTE_ESTORE;
     }
     count_files(dir, &t1, &l1);
@@ -975,18 +1015,48 @@ store_repair(const char *dir, char *msg, size_t msglen)
                  "data dir %s: repaired (%d tables and %d logs before, %d "
                  "tables after) but it still does not open: %s",
                  dir, t0, l0, t1, why);
+        free(notes);
         return FONTE_ESTORE;
     }
+    /* then what it holds, checked: the counters are only what the m keys
+     * say, and a repair that dropped a block leaves them above the data */
     store_counts_t c;
     store_counts(s, &c);
+    store_verify_report_t *r = malloc(sizeof *r);
+    if (r == NULL || store_verify(s, r, why, sizeof why) != FONTE_OK) {
+        snprintf(msg, msglen, "data dir %s: repaired (%d tables and %d logs "
+                 "before, %d tables after), but checking it failed: %s", dir,
+                 t0, l0, t1, r == NULL ? "out of memory" : why);
+        free(r);
+        free(notes);
+        store_close(&s);
+        return FONTE_ESTORE;
+    }
     store_close(&s);
-    snprintf(msg, msglen,
-             "data dir %s: repaired: rebuilt the manifest from %d table "
-             "file(s) and %d log file(s) into %d table file(s); last_seq=%llu "
-             "objects=%llu sessions=%llu",
-             dir, t0, l0, t1, (unsigned long long) c.last_seq,
-             (unsigned long long) c.objects, (unsigned long long) c.sessions);
-    return FONTE_OK;
+    int n = snprintf(msg, msglen,
+                     "data dir %s: repaired: rebuilt the manifest from %d "
+                     "table file(s) and %d log file(s) into %d table "
+                     "file(s); last_seq=%llu objects=%llu sessions=%llu",
+                     dir, t0, l0, t1, (unsigned long long) c.last_seq,
+                     (unsigned long long) c.objects,
+                     (unsigned long long) c.sessions);
+    size_t used = n > 0 && (size_t) n < msglen ? (size_t) n : msglen;
+    if (notes != NULL && used < msglen)
+        used += (size_t) snprintf(msg + used, msglen - used,
+                                  "; LevelDB dropped part of the log: %.*s",
+                                  (int) strcspn(notes, "\n"), notes);
+    if (r->problems > 0 && used < msglen)
+        snprintf(msg + used, msglen - used,
+                 "; but it is INCONSISTENT (%llu problem%s, first: %s): "
+                 "events were lost (damaged blocks are in %s/lost); "
+                 "restore from a backup, or run fonte-listener --verify for "
+                 "the first %d", (unsigned long long) r->problems,
+                 r->problems == 1 ? "" : "s", r->shown[0], dir,
+                 STORE_VERIFY_SHOWN);
+    rc = r->problems > 0 || notes != NULL ? FONTE_ELIMIT : FONTE_OK;
+    free(r);
+    free(notes);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */

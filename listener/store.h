@@ -136,10 +136,15 @@ typedef struct store_verify_report {
 fonte_err store_verify(store_t *s, store_verify_report_t *out,
                        char *errbuf, size_t errlen);
 
-/* Runs LevelDB's repair on dir (which must not be open anywhere) and
- * writes one line saying what it did into msg (the number of tables and
- * the state before and after). FONTE_ESTORE with the reason in msg if
- * the repair failed or dir is not a database. */
+/* Repairs dir (which must not be open anywhere): its logs replayed by a
+ * normal open (their checksums checked), then LevelDB's RepairDB with
+ * table checksums checked, then the result verified (store_verify).
+ * Writes one line saying what it did into msg (the number of tables and
+ * the state before and after, what LevelDB dropped, the first problem).
+ * FONTE_OK: repaired and consistent; FONTE_ELIMIT: repaired, but events
+ * were lost on the way (dropped log records, damaged blocks: msg says);
+ * FONTE_ESTORE with the reason in msg if the repair failed, dir is not a
+ * database or is locked. */
 fonte_err store_repair(const char *dir, char *msg, size_t msglen);
 
 /* The directory given at open. Never NULL; valid until store_close. */

@@ -1570,6 +1570,75 @@ Test(store, what_leveldb_drops_at_open_is_told_and_verify_finds_it)
     store_close(&s);
 }
 
+/* A repair checks what it keeps (a review, 2026-11-29). A byte flipped in
+ * the log: RepairDB reads logs without their checksums and stored the
+ * damaged event as valid, "repaired", exit 0; now the log is replayed by
+ * a normal open first, which drops the damaged batch and says so, and
+ * the repair says what was lost (FONTE_ELIMIT: --repair's exit 1). A
+ * byte flipped in a table: RepairDB read it without checksums and left
+ * the damage in place; now (paranoid checks) the block goes to lost/,
+ * and the verify after the repair names what is missing. */
+Test(store, a_repair_checks_what_it_keeps_and_says_what_was_lost)
+{
+    store_opts_t o;
+    store_t *s = NULL;
+    store_batch_t *b = NULL;
+    char err[512] = "", msg[1024];
+
+    store_opts_init(&o);
+    o.dir = sub("db");
+    o.sync = false;
+    o.write_buffer = 64 << 20; /* everything stays in the log */
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
+    for (uint64_t i = 1; i <= 60; i += 10)
+        cr_assert_eq(commit_ten(b, i), FONTE_OK); /* 10 KiB a batch */
+    store_batch_destroy(&b);
+    store_close(&s);
+    flip_byte(".log", 5000); /* a payload byte of the first batch */
+
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_ELIMIT,
+                 "%s", msg);
+    cr_assert_not_null(strstr(msg, "LevelDB dropped part of the log"), "%s",
+                       msg);
+    cr_assert_not_null(strstr(msg, "checksum mismatch"), "%s", msg);
+    cr_assert_not_null(strstr(msg, "but it is INCONSISTENT"), "%s", msg);
+    cr_assert_not_null(strstr(msg, "seqs are not contiguous"), "%s", msg);
+    /* and no damaged event is served: every one left reads back whole */
+    o.create = false;
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    store_verify_report_t r;
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    /* LevelDB drops the rest of the log's 32 KiB block with the damaged
+     * record: the first three batches of 10 KiB */
+    cr_assert_eq(r.events, 30, "%llu left", (unsigned long long) r.events);
+    cr_assert_not(shown(&r, "checksum mismatch"), "%s", r.shown[0]);
+    store_close(&s);
+}
+
+Test(store, a_repair_of_a_damaged_table_moves_the_block_out_and_says_so)
+{
+    store_t *s = rotten_store(100000);
+    store_close(&s);
+    char msg[1024];
+    cr_assert_eq(store_repair(sub("db"), msg, sizeof msg), FONTE_ELIMIT,
+                 "%s", msg);
+    cr_assert_not_null(strstr(msg, "but it is INCONSISTENT"), "%s", msg);
+    /* what is left no longer holds the damaged block */
+    store_opts_t o;
+    char err[512] = "";
+    store_opts_init(&o);
+    o.dir = sub("db");
+    o.create = false;
+    o.cache_bytes = 0;
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    store_verify_report_t r;
+    cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
+    cr_assert_not(shown(&r, "checksum mismatch"), "%s", r.shown[0]);
+    cr_assert_lt(r.events, 2000);
+    store_close(&s);
+}
+
 /* A backup of a store with bit rot fails on the damaged block, naming
  * it, and leaves no copy: never a copy of damage that looks whole. */
 Test(store, a_backup_of_a_damaged_store_fails)
