@@ -119,7 +119,7 @@ typedef struct store_verify_report {
 } store_verify_report_t;
 
 /* Checks the whole store against its invariants (store.c's key table),
- * reading everything once (plus a get per index key of each event): seqs
+ * in two passes (the events, then the other keys): seqs
  * contiguous from 1 and each `e` value a valid live event; each event's
  * `o`, `t`, `d` and `r` keys present, as many `o` and as many `t` keys
  * as events; each `d` key with its `r` key and as many of each (a `d`
