@@ -1444,14 +1444,16 @@ Test(usage, up_stops_with_exit_3_when_its_store_fails)
 /* fonte-listener --verify on a store with a flipped byte in a table
  * (bit rot among its events, away from the counters the open reads):
  * exit 1, naming the checksum its check stopped at. */
-Test(usage, verify_finds_bit_rot_and_exits_1)
+/* A store of 2000 events at DIR/data (dir a mkdtemp template), written
+ * by `fonte up` and `fonte publish`, the listener stopped: data. */
+static void
+stopped_store(char *dir, char *data, size_t cap)
 {
-    char dir[] = "/tmp/fonte-cli-rot-XXXXXX", data[64], pay[64],
-         eps[3][64], out[1024], want[256], table[512] = "";
+    char pay[64], eps[3][64], out[1024];
     run_t r;
 
     cr_assert_not_null(mkdtemp(dir));
-    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(data, cap, "%s/data", dir);
     write_payload(pay, sizeof pay, dir);
     up_on_free_ports(data, eps, NULL, out, sizeof out);
     RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
@@ -1459,6 +1461,15 @@ Test(usage, verify_finds_bit_rot_and_exits_1)
     cr_assert_eq(r.rc, 0, "%s", r.err);
     run_free(&r);
     cr_assert_eq(up_stop(), 0);
+}
+
+Test(usage, verify_finds_bit_rot_and_exits_1)
+{
+    char dir[] = "/tmp/fonte-cli-rot-XXXXXX", data[64], want[256],
+         table[512] = "";
+    run_t r;
+
+    stopped_store(dir, data, sizeof data);
     char *const check[] = { "fonte-listener", "--verify", "--data", data,
                             NULL };
     run_input(&r, NULL, 0, check); /* sound; its log is now a table */
@@ -1497,19 +1508,11 @@ Test(usage, verify_finds_bit_rot_and_exits_1)
  * INCONSISTENT: exit 1 too.) */
 Test(usage, verify_reports_what_leveldb_dropped_at_open_and_exits_1)
 {
-    char dir[] = "/tmp/fonte-cli-log-XXXXXX", data[64], pay[64],
-         eps[3][64], out[1024], want[256], log[512] = "";
+    char dir[] = "/tmp/fonte-cli-log-XXXXXX", data[64], want[256],
+         log[512] = "";
     run_t r;
 
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(data, sizeof data, "%s/data", dir);
-    write_payload(pay, sizeof pay, dir);
-    up_on_free_ports(data, eps, NULL, out, sizeof out);
-    RUN(&r, "publish", "--ingress", eps[0], "--egress", eps[1], "--type",
-        "a.b", "--object", "o:1", "--payload-file", pay, "--count", "2000");
-    cr_assert_eq(r.rc, 0, "%s", r.err);
-    run_free(&r);
-    cr_assert_eq(up_stop(), 0); /* the events are in the log still */
+    stopped_store(dir, data, sizeof data); /* the events are in its log */
 
     DIR *d = opendir(data);
     struct dirent *de;

@@ -1347,6 +1347,20 @@ small_store(char *dir, const char *const objs[], const char *const deps[],
     return s;
 }
 
+/* A replay service on s with default options but seen_after. */
+static replay_t *
+seen_replay(store_t *s, size_t seen_after)
+{
+    char err[256] = "";
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    ro.seen_after = seen_after;
+    replay_t *rp = NULL;
+    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    return rp;
+}
+
 /* The cycles a reply lists are bounded (cycles_bytes of names: 8 for
  * each 2-cycle here, "a:1" and "b:1" with their separators); the ones
  * past the bound are counted in cycles_omitted, in the order they were
@@ -1863,16 +1877,11 @@ Test(replay, a_second_whole_store_replay_asks_the_store_no_first_seq)
  * The planned path (a's replay) agrees. */
 Test(replay, a_stream_remembers_objects_from_its_start_or_not_at_all)
 {
-    char dir[] = "/tmp/fonte-test-late-XXXXXX", err[256] = "";
+    char dir[] = "/tmp/fonte-test-late-XXXXXX";
     static const char *const objs[] = { "a", "x", "a", "c" };
     static const char *const deps[] = { NULL, "y", "c", "a" };
     store_t *s = small_store(dir, objs, deps, 4);
-    replay_opts_t ro;
-    replay_opts_init(&ro);
-    ro.seen_after = 1;
-    replay_t *rp = NULL;
-    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
-                 err);
+    replay_t *rp = seen_replay(s, 1);
     /* "*" twice, then a's closure {a, c} (planned): 1, 4, 3 */
     static const uint64_t want[3][4] = { { 1, 2, 4, 3 }, { 1, 2, 4, 3 },
                                          { 1, 4, 3 } };
@@ -2269,16 +2278,11 @@ Test(replay, a_stream_remembering_what_it_sees_keeps_the_planned_order)
  * (2, held): the order is 1, 3, 4, 5, 2. */
 Test(replay, a_stream_remembers_an_objects_first_seq_not_its_last)
 {
-    char dir[] = "/tmp/fonte-test-seenfirst-XXXXXX", err[256] = "";
+    char dir[] = "/tmp/fonte-test-seenfirst-XXXXXX";
     static const char *const objs[] = { "a", "a", "b", "c", "z" };
     static const char *const deps[] = { NULL, "z", "a", NULL, NULL };
     store_t *s = small_store(dir, objs, deps, 5);
-    replay_opts_t ro;
-    replay_opts_init(&ro);
-    ro.seen_after = 0;
-    replay_t *rp = NULL;
-    cr_assert_eq(replay_new(&ro, s, &rp, err, sizeof err), FONTE_OK, "%s",
-                 err);
+    replay_t *rp = seen_replay(s, 0);
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     r.object = "*";
     codec_buf_t out;

@@ -1495,6 +1495,22 @@ flip_byte(const char *suffix, off_t at)
     close(fd);
 }
 
+/* sub("db") opened as it is, with no block cache: every block is read
+ * from the disk. */
+static store_t *
+open_uncached(void)
+{
+    store_opts_t o;
+    store_t *s = NULL;
+    char err[512] = "";
+    store_opts_init(&o);
+    o.dir = sub("db");
+    o.create = false;
+    o.cache_bytes = 0;
+    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    return s;
+}
+
 /* 2000 events in a table of sub("db"), its byte at `at` flipped (bit
  * rot), opened with no block cache: every block is read from the disk. */
 static store_t *
@@ -1511,15 +1527,7 @@ rotten_store(off_t at)
     store_close(&s);
 
     flip_byte(".ldb", at);
-
-    store_opts_t o;
-    char err[512] = "";
-    store_opts_init(&o);
-    o.dir = sub("db");
-    o.create = false;
-    o.cache_bytes = 0;
-    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
-    return s;
+    return open_uncached();
 }
 
 /* Bit rot: LevelDB's block checksum, which verify asks for, catches it. */
@@ -1625,13 +1633,8 @@ Test(store, a_repair_of_a_damaged_table_moves_the_block_out_and_says_so)
                  "%s", msg);
     cr_assert_not_null(strstr(msg, "but it is INCONSISTENT"), "%s", msg);
     /* what is left no longer holds the damaged block */
-    store_opts_t o;
     char err[512] = "";
-    store_opts_init(&o);
-    o.dir = sub("db");
-    o.create = false;
-    o.cache_bytes = 0;
-    cr_assert_eq(store_open(&o, &s, err, sizeof err), FONTE_OK, "%s", err);
+    s = open_uncached();
     store_verify_report_t r;
     cr_assert_eq(store_verify(s, &r, err, sizeof err), FONTE_OK, "%s", err);
     cr_assert_not(shown(&r, "checksum mismatch"), "%s", r.shown[0]);
