@@ -317,7 +317,15 @@ cli_teardown(void)
 }
 
 TestSuite(cli, .init = cli_setup, .fini = cli_teardown, .timeout = 90);
-TestSuite(usage, .timeout = 60);
+/* A usage test that starts `fonte up` (up_on_free_ports) and fails
+ * before up_stop leaves no process behind. */
+static void
+usage_teardown(void)
+{
+    up_stop();
+}
+
+TestSuite(usage, .fini = usage_teardown, .timeout = 60);
 
 static json_t *
 parse_line(const char *line, size_t len)

@@ -71,7 +71,7 @@ fuzz_jsonl(const char *s)
     json_error_t jerr;
     json_t *j = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
     cli_spec_t it;
-    char why[256];
+    char why[256] = "";
 
     if (j == NULL)
         return;
