@@ -1119,7 +1119,10 @@ reply_page(server_t *sv, Fonte__ReplayRequest *rq, codec_buf_t *out)
             page.n_cycles = 2;
             page.cycles_omitted = 5; /* more than it lists */
         } else if (page_no == 0) {
-            page.cycles_omitted = 4; /* none listed, 4 broken */
+            static char *const first[] = { "c:1,c:2" };
+            page.cycles = (char **) first;
+            page.n_cycles = 1;
+            page.cycles_omitted = 4; /* one listed, 4 more broken */
         }
         rep.body_case = FONTE__REPLY__BODY_REPLAY;
         rep.replay = &page;
@@ -1463,8 +1466,11 @@ Test(client, fetch_follows_the_cursor_until_it_is_empty)
         cr_assert_not(fonte_event_is_replay(e));
     }
     cr_assert_null(fonte_event_list_get(l, 6));
-    cr_assert_eq(fonte_event_list_cycles_count(l), 0);
-    cr_assert_eq(fonte_event_list_cycles_omitted(l), 4); /* first page's */
+    /* the cycles of every page, here the first's */
+    cr_assert_eq(fonte_event_list_cycles_count(l), 1);
+    cr_assert_str_eq(fonte_event_list_cycle(l, 0), "c:1,c:2");
+    cr_assert_null(fonte_event_list_cycle(l, 1));
+    cr_assert_eq(fonte_event_list_cycles_omitted(l), 4);
     fonte_event_list_destroy(&l);
     cr_assert_null(l);
     fonte_client_destroy(&c);
