@@ -344,52 +344,68 @@ Test(secure, only_the_listener_may_ack_replay_or_audit)
     /* another session: the listener stores it and acks it (session 8) */
     Fonte__Event *plain = tu_event("order.placed", "order:2", "shop", 8, 1);
 
-    /* until the ordinary event comes through: the connections are up and
-     * every message before it was judged */
+    /* Rounds until the ordinary event comes through: the connections are
+     * up (a round may be cut short while the PUB has not yet had the
+     * broker's subscription). Then one whole round, counted exactly: its
+     * five are dropped as ERESERVED, nothing of them reaches the
+     * subscriber, the ordinary event does. */
     broker_counters_t bc;
-    bool through = false;
-    for (int64_t end = fonte_mono_us() + 10000000;
-         !through && fonte_mono_us() < end;) {
-        send2(pub, "$ack.shop", tu_pack(&ack.base));
-        send2(pub, "$sys.listener", tu_pack(&st.base));
-        send2(pub, "$sys.replay", tu_pack(&au.base));
-        send2(pub, "order.placed", tu_pack(&replayed->base));
-        send2(pub, "$replay.revenue.order.placed", tu_pack(&flagged->base));
-        send2(pub, "order.placed", tu_pack(&plain->base));
-        zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
-        while (zmq_poll(&it, 1, 50) == 1) {
-            char topic[64] = "";
-            uint8_t body[4096];
-            int tn = zmq_recv(sub, topic, sizeof topic - 1, 0);
-            int bn = zmq_recv(sub, body, sizeof body, 0);
-            cr_assert(tn > 0 && bn > 0);
-            topic[tn] = '\0';
-            if (strcmp(topic, "$ack.shop") == 0) { /* the listener's own */
-                Fonte__Ack *a = NULL;
-                cr_assert_eq(codec_ack_decode(body, (size_t) bn,
-                                              &codec_limits_default, &a),
-                             FONTE_OK);
-                cr_assert_eq(a->session, 8, "the forged Ack went through");
-                fonte__ack__free_unpacked(a, NULL);
-                continue;
-            }
-            cr_assert_str_eq(topic, "order.placed", "%s went through", topic);
-            Fonte__Event *ev = NULL;
-            cr_assert_eq(codec_event_unpack(body, (size_t) bn,
-                                            &codec_limits_default, &ev),
-                         FONTE_OK);
-            cr_assert_null(ev->replay, "a flagged event went through");
-            cr_assert_str_eq(ev->object, "order:2");
-            fonte__event__free_unpacked(ev, NULL);
-            through = true;
+    uint64_t reserved0 = 0, invalid0 = 0;
+    for (int phase = 0; phase < 2; phase++) {
+        bool through = false;
+        if (phase == 1) {
+            broker_counters(broker, &bc);
+            reserved0 = bc.invalid_by[FONTE_ERESERVED];
+            invalid0 = bc.invalid;
         }
+        for (int64_t end = fonte_mono_us() + 10000000;
+             !through && fonte_mono_us() < end;) {
+            send2(pub, "$ack.shop", tu_pack(&ack.base));
+            send2(pub, "$sys.listener", tu_pack(&st.base));
+            send2(pub, "$sys.replay", tu_pack(&au.base));
+            send2(pub, "order.placed", tu_pack(&replayed->base));
+            send2(pub, "$replay.revenue.order.placed",
+                  tu_pack(&flagged->base));
+            send2(pub, "order.placed", tu_pack(&plain->base));
+            zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+            while (zmq_poll(&it, 1, phase ? 5000 : 50) == 1) {
+                char topic[64] = "";
+                uint8_t body[4096];
+                int tn = zmq_recv(sub, topic, sizeof topic - 1, 0);
+                int bn = zmq_recv(sub, body, sizeof body, 0);
+                cr_assert(tn > 0 && bn > 0);
+                topic[tn] = '\0';
+                if (strcmp(topic, "$ack.shop") == 0) { /* the listener's */
+                    Fonte__Ack *a = NULL;
+                    cr_assert_eq(codec_ack_decode(body, (size_t) bn,
+                                                  &codec_limits_default, &a),
+                                 FONTE_OK);
+                    cr_assert_eq(a->session, 8,
+                                 "the forged Ack went through");
+                    fonte__ack__free_unpacked(a, NULL);
+                    continue;
+                }
+                cr_assert_str_eq(topic, "order.placed", "%s went through",
+                                 topic);
+                Fonte__Event *ev = NULL;
+                cr_assert_eq(codec_event_unpack(body, (size_t) bn,
+                                                &codec_limits_default, &ev),
+                             FONTE_OK);
+                cr_assert_null(ev->replay, "a flagged event went through");
+                cr_assert_str_eq(ev->object, "order:2");
+                fonte__event__free_unpacked(ev, NULL);
+                through = true;
+                if (phase == 1)
+                    break; /* this round's: all five before it judged */
+            }
+        }
+        cr_assert(through, "the ordinary event never came through");
     }
-    cr_assert(through, "the ordinary event never came through");
     broker_counters(broker, &bc);
-    cr_assert_geq(bc.invalid_by[FONTE_ERESERVED], 5);
-    cr_assert_eq(bc.invalid_by[FONTE_ERESERVED] % 5, 0, "%llu",
-                 (unsigned long long) bc.invalid_by[FONTE_ERESERVED]);
-    cr_assert_eq(bc.invalid, bc.invalid_by[FONTE_ERESERVED]);
+    cr_assert_eq(bc.invalid_by[FONTE_ERESERVED] - reserved0, 5, "%llu",
+                 (unsigned long long) (bc.invalid_by[FONTE_ERESERVED] -
+                                       reserved0));
+    cr_assert_eq(bc.invalid - invalid0, 5);
 
     fonte__event__free_unpacked(replayed, NULL);
     fonte__event__free_unpacked(flagged, NULL);
