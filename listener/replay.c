@@ -147,6 +147,7 @@ struct replay {
     pthread_cond_t pf_cond;
     seqlist_t *pf_head, *pf_tail;
     bool pf_stop, pf_started;
+    bool pf_reap; /* rp->dead has lists for the prefetch thread to free */
     pthread_t pf_thread;
     atomic_size_t ahead_bytes; /* pages cut ahead, not yet answered */
     atomic_int scan_slots;     /* log scanner threads that may start */
@@ -1018,8 +1019,26 @@ seqlist_reap(replay_t *rp)
     }
 }
 
-/* Drops one reference, and frees the list if it was the last. Not
- * holding cursor_lock. */
+/* Has the lists dropped under cursor_lock freed by the prefetch thread,
+ * or here if it does not run: freeing a stream joins its scanner, which
+ * may be in the middle of a 256 KiB read, and the caller may be the query
+ * thread every client waits on. Not holding cursor_lock. */
+static void
+seqlist_reap_later(replay_t *rp)
+{
+    pthread_mutex_lock(&rp->pf_lock);
+    bool handed = rp->pf_started && !rp->pf_stop;
+    if (handed) {
+        rp->pf_reap = true;
+        pthread_cond_signal(&rp->pf_cond);
+    }
+    pthread_mutex_unlock(&rp->pf_lock);
+    if (!handed)
+        seqlist_reap(rp);
+}
+
+/* Drops one reference; the last one has the list freed (reap_later).
+ * Not holding cursor_lock. */
 static void
 seqlist_unref(replay_t *rp, seqlist_t *l)
 {
@@ -1030,7 +1049,7 @@ seqlist_unref(replay_t *rp, seqlist_t *l)
     bool reap = rp->dead != NULL;
     pthread_mutex_unlock(&rp->cursor_lock);
     if (reap)
-        seqlist_reap(rp);
+        seqlist_reap_later(rp);
 }
 
 /* Empties slot c (expired or evicted). cursor_lock held; reap after. */
@@ -1090,7 +1109,7 @@ cursor_put(replay_t *rp, uint64_t *seqs, size_t n, logstream_t *stream,
         *ref = l;
     }
     pthread_mutex_unlock(&rp->cursor_lock);
-    seqlist_reap(rp); /* what expired or was evicted */
+    seqlist_reap_later(rp); /* what expired or was evicted */
     return FONTE_OK;
 }
 
@@ -1756,7 +1775,14 @@ prefetch_main(void *arg)
     int64_t next_sweep = fonte_mono_us() + every;
     pthread_mutex_lock(&rp->pf_lock);
     for (;;) {
-        while (rp->pf_head == NULL && !rp->pf_stop) {
+        if (rp->pf_reap) { /* lists dropped by others (reap_later) */
+            rp->pf_reap = false;
+            pthread_mutex_unlock(&rp->pf_lock);
+            seqlist_reap(rp);
+            pthread_mutex_lock(&rp->pf_lock);
+            continue;
+        }
+        while (rp->pf_head == NULL && !rp->pf_stop && !rp->pf_reap) {
             int64_t now = fonte_mono_us();
             if (now >= next_sweep) {
                 pthread_mutex_unlock(&rp->pf_lock);
@@ -1769,6 +1795,8 @@ prefetch_main(void *arg)
         }
         if (rp->pf_stop)
             break;
+        if (rp->pf_head == NULL)
+            continue; /* woken to reap */
         seqlist_t *l = rp->pf_head;
         rp->pf_head = l->pf_next;
         if (rp->pf_head == NULL)
@@ -1936,7 +1964,7 @@ answer_cursor(replay_t *rp, const Fonte__ReplayRequest *req, codec_buf_t *out)
     }
     pthread_mutex_unlock(&rp->cursor_lock);
     if (l == NULL)
-        seqlist_reap(rp); /* an expired one was dropped */
+        seqlist_reap_later(rp); /* an expired one was dropped */
 
     /* a next page names its size, or has that of the first */
     size_t page_size = l == NULL || req->page_size != 0
