@@ -526,18 +526,27 @@ Test(client, unreliable_flush_returns_once_sent)
     fonte_client_destroy(&c);
 }
 
-Test(client, only_acks_of_its_own_producer_and_session_count)
+/* A client "shop" that has published three events, none acked yet. */
+static fonte_client_t *
+three_unacked(uint64_t *session)
 {
     fonte_client_opts_t o;
     fonte_client_t *c = NULL;
-    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
 
     client_opts(&o, "shop");
     cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
-    uint64_t session = fonte_client_session(c);
+    *session = fonte_client_session(c);
     fonte_event_spec_t s = spec("order.placed", "order:1");
     for (int i = 0; i < 3; i++)
         cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    return c;
+}
+
+Test(client, only_acks_of_its_own_producer_and_session_count)
+{
+    void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
+    uint64_t session;
+    fonte_client_t *c = three_unacked(&session);
 
     /* "$ack.shopx" also matches the client's "$ack.shop" subscription;
      * "shop" with another session is another run of the service. */
@@ -577,17 +586,10 @@ Test(client, only_acks_of_its_own_producer_and_session_count)
  * The real Ack after it still counts. */
 Test(client, an_ack_beyond_what_was_published_is_refused)
 {
-    fonte_client_opts_t o;
-    fonte_client_t *c = NULL;
     fonte_client_stats_t st;
     void *pub = sock(ZMQ_PUB, broker_ingress_endpoint(broker));
-
-    client_opts(&o, "shop");
-    cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
-    uint64_t session = fonte_client_session(c);
-    fonte_event_spec_t s = spec("order.placed", "order:1");
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+    uint64_t session;
+    fonte_client_t *c = three_unacked(&session);
     /* until two got through (the broker drops what comes before the
      * PUB's connection is up) */
     fonte_client_stats(c, &st);

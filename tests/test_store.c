@@ -335,6 +335,29 @@ Test(store, counters_count_objects_and_sessions_once_and_survive_reopen)
     store_close(&s);
 }
 
+
+/* Asserts that s holds exactly one producer session, name/session with
+ * watermark last; returns its item (its name's bytes are gone). */
+static store_item_t
+only_session(store_t *s, const char *name, uint64_t session, uint64_t last)
+{
+    store_snap_t *snap = NULL;
+    store_iter_t *it = NULL;
+    store_item_t item, none;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
+    cr_assert(store_iter_next(it, &item));
+    cr_assert_eq(item.name.len, strlen(name));
+    cr_assert_eq(memcmp(item.name.ptr, name, item.name.len), 0);
+    cr_assert_eq(item.session, session);
+    cr_assert_eq(item.last, last);
+    cr_assert_not(store_iter_next(it, &none), "another session");
+    store_iter_destroy(&it);
+    store_snap_destroy(&snap);
+    item.name.ptr = NULL;
+    return item;
+}
+
 Test(store, watermarks_include_the_open_batch_and_persist)
 {
     store_t *s = open_at(sub("db"));
@@ -371,19 +394,8 @@ Test(store, watermarks_include_the_open_batch_and_persist)
     cr_assert_eq(store_batch_new(s, &b), FONTE_OK);
     cr_assert_eq(store_batch_watermark(b, shop, 7, &last), FONTE_OK);
     cr_assert_eq(last, 2);
-    store_snap_t *snap = NULL;
-    store_iter_t *it = NULL;
-    store_item_t item;
-    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
-    cr_assert(store_iter_next(it, &item));
-    cr_assert_eq(item.name.len, 4);
-    cr_assert_eq(item.session, 7);
-    cr_assert_eq(item.last, 2);
+    store_item_t item = only_session(s, "shop", 7, 2);
     cr_assert_eq(item.time_us, 1700000000000000);
-    cr_assert_not(store_iter_next(it, &item));
-    store_iter_destroy(&it);
-    store_snap_destroy(&snap);
     store_batch_destroy(&b);
     store_close(&s);
 }
@@ -408,19 +420,7 @@ Test(store, a_session_whose_put_failed_gets_no_watermark)
     store_counts(s, &c);
     cr_assert_eq(c.sessions, 1);
     cr_assert_eq(c.events, 1);
-    store_snap_t *snap = NULL;
-    store_iter_t *it = NULL;
-    store_item_t item;
-    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
-    cr_assert_eq(store_iter_sessions(snap, &it), FONTE_OK);
-    cr_assert(store_iter_next(it, &item));
-    cr_assert_eq(item.name.len, 4);
-    cr_assert_eq(memcmp(item.name.ptr, "real", 4), 0);
-    cr_assert_eq(item.session, 7);
-    cr_assert_eq(item.last, 1);
-    cr_assert_not(store_iter_next(it, &item), "a p key for the ghost");
-    store_iter_destroy(&it);
-    store_snap_destroy(&snap);
+    only_session(s, "real", 7, 1); /* and no p key for the ghost */
     uint64_t last = 99;
     codec_slice_t ghost = { "ghost", 5 };
     cr_assert_eq(store_batch_watermark(b, ghost, 9, &last), FONTE_OK);
