@@ -599,10 +599,7 @@ walk_event(const void *body, size_t len, event_fields_t *ef,
             view->deps_end = (size_t) (r.p - (const uint8_t *) body);
             break;
         case EV_META:
-            ef->n_meta++;
-            if (f.wt == WT_LEN &&
-                (rc = walk_meta_entry(f.s, &ctx)) != FONTE_OK)
-                return rc;
+            ef->n_meta++; /* its inside: codec_event_scan */
             break;
         case EV_REPLAY:
             ef->has_replay = true;
@@ -680,6 +677,18 @@ codec_event_scan(const void *body, size_t len, const codec_limits_t *lim,
     walk_ctx_t ctx;
     if ((rc = walk_event(body, len, &ef, view, &ctx)) != FONTE_OK)
         return rc;
+    /* the meta entries' structure (walk_event, shared with the replay's
+     * hot path, does not look inside them), with the event's: a malformed
+     * entry is EDECODE before any rule */
+    if (ef.n_meta > 0) {
+        r.p = body;
+        while (r.p < r.end) {
+            (void) read_field(&r, &f); /* cannot fail: walked above */
+            if (f.num == EV_META &&
+                (rc = walk_meta_entry(f.s, &ctx)) != FONTE_OK)
+                return rc;
+        }
+    }
     /* after the whole structure, before the rules: too many fields for a
      * protobuf-c reader's budget, or an earlier copy of a string field
      * (protobuf keeps the last) that is not text */
@@ -783,13 +792,6 @@ codec_event_graph(const void *body, size_t len, codec_slice_t *object,
                 deps[*n_deps] = s;
             (*n_deps)++;
             break;
-        case EV_META: { /* its structure, as codec_event_fields walks it */
-            walk_ctx_t ctx = { 0, false };
-            fonte_err rc;
-            if ((rc = walk_meta_entry(s, &ctx)) != FONTE_OK)
-                return rc;
-            break;
-        }
         case EV_REPLAY: {
             /* the same nested walk as codec_event_fields, results unused */
             event_fields_t ef;
