@@ -876,7 +876,8 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
     leveldb_release_snapshot(s->db, snap);
     leveldb_close(db);
     leveldb_options_destroy(opt);
-    if (rc == FONTE_OK && rename(part, dir) != 0) {
+    bool renamed = false;
+    if (rc == FONTE_OK && !(renamed = rename(part, dir) == 0)) {
         snprintf(errbuf, errlen, "backup %s: cannot rename %s to it (%s)",
                  dir, part, strerror(errno));
         rc = FONTE_ESTORE;
@@ -886,11 +887,8 @@ store_backup(store_t *s, const char *dir, const atomic_bool *stop,
                  dir, strerror(errno));
         rc = FONTE_ESTORE;
     }
-    if (rc != FONTE_OK) {
-        store_remove_new(part);
-        if (stat(dir, &st) == 0) /* renamed, not synced: not a backup */
-            store_remove_new(dir);
-    }
+    if (rc != FONTE_OK) /* ours only: a DIR made meanwhile is not */
+        store_remove_new(renamed ? dir : part);
     return rc;
 }
 
