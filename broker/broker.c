@@ -751,6 +751,7 @@ chores(broker_t *b, int64_t now)
         publish_stats(b, now);
         b->next_stats_us = now + b->opts.stats_interval_us;
     }
+    b->c.copies++;
     pthread_mutex_lock(&b->lock);
     b->shared = b->c;
     pthread_mutex_unlock(&b->lock);

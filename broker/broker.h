@@ -95,6 +95,10 @@ typedef struct broker_counters {
     int64_t publishers;    /* gauge: connections on ingress now */
     int64_t subscribers;   /* gauge: connections on egress now */
     int64_t subscriptions; /* gauge: distinct prefixes subscribed now */
+    uint64_t copies;       /* times the loop has made this copy: a copy
+                              with a higher count was made later, so one
+                              read after another's is newer than all the
+                              loop had done when the other was read */
 } broker_counters_t;
 
 /* Fills *o with the defaults above (full validation, default limits). */
