@@ -62,6 +62,7 @@ listener_opts_init(listener_opts_t *o)
     o->max_closure = ro.max_closure;
     o->max_replay_events = ro.max_events;
     o->query_workers = QUERY_WORKERS_DEFAULT;
+    o->read_threads = ro.read_threads;
     o->query_cpu = -1;
     o->query_spin_us = -1;
 }
@@ -115,6 +116,9 @@ more_stats(void *arg, ingest_stats_t *st)
     ingest_stats_counter(st, "replay_refused", r.refused);
     ingest_stats_counter(st, "replay_republished", r.republished);
     ingest_stats_counter(st, "replay_scans_parked", r.scans_parked);
+    ingest_stats_counter(st, "replay_reads_shared", r.reads_shared);
+    ingest_stats_counter(st, "replay_reads_alone", r.reads_alone);
+    ingest_stats_counter(st, "replay_reads_helped", r.reads_helped);
     ingest_stats_gauge(st, "replay_running", (double) r.running);
     ingest_stats_gauge(st, "replay_cursors", (double) r.cursors);
 }
@@ -241,6 +245,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     ro.limits = o->limits;
     ro.max_closure = o->max_closure;
     ro.max_events = o->max_replay_events;
+    ro.read_threads = o->read_threads;
     if (o->curve_broker != NULL) {
         ro.curve_cert = &l->cert;
         ro.curve_server = &l->broker_cert;

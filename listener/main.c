@@ -26,6 +26,7 @@
 #include "flags.h"
 #include "listener.h"
 #include "log.h"
+#include "readers.h"
 
 static const char usage[] =
     "usage: fonte-listener [flags]\n"
@@ -118,7 +119,8 @@ main(int argc, char **argv)
     uint64_t batch_max = o.batch_max, queue_max = o.queue_max,
              cache_mb = o.cache_mb, max_closure = o.max_closure,
              max_replay_events = o.max_replay_events,
-             workers = o.query_workers;
+             workers = o.query_workers,
+             read_threads = (uint64_t) o.read_threads;
     bool repair = false, verify = false;
     flog_level lvl;
 
@@ -162,6 +164,9 @@ main(int argc, char **argv)
           "waiting at once (10000000)", NULL },
         { "query-workers", "FONTE_QUERY_WORKERS", FLAG_UINT, &workers,
           "threads answering replay requests (4)", NULL },
+        { "read-threads", "FONTE_READ_THREADS", FLAG_UINT, &read_threads,
+          "helper threads that share a replay's reads of its events, 0 = "
+          "none (1)", NULL },
         { "query-spin", "FONTE_QUERY_SPIN", FLAG_DURATION, &o.query_spin_us,
           "after answering a client that asks back to back, wait this "
           "long for its next request without sleeping, 0 = never (500us, "
@@ -231,6 +236,7 @@ main(int argc, char **argv)
         { "max-closure", max_closure, 1, UINT64_MAX },
         { "max-replay-events", max_replay_events, 1, UINT64_MAX },
         { "query-workers", workers, 1, 64 },
+        { "read-threads", read_threads, 0, READERS_MAX },
     };
     for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++) {
         if (ranges[i].v >= ranges[i].lo && ranges[i].v <= ranges[i].hi)
@@ -260,6 +266,7 @@ main(int argc, char **argv)
     o.max_closure = (size_t) max_closure;
     o.max_replay_events = (size_t) max_replay_events;
     o.query_workers = (size_t) workers;
+    o.read_threads = (int) read_threads;
     o.batch_max = (size_t) batch_max;
     o.queue_max = (size_t) queue_max;
     o.cache_mb = (size_t) cache_mb;

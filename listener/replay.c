@@ -55,11 +55,13 @@
 #include "logscan.h"
 #include "order.h"
 #include "query.h"
+#include "readers.h"
 #include "sync.h"
 #include "zmqx.h"
 
 #define KEEP_BYTES ((size_t) 16 << 20) /* event bytes kept while planning */
 #define LOAD_BATCH 65536 /* events whose gets are put in seq order at once */
+#define READ_WINDOW 512 /* gets shared with the read helpers at once */
 #define AHEAD_PAGES 2 /* pages cut ahead: the most, and the default */
 #define CURSOR_ID 16
 #define CURSOR_LEN (CURSOR_ID + 8)
@@ -159,6 +161,7 @@ struct replay {
     _Atomic uint64_t requests, pages, cut_ahead, not_found, refused,
         republished, running, scans_parked;
     atomic_bool stopping; /* replay_stop: plans give up */
+    readers_t *readers;   /* read helpers (read_threads), or NULL */
 };
 
 void
@@ -178,6 +181,7 @@ replay_opts_init(replay_opts_t *o)
     o->ahead_pages = AHEAD_PAGES;
     o->seen_after = 4096;
     o->cycles_bytes = (size_t) 1 << 20;
+    o->read_threads = 1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -260,6 +264,7 @@ typedef struct plan {
     const atomic_bool *stopping; /* the listener is shutting down */
     const Fonte__ReplayRequest *req;
     store_snap_t *snap;
+    readers_t *readers; /* the read helpers, or NULL */
     order_names_t *names;
     size_t n_closure;
 
@@ -603,23 +608,42 @@ sort_wants(load_want_t *w, load_want_t *tmp, size_t n)
     }
 }
 
-/* Reads the wanted events in seq order and adds them. */
+/* Reads the wanted events in seq order and adds them, READ_WINDOW at a
+ * time: each window's gets shared with the read helpers (readers.h),
+ * then added in seq order on this thread (add_event looks at the clock
+ * every 16, so a plan on the query thread still gives up in time). */
 static fonte_err
 load_wants(plan_t *p)
 {
     fonte_err rc = FONTE_OK;
     load_want_t *w = sort_wants(p->want, p->want_tmp, p->n_want);
+    uint64_t seqs[READ_WINDOW];
+    void *body[READ_WINDOW];
+    size_t len[READ_WINDOW];
+    fonte_err got[READ_WINDOW];
 
-    for (size_t i = 0; i < p->n_want && rc == FONTE_OK; i++) {
-        void *body = NULL;
-        size_t len = 0;
-        rc = store_get_event(p->snap, w[i].seq, &body, &len);
-        if (rc == FONTE_ENOTFOUND)
-            rc = plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
-                           "index names event %llu, which is missing",
-                           (unsigned long long) w[i].seq);
-        if (rc == FONTE_OK)
-            rc = add_event(p, w[i].seq, w[i].object, body, len, true);
+    for (size_t at = 0; at < p->n_want && rc == FONTE_OK;) {
+        size_t n = p->n_want - at < READ_WINDOW ? p->n_want - at
+                                                : READ_WINDOW;
+        for (size_t i = 0; i < n; i++)
+            seqs[i] = w[at + i].seq;
+        readers_get(p->readers, p->snap, seqs, n, body, len, got);
+        size_t i = 0;
+        for (; i < n && rc == FONTE_OK; i++) {
+            rc = got[i];
+            if (rc == FONTE_ENOTFOUND)
+                rc = plan_fail(p, FONTE__REPLY__STATUS__INTERNAL, FONTE_ESTORE,
+                               "index names event %llu, which is missing",
+                               (unsigned long long) seqs[i]);
+            if (rc == FONTE_OK)
+                rc = add_event(p, seqs[i], w[at + i].object, body[i], len[i],
+                               true); /* takes the bytes, even failing */
+            else
+                store_free(body[i]);
+        }
+        for (; i < n; i++) /* read, not added: the plan failed */
+            store_free(body[i]);
+        at += n;
     }
     p->n_want = 0;
     return rc;
@@ -2420,6 +2444,7 @@ replay_handle(void *arg, store_t *store, const Fonte__ReplayRequest *req,
     memset(&p, 0, sizeof p);
     p.o = &rp->o;
     p.stopping = &rp->stopping;
+    p.readers = rp->readers;
     p.req = req;
     p.deadline_us = deadline_us;
     int64_t t0 = fonte_mono_us();
@@ -2467,6 +2492,13 @@ replay_counters(replay_t *rp, replay_counters_t *out)
     out->cut_ahead = atomic_load(&rp->cut_ahead);
     out->first_lookups = atomic_load(&rp->firsts.lookups);
     out->scans_parked = atomic_load(&rp->scans_parked);
+    if (rp->readers != NULL) {
+        readers_counters_t rc;
+        readers_counters(rp->readers, &rc);
+        out->reads_shared = rc.batches;
+        out->reads_alone = rc.alone;
+        out->reads_helped = rc.helped;
+    }
     out->not_found = atomic_load(&rp->not_found);
     out->refused = atomic_load(&rp->refused);
     out->republished = atomic_load(&rp->republished);
@@ -2492,6 +2524,12 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
     if (rp->o.ahead_pages > AHEAD_PAGES)
         rp->o.ahead_pages = AHEAD_PAGES;
     rp->store = store;
+    if (rp->o.read_threads < 0 || rp->o.read_threads > READERS_MAX) {
+        snprintf(errbuf, errlen, "replay: read threads must be 0 to %d",
+                 READERS_MAX);
+        free(rp);
+        return FONTE_EINVAL;
+    }
     atomic_init(&rp->scan_slots,
                 rp->o.scan_threads > 0 ? rp->o.scan_threads : 0);
     rp->cursors = calloc(rp->o.max_cursors, sizeof *rp->cursors);
@@ -2510,6 +2548,15 @@ replay_new(const replay_opts_t *o, store_t *store, replay_t **replay_p,
         return FONTE_EIO;
     }
     rp->pf_started = true;
+    if (rp->o.read_threads > 0) {
+        fonte_err rc = readers_new(rp->o.read_threads, &rp->readers);
+        if (rc != FONTE_OK) {
+            snprintf(errbuf, errlen, "replay: cannot start its read "
+                     "helpers: %s", fonte_strerror(rc));
+            replay_destroy(&rp);
+            return rc;
+        }
+    }
 
     if (o->ingress != NULL && o->zmq_ctx != NULL) {
         int linger = 200, hwm = 1000000;
@@ -2549,6 +2596,7 @@ replay_destroy(replay_t **replay_p)
     pthread_mutex_unlock(&rp->pf_lock);
     if (rp->pf_started)
         pthread_join(rp->pf_thread, NULL);
+    readers_destroy(&rp->readers);
     while (rp->pf_head != NULL) {
         seqlist_t *l = rp->pf_head;
         rp->pf_head = l->pf_next;

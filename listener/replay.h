@@ -80,6 +80,10 @@ typedef struct replay_opts {
     size_t ahead_pages;     /* pages of a streamed whole-store replay cut
                                ahead of the client's asking, 0-2, default
                                2 (0: each page is cut when asked) */
+    int read_threads;       /* helper threads that share a replay's gets
+                               of its events (readers.h), 0 to
+                               READERS_MAX, default 1; 0 = each replay
+                               reads on its own thread alone */
 } replay_opts_t;
 
 void replay_opts_init(replay_opts_t *o);
@@ -91,6 +95,10 @@ typedef struct replay_counters {
     uint64_t first_lookups; /* first seqs streamed replays asked the store
                                (not found in the first-seq cache) */
     uint64_t scans_parked; /* scanner threads taken from idle streams */
+    uint64_t reads_shared; /* windows of gets shared with the read
+                              helpers (read_threads) */
+    uint64_t reads_alone;  /* windows read alone: the helpers were busy */
+    uint64_t reads_helped; /* events the read helpers read */
     uint64_t not_found;
     uint64_t refused;     /* BAD_REQUEST and LIMIT answers */
     uint64_t republished; /* events published by finished republishes */

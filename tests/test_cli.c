@@ -564,6 +564,8 @@ Test(usage, listener_endpoints_data_and_modes_are_checked_first)
           "fonte-listener: --query-workers must be 1..64, not 65\n" },
         { "--batch-max", "0",
           "fonte-listener: --batch-max must be 1..1000000, not 0\n" },
+        { "--read-threads", "17",
+          "fonte-listener: --read-threads must be 0..16, not 17\n" },
         { "--max-closure", "0",
           "fonte-listener: --max-closure must be at least 1, not 0\n" },
         { "--query-spin", "200ms",

@@ -17,6 +17,7 @@
 #include "broker.h"
 #include "listener.h"
 #include "log.h"
+#include "readers.h"
 #include "testutil.h"
 
 typedef struct env {
@@ -1543,6 +1544,62 @@ Test(replay, a_closure_read_in_small_batches_gives_the_same_answer)
         assert_same_bytes(&a, &b, objects[k]);
     }
     replay_destroy(&small);
+    replay_off_store(dir, &s, &one);
+}
+
+/* A closure's gets shared with read helpers (readers.h) - none, the
+ * default one, four - give the same answer byte for byte; with the
+ * default, each replay here is one window of 120 gets, shared (nothing
+ * else reads), and counted as such. Out of range is refused. */
+Test(replay, a_closure_read_with_or_without_helpers_gives_the_same_answer)
+{
+    char dir[] = "/tmp/fonte-test-readers-XXXXXX", err[256] = "";
+    store_t *s = NULL;
+    replay_t *one = NULL, *none = NULL, *four = NULL, *bad = NULL;
+    replay_on_store(dir, 6000, &s, &one);
+    replay_opts_t ro;
+    replay_opts_init(&ro);
+    cr_assert_eq(ro.read_threads, 1);
+    ro.read_threads = 0;
+    cr_assert_eq(replay_new(&ro, s, &none, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    ro.read_threads = 4;
+    cr_assert_eq(replay_new(&ro, s, &four, err, sizeof err), FONTE_OK, "%s",
+                 err);
+    ro.read_threads = READERS_MAX + 1;
+    cr_assert_eq(replay_new(&ro, s, &bad, err, sizeof err), FONTE_EINVAL);
+    cr_assert_null(bad);
+    cr_assert_str_eq(err, "replay: read threads must be 0 to 16");
+    const char *objects[] = { "obj:1", "obj:123", "obj:999" };
+    for (size_t k = 0; k < 3; k++) {
+        Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
+        r.object = (char *) objects[k];
+        r.page_size = 10000;
+        codec_buf_t a, b, c;
+        cr_assert_eq(replay_handle(one, s, &r, 0, &a), FONTE_OK);
+        cr_assert_eq(replay_handle(none, s, &r, 0, &b), FONTE_OK);
+        cr_assert_eq(replay_handle(four, s, &r, 0, &c), FONTE_OK);
+        Fonte__Reply *rep = NULL;
+        cr_assert_eq(codec_reply_decode(a.data, a.len, &codec_limits_default,
+                                        &rep), FONTE_OK);
+        cr_assert_eq(rep->status, FONTE__REPLY__STATUS__OK, "%s", rep->error);
+        cr_assert_eq(rep->replay->n_events, 120);
+        fonte__reply__free_unpacked(rep, NULL);
+        codec_buf_t a2 = { .data = malloc(a.len), .len = a.len };
+        cr_assert_not_null(a2.data);
+        memcpy(a2.data, a.data, a.len);
+        assert_same_bytes(&a, &b, objects[k]);
+        assert_same_bytes(&a2, &c, objects[k]);
+    }
+    replay_counters_t rc;
+    replay_counters(one, &rc);
+    cr_assert_eq(rc.reads_shared, 3);
+    cr_assert_eq(rc.reads_alone, 0);
+    cr_assert_leq(rc.reads_helped, 3 * 120);
+    replay_counters(none, &rc);
+    cr_assert_eq(rc.reads_shared + rc.reads_alone + rc.reads_helped, 0);
+    replay_destroy(&none);
+    replay_destroy(&four);
     replay_off_store(dir, &s, &one);
 }
 

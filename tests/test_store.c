@@ -4,6 +4,7 @@
  * LevelDB in a temporary directory.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "logscan.h"
+#include "readers.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -1674,6 +1676,150 @@ Test(store, reads_of_a_damaged_block_are_errors)
     size_t n = scan_events(snap, &scan_rc);
     cr_assert_eq(scan_rc, FONTE_ESTORE);
     cr_assert_lt(n, 2000, "it stopped at the damaged block");
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+/* ------------------------------------------------------------------ */
+/* readers: a batch of gets shared with helper threads                 */
+
+TestSuite(readers, .init = setup, .fini = teardown);
+
+#define RD_N 2000
+
+/* seqs for a batch: a shuffle of 1..3000 (and past it: missing) */
+static void
+rd_seqs(uint64_t *seqs, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = (uint64_t) ((i * 7919u + seed * 104729u) % 3020u) + 1;
+}
+
+/* Asserts that body/len/rc are what store_get_event gives one by one,
+ * and frees the bodies. */
+static void
+rd_check(store_snap_t *snap, const uint64_t *seqs, size_t n, void **body,
+         size_t *len, const fonte_err *rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        void *want = NULL;
+        size_t want_len = 0;
+        fonte_err want_rc = store_get_event(snap, seqs[i], &want, &want_len);
+        cr_assert_eq(rc[i], want_rc, "index %zu (seq %llu): %d", i,
+                     (unsigned long long) seqs[i], rc[i]);
+        cr_assert_eq(want_rc, seqs[i] <= 3000 ? FONTE_OK : FONTE_ENOTFOUND);
+        cr_assert_eq(len[i], want_len, "index %zu", i);
+        if (want_rc == FONTE_OK)
+            cr_assert(memcmp(body[i], want, want_len) == 0, "index %zu", i);
+        else
+            cr_assert_null(body[i]);
+        store_free(want);
+        store_free(body[i]);
+    }
+}
+
+Test(readers, every_index_is_read_once_alone_or_shared)
+{
+    cr_assert_eq(readers_new(0, &(readers_t *) { NULL }), FONTE_EINVAL);
+    cr_assert_eq(readers_new(READERS_MAX + 1, &(readers_t *) { NULL }),
+                 FONTE_EINVAL);
+    store_t *s = scan_store(3000, 0, 0);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    readers_t *r = NULL;
+    cr_assert_eq(readers_new(3, &r), FONTE_OK);
+    static uint64_t seqs[RD_N];
+    static void *body[RD_N];
+    static size_t len[RD_N];
+    static fonte_err rc[RD_N];
+
+    /* below 16 the batch is read alone, without counting; from 16 on
+     * it is shared (nothing else is reading) */
+    const size_t sizes[] = { 0, 1, 15, 16, 17, 512, RD_N };
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        rd_seqs(seqs, sizes[k], (unsigned) k);
+        readers_get(r, snap, seqs, sizes[k], body, len, rc);
+        rd_check(snap, seqs, sizes[k], body, len, rc);
+        rd_seqs(seqs, sizes[k], (unsigned) k + 100);
+        readers_get(NULL, snap, seqs, sizes[k], body, len, rc);
+        rd_check(snap, seqs, sizes[k], body, len, rc);
+    }
+    readers_counters_t c;
+    readers_counters(r, &c);
+    cr_assert_eq(c.batches, 4);
+    cr_assert_eq(c.alone, 0);
+    cr_assert_leq(c.helped, 16 + 17 + 512 + RD_N);
+
+    /* the helpers do read: within 200 batches of 2000, some index is
+     * theirs (a helper wakes in microseconds; the batch takes ms) */
+    for (int i = 0; i < 200 && c.helped == 0; i++) {
+        rd_seqs(seqs, RD_N, 7);
+        readers_get(r, snap, seqs, RD_N, body, len, rc);
+        rd_check(snap, seqs, RD_N, body, len, rc);
+        readers_counters(r, &c);
+    }
+    cr_assert_gt(c.helped, 0, "no helper ever read");
+    readers_destroy(&r);
+    cr_assert_null(r);
+    readers_destroy(&r); /* NULL-safe */
+    store_snap_destroy(&snap);
+    store_close(&s);
+}
+
+typedef struct rd_caller {
+    readers_t *r;
+    store_snap_t *snap;
+    unsigned seed;
+    int rounds;
+} rd_caller_t;
+
+static void *
+rd_caller_main(void *arg)
+{
+    rd_caller_t *a = arg;
+    uint64_t *seqs = calloc(RD_N, sizeof *seqs);
+    void **body = calloc(RD_N, sizeof *body);
+    size_t *len = calloc(RD_N, sizeof *len);
+    fonte_err *rc = calloc(RD_N, sizeof *rc);
+    cr_assert(seqs && body && len && rc);
+    for (int i = 0; i < a->rounds; i++) {
+        size_t n = 16 + (size_t) ((a->seed * 31u + (unsigned) i * 17u) %
+                                  (RD_N / 4));
+        rd_seqs(seqs, n, a->seed + (unsigned) i);
+        readers_get(a->r, a->snap, seqs, n, body, len, rc);
+        rd_check(a->snap, seqs, n, body, len, rc);
+    }
+    free(seqs);
+    free(body);
+    free(len);
+    free(rc);
+    return NULL;
+}
+
+/* Three callers at once: each gets exactly its own batch's events, one
+ * at a time sharing the pool, the others reading alone; every batch is
+ * counted once, shared or alone. */
+Test(readers, callers_at_once_each_get_their_own_batch)
+{
+    store_t *s = scan_store(3000, 0, 0);
+    store_snap_t *snap = NULL;
+    cr_assert_eq(store_snap_new(s, &snap), FONTE_OK);
+    readers_t *r = NULL;
+    cr_assert_eq(readers_new(2, &r), FONTE_OK);
+    pthread_t t[3];
+    rd_caller_t a[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = (rd_caller_t) { r, snap, (unsigned) i * 1000u, 150 };
+        cr_assert_eq(pthread_create(&t[i], NULL, rd_caller_main, &a[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    readers_counters_t c;
+    readers_counters(r, &c);
+    cr_assert_eq(c.batches + c.alone, 3 * 150, "%llu + %llu",
+                 (unsigned long long) c.batches,
+                 (unsigned long long) c.alone);
+    readers_destroy(&r);
     store_snap_destroy(&snap);
     store_close(&s);
 }
