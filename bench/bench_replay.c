@@ -5,43 +5,48 @@
  *   replay_object_p50_us / _p99_us: REQ round trips replaying one object
  *     of 200 events that depends on 2 objects of 50 events each, in a
  *     store of 1M events over 10 000 objects (causal order, one page),
- *     1000 requests, to a listener with default options. The client
- *     polls for its reply (for up to CLIENT_SPIN_US, as libfonte's
- *     query_spin_us does: docs/client.md, "Latency"), so that the line
- *     is what the listener costs, not the wake-up of the client's
- *     thread; then walks each reply zero-copy and checks every event with
- *     codec_event_scan: it ends up with the bytes of each event,
- *     validated, as the baseline ends up with raw bytes. Baseline in the
- *     same run: the same keys read straight from LevelDB - the three
- *     objects' `o` prefix scans and a get of each `e` key - through
- *     store.h (only store.c may include leveldb/c.h; store.h is a thin
- *     layer over LevelDB's iterators and gets).
- *   replay_object_sleeping_p50_us / _p99_us: the same, the client waiting
- *     in a blocking receive (libfonte's default). Baseline: the raw
- *     reads.
+ *     1000 requests, to a listener with default options (so one read
+ *     helper thread shares the replay's gets: --read-threads,
+ *     listener/readers.h). The client waits for its reply in a blocking
+ *     receive, as libfonte does by default; then walks each reply
+ *     zero-copy and checks every event with codec_event_scan: it ends up
+ *     with the bytes of each event, validated, as the baseline ends up
+ *     with raw bytes. Baseline in the same run: the same keys read
+ *     straight from LevelDB on one thread - the three objects' `o`
+ *     prefix scans and a get of each `e` key - through store.h (only
+ *     store.c may include leveldb/c.h; store.h is a thin layer over
+ *     LevelDB's iterators and gets).
+ *   replay_object_polling_p50_us / _p99_us: the same, the client polling
+ *     for its reply for up to CLIENT_SPIN_US first (what libfonte's
+ *     query_spin_us does: docs/client.md, "Latency"; this was the first
+ *     line from 2026-11-29 05:40 to 08:30, before the read helper: a
+ *     polling client then cost less than the wake-up of a sleeping one,
+ *     and now it holds the CPU the helper would read on). Baseline: the
+ *     raw reads.
  *   replay_object_pinned_p50_us: the same as the first, to a second
  *     listener on an identical copy of the store, run with --query-cpu
  *     (its query thread and query I/O thread on this process's last CPU;
  *     so, by default, no polling after replies): what that option buys
  *     (docs/operations.md).
  *   replay_object_floor_us: what the same REQ round trip (the client
- *     polling) costs when the server does nothing but the baseline's raw
- *     reads and replies with as many bytes as the replay did - a ROUTER
- *     in a context of its own (as the listener's is), not pinned, on the
- *     listener's store handle, waiting for requests much as the
- *     listener's query thread does (polling for QUERY_SPIN_US_DEFAULT
- *     after each reply; the listener starts polling from the second
- *     request of a burst, this from the first). Baseline: the raw reads
- *     again. Its ratio is the best a server behind ZeroMQ with default
- *     scheduling could get on this machine: what the default replay's
- *     ratio is made of beyond planning.
+ *     sleeping, as for the first line) costs when the server does nothing
+ *     but the baseline's raw reads, on one thread, and replies with as
+ *     many bytes as the replay did - a ROUTER in a context of its own (as
+ *     the listener's is), not pinned, on the listener's store handle,
+ *     waiting for requests much as the listener's query thread does
+ *     (polling for QUERY_SPIN_US_DEFAULT after each reply; the listener
+ *     starts polling from the second request of a burst, this from the
+ *     first). Baseline: the raw reads again. Its ratio is what a server
+ *     that reads as the baseline does costs behind ZeroMQ with default
+ *     scheduling on this machine; the listener's replay, reading on two
+ *     threads, can come in under it.
  *   replay_object_fetch_p50_us: the same replay asked through libfonte,
  *     fonte_fetch (its pooled REQ socket, the reply decoded into an
- *     event list; query_spin_us CLIENT_SPIN_US). Baseline: the default
- *     replay's p50 above, the bare REQ round trip of the same request:
- *     the ratio is what the client library adds.
+ *     event list; default options). Baseline: the first line's p50, the
+ *     bare REQ round trip of the same request: the ratio is what the
+ *     client library adds.
  *   The six take turns in blocks of TURN requests (raw reads, replays
- *     polled for, replays slept for, pinned replays, floor, fetches), so
+ *     slept for, replays polled for, pinned replays, floor, fetches), so
  *     that all six see the same phases of a shared machine, which last
  *     seconds; within a block each runs back to back, as it would alone.
  *     Each turn starts one part later than the one before, so that no
@@ -237,10 +242,10 @@ raw_object_read(store_t *s)
     return n;
 }
 
-/* How the object replays' client waits for its reply: polling (zmq_msg_recv
- * with ZMQ_DONTWAIT, again and again) for up to this long, then in a
- * blocking receive - what libfonte's query_spin_us does. 0: blocking at
- * once. */
+/* How the polling line's client waits for its reply: polling
+ * (zmq_msg_recv with ZMQ_DONTWAIT, again and again) for up to this long,
+ * then in a blocking receive - what libfonte's query_spin_us does. The
+ * other lines' clients block at once (0). */
 #define CLIENT_SPIN_US 1000
 
 /* Receives the reply into m, polling for up to spin_us first. */
@@ -628,7 +633,7 @@ floor_ask(floor_srv_t *f)
     zmq_msg_t m;
     zmq_msg_init(&m);
     bool got = zmq_send(f->client.req, "r", 1, 0) == 1 &&
-               reply_recv(&m, f->client.req, CLIENT_SPIN_US) ==
+               reply_recv(&m, f->client.req, 0) ==
                    (int) f->reply_len;
     zmq_msg_close(&m);
     return got ? (double) (fonte_mono_us() - t0) : -1;
@@ -773,9 +778,9 @@ replay_run(const bench_ctx_t *ctx)
     double *pin = calloc(l.requests, sizeof *pin);
     double *flr = calloc(l.requests, sizeof *flr);
     double *lib = calloc(l.requests, sizeof *lib);
-    double *slp = calloc(l.requests, sizeof *slp);
+    double *pol = calloc(l.requests, sizeof *pol);
     int rc = base == NULL || ours == NULL || pin == NULL || flr == NULL ||
-             lib == NULL || slp == NULL;
+             lib == NULL || pol == NULL;
     fonte_client_opts_t co;
     fonte_client_t *client = NULL;
     fonte_client_opts_init(&co);
@@ -783,7 +788,7 @@ replay_run(const bench_ctx_t *ctx)
     co.query = listener_query_endpoint(dflt.l);
     co.ingress = co.egress = "tcp://127.0.0.1:9"; /* fetches only */
     co.query_timeout_ms = 10000;
-    co.query_spin_us = CLIENT_SPIN_US;
+    co.query_spin_us = 0; /* libfonte's default: the first line's client */
     if (rc == 0 && fonte_client_new(&co, &client) != FONTE_OK) {
         fprintf(stderr, "bench replay: cannot make a libfonte client\n");
         rc = 1;
@@ -821,13 +826,13 @@ replay_run(const bench_ctx_t *ctx)
                     base[i] = (double) (fonte_mono_us() - t0);
                     break;
                 case 1:
-                    ours[i] = timed_ask(req, CLIENT_SPIN_US);
+                    ours[i] = timed_ask(req, 0);
                     break;
                 case 2:
-                    slp[i] = timed_ask(req, 0);
+                    pol[i] = timed_ask(req, CLIENT_SPIN_US);
                     break;
                 case 3:
-                    pin[i] = timed_ask(pinned.client.req, CLIENT_SPIN_US);
+                    pin[i] = timed_ask(pinned.client.req, 0);
                     break;
                 case 4:
                     flr[i] = floor_ask(&fl);
@@ -836,7 +841,7 @@ replay_run(const bench_ctx_t *ctx)
                     lib[i] = timed_fetch(client);
                     break;
                 }
-                if (ours[i] < 0 || slp[i] < 0 || pin[i] < 0 || flr[i] < 0 ||
+                if (ours[i] < 0 || pol[i] < 0 || pin[i] < 0 || flr[i] < 0 ||
                     lib[i] < 0)
                     rc = 1;
             }
@@ -851,10 +856,10 @@ replay_run(const bench_ctx_t *ctx)
                      bench_percentile(ours, l.requests, 50), "us", b50);
         bench_report("replay_object_p99_us",
                      bench_percentile(ours, l.requests, 99), "us", b99);
-        bench_report("replay_object_sleeping_p50_us",
-                     bench_percentile(slp, l.requests, 50), "us", b50);
-        bench_report("replay_object_sleeping_p99_us",
-                     bench_percentile(slp, l.requests, 99), "us", b99);
+        bench_report("replay_object_polling_p50_us",
+                     bench_percentile(pol, l.requests, 50), "us", b50);
+        bench_report("replay_object_polling_p99_us",
+                     bench_percentile(pol, l.requests, 99), "us", b99);
         bench_report("replay_object_pinned_p50_us",
                      bench_percentile(pin, l.requests, 50), "us", b50);
         bench_report("replay_object_floor_us",
@@ -898,6 +903,6 @@ replay_run(const bench_ctx_t *ctx)
     free(pin);
     free(flr);
     free(lib);
-    free(slp);
+    free(pol);
     return rc;
 }
