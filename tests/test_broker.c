@@ -286,14 +286,19 @@ expect_event(void *sub, const char *type, uint64_t seq)
                  (unsigned long long) seq);
 }
 
-/* Reads counters until cond holds or WAIT_MS passes; the caller then
- * asserts exact values. */
+/* Reads counters until cond holds in a copy the loop made after this
+ * started (so it counts all the loop had done by then: the caller has
+ * seen the effects it asserts from outside) or WAIT_MS passes; the
+ * caller then asserts exact values. */
 #define WAIT_COUNTERS(b, c, cond)                                   \
     do {                                                            \
         int64_t until_ = fonte_mono_us() + WAIT_MS * 1000;          \
+        broker_counters((b), &(c));                                 \
+        uint64_t copies_ = (c).copies;                              \
         for (;;) {                                                  \
             broker_counters((b), &(c));                             \
-            if ((cond) || fonte_mono_us() > until_)                 \
+            if (((c).copies != copies_ && (cond)) ||                \
+                fonte_mono_us() > until_)                           \
                 break;                                              \
             nap_ms(1);                                              \
         }                                                           \
