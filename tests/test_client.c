@@ -102,7 +102,10 @@ client_opts(fonte_client_opts_t *o, const char *service)
     dead_endpoint(dead_query, sizeof dead_query);
     o->query = dead_query;
     o->resend_timeout_ms = 200;
-    o->query_timeout_ms = 100;
+    /* long enough that a reply is never late on a slow machine: a late
+     * one is a retry on a new socket, a request counted twice. Tests of
+     * timeouts set SILENT_MS (their server stops answering). */
+    o->query_timeout_ms = 5000;
 }
 
 /* A socket of zctx that does not linger, on the list teardown closes. */
@@ -1284,6 +1287,10 @@ server_wait_accepted(server_t *sv)
     return ok && event == ZMQ_EVENT_ACCEPTED;
 }
 
+/* The query timeout of tests whose server stops answering: each try waits
+ * this long, which a reply to an earlier query (answered) must not take. */
+#define SILENT_MS 1000
+
 /* A client of the listener at endpoint: query_spin_us spin_us, and
  * query_timeout_ms and query_retries unless 0 (then the defaults). */
 static fonte_client_t *
@@ -1338,7 +1345,7 @@ Test(client, a_silent_listener_gets_exactly_query_retries_requests)
     fonte_event_list_t *l = NULL;
 
     server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
-    fonte_client_t *c = query_client(sv.endpoint);
+    fonte_client_t *c = query_client_with(sv.endpoint, 0, SILENT_MS, 0);
     cr_assert_eq(fonte_fetch(c, "order:1", NULL, &l), FONTE_ETIMEOUT);
     fonte_client_destroy(&c);
     server_stop(&sv);
@@ -1347,7 +1354,7 @@ Test(client, a_silent_listener_gets_exactly_query_retries_requests)
 
 /* A republish and a backup are sent once, never retried: a silent
  * listener gets one request of each, after which the client waits as
- * long as all the tries of a fetch would (query_timeout_ms 100, 3
+ * long as all the tries of a fetch would (query_timeout_ms SILENT_MS, 3
  * tries). A backup name that breaks the rule is refused unsent. */
 Test(client, a_republish_or_a_backup_is_asked_once_and_waited_for_as_long)
 {
@@ -1355,14 +1362,14 @@ Test(client, a_republish_or_a_backup_is_asked_once_and_waited_for_as_long)
     fonte_backup_info_t b;
 
     server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
-    fonte_client_t *c = query_client(sv.endpoint);
+    fonte_client_t *c = query_client_with(sv.endpoint, 0, SILENT_MS, 0);
     int64_t t0 = fonte_mono_us();
     cr_assert_eq(fonte_request_replay(c, "order:1", NULL, NULL),
                  FONTE_ETIMEOUT);
-    cr_assert_geq(fonte_mono_us() - t0, 300000);
+    cr_assert_geq(fonte_mono_us() - t0, 3 * SILENT_MS * 1000);
     t0 = fonte_mono_us();
     cr_assert_eq(fonte_backup(c, "nightly", &b), FONTE_ETIMEOUT);
-    cr_assert_geq(fonte_mono_us() - t0, 300000);
+    cr_assert_geq(fonte_mono_us() - t0, 3 * SILENT_MS * 1000);
     cr_assert_eq(fonte_backup(c, "../x", &b), FONTE_EPRODUCER);
     cr_assert_eq(fonte_backup(c, NULL, &b), FONTE_EINVAL);
     fonte_client_destroy(&c);
@@ -1405,7 +1412,7 @@ Test(client, a_signal_does_not_cut_a_query_short)
     sigemptyset(&sa.sa_mask);
     cr_assert_eq(sigaction(SIGUSR1, &sa, &old), 0);
     server_start(&sv, 0, FONTE__REPLY__STATUS__OK, 1);
-    fonte_client_t *c = query_client(sv.endpoint); /* 100 ms x 3 tries */
+    fonte_client_t *c = query_client_with(sv.endpoint, 0, SILENT_MS, 0);
     poker_t p = { .target = pthread_self() };
     atomic_init(&p.stop, false);
     cr_assert_eq(pthread_create(&p.thread, NULL, poke_main, &p), 0);
@@ -1423,10 +1430,10 @@ Test(client, a_signal_does_not_cut_a_query_short)
     sigaction(SIGUSR1, &old, NULL);
     fonte_client_destroy(&c);
     server_stop(&sv);
-    cr_assert_geq(status_us, 300000, "three tries of 100 ms: %lld us",
-                  (long long) status_us);
-    cr_assert_geq(replay_us, 300000, "one try of 300 ms: %lld us",
-                  (long long) replay_us);
+    cr_assert_geq(status_us, 3 * SILENT_MS * 1000, "three tries of %d ms: "
+                  "%lld us", SILENT_MS, (long long) status_us);
+    cr_assert_geq(replay_us, 3 * SILENT_MS * 1000, "one try of 3 x %d ms: "
+                  "%lld us", SILENT_MS, (long long) replay_us);
     cr_assert_eq(sv.requests, 3 + 1);
 }
 
@@ -1596,7 +1603,7 @@ Test(client, fetch_iterator_stays_on_its_page_after_a_timeout)
     fonte_event_list_t *page = (fonte_event_list_t *) &sv;
 
     server_start(&sv, 1, FONTE__REPLY__STATUS__OK, 3);
-    fonte_client_t *c = query_client(sv.endpoint);
+    fonte_client_t *c = query_client_with(sv.endpoint, 0, SILENT_MS, 0);
     cr_assert_eq(fonte_fetch_iter_new(c, "order:1", NULL, &it), FONTE_OK);
     cr_assert_eq(fonte_fetch_iter_next(it, &page), FONTE_OK);
     fonte_event_list_destroy(&page);
@@ -1667,7 +1674,7 @@ Test(client, a_timed_out_query_closes_its_socket)
     fonte_client_stats_t cs;
 
     server_start(&sv, 1, FONTE__REPLY__STATUS__OK, 1);
-    fonte_client_t *c = query_client(sv.endpoint);
+    fonte_client_t *c = query_client_with(sv.endpoint, 0, SILENT_MS, 0);
     cr_assert_eq(fonte_status(c, &st), FONTE_OK);
     /* silent from now on: each of the 3 tries ends on its own socket
      * (the pooled one first, then two new ones), none is kept */
