@@ -683,6 +683,62 @@ Test(client, a_blocked_socket_with_a_resend_due_does_not_spin)
     tu_sock_close(xsub);
 }
 
+/* A new client sends nothing until its own Ack subscription comes back
+ * on its publisher socket - the broker has taken it and passed it
+ * upstream, to the listener's PUB as well, so the first Acks are not
+ * dropped for want of it - not on the first subscription it sees (the
+ * listener's "everything" comes first). The "broker" is an XSUB; the
+ * client's SUBs reach nothing, so only what it sends brings the
+ * subscription back. An unreliable client sends on any subscription. */
+Test(client, the_first_send_waits_for_its_own_ack_subscription)
+{
+    for (int reliable = 1; reliable >= 0; reliable--) {
+        char ep[128], mon_ep[64];
+        size_t len = sizeof ep;
+        void *xsub = open_sock(ZMQ_XSUB);
+        cr_assert_eq(zmq_bind(xsub, "tcp://127.0.0.1:*"), 0);
+        cr_assert_eq(zmq_getsockopt(xsub, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+        snprintf(mon_ep, sizeof mon_ep, "inproc://first-send-%d", reliable);
+        cr_assert_eq(zmq_socket_monitor(xsub, mon_ep,
+                                        ZMQ_EVENT_HANDSHAKE_SUCCEEDED), 0);
+        void *mon = sock(ZMQ_PAIR, mon_ep);
+
+        fonte_client_opts_t o;
+        fonte_client_t *c = NULL;
+        client_opts(&o, "shop");
+        o.ingress = ep;
+        o.egress = dead_query;
+        o.reliable = reliable;
+        o.resend_timeout_ms = 3 * WAIT_MS; /* the fallback: never, here */
+        cr_assert_eq(fonte_client_new(&o, &c), FONTE_OK);
+        zmq_pollitem_t it = { mon, 0, ZMQ_POLLIN, 0 };
+        cr_assert_eq(zmq_poll(&it, 1, WAIT_MS), 1, "never connected");
+        cr_assert_eq(zmq_send(xsub, "\x01", 1, 0), 1); /* everything */
+        fonte_event_spec_t s = spec("order.placed", "order:1");
+        cr_assert_eq(fonte_publish(c, &s), FONTE_OK);
+
+        zmq_pollitem_t in = { xsub, 0, ZMQ_POLLIN, 0 };
+        if (reliable) {
+            /* held back: the subscription to everything is not ours */
+            cr_assert_eq(zmq_poll(&in, 1, 300), 0, "sent before its Ack "
+                         "subscription came back");
+            cr_assert_eq(zmq_send(xsub, "\x01$ack.shopx", 11, 0), 11);
+            cr_assert_eq(zmq_poll(&in, 1, 300), 0, "another service's");
+            cr_assert_eq(zmq_send(xsub, "\x01$ack.shop", 10, 0), 10);
+        }
+        cr_assert_eq(zmq_poll(&in, 1, WAIT_MS), 1, "never sent (reliable %d)",
+                     reliable);
+        char topic[64];
+        int n = zmq_recv(xsub, topic, sizeof topic, 0);
+        cr_assert_eq(n, 12);
+        cr_assert(memcmp(topic, "order.placed", 12) == 0);
+        fonte_client_destroy(&c);
+        zmq_socket_monitor(xsub, NULL, 0);
+        tu_sock_close(mon);
+        tu_sock_close(xsub);
+    }
+}
+
 Test(client, gap_ack_resends_from_durable_plus_one_in_order)
 {
     fonte_client_opts_t o;

@@ -16,8 +16,12 @@
  *  - When the oldest unacked event was last sent a resend timeout ago
  *    (a lost tail, a restarted broker or listener, an Ack lost), rewind
  *    next_send to it.
- *  - Nothing is sent until the first subscription arrives on the
- *    publisher socket (drain_pub), or a resend timeout has passed.
+ *  - Nothing is sent until this client's own Ack subscription comes back
+ *    on the publisher socket (drain_pub): the broker has taken it from
+ *    the "ctrl" SUB and passed it upstream, to the listener's PUB as to
+ *    us, so the first Acks are not dropped for want of it (they would be
+ *    healed by a resend, a resend timeout later). An unreliable client
+ *    waits for any subscription. Either way, at most a resend timeout.
  *  - The publisher socket never drops: at its HWM a send fails (EAGAIN),
  *    the burst stops there and is retried 1 ms later. Without a
  *    connection (broker down) sends go nowhere, as with a PUB; the
@@ -46,7 +50,7 @@ typedef struct io_state {
     fonte_client_t *c;
     uint64_t next_send;
     bool blocked;         /* the publisher socket is at its HWM */
-    bool upstream;        /* a subscription has reached the publisher */
+    bool upstream;        /* our Ack subscription came back upstream */
     int64_t started_us;
     uint64_t gap_d;       /* D of the last gap-triggered resend */
     int64_t gap_us;       /* when it started */
@@ -254,7 +258,12 @@ drain_pub(io_state_t *st)
         int n = zmq_recv(st->c->pub, buf, sizeof buf, ZMQ_DONTWAIT);
         if (n < 0)
             break;
-        if (n >= 1 && buf[0] == 1)
+        if (n < 1 || buf[0] != 1)
+            continue; /* an unsubscription */
+        size_t len = strlen(st->c->ack_topic);
+        if (!st->c->opts.reliable ||
+            ((size_t) n == len + 1 && memcmp(buf + 1, st->c->ack_topic,
+                                               len) == 0))
             st->upstream = true;
     }
 }
