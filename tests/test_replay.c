@@ -1062,8 +1062,21 @@ Test(replay, republish_reaches_only_the_target_flagged_and_is_not_stored)
     zmq_setsockopt(revenue, ZMQ_SUBSCRIBE, "$replay.revenue.", 16);
     zmq_setsockopt(users, ZMQ_SUBSCRIBE, "$replay.users.", 14);
     zmq_setsockopt(users, ZMQ_SUBSCRIBE, "$sys.replay", 11);
-    cr_assert_eq(zmq_connect(revenue, broker_egress_endpoint(e.broker)), 0);
+    /* users' subscriptions pass upstream before revenue's is made: the
+     * republisher, which waits only for the target's, then has users'
+     * $sys.replay too (they come over one connection, in order) */
+    broker_counters_t bc;
+    broker_counters(e.broker, &bc);
+    uint64_t subscribes0 = bc.subscribes, copies0 = bc.copies;
     cr_assert_eq(zmq_connect(users, broker_egress_endpoint(e.broker)), 0);
+    for (int64_t end = fonte_mono_us() + 10000000;
+         bc.copies == copies0 || bc.subscribes < subscribes0 + 2;) {
+        cr_assert(fonte_mono_us() < end, "users' subscriptions never "
+                  "passed the broker");
+        nanosleep(&(struct timespec) { 0, 1000000 }, NULL);
+        broker_counters(e.broker, &bc);
+    }
+    cr_assert_eq(zmq_connect(revenue, broker_egress_endpoint(e.broker)), 0);
 
     Fonte__ReplayRequest r = FONTE__REPLAY_REQUEST__INIT;
     r.object = "order:1";
