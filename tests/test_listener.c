@@ -193,6 +193,25 @@ publish(void *sock, const char *producer, uint64_t session, uint64_t pseq,
     codec_event_free(&ev);
 }
 
+/* Stats with store_failed seen on the Ack socket (subscribed to
+ * "$sys.listener" too): the listener publishes them on the PUB its Acks
+ * go out on, after the failure, so once one came every Ack sent before
+ * the failure had come before it. */
+static bool failed_stats_seen;
+
+static bool stats_get(Fonte__Stats *st, const char *key, double *v);
+
+static void
+failed_stats_note(const void *body, size_t len)
+{
+    Fonte__Stats *st = NULL;
+    double v = 0;
+    cr_assert_eq(codec_stats_decode(body, len, &lim, &st), FONTE_OK);
+    if (stats_get(st, "store_failed", &v) && v >= 1)
+        failed_stats_seen = true;
+    fonte__stats__free_unpacked(st, NULL);
+}
+
 /* The next Ack within timeout_ms; false on timeout. */
 static bool
 next_ack(void *sock, int timeout_ms, Fonte__Ack **ack_p)
@@ -209,6 +228,13 @@ next_ack(void *sock, int timeout_ms, Fonte__Ack **ack_p)
         cr_assert_geq(zmq_msg_recv(&t, sock, 0), 0);
         cr_assert(zmq_msg_more(&t));
         cr_assert_geq(zmq_msg_recv(&b, sock, 0), 0);
+        if (zmq_msg_size(&t) == 13 &&
+            memcmp(zmq_msg_data(&t), "$sys.listener", 13) == 0) {
+            failed_stats_note(zmq_msg_data(&b), zmq_msg_size(&b));
+            zmq_msg_close(&t);
+            zmq_msg_close(&b);
+            continue;
+        }
         fonte_err rc = codec_ack_decode(zmq_msg_data(&b), zmq_msg_size(&b),
                                         &lim, ack_p);
         zmq_msg_close(&t);
@@ -1060,8 +1086,14 @@ Test(listener, a_failed_commit_is_the_last_and_nothing_after_it_is_acked)
     const char *why = store_write_error(listener_store(listener));
     cr_assert_not_null(why);
     cr_assert_not_null(strstr(why, "File too large"), "%s", why);
-    while (pump_acks(300)) /* the Acks sent before the failure */
-        ;
+    /* every Ack sent before the failure: they came before a Stats that
+     * says it failed, on the same connections */
+    cr_assert_eq(zmq_setsockopt(acks, ZMQ_SUBSCRIBE, "$sys.listener", 13),
+                 0);
+    for (int64_t end = fonte_mono_us() + 10000000; !failed_stats_seen;) {
+        cr_assert(fonte_mono_us() < end, "no Stats saying store_failed");
+        pump_acks(100);
+    }
     uint64_t acks_before = ack_log(S)->n, gap_acks_before = ack_log(S)->n_gap;
     /* room again: a resend of the whole session (duplicates, then what
      * was never stored) and more: neither stored nor acknowledged, not
