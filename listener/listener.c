@@ -63,6 +63,7 @@ listener_opts_init(listener_opts_t *o)
     o->max_replay_events = ro.max_events;
     o->query_workers = QUERY_WORKERS_DEFAULT;
     o->read_threads = ro.read_threads;
+    o->republish_wait_us = ro.target_wait_us;
     o->query_cpu = -1;
     o->query_spin_us = -1;
 }
@@ -246,6 +247,7 @@ listener_new(const listener_opts_t *o, listener_t **listener_p, char *errbuf,
     ro.max_closure = o->max_closure;
     ro.max_events = o->max_replay_events;
     ro.read_threads = o->read_threads;
+    ro.target_wait_us = o->republish_wait_us;
     if (o->curve_broker != NULL) {
         ro.curve_cert = &l->cert;
         ro.curve_server = &l->broker_cert;

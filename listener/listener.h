@@ -50,6 +50,8 @@ typedef struct listener_opts {
     size_t max_replay_events;  /* events in one replay (10 000 000) */
     size_t query_workers;      /* replay worker threads (4) */
     int read_threads;          /* helpers sharing a replay's gets (1) */
+    int64_t republish_wait_us; /* a republish waits for its target's
+                                  subscription this long (1 s) */
     int query_cpu;             /* run the query thread and its ZeroMQ I/O
                                   thread on this CPU only; -1 (default) =
                                   not pinned. See docs/operations.md. */

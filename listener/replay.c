@@ -182,6 +182,7 @@ replay_opts_init(replay_opts_t *o)
     o->seen_after = 4096;
     o->cycles_bytes = (size_t) 1 << 20;
     o->read_threads = 1;
+    o->target_wait_us = 1000000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -2289,7 +2290,7 @@ run_job(replay_t *rp, job_t *j)
         size_t len = 0;
         if (store_get_event(snap, j->seqs[0], &body, &len) == FONTE_OK &&
             event_topic(j, body, len, topic, sizeof topic))
-            wait_subscriber(rp, topic, 1000000);
+            wait_subscriber(rp, topic, rp->o.target_wait_us);
         store_free(body);
     }
     send_audit(rp, j, FONTE__REPLAY_AUDIT__STATE__STARTED, 0);

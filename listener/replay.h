@@ -80,6 +80,9 @@ typedef struct replay_opts {
     size_t ahead_pages;     /* pages of a streamed whole-store replay cut
                                ahead of the client's asking, 0-2, default
                                2 (0: each page is cut when asked) */
+    int64_t target_wait_us; /* a republish waits this long for its first
+                               event's topic to have a subscriber before
+                               it starts (then sends anyway), default 1 s */
     int read_threads;       /* helper threads that share a replay's gets
                                of its events (readers.h), 0 to
                                READERS_MAX, default 1; 0 = each replay
