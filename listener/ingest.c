@@ -700,8 +700,8 @@ publish_stats(ingest_t *in, int64_t now)
 
     if (codec_pack(&s->msg.base, &buf) == FONTE_OK) {
         static const char topic[] = "$sys.listener";
+        BUMP(in, stats_sent, 1); /* before: whoever has it finds it */
         publish(in, topic, sizeof topic - 1, buf.data, buf.len);
-        BUMP(in, stats_sent, 1);
         codec_buf_free(&buf);
     }
     free(s);

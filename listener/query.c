@@ -377,6 +377,8 @@ send_reply(query_t *q, const codec_buf_t *env, size_t n_env,
            codec_buf_t *reply)
 {
     static const uint8_t oom[] = { 0x08, 0x05 }; /* Reply{status: INTERNAL} */
+    /* counted before it goes: a client that has its reply finds it */
+    atomic_fetch_add(&q->requests, 1);
     for (size_t i = 0; i < n_env; i++)
         zmq_send(q->router, env[i].data, env[i].len,
                  ZMQ_SNDMORE | ZMQ_DONTWAIT);
@@ -397,7 +399,6 @@ send_reply(query_t *q, const codec_buf_t *env, size_t n_env,
     } else {
         zmq_send(q->router, oom, sizeof oom, ZMQ_DONTWAIT);
     }
-    atomic_fetch_add(&q->requests, 1);
 }
 
 /* What serve_one did. */
