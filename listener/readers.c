@@ -33,6 +33,7 @@ typedef struct batch {
     void **body;
     size_t *len;
     fonte_err *rc;
+    int64_t deadline_us; /* 0, or unread indexes get FONTE_ETIMEOUT after */
 } batch_t;
 
 struct readers {
@@ -52,6 +53,24 @@ struct readers {
     _Atomic uint64_t batches, alone, helped;
 };
 
+/* Reads indexes [i, end) of b; past its deadline it only marks them
+ * FONTE_ETIMEOUT (the clock is looked at once a chunk). */
+static void
+read_range(const batch_t *b, size_t i, size_t end)
+{
+    if (b->deadline_us != 0 && fonte_mono_us() > b->deadline_us) {
+        for (size_t k = i; k < end; k++) {
+            b->rc[k] = FONTE_ETIMEOUT;
+            b->body[k] = NULL;
+            b->len[k] = 0;
+        }
+        return;
+    }
+    for (size_t k = i; k < end; k++)
+        b->rc[k] = store_get_event(b->snap, b->seqs[k], &b->body[k],
+                                   &b->len[k]);
+}
+
 /* Claims and reads chunks of b until none is left; returns how many
  * indexes this thread read. The last reader of the batch wakes the
  * caller. */
@@ -64,9 +83,7 @@ read_chunks(readers_t *r, const batch_t *b, bool helper)
         if (i >= b->n)
             break;
         size_t end = i + READERS_CHUNK < b->n ? i + READERS_CHUNK : b->n;
-        for (size_t k = i; k < end; k++)
-            b->rc[k] = store_get_event(b->snap, b->seqs[k], &b->body[k],
-                                       &b->len[k]);
+        read_range(b, i, end);
         mine += end - i;
         size_t done = atomic_fetch_add_explicit(&r->done, end - i,
                                                 memory_order_acq_rel) +
@@ -158,14 +175,16 @@ readers_destroy(readers_t **readers_p)
 
 void
 readers_get(readers_t *r, store_snap_t *snap, const uint64_t *seqs, size_t n,
-            void **body, size_t *len, fonte_err *rc)
+            void **body, size_t *len, fonte_err *rc, int64_t deadline_us)
 {
+    batch_t b = { snap, seqs, n, body, len, rc, deadline_us };
+
     /* too few to share (a helper's wake-up costs more than it would
      * read), no pool, or the pool is busy: alone */
     if (r == NULL || n < 2 * READERS_CHUNK ||
         atomic_flag_test_and_set(&r->busy)) {
-        for (size_t k = 0; k < n; k++)
-            rc[k] = store_get_event(snap, seqs[k], &body[k], &len[k]);
+        for (size_t k = 0; k < n; k += READERS_CHUNK)
+            read_range(&b, k, k + READERS_CHUNK < n ? k + READERS_CHUNK : n);
         if (r != NULL && n >= 2 * READERS_CHUNK)
             atomic_fetch_add_explicit(&r->alone, 1, memory_order_relaxed);
         return;
@@ -173,7 +192,7 @@ readers_get(readers_t *r, store_snap_t *snap, const uint64_t *seqs, size_t n,
     atomic_fetch_add_explicit(&r->batches, 1, memory_order_relaxed);
 
     pthread_mutex_lock(&r->lock);
-    r->batch = (batch_t) { snap, seqs, n, body, len, rc };
+    r->batch = b;
     atomic_store(&r->next, 0);
     atomic_store(&r->done, 0);
     r->open = true;
@@ -181,7 +200,6 @@ readers_get(readers_t *r, store_snap_t *snap, const uint64_t *seqs, size_t n,
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
 
-    batch_t b = { snap, seqs, n, body, len, rc };
     read_chunks(r, &b, false);
 
     /* the helpers' last chunks */

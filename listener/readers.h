@@ -47,10 +47,14 @@ void readers_destroy(readers_t **readers_p);
 /* Reads events seqs[0..n) of snap (store_get_event) into body[i] and
  * len[i], rc[i] its result (FONTE_OK, FONTE_ENOTFOUND, FONTE_ESTORE), on
  * this thread and the pool's idle helpers (readers may be NULL: this
- * thread alone). Bodies are the caller's, to free with store_free. */
+ * thread alone). Bodies are the caller's, to free with store_free.
+ * deadline_us: 0, or a fonte_mono_us() time after which what is not yet
+ * read is not read: rc[i] FONTE_ETIMEOUT, body[i] NULL (each reader looks
+ * at the clock before each chunk of 8, so a caller with a deadline, the
+ * query thread, is held past it by one chunk's gets at most). */
 void readers_get(readers_t *readers, store_snap_t *snap,
                  const uint64_t *seqs, size_t n, void **body, size_t *len,
-                 fonte_err *rc);
+                 fonte_err *rc, int64_t deadline_us);
 
 /* Counters since start (relaxed). */
 typedef struct readers_counters {

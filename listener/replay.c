@@ -611,8 +611,10 @@ sort_wants(load_want_t *w, load_want_t *tmp, size_t n)
 
 /* Reads the wanted events in seq order and adds them, READ_WINDOW at a
  * time: each window's gets shared with the read helpers (readers.h),
- * then added in seq order on this thread (add_event looks at the clock
- * every 16, so a plan on the query thread still gives up in time). */
+ * then added in seq order on this thread. A plan on the query thread
+ * still gives up in time: the readers stop reading at its deadline (what
+ * they did not read is FONTE_ETIMEOUT), and add_event looks at the
+ * clock every 16 events. */
 static fonte_err
 load_wants(plan_t *p)
 {
@@ -628,7 +630,12 @@ load_wants(plan_t *p)
                                                 : READ_WINDOW;
         for (size_t i = 0; i < n; i++)
             seqs[i] = w[at + i].seq;
-        readers_get(p->readers, p->snap, seqs, n, body, len, got);
+        if (plan_late(p)) {
+            rc = FONTE_ETIMEOUT; /* the request goes to a worker */
+            break;
+        }
+        readers_get(p->readers, p->snap, seqs, n, body, len, got,
+                    p->deadline_us);
         size_t i = 0;
         for (; i < n && rc == FONTE_OK; i++) {
             rc = got[i];

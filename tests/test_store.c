@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "logscan.h"
 #include "readers.h"
 #include "store.h"
@@ -1738,10 +1739,10 @@ Test(readers, every_index_is_read_once_alone_or_shared)
     const size_t sizes[] = { 0, 1, 15, 16, 17, 512, RD_N };
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         rd_seqs(seqs, sizes[k], (unsigned) k);
-        readers_get(r, snap, seqs, sizes[k], body, len, rc);
+        readers_get(r, snap, seqs, sizes[k], body, len, rc, 0);
         rd_check(snap, seqs, sizes[k], body, len, rc);
         rd_seqs(seqs, sizes[k], (unsigned) k + 100);
-        readers_get(NULL, snap, seqs, sizes[k], body, len, rc);
+        readers_get(NULL, snap, seqs, sizes[k], body, len, rc, 0);
         rd_check(snap, seqs, sizes[k], body, len, rc);
     }
     readers_counters_t c;
@@ -1754,11 +1755,25 @@ Test(readers, every_index_is_read_once_alone_or_shared)
      * theirs (a helper wakes in microseconds; the batch takes ms) */
     for (int i = 0; i < 200 && c.helped == 0; i++) {
         rd_seqs(seqs, RD_N, 7);
-        readers_get(r, snap, seqs, RD_N, body, len, rc);
+        readers_get(r, snap, seqs, RD_N, body, len, rc, 0);
         rd_check(snap, seqs, RD_N, body, len, rc);
         readers_counters(r, &c);
     }
     cr_assert_gt(c.helped, 0, "no helper ever read");
+
+    /* past its deadline nothing is read: every index FONTE_ETIMEOUT, no
+     * bytes, shared or alone */
+    for (int shared = 0; shared < 2; shared++) {
+        rd_seqs(seqs, RD_N, 9);
+        memset(rc, 0, sizeof rc);
+        readers_get(shared ? r : NULL, snap, seqs, RD_N, body, len, rc,
+                    fonte_mono_us() - 1);
+        for (size_t i = 0; i < RD_N; i++) {
+            cr_assert_eq(rc[i], FONTE_ETIMEOUT, "index %zu: %d", i, rc[i]);
+            cr_assert_null(body[i]);
+            cr_assert_eq(len[i], 0);
+        }
+    }
     readers_destroy(&r);
     cr_assert_null(r);
     readers_destroy(&r); /* NULL-safe */
@@ -1786,7 +1801,7 @@ rd_caller_main(void *arg)
         size_t n = 16 + (size_t) ((a->seed * 31u + (unsigned) i * 17u) %
                                   (RD_N / 4));
         rd_seqs(seqs, n, a->seed + (unsigned) i);
-        readers_get(a->r, a->snap, seqs, n, body, len, rc);
+        readers_get(a->r, a->snap, seqs, n, body, len, rc, 0);
         rd_check(a->snap, seqs, n, body, len, rc);
     }
     free(seqs);
