@@ -179,13 +179,12 @@ readers_get(readers_t *r, store_snap_t *snap, const uint64_t *seqs, size_t n,
 {
     batch_t b = { snap, seqs, n, body, len, rc, deadline_us };
 
-    /* too few to share (a helper's wake-up costs more than it would
-     * read), no pool, or the pool is busy: alone */
-    if (r == NULL || n < 2 * READERS_CHUNK ||
+    /* too few to share, no pool, or the pool is busy: alone */
+    if (r == NULL || n < READERS_MIN ||
         atomic_flag_test_and_set(&r->busy)) {
         for (size_t k = 0; k < n; k += READERS_CHUNK)
             read_range(&b, k, k + READERS_CHUNK < n ? k + READERS_CHUNK : n);
-        if (r != NULL && n >= 2 * READERS_CHUNK)
+        if (r != NULL && n >= READERS_MIN)
             atomic_fetch_add_explicit(&r->alone, 1, memory_order_relaxed);
         return;
     }

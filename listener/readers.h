@@ -34,6 +34,8 @@
 #include "store.h"
 
 #define READERS_MAX 16 /* helper threads, at most */
+#define READERS_MIN 16 /* fewer gets are read alone, uncounted: a helper's
+                          wake-up would cost more than its share */
 
 typedef struct readers readers_t;
 

@@ -1734,8 +1734,8 @@ Test(readers, every_index_is_read_once_alone_or_shared)
     static size_t len[RD_N];
     static fonte_err rc[RD_N];
 
-    /* below 16 the batch is read alone, without counting; from 16 on
-     * it is shared (nothing else is reading) */
+    /* below READERS_MIN (16) the batch is read alone, without counting;
+     * from 16 on it is shared (nothing else is reading) */
     const size_t sizes[] = { 0, 1, 15, 16, 17, 512, RD_N };
     for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
         rd_seqs(seqs, sizes[k], (unsigned) k);
