@@ -626,14 +626,14 @@ load_wants(plan_t *p)
     fonte_err got[READ_WINDOW];
 
     for (size_t at = 0; at < p->n_want && rc == FONTE_OK;) {
-        size_t n = p->n_want - at < READ_WINDOW ? p->n_want - at
-                                                : READ_WINDOW;
-        for (size_t i = 0; i < n; i++)
-            seqs[i] = w[at + i].seq;
         if (plan_late(p)) {
             rc = FONTE_ETIMEOUT; /* the request goes to a worker */
             break;
         }
+        size_t n = p->n_want - at < READ_WINDOW ? p->n_want - at
+                                                : READ_WINDOW;
+        for (size_t i = 0; i < n; i++)
+            seqs[i] = w[at + i].seq;
         readers_get(p->readers, p->snap, seqs, n, body, len, got,
                     p->deadline_us);
         size_t i = 0;
